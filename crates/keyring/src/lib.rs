@@ -1,0 +1,43 @@
+//! A data-protection key ring shared by every node of a fleet.
+//!
+//! Payloads (cookies, antiforgery tokens, anything a node hands out and must read back) are
+//! sealed with AES-256-GCM under a key whose id travels in the payload, so any node holding the
+//! ring opens what any other node made. Keys live in a [`KeyRepository`] every node reaches (a
+//! directory, Redis, SQL), rotate on a schedule with a propagation window, can be revoked, and
+//! can be encrypted at rest under a [`MasterKey`].
+//!
+//! ```
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use ringfence_keyring::{KeyRing, KeyRingConfig, MemoryKeyRepository, SystemClock};
+//!
+//! let ring = KeyRing::open(Arc::new(MemoryKeyRepository::new()), KeyRingConfig::default(), SystemClock::shared()).await?;
+//! let invites = ring.protector("invites");
+//! let token = invites.protect(b"user 42")?;
+//! assert_eq!(invites.unprotect(&token).await?, b"user 42");
+//! assert!(ring.protector("password-reset").unprotect(&token).await.is_err());
+//! # Ok(()) }
+//! ```
+//!
+//! The payload bytes are described in [`payload`]; the key document in [`document`].
+
+#![deny(missing_docs)]
+
+mod clock;
+pub mod conformance;
+pub mod document;
+mod key;
+pub mod payload;
+mod protector;
+pub mod repository;
+mod ring;
+
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use document::{DocumentError, KeyDocument, MasterKey, MasterKeyError};
+pub use key::{Key, KeyId, KeyInfo, KeyMaterial, KeyStatus, ParseKeyIdError};
+pub use protector::{ProtectError, Protector, TimeLimitedProtector, UnprotectError};
+pub use repository::{
+    DirectoryKeyRepository, KeyRepository, MemoryKeyRepository, PostgresKeyRepository,
+    RedisKeyRepository, RepositoryError, Revision, RingSnapshot, SqliteKeyRepository,
+};
+pub use ring::{KeyRing, KeyRingConfig, KeyRingError, MIN_KEY_LIFETIME};

@@ -1,0 +1,187 @@
+//! Protectors: protect and unprotect payloads for one purpose.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, TimeZone, Utc};
+
+use crate::key::KeyId;
+use crate::payload::{self, purpose_hash};
+use crate::ring::KeyRing;
+
+/// Why a payload could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtectError {
+    /// The ring has no usable key (a node with `--no-key-generation` before the first key
+    /// exists, or every key revoked).
+    #[error("the key ring has no usable key")]
+    NoDefaultKey,
+}
+
+/// Why a payload did not open. Every variant means "treat the input as absent": callers answer
+/// with a specific error, never with a panic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnprotectError {
+    /// Not base64, or shorter than the smallest possible payload (truncated).
+    #[error("payload is malformed or truncated")]
+    Malformed,
+    /// A format version this code does not know.
+    #[error("payload format version {0} is not supported")]
+    UnsupportedVersion(u8),
+    /// The key id is not in the key ring, even after re-reading the store.
+    #[error("the key {0} was not found in the key ring")]
+    UnknownKey(KeyId),
+    /// The key was revoked.
+    #[error("the key {0} was revoked")]
+    Revoked(KeyId),
+    /// Authentication failed: tampered, or made for another purpose.
+    #[error("payload failed authentication (tampered, or made for another purpose)")]
+    Invalid,
+    /// A time-limited payload past its expiry.
+    #[error("payload expired at {0}")]
+    Expired(DateTime<Utc>),
+}
+
+/// Protects and unprotects payloads for one purpose chain.
+///
+/// A purpose names what a payload is for ("ringfence.session.v1", "csrf"); a payload made for
+/// one purpose never opens under another, because each purpose gets its own sub-key.
+#[derive(Clone)]
+pub struct Protector {
+    ring: KeyRing,
+    purposes: Arc<[String]>,
+    purpose: [u8; 32],
+}
+
+impl std::fmt::Debug for Protector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Protector")
+            .field("purposes", &self.purposes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Protector {
+    pub(crate) fn new(ring: KeyRing, purposes: Vec<String>) -> Self {
+        let purpose = purpose_hash(&purposes);
+        Self {
+            ring,
+            purposes: purposes.into(),
+            purpose,
+        }
+    }
+
+    /// A protector for a sub-purpose of this one (`["app", "invites"]`): isolated from the
+    /// parent and from every sibling.
+    pub fn purpose(&self, sub: &str) -> Protector {
+        let mut purposes = self.purposes.to_vec();
+        purposes.push(sub.to_owned());
+        Protector::new(self.ring.clone(), purposes)
+    }
+
+    /// The purpose chain.
+    pub fn purposes(&self) -> &[String] {
+        &self.purposes
+    }
+
+    /// Protects `plaintext` into raw payload bytes under the default key.
+    pub fn protect_bytes(&self, plaintext: &[u8]) -> Result<Vec<u8>, ProtectError> {
+        let state = self.ring.state();
+        let now = self.ring.inner.clock.now();
+        let key = state
+            .default_key(now, self.ring.inner.config.clock_skew)
+            .ok_or(ProtectError::NoDefaultKey)?;
+        let cipher = key.cipher(&self.purpose);
+        Ok(payload::seal(&cipher, &key.info.id, plaintext))
+    }
+
+    /// Protects `plaintext` into URL-safe base64 (cookie-, header- and URL-safe).
+    pub fn protect(&self, plaintext: &[u8]) -> Result<String, ProtectError> {
+        self.protect_bytes(plaintext)
+            .map(|bytes| URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// Opens raw payload bytes with the keys in memory only (no store access).
+    pub fn unprotect_bytes_cached(&self, payload: &[u8]) -> Result<Vec<u8>, UnprotectError> {
+        let id = payload::key_id_of(payload)?;
+        let state = self.ring.state();
+        let key = state.keys.get(&id).ok_or(UnprotectError::UnknownKey(id))?;
+        if key.info.is_revoked() {
+            return Err(UnprotectError::Revoked(id));
+        }
+        let plain = payload::open(&key.cipher(&self.purpose), payload)?;
+        let now = self.ring.inner.clock.now();
+        let is_default = state
+            .default_key(now, self.ring.inner.config.clock_skew)
+            .is_some_and(|d| d.info.id == id);
+        if !is_default {
+            // Tells operators when payloads under old keys stop arriving.
+            metrics::counter!("ringfence_keyring_unprotect_non_default_key_total").increment(1);
+        }
+        Ok(plain)
+    }
+
+    /// Opens raw payload bytes. A payload under a key this node does not know makes it re-read
+    /// the store (rate-limited) and try once more, so a key made on another node a moment ago
+    /// works here too.
+    pub async fn unprotect_bytes(&self, payload: &[u8]) -> Result<Vec<u8>, UnprotectError> {
+        match self.unprotect_bytes_cached(payload) {
+            Err(UnprotectError::UnknownKey(_)) if self.ring.reload_for_unknown_key().await => {
+                self.unprotect_bytes_cached(payload)
+            }
+            other => other,
+        }
+    }
+
+    /// Opens a payload made by [`Protector::protect`].
+    pub async fn unprotect(&self, payload: &str) -> Result<Vec<u8>, UnprotectError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .map_err(|_| UnprotectError::Malformed)?;
+        self.unprotect_bytes(&bytes).await
+    }
+
+    /// A protector whose payloads carry an expiry inside the authenticated plaintext.
+    pub fn time_limited(&self) -> TimeLimitedProtector {
+        TimeLimitedProtector {
+            // A separate purpose: a time-limited payload never opens as a plain one or back.
+            inner: self.purpose("ringfence.time-limited"),
+        }
+    }
+}
+
+/// Protects payloads that stop opening after a given time.
+#[derive(Clone, Debug)]
+pub struct TimeLimitedProtector {
+    inner: Protector,
+}
+
+impl TimeLimitedProtector {
+    /// Protects `plaintext` so that it opens only before `expires_at`.
+    pub fn protect(&self, plaintext: &[u8], expires_at: DateTime<Utc>) -> Result<String, ProtectError> {
+        let mut framed = Vec::with_capacity(8 + plaintext.len());
+        framed.extend_from_slice(&expires_at.timestamp_millis().to_be_bytes());
+        framed.extend_from_slice(plaintext);
+        self.inner.protect(&framed)
+    }
+
+    /// Opens a payload, returning the plaintext and its expiry; [`UnprotectError::Expired`]
+    /// once the ring's clock reaches the expiry.
+    pub async fn unprotect(&self, payload: &str) -> Result<(Vec<u8>, DateTime<Utc>), UnprotectError> {
+        let mut framed = self.inner.unprotect(payload).await?;
+        let millis: [u8; 8] = framed
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(UnprotectError::Malformed)?;
+        let expires_at = Utc
+            .timestamp_millis_opt(i64::from_be_bytes(millis))
+            .single()
+            .ok_or(UnprotectError::Malformed)?;
+        if self.inner.ring.inner.clock.now() >= expires_at {
+            return Err(UnprotectError::Expired(expires_at));
+        }
+        framed.drain(..8);
+        Ok((framed, expires_at))
+    }
+}
