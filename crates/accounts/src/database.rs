@@ -1,0 +1,205 @@
+//! Opening the account database from a URL.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::sql::store_error;
+use crate::{PostgresUserStore, SqliteUserStore, UserStore, UserStoreError};
+
+/// How long SQLite waits for a lock held by another connection or process before failing.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long opening a PostgreSQL connection may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a query waits for a free pooled connection before the store counts as unavailable.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+const ACCEPTED_SCHEMES: &str = "sqlite://, postgres:// or postgresql://";
+
+/// A connection pool to the account database, SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// An embedded SQLite file (WAL mode).
+    Sqlite(SqlitePool),
+    /// A PostgreSQL server.
+    Postgres(PgPool),
+}
+
+impl Database {
+    /// Opens a pool for `url`: `sqlite://PATH` (the file is created when missing) or
+    /// `postgres://…` / `postgresql://…` (the server must answer within 5 s).
+    ///
+    /// Error messages never repeat the URL, which may hold a password.
+    pub async fn connect(url: &str) -> Result<Database, UserStoreError> {
+        let scheme = url
+            .split_once(':')
+            .map(|(scheme, _)| scheme.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("sqlite") => Self::connect_sqlite(url).await,
+            Some("postgres" | "postgresql") => Self::connect_postgres(url).await,
+            Some(other) if !other.is_empty() && other.len() <= 32 => {
+                Err(UserStoreError::InvalidUrl(format!(
+                    "unsupported scheme {other:?}; use {ACCEPTED_SCHEMES}"
+                )))
+            }
+            _ => Err(UserStoreError::InvalidUrl(format!(
+                "the database URL must start with {ACCEPTED_SCHEMES}"
+            ))),
+        }
+    }
+
+    async fn connect_sqlite(url: &str) -> Result<Database, UserStoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| UserStoreError::InvalidUrl(format!("SQLite URL: {e}")))?
+            .create_if_missing(true)
+            // WAL lets readers proceed while one connection writes; NORMAL sync is durable
+            // across application crashes in WAL mode and much cheaper than FULL.
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(store_error)?;
+        Ok(Database::Sqlite(pool))
+    }
+
+    async fn connect_postgres(url: &str) -> Result<Database, UserStoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| UserStoreError::InvalidUrl(format!("PostgreSQL URL: {e}")))?;
+        let connecting = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options);
+        // sqlx has no separate connect timeout for PostgreSQL; bound the first connection here.
+        let pool = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| {
+                UserStoreError::Unavailable(format!(
+                    "PostgreSQL did not answer within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(store_error)?;
+        Ok(Database::Postgres(pool))
+    }
+
+    /// The user store on this database, with its migrations applied.
+    pub async fn user_store(&self) -> Result<Arc<dyn UserStore>, UserStoreError> {
+        Ok(match self {
+            Database::Sqlite(pool) => {
+                let store = SqliteUserStore::new(pool.clone());
+                store.migrate().await?;
+                Arc::new(store)
+            }
+            Database::Postgres(pool) => {
+                let store = PostgresUserStore::new(pool.clone());
+                store.migrate().await?;
+                Arc::new(store)
+            }
+        })
+    }
+
+    /// The SQLite pool, to share the file with other embedded stores (sessions).
+    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        match self {
+            Database::Sqlite(pool) => Some(pool),
+            Database::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL pool.
+    pub fn postgres_pool(&self) -> Option<&PgPool> {
+        match self {
+            Database::Postgres(pool) => Some(pool),
+            Database::Sqlite(_) => None,
+        }
+    }
+
+    /// `"sqlite"` or `"postgres"`, for logs and status pages.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Database::Sqlite(_) => "sqlite",
+            Database::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned (graceful shutdown).
+    pub async fn close(&self) {
+        match self {
+            Database::Sqlite(pool) => pool.close().await,
+            Database::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rejects_unknown_schemes_without_echoing_the_url() {
+        for url in [
+            "mysql://root:hunter2@localhost/db",
+            "redis://localhost",
+            "/var/lib/ringfence/users.db",
+            "",
+            "users.db",
+        ] {
+            let err = Database::connect(url).await.unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                matches!(err, UserStoreError::InvalidUrl(_)),
+                "{url}: {err:?}"
+            );
+            assert!(
+                msg.contains("sqlite://") && msg.contains("postgres://"),
+                "{msg}"
+            );
+            assert!(!msg.contains("hunter2"), "{msg}");
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_file_is_created_in_wal_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("accounts.db");
+        let db = Database::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        assert_eq!(db.backend(), "sqlite");
+        assert!(path.exists());
+        let pool = db.sqlite_pool().unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(timeout, 5000);
+        let store = db.user_store().await.unwrap();
+        assert_eq!(store.count().await.unwrap(), 0);
+        // Migrating twice (a second node, a restart) is a no-op.
+        db.user_store().await.unwrap();
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn unreachable_postgres_is_unavailable() {
+        // Port 1 on loopback: nothing listens there, the connection is refused at once.
+        let err = Database::connect("postgres://user:secret@127.0.0.1:1/db")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, UserStoreError::Unavailable(_)), "{err:?}");
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
+}

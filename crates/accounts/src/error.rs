@@ -1,0 +1,89 @@
+//! The error type of the accounts service.
+
+use crate::{PasswordRejection, UserStoreError};
+
+/// Why an account operation failed. Every message can be shown to the person using the app;
+/// none tells whether an e-mail address has an account when signing in.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// The e-mail address is malformed; the text says how.
+    #[error("invalid e-mail address: {0}")]
+    InvalidEmail(String),
+    /// The new password does not meet the policy.
+    #[error("{0}")]
+    WeakPassword(PasswordRejection),
+    /// Registration with an e-mail address that already has an account.
+    #[error("an account with this e-mail address already exists")]
+    EmailTaken,
+    /// Sign-in failed: unknown e-mail or wrong password (deliberately indistinguishable).
+    #[error("the e-mail address or password is incorrect")]
+    InvalidCredentials,
+    /// A password change with a wrong current password.
+    #[error("the current password is incorrect")]
+    CurrentPasswordIncorrect,
+    /// The account does not exist (any more).
+    #[error("no such account")]
+    UserNotFound,
+    /// A backing store (users or sessions) is unreachable; HTTP `503`.
+    #[error("the account service is temporarily unavailable ({0})")]
+    Store(String),
+    /// Stored data could not be read (e.g. a malformed password hash); logged, never the
+    /// client's fault.
+    #[error("stored account data is malformed: {0}")]
+    Corrupt(String),
+    /// The service was configured with impossible settings (e.g. argon2 parameters).
+    #[error("invalid accounts configuration: {0}")]
+    InvalidConfig(String),
+    /// An internal failure (a hashing task panicked or was cancelled at shutdown).
+    #[error("internal error in the account service: {0}")]
+    Internal(String),
+}
+
+impl AccountError {
+    /// A stable machine-readable code for APIs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AccountError::InvalidEmail(_) => "invalid_email",
+            AccountError::WeakPassword(_) => "weak_password",
+            AccountError::EmailTaken => "email_taken",
+            AccountError::InvalidCredentials => "invalid_credentials",
+            AccountError::CurrentPasswordIncorrect => "current_password_incorrect",
+            AccountError::UserNotFound => "user_not_found",
+            AccountError::Store(_) => "store_unavailable",
+            AccountError::Corrupt(_) => "corrupt_data",
+            AccountError::InvalidConfig(_) => "invalid_config",
+            AccountError::Internal(_) => "internal",
+        }
+    }
+
+    /// Whether the client's input was at fault (`4xx`) rather than the service (`5xx`).
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            AccountError::InvalidEmail(_)
+                | AccountError::WeakPassword(_)
+                | AccountError::EmailTaken
+                | AccountError::InvalidCredentials
+                | AccountError::CurrentPasswordIncorrect
+                | AccountError::UserNotFound
+        )
+    }
+}
+
+impl From<PasswordRejection> for AccountError {
+    fn from(rejection: PasswordRejection) -> Self {
+        AccountError::WeakPassword(rejection)
+    }
+}
+
+impl From<UserStoreError> for AccountError {
+    fn from(e: UserStoreError) -> Self {
+        match e {
+            UserStoreError::EmailTaken => AccountError::EmailTaken,
+            UserStoreError::Unavailable(msg) => AccountError::Store(msg),
+            UserStoreError::Corrupt(msg) => AccountError::Corrupt(msg),
+            UserStoreError::InvalidUrl(msg) => AccountError::InvalidConfig(msg),
+            UserStoreError::Migration(msg) => AccountError::Store(msg),
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! argon2id password hashing off the async runtime, with bounded concurrency.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use tokio::sync::{OnceCell, Semaphore};
+
+use crate::AccountError;
+
+/// argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    /// Memory, in KiB.
+    pub m_cost_kib: u32,
+    /// Passes over memory.
+    pub t_cost: u32,
+    /// Lanes.
+    pub p_cost: u32,
+}
+
+impl Argon2Params {
+    /// The OWASP Password Storage Cheat Sheet minimum for argon2id: 19 MiB, 2 passes, 1 lane.
+    pub const OWASP: Argon2Params = Argon2Params {
+        m_cost_kib: 19_456,
+        t_cost: 2,
+        p_cost: 1,
+    };
+
+    fn to_argon2(self) -> Result<Params, AccountError> {
+        Params::new(self.m_cost_kib, self.t_cost, self.p_cost, None)
+            .map_err(|e| AccountError::InvalidConfig(format!("argon2 parameters: {e}")))
+    }
+}
+
+impl Default for Argon2Params {
+    fn default() -> Self {
+        Self::OWASP
+    }
+}
+
+/// Stored hashes asking for more memory than this are treated as corrupt rather than verified:
+/// a damaged or planted row must not make one sign-in allocate gigabytes.
+const MAX_STORED_M_COST_KIB: u32 = 1024 * 1024;
+
+/// Outcome of checking a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verification {
+    /// The password matches.
+    pub valid: bool,
+    /// The stored hash was made with other parameters (or another argon2 variant) than the
+    /// current ones; the caller should store a fresh hash while it has the plaintext.
+    pub needs_rehash: bool,
+}
+
+/// Hashes and verifies passwords with argon2id.
+///
+/// Each hash costs tens of milliseconds of CPU and ~19 MiB of memory, so the work runs on
+/// tokio's blocking pool (never on a runtime worker), and a semaphore caps how many run at
+/// once: a burst of sign-ins queues here instead of occupying every blocking thread and every
+/// megabyte. Cheap to clone; clones share the semaphore.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    params: Params,
+    semaphore: Arc<Semaphore>,
+    /// A hash of a random password with the current parameters, for unknown e-mails.
+    dummy: OnceCell<String>,
+}
+
+impl std::fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordHasher")
+            .field("m_cost_kib", &self.inner.params.m_cost())
+            .field("t_cost", &self.inner.params.t_cost())
+            .field("p_cost", &self.inner.params.p_cost())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for PasswordHasher {
+    fn default() -> Self {
+        Self::build(Params::DEFAULT, default_permits())
+    }
+}
+
+fn default_permits() -> usize {
+    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+}
+
+impl PasswordHasher {
+    /// A hasher with `params`, allowing as many concurrent hashes as there are CPUs.
+    pub fn new(params: Argon2Params) -> Result<Self, AccountError> {
+        Self::with_permits(params, default_permits())
+    }
+
+    /// A hasher with `params`, allowing `permits` concurrent hashes (at least 1).
+    pub fn with_permits(params: Argon2Params, permits: usize) -> Result<Self, AccountError> {
+        Ok(Self::build(params.to_argon2()?, permits))
+    }
+
+    fn build(params: Params, permits: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                params,
+                semaphore: Arc::new(Semaphore::new(permits.max(1))),
+                dummy: OnceCell::new(),
+            }),
+        }
+    }
+
+    /// The current parameters.
+    pub fn params(&self) -> Argon2Params {
+        let p = &self.inner.params;
+        Argon2Params {
+            m_cost_kib: p.m_cost(),
+            t_cost: p.t_cost(),
+            p_cost: p.p_cost(),
+        }
+    }
+
+    fn argon2(&self) -> Argon2<'static> {
+        Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            self.inner.params.clone(),
+        )
+    }
+
+    /// Runs `work` on the blocking pool once a permit is free. The permit moves into the
+    /// closure, so it is held until the hash is done even if the caller's future is dropped.
+    async fn run<T, F>(&self, work: F) -> Result<T, AccountError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let permit = Arc::clone(&self.inner.semaphore)
+            .acquire_owned()
+            .await
+            .map_err(|_| AccountError::Internal("password hasher shut down".to_owned()))?;
+        tokio::task::spawn_blocking(move || {
+            let out = work();
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|e| AccountError::Internal(format!("password hashing task failed: {e}")))
+    }
+
+    /// Hashes a password with a fresh random salt; returns the PHC string
+    /// (`$argon2id$v=19$m=19456,t=2,p=1$…`).
+    pub async fn hash(&self, password: String) -> Result<String, AccountError> {
+        let argon2 = self.argon2();
+        self.run(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            argon2
+                .hash_password(password.as_bytes(), &salt)
+                .map(|hash| hash.to_string())
+                .map_err(|e| AccountError::Internal(format!("password hashing failed: {e}")))
+        })
+        .await?
+    }
+
+    /// Checks `password` against the stored PHC string `phc`, using the parameters recorded in
+    /// it. A stored value that is not a readable argon2 hash is an [`AccountError::Corrupt`]
+    /// (the caller treats it as invalid credentials), never a panic.
+    pub async fn verify(
+        &self,
+        password: String,
+        phc: String,
+    ) -> Result<Verification, AccountError> {
+        let current = self.inner.params.clone();
+        self.run(move || verify_blocking(&password, &phc, &current))
+            .await?
+    }
+
+    /// Spends the same time as [`PasswordHasher::verify`] against a hash made with the current
+    /// parameters, and always fails. Used when the e-mail is unknown so that the response time
+    /// does not tell which e-mails have accounts.
+    pub async fn verify_dummy(&self, password: String) {
+        let dummy = match self.dummy_hash().await {
+            Ok(dummy) => dummy.to_owned(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot compute the dummy password hash");
+                return;
+            }
+        };
+        if let Err(e) = self.verify(password, dummy).await {
+            tracing::error!(error = %e, "dummy password verification failed");
+        }
+    }
+
+    /// Computes the dummy hash now rather than on the first unknown e-mail, so that first
+    /// request is not slower than the rest (call at start-up).
+    pub async fn warm_up(&self) -> Result<(), AccountError> {
+        self.dummy_hash().await.map(|_| ())
+    }
+
+    async fn dummy_hash(&self) -> Result<&str, AccountError> {
+        self.inner
+            .dummy
+            .get_or_try_init(|| {
+                let mut random = [0u8; 32];
+                OsRng.fill_bytes(&mut random);
+                let password: String = random.iter().map(|b| format!("{b:02x}")).collect();
+                self.hash(password)
+            })
+            .await
+            .map(String::as_str)
+    }
+}
+
+fn verify_blocking(
+    password: &str,
+    phc: &str,
+    current: &Params,
+) -> Result<Verification, AccountError> {
+    let corrupt = |what: &str| AccountError::Corrupt(format!("stored password hash: {what}"));
+    let hash = PasswordHash::new(phc).map_err(|e| corrupt(&e.to_string()))?;
+    let algorithm = Algorithm::try_from(hash.algorithm).map_err(|e| corrupt(&e.to_string()))?;
+    let stored = Params::try_from(&hash).map_err(|e| corrupt(&e.to_string()))?;
+    if stored.m_cost() > MAX_STORED_M_COST_KIB {
+        return Err(corrupt("memory cost out of range"));
+    }
+    let version = hash
+        .version
+        .map(Version::try_from)
+        .transpose()
+        .map_err(|e| corrupt(&e.to_string()))?
+        .unwrap_or_default();
+    // The verifier takes algorithm, version and parameters from the stored hash, so old hashes
+    // keep verifying after the current parameters change.
+    let verifier = Argon2::new(algorithm, version, stored.clone());
+    let valid = match verifier.verify_password(password.as_bytes(), &hash) {
+        Ok(()) => true,
+        Err(argon2::password_hash::Error::Password) => false,
+        Err(e) => return Err(corrupt(&e.to_string())),
+    };
+    let needs_rehash = algorithm != Algorithm::Argon2id
+        || version != Version::V0x13
+        || stored.m_cost() != current.m_cost()
+        || stored.t_cost() != current.t_cost()
+        || stored.p_cost() != current.p_cost()
+        || hash.hash.map(|h| h.len())
+            != Some(current.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN));
+    Ok(Verification {
+        valid,
+        needs_rehash,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tests use the production parameters: argon2 is built with opt-level 3 even in debug.
+    fn hasher() -> PasswordHasher {
+        PasswordHasher::new(Argon2Params::OWASP).unwrap()
+    }
+
+    #[tokio::test]
+    async fn round_trip() {
+        let h = hasher();
+        let phc = h.hash("correct horse battery staple".into()).await.unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        let ok = h
+            .verify("correct horse battery staple".into(), phc.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            ok,
+            Verification {
+                valid: true,
+                needs_rehash: false
+            }
+        );
+        // Fresh salt every time.
+        let again = h.hash("correct horse battery staple".into()).await.unwrap();
+        assert_ne!(phc, again);
+    }
+
+    #[tokio::test]
+    async fn wrong_password() {
+        let h = hasher();
+        let phc = h.hash("correct horse battery staple".into()).await.unwrap();
+        let v = h
+            .verify("Correct horse battery staple".into(), phc)
+            .await
+            .unwrap();
+        assert!(!v.valid);
+    }
+
+    #[tokio::test]
+    async fn malformed_hash_is_an_error_not_a_panic() {
+        let h = hasher();
+        for bad in [
+            "",
+            "not a hash",
+            "$argon2id$",
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$",
+            "$argon2id$v=19$m=19456,t=2,p=1$!!!$!!!",
+            "$argon2id$v=19$m=4294967295,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+            "$argon2id$v=99$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+            "$scrypt$ln=15,r=8,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
+            "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",
+        ] {
+            let result = h.verify("whatever password".into(), bad.to_owned()).await;
+            assert!(matches!(result, Err(AccountError::Corrupt(_))), "{bad:?}: {result:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn needs_rehash_when_params_change() {
+        let weak = PasswordHasher::new(Argon2Params {
+            m_cost_kib: 8 * 1024,
+            t_cost: 1,
+            p_cost: 1,
+        })
+        .unwrap();
+        let phc = weak
+            .hash("correct horse battery staple".into())
+            .await
+            .unwrap();
+        let v = weak
+            .verify("correct horse battery staple".into(), phc.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            Verification {
+                valid: true,
+                needs_rehash: false
+            }
+        );
+
+        let current = hasher();
+        let v = current
+            .verify("correct horse battery staple".into(), phc.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            Verification {
+                valid: true,
+                needs_rehash: true
+            }
+        );
+        let v = current.verify("wrong".into(), phc).await.unwrap();
+        assert!(!v.valid);
+
+        let stronger = PasswordHasher::new(Argon2Params {
+            t_cost: 3,
+            ..Argon2Params::OWASP
+        })
+        .unwrap();
+        let phc = current
+            .hash("correct horse battery staple".into())
+            .await
+            .unwrap();
+        let v = stronger
+            .verify("correct horse battery staple".into(), phc)
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            Verification {
+                valid: true,
+                needs_rehash: true
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn other_argon2_variant_needs_rehash() {
+        let salt = SaltString::generate(&mut OsRng);
+        let phc = Argon2::new(Algorithm::Argon2i, Version::V0x13, Params::DEFAULT)
+            .hash_password(b"correct horse battery staple", &salt)
+            .unwrap()
+            .to_string();
+        let v = hasher()
+            .verify("correct horse battery staple".into(), phc)
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            Verification {
+                valid: true,
+                needs_rehash: true
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn dummy_never_matches() {
+        let h = hasher();
+        h.warm_up().await.unwrap();
+        let dummy = h.dummy_hash().await.unwrap().to_owned();
+        assert!(dummy.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        h.verify_dummy("anything".into()).await;
+        // Computed once.
+        assert_eq!(h.dummy_hash().await.unwrap(), dummy);
+    }
+
+    #[test]
+    fn invalid_params_are_rejected() {
+        let err = PasswordHasher::new(Argon2Params {
+            m_cost_kib: 1,
+            t_cost: 0,
+            p_cost: 0,
+        })
+        .unwrap_err();
+        assert!(matches!(err, AccountError::InvalidConfig(_)), "{err:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrency_is_bounded() {
+        let h = PasswordHasher::with_permits(Argon2Params::OWASP, 1).unwrap();
+        let tasks: Vec<_> = (0..4)
+            .map(|i| {
+                let h = h.clone();
+                tokio::spawn(async move { h.hash(format!("password number {i}")).await })
+            })
+            .collect();
+        for t in tasks {
+            assert!(t.await.unwrap().is_ok());
+        }
+        assert_eq!(h.inner.semaphore.available_permits(), 1);
+    }
+}

@@ -1,0 +1,50 @@
+//! User accounts for ringfence.
+//!
+//! - [`Email`]: the canonical (trimmed, lowercased) form every lookup and insert goes through.
+//! - [`PasswordPolicy`]: NIST SP 800-63B style rules for new passwords (length, a shipped
+//!   blocklist of common passwords, not the e-mail), no composition rules.
+//! - [`PasswordHasher`]: argon2id at OWASP parameters on the blocking pool, bounded by a
+//!   semaphore, with transparent rehashing when the parameters change.
+//! - [`UserStore`]: the storage seam, implemented by [`SqliteUserStore`] and
+//!   [`PostgresUserStore`] with the same SQL; [`conformance`] is the suite both pass.
+//! - [`Database`]: opens either from a URL.
+//! - [`Accounts`]: the service (register, authenticate, change password, admin operations).
+//!
+//! ```no_run
+//! # async fn demo(sessions: ringfence_sessions::SessionManager) -> Result<(), Box<dyn std::error::Error>> {
+//! use ringfence_accounts::{Accounts, Database, PasswordHasher, PasswordPolicy};
+//! use ringfence_keyring::SystemClock;
+//!
+//! let db = Database::connect("sqlite://ringfence-data/ringfence.db").await?;
+//! let accounts = Accounts::new(
+//!     db.user_store().await?,
+//!     PasswordHasher::default(),
+//!     PasswordPolicy::default(),
+//!     sessions,
+//!     SystemClock::shared(),
+//! );
+//! let user = accounts.register("Alice@Example.com", "correct horse battery staple").await?;
+//! assert_eq!(accounts.authenticate("alice@example.com", "correct horse battery staple").await?.id, user.id);
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod conformance;
+mod database;
+mod email;
+mod error;
+mod hasher;
+mod policy;
+mod service;
+mod sql;
+mod store;
+
+pub use database::{Database, ACQUIRE_TIMEOUT, CONNECT_TIMEOUT, SQLITE_BUSY_TIMEOUT};
+pub use email::{Email, MAX_EMAIL_LEN, MAX_LOCAL_LEN};
+pub use error::AccountError;
+pub use hasher::{Argon2Params, PasswordHasher, Verification};
+pub use policy::{common_password_count, is_common_password, PasswordPolicy, PasswordRejection};
+pub use service::{Accounts, REGISTRATIONS_METRIC, SIGN_IN_METRIC};
+pub use sql::{PostgresUserStore, SqliteUserStore};
+pub use store::{User, UserRecord, UserStore, UserStoreError};

@@ -1,0 +1,302 @@
+//! The accounts service: registration, sign-in and password changes.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use ringfence_keyring::SharedClock;
+use ringfence_sessions::{SessionId, SessionManager};
+
+use crate::{AccountError, Email, PasswordHasher, PasswordPolicy, User, UserRecord, UserStore};
+
+/// Counter of sign-in attempts, labelled `result="ok"` or `result="invalid"`.
+pub const SIGN_IN_METRIC: &str = "ringfence_sign_in_total";
+/// Counter of self-service registrations.
+pub const REGISTRATIONS_METRIC: &str = "ringfence_registrations_total";
+
+/// User accounts: the policy around a [`UserStore`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Accounts {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    users: Arc<dyn UserStore>,
+    hasher: PasswordHasher,
+    policy: PasswordPolicy,
+    sessions: SessionManager,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accounts")
+            .field("hasher", &self.inner.hasher)
+            .field("policy", &self.inner.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Accounts {
+    /// Assembles the service. `users` must already be migrated.
+    pub fn new(
+        users: Arc<dyn UserStore>,
+        hasher: PasswordHasher,
+        policy: PasswordPolicy,
+        sessions: SessionManager,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                users,
+                hasher,
+                policy,
+                sessions,
+                clock,
+            }),
+        }
+    }
+
+    /// The underlying store (admin statistics, readiness).
+    pub fn users(&self) -> &Arc<dyn UserStore> {
+        &self.inner.users
+    }
+
+    /// The password hasher (to [`PasswordHasher::warm_up`] at start-up).
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.inner.hasher
+    }
+
+    /// The policy new passwords must meet (to describe it on forms).
+    pub fn policy(&self) -> &PasswordPolicy {
+        &self.inner.policy
+    }
+
+    /// Timestamps are stored with microsecond precision (PostgreSQL's), so a returned [`User`]
+    /// equals the one read back later on every backend.
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now().trunc_subsecs(6)
+    }
+
+    /// Self-service registration. Returns the new account; the caller signs it in.
+    pub async fn register(&self, email: &str, password: &str) -> Result<User, AccountError> {
+        let user = self.create(email, password, false).await?;
+        metrics::counter!(REGISTRATIONS_METRIC).increment(1);
+        tracing::info!(user_id = %user.id, "account registered");
+        Ok(user)
+    }
+
+    /// Creates an account from the admin CLI, optionally an admin; same policy as
+    /// [`Accounts::register`].
+    pub async fn add_user(
+        &self,
+        email: &str,
+        password: &str,
+        admin: bool,
+    ) -> Result<User, AccountError> {
+        let user = self.create(email, password, admin).await?;
+        tracing::info!(user_id = %user.id, admin, "account added by an administrator");
+        Ok(user)
+    }
+
+    async fn create(&self, email: &str, password: &str, admin: bool) -> Result<User, AccountError> {
+        let email = Email::parse(email)?;
+        self.inner.policy.validate(password, &email)?;
+        let hash = self.inner.hasher.hash(password.to_owned()).await?;
+        let now = self.now();
+        let user = User {
+            id: new_user_id(),
+            email: email.into_string(),
+            is_admin: admin,
+            created_at: now,
+            password_changed_at: now,
+        };
+        self.inner.users.insert(&user, &hash).await?;
+        Ok(user)
+    }
+
+    /// Checks an e-mail and password. Unknown e-mail, malformed e-mail and wrong password all
+    /// give [`AccountError::InvalidCredentials`]; an unknown e-mail costs one full hash
+    /// verification like a wrong password, so timing does not tell them apart either.
+    /// A hash made with old parameters is replaced while the plaintext is at hand.
+    pub async fn authenticate(&self, email: &str, password: &str) -> Result<User, AccountError> {
+        let result = self.check_credentials(email, password).await;
+        match &result {
+            Ok(_) => metrics::counter!(SIGN_IN_METRIC, "result" => "ok").increment(1),
+            Err(AccountError::InvalidCredentials) => {
+                metrics::counter!(SIGN_IN_METRIC, "result" => "invalid").increment(1)
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn check_credentials(&self, email: &str, password: &str) -> Result<User, AccountError> {
+        let Ok(email) = Email::parse(email) else {
+            // Nothing to hide: such an address cannot have an account.
+            return Err(AccountError::InvalidCredentials);
+        };
+        let Some(record) = self.inner.users.by_email(&email).await? else {
+            self.inner.hasher.verify_dummy(password.to_owned()).await;
+            return Err(AccountError::InvalidCredentials);
+        };
+        if !self.password_matches(&record, password).await? {
+            return Err(AccountError::InvalidCredentials);
+        }
+        Ok(record.user)
+    }
+
+    /// Verifies `password` against the record, rehashing when the parameters changed.
+    /// `Ok(false)` for a wrong password and for an unreadable stored hash (logged).
+    async fn password_matches(
+        &self,
+        record: &UserRecord,
+        password: &str,
+    ) -> Result<bool, AccountError> {
+        let verification = match self
+            .inner
+            .hasher
+            .verify(password.to_owned(), record.password_hash.clone())
+            .await
+        {
+            Ok(v) => v,
+            Err(AccountError::Corrupt(detail)) => {
+                tracing::error!(user_id = %record.user.id, %detail, "unreadable password hash; refusing sign-in");
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
+        if verification.valid && verification.needs_rehash {
+            self.rehash(record, password).await;
+        }
+        Ok(verification.valid)
+    }
+
+    /// Best effort: the sign-in succeeds even if the upgrade cannot be stored now; it is
+    /// retried on the next sign-in.
+    async fn rehash(&self, record: &UserRecord, password: &str) {
+        let hash = match self.inner.hasher.hash(password.to_owned()).await {
+            Ok(hash) => hash,
+            Err(e) => {
+                tracing::warn!(user_id = %record.user.id, error = %e, "password rehash failed");
+                return;
+            }
+        };
+        // A rehash is not a password change: keep password_changed_at.
+        match self
+            .inner
+            .users
+            .set_password_hash(&record.user.id, &hash, record.user.password_changed_at)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(user_id = %record.user.id, "password hash upgraded to current parameters")
+            }
+            Err(e) => {
+                tracing::warn!(user_id = %record.user.id, error = %e, "storing upgraded password hash failed")
+            }
+        }
+    }
+
+    /// Changes a signed-in user's password and signs out every other session of the user
+    /// (keeping `keep`, the session making the request). Returns how many were signed out.
+    pub async fn change_password(
+        &self,
+        user_id: &str,
+        current: &str,
+        new: &str,
+        keep: &SessionId,
+    ) -> Result<u64, AccountError> {
+        let record = self
+            .inner
+            .users
+            .by_id(user_id)
+            .await?
+            .ok_or(AccountError::UserNotFound)?;
+        if !self.password_matches(&record, current).await? {
+            return Err(AccountError::CurrentPasswordIncorrect);
+        }
+        let email = Email::parse(&record.user.email).map_err(|_| {
+            AccountError::Corrupt(format!("stored e-mail of user {user_id} is malformed"))
+        })?;
+        self.inner.policy.validate(new, &email)?;
+        let hash = self.inner.hasher.hash(new.to_owned()).await?;
+        if !self
+            .inner
+            .users
+            .set_password_hash(user_id, &hash, self.now())
+            .await?
+        {
+            return Err(AccountError::UserNotFound);
+        }
+        tracing::info!(user_id, "password changed");
+        // The password is changed at this point; if the sessions cannot be ended the caller
+        // still has to learn it, since a stolen session would survive the change.
+        let ended = self
+            .inner
+            .sessions
+            .end_others(user_id, keep)
+            .await
+            .map_err(|e| {
+                AccountError::Store(format!(
+                    "the password was changed, but other sessions could not be signed out: {e}"
+                ))
+            })?;
+        tracing::info!(
+            user_id,
+            ended,
+            "other sessions signed out after password change"
+        );
+        Ok(ended)
+    }
+
+    /// Grants or revokes admin rights (admin CLI).
+    pub async fn set_admin(&self, user_id: &str, admin: bool) -> Result<(), AccountError> {
+        if self.inner.users.set_admin(user_id, admin).await? {
+            tracing::info!(user_id, admin, "admin flag changed");
+            Ok(())
+        } else {
+            Err(AccountError::UserNotFound)
+        }
+    }
+
+    /// One account by id.
+    pub async fn user(&self, id: &str) -> Result<Option<User>, AccountError> {
+        Ok(self.inner.users.by_id(id).await?.map(|r| r.user))
+    }
+
+    /// One account by e-mail (admin tools: `sessions list --user EMAIL`). `None` also for a
+    /// malformed address.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, AccountError> {
+        let Ok(email) = Email::parse(email) else {
+            return Ok(None);
+        };
+        Ok(self.inner.users.by_email(&email).await?.map(|r| r.user))
+    }
+
+    /// One page of accounts, ordered by e-mail.
+    pub async fn list(&self, limit: u32, offset: u32) -> Result<Vec<User>, AccountError> {
+        Ok(self.inner.users.list(limit, offset).await?)
+    }
+
+    /// Number of accounts.
+    pub async fn count(&self) -> Result<u64, AccountError> {
+        Ok(self.inner.users.count().await?)
+    }
+
+    /// Checks that the user store answers (readiness).
+    pub async fn ping(&self) -> Result<(), AccountError> {
+        Ok(self.inner.users.ping().await?)
+    }
+}
+
+/// A UUID v4 from the OS CSPRNG.
+fn new_user_id() -> String {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}

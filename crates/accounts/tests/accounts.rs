@@ -1,0 +1,516 @@
+//! The accounts service end to end: SQLite users, real sessions, real key ring, OWASP argon2.
+
+mod common;
+
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::{Duration, SubsecRound};
+use common::{client, fixture, fixture_with, start_time, GOOD_PASSWORD, OTHER_PASSWORD};
+use ringfence_accounts::{
+    AccountError, Accounts, Argon2Params, Email, PasswordHasher, PasswordPolicy, PasswordRejection,
+    User,
+};
+
+#[tokio::test]
+async fn register_then_authenticate() {
+    let f = fixture().await;
+    let user = f
+        .accounts
+        .register("  Alice@Example.COM ", GOOD_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(user.email, "alice@example.com");
+    assert!(!user.is_admin);
+    assert_eq!(user.id.len(), 36);
+    assert_eq!(
+        uuid::Uuid::parse_str(&user.id).unwrap().get_version_num(),
+        4
+    );
+    assert_eq!(user.created_at, start_time().trunc_subsecs(6));
+    assert_eq!(user.password_changed_at, user.created_at);
+
+    // What register returned is exactly what is stored.
+    assert_eq!(f.accounts.user(&user.id).await.unwrap(), Some(user.clone()));
+
+    let signed_in = f
+        .accounts
+        .authenticate("ALICE@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(signed_in, user);
+
+    // The stored hash is argon2id at the OWASP parameters, never the password.
+    let record = f.users.by_id(&user.id).await.unwrap().unwrap();
+    assert!(record
+        .password_hash
+        .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+    assert!(!record.password_hash.contains(GOOD_PASSWORD));
+}
+
+#[tokio::test]
+async fn sign_in_failures_are_indistinguishable() {
+    let f = fixture().await;
+    f.accounts
+        .register("alice@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+
+    let wrong = f
+        .accounts
+        .authenticate("alice@example.com", OTHER_PASSWORD)
+        .await
+        .unwrap_err();
+    let unknown = f
+        .accounts
+        .authenticate("nobody@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap_err();
+    let malformed = f
+        .accounts
+        .authenticate("not an e-mail", GOOD_PASSWORD)
+        .await
+        .unwrap_err();
+    let empty = f
+        .accounts
+        .authenticate("alice@example.com", "")
+        .await
+        .unwrap_err();
+    for err in [&wrong, &unknown, &malformed, &empty] {
+        assert!(matches!(err, AccountError::InvalidCredentials), "{err:?}");
+        assert_eq!(err.to_string(), wrong.to_string());
+        assert_eq!(err.code(), "invalid_credentials");
+        assert!(!err.to_string().contains("alice"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_email_costs_a_hash_like_a_wrong_password() {
+    let f = fixture().await;
+    f.accounts
+        .register("alice@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+    f.accounts.hasher().warm_up().await.unwrap();
+
+    // Minimums over a few runs shrug off scheduling noise from other builds on the machine.
+    async fn fastest(accounts: &Accounts, email: &str) -> StdDuration {
+        let mut best = StdDuration::MAX;
+        for _ in 0..5 {
+            let started = Instant::now();
+            let err = accounts
+                .authenticate(email, OTHER_PASSWORD)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, AccountError::InvalidCredentials));
+            best = best.min(started.elapsed());
+        }
+        best
+    }
+    let wrong = fastest(&f.accounts, "alice@example.com").await;
+    let unknown = fastest(&f.accounts, "nobody@example.com").await;
+    // Without the dummy verification an unknown e-mail answers in well under a millisecond.
+    assert!(
+        unknown * 3 >= wrong,
+        "unknown e-mail took {unknown:?}, wrong password {wrong:?}"
+    );
+}
+
+#[tokio::test]
+async fn registration_errors() {
+    let f = fixture().await;
+    f.accounts
+        .register("alice@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+
+    let taken = f
+        .accounts
+        .register("ALICE@Example.com", OTHER_PASSWORD)
+        .await
+        .unwrap_err();
+    assert!(matches!(taken, AccountError::EmailTaken), "{taken:?}");
+    assert_eq!(taken.code(), "email_taken");
+
+    let bad_email = f
+        .accounts
+        .register("alice@localhost", GOOD_PASSWORD)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(bad_email, AccountError::InvalidEmail(_)),
+        "{bad_email:?}"
+    );
+
+    for (password, rejection) in [
+        ("short", PasswordRejection::TooShort { min: 12 }),
+        ("password1234", PasswordRejection::Common),
+        ("bob.builder-rocks", PasswordRejection::ContainsEmail),
+    ] {
+        let err = f
+            .accounts
+            .register("bob.builder@example.com", password)
+            .await
+            .unwrap_err();
+        match err {
+            AccountError::WeakPassword(r) => assert_eq!(r, rejection, "{password}"),
+            other => panic!("{password}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        f.accounts.count().await.unwrap(),
+        1,
+        "nothing stored for refused registrations"
+    );
+}
+
+#[tokio::test]
+async fn change_password_signs_out_other_sessions() {
+    let f = fixture().await;
+    let alice = f
+        .accounts
+        .register("alice@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+    let bob = f
+        .accounts
+        .register("bob@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+
+    let current = f
+        .sessions
+        .start(&alice.id, &client())
+        .await
+        .unwrap()
+        .session;
+    let laptop = f
+        .sessions
+        .start(&alice.id, &client())
+        .await
+        .unwrap()
+        .session;
+    let phone = f
+        .sessions
+        .start(&alice.id, &client())
+        .await
+        .unwrap()
+        .session;
+    let bobs = f.sessions.start(&bob.id, &client()).await.unwrap().session;
+
+    f.clock.advance(Duration::minutes(5));
+    let ended = f
+        .accounts
+        .change_password(&alice.id, GOOD_PASSWORD, OTHER_PASSWORD, &current.id)
+        .await
+        .unwrap();
+    assert_eq!(ended, 2);
+
+    let left: Vec<_> = f
+        .sessions
+        .list(&alice.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(left, vec![current.id.clone()]);
+    assert!(!left.contains(&laptop.id) && !left.contains(&phone.id));
+    assert_eq!(
+        f.sessions.list(&bob.id).await.unwrap().len(),
+        1,
+        "other users untouched"
+    );
+    assert_eq!(f.sessions.list(&bob.id).await.unwrap()[0].id, bobs.id);
+
+    let old = f
+        .accounts
+        .authenticate("alice@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap_err();
+    assert!(matches!(old, AccountError::InvalidCredentials));
+    let user = f
+        .accounts
+        .authenticate("alice@example.com", OTHER_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(
+        user.password_changed_at,
+        (start_time() + Duration::minutes(5)).trunc_subsecs(6)
+    );
+    assert_eq!(user.created_at, alice.created_at);
+    // Bob's password is untouched.
+    f.accounts
+        .authenticate("bob@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn change_password_refusals_change_nothing() {
+    let f = fixture().await;
+    let alice = f
+        .accounts
+        .register("alice@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+    let current = f
+        .sessions
+        .start(&alice.id, &client())
+        .await
+        .unwrap()
+        .session;
+    f.sessions.start(&alice.id, &client()).await.unwrap();
+
+    let wrong = f
+        .accounts
+        .change_password(
+            &alice.id,
+            OTHER_PASSWORD,
+            "a brand new passphrase",
+            &current.id,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(wrong, AccountError::CurrentPasswordIncorrect),
+        "{wrong:?}"
+    );
+
+    let weak = f
+        .accounts
+        .change_password(&alice.id, GOOD_PASSWORD, "qwertyuiop123", &current.id)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(weak, AccountError::WeakPassword(PasswordRejection::Common)),
+        "{weak:?}"
+    );
+
+    let missing = f
+        .accounts
+        .change_password(
+            &uuid::Uuid::new_v4().to_string(),
+            GOOD_PASSWORD,
+            OTHER_PASSWORD,
+            &current.id,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, AccountError::UserNotFound), "{missing:?}");
+
+    assert_eq!(
+        f.sessions.list(&alice.id).await.unwrap().len(),
+        2,
+        "no session ended"
+    );
+    f.accounts
+        .authenticate("alice@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn old_parameters_are_upgraded_on_sign_in() {
+    let weak = Argon2Params {
+        m_cost_kib: 8 * 1024,
+        t_cost: 1,
+        p_cost: 1,
+    };
+    let f = fixture_with(weak).await;
+    let alice = f
+        .accounts
+        .register("alice@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+    let before = f.users.by_id(&alice.id).await.unwrap().unwrap();
+    assert!(before
+        .password_hash
+        .starts_with("$argon2id$v=19$m=8192,t=1,p=1$"));
+
+    // The same store behind a service with the current parameters.
+    let upgraded = Accounts::new(
+        f.users.clone(),
+        PasswordHasher::new(Argon2Params::OWASP).unwrap(),
+        PasswordPolicy::default(),
+        f.sessions.clone(),
+        f.clock.shared(),
+    );
+    f.clock.advance(Duration::days(30));
+    upgraded
+        .authenticate("alice@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+    let after = f.users.by_id(&alice.id).await.unwrap().unwrap();
+    assert!(
+        after
+            .password_hash
+            .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{}",
+        after.password_hash
+    );
+    assert_eq!(
+        after.user.password_changed_at, before.user.password_changed_at,
+        "a rehash is not a password change"
+    );
+    // Still the same password, now verified against the new hash.
+    upgraded
+        .authenticate("alice@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+    // A wrong password does not trigger an upgrade (nothing to hash it with).
+    let hash = after.password_hash.clone();
+    upgraded
+        .authenticate("alice@example.com", OTHER_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        f.users
+            .by_id(&alice.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        hash
+    );
+}
+
+#[tokio::test]
+async fn corrupt_stored_hash_is_invalid_credentials() {
+    let f = fixture().await;
+    let now = start_time().trunc_subsecs(6);
+    for (i, hash) in [
+        "",
+        "garbage",
+        "$argon2id$v=19$m=19456,t=2,p=1$bad$bad",
+        "$2b$12$abcdefghijklmnopqrstuu",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let user = User {
+            id: uuid::Uuid::new_v4().to_string(),
+            email: format!("broken{i}@example.com"),
+            is_admin: false,
+            created_at: now,
+            password_changed_at: now,
+        };
+        f.users.insert(&user, hash).await.unwrap();
+        let err = f
+            .accounts
+            .authenticate(&user.email, GOOD_PASSWORD)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AccountError::InvalidCredentials),
+            "{hash:?}: {err:?}"
+        );
+        let session = f.sessions.start(&user.id, &client()).await.unwrap().session;
+        let err = f
+            .accounts
+            .change_password(&user.id, GOOD_PASSWORD, OTHER_PASSWORD, &session.id)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AccountError::CurrentPasswordIncorrect),
+            "{hash:?}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn admin_operations() {
+    let f = fixture().await;
+    let root = f
+        .accounts
+        .add_user("Root@Example.com", GOOD_PASSWORD, true)
+        .await
+        .unwrap();
+    assert!(root.is_admin);
+    assert_eq!(root.email, "root@example.com");
+    let err = f
+        .accounts
+        .add_user("carol@example.com", "short", false)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        AccountError::WeakPassword(PasswordRejection::TooShort { .. })
+    ));
+    let carol = f
+        .accounts
+        .add_user("carol@example.com", OTHER_PASSWORD, false)
+        .await
+        .unwrap();
+    let bob = f
+        .accounts
+        .register("bob@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+
+    assert_eq!(f.accounts.count().await.unwrap(), 3);
+    let emails: Vec<String> = f
+        .accounts
+        .list(10, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.email)
+        .collect();
+    assert_eq!(
+        emails,
+        ["bob@example.com", "carol@example.com", "root@example.com"]
+    );
+    assert_eq!(f.accounts.list(1, 1).await.unwrap()[0].id, carol.id);
+
+    f.accounts.set_admin(&bob.id, true).await.unwrap();
+    assert!(f.accounts.user(&bob.id).await.unwrap().unwrap().is_admin);
+    assert!(matches!(
+        f.accounts.set_admin("no-such-id", true).await,
+        Err(AccountError::UserNotFound)
+    ));
+    assert_eq!(
+        f.accounts
+            .user_by_email(" BOB@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        bob.id
+    );
+    assert!(f
+        .accounts
+        .user_by_email("nobody@example.com")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(f.accounts.user_by_email("garbage").await.unwrap().is_none());
+    assert!(f.accounts.user("no-such-id").await.unwrap().is_none());
+    f.accounts.ping().await.unwrap();
+    assert_eq!(Email::parse(&root.email).unwrap().as_str(), root.email);
+}
+
+#[tokio::test]
+async fn store_outage_is_a_store_error() {
+    let f = fixture().await;
+    f.accounts
+        .register("alice@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+    f.db.close().await;
+    for err in [
+        f.accounts
+            .authenticate("alice@example.com", GOOD_PASSWORD)
+            .await
+            .unwrap_err(),
+        f.accounts
+            .register("bob@example.com", GOOD_PASSWORD)
+            .await
+            .unwrap_err(),
+        f.accounts.count().await.unwrap_err(),
+        f.accounts.ping().await.unwrap_err(),
+    ] {
+        assert!(matches!(err, AccountError::Store(_)), "{err:?}");
+        assert_eq!(err.code(), "store_unavailable");
+        assert!(!err.is_client_error());
+    }
+}

@@ -1,0 +1,96 @@
+//! The UserStore conformance suite on SQLite files in temporary directories.
+
+use ringfence_accounts::{conformance, Database, SqliteUserStore, UserStore};
+use tempfile::TempDir;
+
+/// A migrated store on a fresh file; the directory lives as long as the returned guard.
+async fn store() -> (SqliteUserStore, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("users.db").display());
+    let db = Database::connect(&url).await.unwrap();
+    let store = SqliteUserStore::new(db.sqlite_pool().unwrap().clone());
+    store.migrate().await.unwrap();
+    (store, dir)
+}
+
+macro_rules! conformance_tests {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let (store, _dir) = store().await;
+            conformance::$name(&store).await;
+        }
+    )*};
+}
+
+conformance_tests!(
+    empty,
+    ping,
+    insert_and_find,
+    missing_rows,
+    duplicate_email,
+    set_password_hash,
+    set_admin,
+    list_order,
+    count,
+    run_all,
+);
+
+#[tokio::test]
+async fn all_checks_share_one_store() {
+    let (store, _dir) = store().await;
+    conformance::run_all(&store).await;
+    // Everything again on the now populated store: no check depends on an empty table.
+    conformance::insert_and_find(&store).await;
+    conformance::missing_rows(&store).await;
+    conformance::duplicate_email(&store).await;
+    conformance::set_password_hash(&store).await;
+    conformance::set_admin(&store).await;
+    conformance::list_order(&store).await;
+    conformance::count(&store).await;
+}
+
+#[tokio::test]
+async fn migration_ignores_other_crates_migrations_and_is_idempotent() {
+    let (store, _dir) = store().await;
+    // Another crate's migrator recorded its own version in the shared table.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (2001, 'sessions', TRUE, X'00', 0)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    conformance::insert_and_find(&store).await;
+}
+
+#[tokio::test]
+async fn data_survives_reopening_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("users.db").display());
+    let db = Database::connect(&url).await.unwrap();
+    let users = db.user_store().await.unwrap();
+    conformance::insert_and_find(users.as_ref()).await;
+    let n = users.count().await.unwrap();
+    db.close().await;
+    drop(users);
+
+    let db = Database::connect(&url).await.unwrap();
+    let users = db.user_store().await.unwrap();
+    assert_eq!(users.count().await.unwrap(), n);
+    db.close().await;
+}
+
+#[tokio::test]
+async fn closed_pool_is_unavailable_not_a_panic() {
+    let (store, _dir) = store().await;
+    store.pool().close().await;
+    let err = store.count().await.unwrap_err();
+    assert!(
+        matches!(err, ringfence_accounts::UserStoreError::Unavailable(_)),
+        "{err:?}"
+    );
+    assert!(store.ping().await.is_err());
+}

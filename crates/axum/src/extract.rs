@@ -1,0 +1,83 @@
+//! Extractors.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use ringfence_accounts::User;
+use ringfence_sessions::Session;
+
+use crate::auth::RequestAuth;
+use crate::error::AuthError;
+
+/// The header cookie-authenticated API writes carry their antiforgery token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestAuth {
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<RequestAuth>()
+            .cloned()
+            .ok_or(AuthError::MissingLayer)
+    }
+}
+
+/// The signed-in session; rejects with `401` (or `503` when the store is down).
+#[derive(Debug, Clone)]
+pub struct CurrentSession(pub Session);
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentSession {
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = RequestAuth::from_request_parts(parts, state).await?;
+        auth.require_session().map(CurrentSession)
+    }
+}
+
+/// The signed-in user and session; rejects with `401` when not signed in or the user is gone.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    /// The user.
+    pub user: User,
+    /// The session.
+    pub session: Session,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = RequestAuth::from_request_parts(parts, state).await?;
+        let session = auth.require_session()?;
+        let user = auth
+            .ringfence()
+            .accounts()
+            .user(&session.user_id)
+            .await
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?
+            .ok_or(AuthError::Unauthenticated)?;
+        Ok(CurrentUser { user, session })
+    }
+}
+
+/// Proof that a cookie-authenticated API write carries a valid `X-CSRF-Token`; rejects `403`.
+#[derive(Debug, Clone, Copy)]
+pub struct CsrfHeader;
+
+impl<S: Send + Sync> FromRequestParts<S> for CsrfHeader {
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = RequestAuth::from_request_parts(parts, state).await?;
+        let token = parts
+            .headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        auth.verify_csrf(token.as_deref())
+            .await
+            .map(|()| CsrfHeader)
+    }
+}

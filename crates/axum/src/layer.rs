@@ -1,0 +1,162 @@
+//! [`Ringfence`] (the services) and [`RingfenceLayer`] (the tower layer).
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::http::Request;
+use axum::response::Response;
+use futures_util::future::BoxFuture;
+use ringfence_accounts::Accounts;
+use ringfence_keyring::KeyRing;
+use ringfence_sessions::SessionManager;
+use tower::{Layer, Service};
+
+use crate::auth::RequestAuth;
+use crate::client::{client_info, TrustedProxies};
+use crate::cookies::{self, CSRF_COOKIE, SESSION_COOKIE};
+use crate::csrf::Antiforgery;
+
+struct Inner {
+    keyring: KeyRing,
+    sessions: SessionManager,
+    accounts: Accounts,
+    antiforgery: Antiforgery,
+    trusted_proxies: TrustedProxies,
+}
+
+/// The ringfence services an app runs with: key ring, sessions, accounts, antiforgery. Cheap to
+/// clone. Install [`Ringfence::layer`] on the router.
+#[derive(Clone)]
+pub struct Ringfence {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Ringfence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ringfence").finish_non_exhaustive()
+    }
+}
+
+impl Ringfence {
+    /// Ringfence over these services, believing no forwarded headers.
+    pub fn new(keyring: KeyRing, sessions: SessionManager, accounts: Accounts) -> Self {
+        Self::with_trusted_proxies(keyring, sessions, accounts, TrustedProxies::none())
+    }
+
+    /// Ringfence believing `X-Forwarded-For` / `-Proto` from `trusted_proxies`.
+    pub fn with_trusted_proxies(
+        keyring: KeyRing,
+        sessions: SessionManager,
+        accounts: Accounts,
+        trusted_proxies: TrustedProxies,
+    ) -> Self {
+        let antiforgery = Antiforgery::new(&keyring);
+        Self {
+            inner: Arc::new(Inner {
+                keyring,
+                sessions,
+                accounts,
+                antiforgery,
+                trusted_proxies,
+            }),
+        }
+    }
+
+    /// The tower layer to put on a router.
+    pub fn layer(&self) -> RingfenceLayer {
+        RingfenceLayer {
+            ringfence: self.clone(),
+        }
+    }
+
+    /// The key ring.
+    pub fn keyring(&self) -> &KeyRing {
+        &self.inner.keyring
+    }
+
+    /// The session manager.
+    pub fn sessions(&self) -> &SessionManager {
+        &self.inner.sessions
+    }
+
+    /// The accounts service.
+    pub fn accounts(&self) -> &Accounts {
+        &self.inner.accounts
+    }
+
+    pub(crate) fn antiforgery(&self) -> &Antiforgery {
+        &self.inner.antiforgery
+    }
+
+    /// Resolves the request's cookies into a [`RequestAuth`]: at most one session-store read.
+    async fn authenticate(&self, parts: &axum::http::request::Parts) -> (RequestAuth, bool) {
+        let (client, secure) = client_info(parts, &self.inner.trusted_proxies);
+        let session_cookie = cookies::read(&parts.headers, SESSION_COOKIE);
+        let state = match &session_cookie {
+            None => crate::SessionState::Anonymous,
+            Some(value) => RequestAuth::state_from(self.inner.sessions.resolve(value).await),
+        };
+        let anon = match cookies::read(&parts.headers, CSRF_COOKIE) {
+            Some(value) => self.inner.antiforgery.read_anon_cookie(&value).await,
+            None => None,
+        };
+        (
+            RequestAuth::new(self.clone(), client, secure, state, anon),
+            session_cookie.is_some(),
+        )
+    }
+}
+
+/// Tower layer that authenticates every request (see the crate docs).
+#[derive(Clone, Debug)]
+pub struct RingfenceLayer {
+    ringfence: Ringfence,
+}
+
+impl<S> Layer<S> for RingfenceLayer {
+    type Service = RingfenceService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RingfenceService {
+            inner,
+            ringfence: self.ringfence.clone(),
+        }
+    }
+}
+
+/// The service [`RingfenceLayer`] wraps around an app.
+#[derive(Clone, Debug)]
+pub struct RingfenceService<S> {
+    inner: S,
+    ringfence: Ringfence,
+}
+
+impl<S> Service<Request<Body>> for RingfenceService<S>
+where
+    S: Service<Request<Body>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        // The clone that was polled ready is the one that must be called.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let ringfence = self.ringfence.clone();
+        Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            let (auth, had_session_cookie) = ringfence.authenticate(&parts).await;
+            parts.extensions.insert(auth.clone());
+            let mut response = inner.call(Request::from_parts(parts, body)).await?;
+            auth.finish(&mut response, had_session_cookie);
+            Ok(response)
+        })
+    }
+}

@@ -1,0 +1,113 @@
+//! Health, readiness, metrics, request accounting.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// How long readiness waits for each store before calling it unreachable.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `200` while the process runs.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `200` when the stores answer and the key ring has a usable key; `503` otherwise and while
+/// draining. The load balancer's health check.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let mut problems: Vec<String> = Vec::new();
+    if state.readiness.is_draining() {
+        problems.push("draining".to_owned());
+    }
+    let keyring = state.ringfence.keyring();
+    if !keyring.is_ready() {
+        problems.push("key ring has no usable key".to_owned());
+    }
+    if !keyring.store_healthy() {
+        problems.push("key store unreachable".to_owned());
+    }
+    let sessions = tokio::time::timeout(PROBE_TIMEOUT, state.ringfence.sessions().ping());
+    let users = tokio::time::timeout(PROBE_TIMEOUT, state.ringfence.accounts().users().ping());
+    let (sessions, users) = tokio::join!(sessions, users);
+    match sessions {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => problems.push(format!("session store: {e}")),
+        Err(_) => problems.push("session store: timed out".to_owned()),
+    }
+    match users {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => problems.push(format!("user store: {e}")),
+        Err(_) => problems.push("user store: timed out".to_owned()),
+    }
+    if problems.is_empty() {
+        (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "node": &*state.node_name})),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not ready", "node": &*state.node_name, "problems": problems})),
+        )
+            .into_response()
+    }
+}
+
+/// Prometheus text format. Session and user counts are read at scrape time (they are O(log n)).
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let Some(handle) = &state.metrics else {
+        return (StatusCode::NOT_FOUND, "metrics recorder not installed\n").into_response();
+    };
+    if let Ok(Ok(counts)) =
+        tokio::time::timeout(PROBE_TIMEOUT, state.ringfence.sessions().counts()).await
+    {
+        metrics::gauge!("ringfence_active_sessions").set(counts.active_sessions as f64);
+        metrics::gauge!("ringfence_signed_in_users").set(counts.signed_in_users as f64);
+    }
+    if let Ok(Ok(users)) =
+        tokio::time::timeout(PROBE_TIMEOUT, state.ringfence.accounts().count()).await
+    {
+        metrics::gauge!("ringfence_users").set(users as f64);
+    }
+    metrics::gauge!("ringfence_ready").set(
+        if state.ringfence.keyring().is_ready() && !state.readiness.is_draining() {
+            1.0
+        } else {
+            0.0
+        },
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        handle.render(),
+    )
+        .into_response()
+}
+
+/// Counts requests by route pattern and status, and times them.
+pub async fn track_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("ringfence_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("ringfence_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

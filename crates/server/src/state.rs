@@ -1,0 +1,50 @@
+//! Shared server state.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use ringfence_axum::Ringfence;
+
+/// Whether the node takes new traffic: false once it starts draining.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness {
+    draining: Arc<AtomicBool>,
+}
+
+impl Readiness {
+    /// Marks the node as draining: `/readyz` answers `503` from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the node is draining.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Key ring, sessions, accounts.
+    pub ringfence: Ringfence,
+    /// This node's name (`X-Ringfence-Node`, page header).
+    pub node_name: Arc<str>,
+    /// Draining flag.
+    pub readiness: Readiness,
+    /// Renders `/metrics`; `None` when no recorder was installed (tests in one process).
+    pub metrics: Option<PrometheusHandle>,
+}
+
+impl AppState {
+    /// State for a node named `node_name`.
+    pub fn new(ringfence: Ringfence, node_name: &str, metrics: Option<PrometheusHandle>) -> Self {
+        Self {
+            ringfence,
+            node_name: Arc::from(node_name),
+            readiness: Readiness::default(),
+            metrics,
+        }
+    }
+}

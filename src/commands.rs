@@ -1,0 +1,237 @@
+//! The admin subcommands: `keys`, `users`, `sessions`.
+
+use std::io::Read;
+
+use chrono::{Duration, SecondsFormat};
+use ringfence_keyring::KeyId;
+use ringfence_sessions::{Session, SessionId};
+use serde_json::json;
+
+use crate::cli::{KeysCommand, SessionsCommand, UsersCommand};
+use crate::wiring::{Services, StartError};
+
+fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn err(e: impl std::fmt::Display) -> StartError {
+    StartError(e.to_string())
+}
+
+/// `ringfence keys …`.
+pub async fn keys(services: &Services, command: KeysCommand) -> Result<(), StartError> {
+    let ring = &services.keyring;
+    match command {
+        KeysCommand::List { json } => {
+            let now = services.clock.now();
+            let default = ring.default_key_id();
+            let keys = ring.keys();
+            if json {
+                let list: Vec<_> = keys
+                    .iter()
+                    .map(|k| {
+                        json!({
+                            "id": k.id.to_string(),
+                            "created_at": ts(k.created_at),
+                            "activates_at": ts(k.activates_at),
+                            "expires_at": ts(k.expires_at),
+                            "revoked": k.revoked_at.is_some(),
+                            "revoked_at": k.revoked_at.map(ts),
+                            "default": Some(k.id) == default,
+                            "status": k.status(now),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                println!(
+                    "{:<38} {:<9} {:<21} {:<21} {:<21}",
+                    "ID", "STATUS", "CREATED", "ACTIVATES", "EXPIRES"
+                );
+                for k in &keys {
+                    let status = format!("{:?}", k.status(now)).to_lowercase();
+                    let mark = if Some(k.id) == default {
+                        " (default)"
+                    } else {
+                        ""
+                    };
+                    println!(
+                        "{:<38} {:<9} {:<21} {:<21} {:<21}{mark}",
+                        k.id.to_string(),
+                        status,
+                        ts(k.created_at),
+                        ts(k.activates_at),
+                        ts(k.expires_at)
+                    );
+                }
+            }
+            for (name, why) in ring.bad_documents() {
+                eprintln!("warning: skipped unreadable key document {name}: {why}");
+            }
+        }
+        KeysCommand::New => {
+            let key = ring.create_key().await.map_err(err)?;
+            println!("{}", key.id);
+        }
+        KeysCommand::Revoke { id: Some(id), .. } => {
+            let id: KeyId = id.parse().map_err(err)?;
+            ring.revoke(id).await.map_err(err)?;
+            println!("revoked {id}");
+        }
+        KeysCommand::Revoke { id: None, .. } => {
+            // Every key that exists now: "before" a moment after now.
+            let count = ring
+                .revoke_created_before(services.clock.now() + Duration::milliseconds(1))
+                .await
+                .map_err(err)?;
+            println!("revoked {count} keys");
+            if let Some(new) = ring.default_key_id() {
+                println!("new default key {new}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `ringfence users …`.
+pub async fn users(services: &Services, command: UsersCommand) -> Result<(), StartError> {
+    match command {
+        UsersCommand::Add { email, admin } => {
+            let mut input = String::new();
+            std::io::stdin()
+                .take(4096)
+                .read_to_string(&mut input)
+                .map_err(|e| {
+                    StartError(format!("cannot read the password from standard input: {e}"))
+                })?;
+            let password = input.lines().next().unwrap_or("").to_owned();
+            if password.is_empty() {
+                return Err(StartError("no password on standard input".to_owned()));
+            }
+            let user = services
+                .accounts
+                .add_user(&email, &password, admin)
+                .await
+                .map_err(err)?;
+            println!(
+                "{} {}{}",
+                user.id,
+                user.email,
+                if user.is_admin { " (admin)" } else { "" }
+            );
+        }
+        UsersCommand::List => {
+            println!("{:<36} {:<6} {:<21} EMAIL", "ID", "ADMIN", "CREATED");
+            let mut offset = 0;
+            loop {
+                let page = services.accounts.list(500, offset).await.map_err(err)?;
+                for u in &page {
+                    println!(
+                        "{:<36} {:<6} {:<21} {}",
+                        u.id,
+                        if u.is_admin { "yes" } else { "no" },
+                        ts(u.created_at),
+                        u.email
+                    );
+                }
+                if page.len() < 500 {
+                    break;
+                }
+                offset += 500;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_sessions(sessions: &[Session], emails: &std::collections::HashMap<String, String>) {
+    println!(
+        "{:<22} {:<28} {:<20} {:<21} {:<21} {:<10} USER",
+        "ID", "DEVICE", "IP", "CREATED", "LAST SEEN", "NODE"
+    );
+    for s in sessions {
+        println!(
+            "{:<22} {:<28} {:<20} {:<21} {:<21} {:<10} {}",
+            s.id.as_str(),
+            s.device,
+            s.ip.as_deref().unwrap_or("-"),
+            ts(s.created_at),
+            ts(s.last_seen_at),
+            s.node,
+            emails
+                .get(&s.user_id)
+                .map(String::as_str)
+                .unwrap_or(&s.user_id),
+        );
+    }
+}
+
+async fn user_id_of(services: &Services, email: &str) -> Result<String, StartError> {
+    services
+        .accounts
+        .user_by_email(email)
+        .await
+        .map_err(err)?
+        .map(|u| u.id)
+        .ok_or_else(|| StartError(format!("no user with e-mail {email}")))
+}
+
+/// `ringfence sessions …`.
+pub async fn sessions(services: &Services, command: SessionsCommand) -> Result<(), StartError> {
+    let manager = &services.sessions;
+    match command {
+        SessionsCommand::List { user } => {
+            let list = match &user {
+                Some(email) => manager
+                    .list(&user_id_of(services, email).await?)
+                    .await
+                    .map_err(err)?,
+                None => manager.list_all(10_000).await.map_err(err)?,
+            };
+            let mut emails = std::collections::HashMap::new();
+            for s in &list {
+                if !emails.contains_key(&s.user_id) {
+                    if let Ok(Some(u)) = services.accounts.user(&s.user_id).await {
+                        emails.insert(s.user_id.clone(), u.email);
+                    }
+                }
+            }
+            print_sessions(&list, &emails);
+        }
+        SessionsCommand::Revoke { id: Some(id), .. } => {
+            let id = SessionId::parse(&id)
+                .ok_or_else(|| StartError(format!("not a session id: {id:?}")))?;
+            let session = manager
+                .find(&id)
+                .await
+                .map_err(err)?
+                .ok_or_else(|| StartError(format!("no active session {id}")))?;
+            manager
+                .end_by_id(&session.user_id, &id)
+                .await
+                .map_err(err)?;
+            println!("revoked session {id}");
+        }
+        SessionsCommand::Revoke { id: None, user } => {
+            let email = user.unwrap_or_default();
+            let count = manager
+                .end_all(&user_id_of(services, &email).await?)
+                .await
+                .map_err(err)?;
+            println!("revoked {count} sessions of {email}");
+        }
+        SessionsCommand::Count { json } => {
+            let counts = manager.counts().await.map_err(err)?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"active_sessions": counts.active_sessions, "signed_in_users": counts.signed_in_users})
+                );
+            } else {
+                println!("active sessions: {}", counts.active_sessions);
+                println!("signed-in users: {}", counts.signed_in_users);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! `ringfence`: the binary. Thin by design: parse options, open stores, hand over to the
+//! libraries (`ringfence-server` for `serve`, the services for the admin subcommands).
+
+mod cli;
+mod commands;
+mod wiring;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ringfence_axum::{Ringfence, TrustedProxies};
+use ringfence_keyring::KeyRingConfig;
+use ringfence_server::AppState;
+use ringfence_sessions::SessionConfig;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command, ServeArgs, StoreArgs};
+use crate::wiring::StartError;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // One line naming the problem, as the contract asks; `--help` has the rest.
+            let rendered = e.render().to_string();
+            let line = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("error: invalid arguments");
+            eprintln!("{line}");
+            return ExitCode::from(2);
+        }
+    };
+    let serving = matches!(cli.command, Command::Serve(_));
+    let default_level = if serving { "info" } else { "error" };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), StartError> {
+    match cli.command {
+        Command::Serve(args) => serve(&cli.store, args).await,
+        Command::Keys(command) => {
+            let generate = matches!(
+                command,
+                cli::KeysCommand::Revoke { .. } | cli::KeysCommand::New
+            );
+            let services = open_for_admin(&cli.store, generate).await?;
+            commands::keys(&services, command).await
+        }
+        Command::Users(command) => {
+            let services = open_for_admin(&cli.store, false).await?;
+            commands::users(&services, command).await
+        }
+        Command::Sessions(command) => {
+            let services = open_for_admin(&cli.store, false).await?;
+            commands::sessions(&services, command).await
+        }
+    }
+}
+
+async fn open_for_admin(
+    store: &StoreArgs,
+    generate_keys: bool,
+) -> Result<wiring::Services, StartError> {
+    let keyring_config = KeyRingConfig {
+        generate_keys,
+        ..KeyRingConfig::default()
+    };
+    wiring::open(store, keyring_config, SessionConfig::default()).await
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+async fn serve(store: &StoreArgs, args: ServeArgs) -> Result<(), StartError> {
+    if args.absolute_timeout < args.idle_timeout {
+        return Err(StartError(
+            "--absolute-timeout must not be shorter than --idle-timeout".to_owned(),
+        ));
+    }
+    let node_name = args.node_name.clone().unwrap_or_else(host_name);
+    let trusted = TrustedProxies::parse(&args.trusted_proxies)
+        .map_err(|e| StartError(format!("--trusted-proxy: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| StartError(format!("cannot listen on {}: {e}", args.listen)))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| StartError(format!("cannot read the listening address: {e}")))?;
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| StartError(format!("cannot install the metrics recorder: {e}")))?;
+    let keyring_config = KeyRingConfig {
+        generate_keys: !args.no_key_generation,
+        ..KeyRingConfig::default()
+    };
+    let session_config = SessionConfig {
+        idle_timeout: args.idle_timeout,
+        absolute_timeout: args.absolute_timeout,
+        max_sessions_per_user: args.max_sessions_per_user,
+        node_name: node_name.clone(),
+        ..SessionConfig::default()
+    };
+    let services = wiring::open(store, keyring_config, session_config).await?;
+    let refresh = services.keyring.spawn_refresh();
+    let ringfence = Ringfence::with_trusted_proxies(
+        services.keyring.clone(),
+        services.sessions.clone(),
+        services.accounts.clone(),
+        trusted,
+    );
+    let state = AppState::new(ringfence, &node_name, Some(metrics));
+    tracing::info!(node = %node_name, keys = %services.keyring.describe_store(), database = services.database.backend(), "ringfence node starting");
+    println!("ringfence node {node_name} listening on http://{address}");
+    let result = ringfence_server::serve(listener, state, shutdown_signal()).await;
+    refresh.abort();
+    services.database.close().await;
+    result.map_err(|e| StartError(format!("server failed: {e}")))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
