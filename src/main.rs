@@ -73,10 +73,9 @@ async fn run(cli: Cli) -> Result<(), StartError> {
     match cli.command {
         Command::Serve(args) => serve(&cli.store, args).await,
         Command::Keys(command) => {
-            let generate = matches!(
-                command,
-                cli::KeysCommand::Revoke { .. } | cli::KeysCommand::New
-            );
+            // Only a revocation replaces the default key on the spot; `keys new` makes exactly
+            // one key and `keys list` none.
+            let generate = matches!(command, cli::KeysCommand::Revoke { .. });
             let services = open_for_admin(&cli.store, generate).await?;
             commands::keys(&services, command).await
         }

@@ -34,7 +34,9 @@ fn parse_all(snapshot: &crate::RingSnapshot) -> Vec<KeyDocument> {
     snapshot
         .documents
         .iter()
-        .map(|raw| KeyDocument::from_json(&raw.bytes).expect("backend returned a document it was given"))
+        .map(|raw| {
+            KeyDocument::from_json(&raw.bytes).expect("backend returned a document it was given")
+        })
         .collect()
 }
 
@@ -64,11 +66,20 @@ pub async fn empty_store_is_revision_zero(repo: &Arc<dyn KeyRepository>) {
 pub async fn compare_and_write_moves_revision(handles: &[Arc<dyn KeyRepository>]) {
     let (a, b) = (&handles[0], &handles[1]);
     let first = document(false);
-    assert!(a.compare_and_write(0, &[first.clone()]).await.expect("write"));
+    assert!(a
+        .compare_and_write(0, std::slice::from_ref(&first))
+        .await
+        .expect("write"));
     assert_eq!(b.revision().await.expect("revision"), 1);
-    assert!(!b.compare_and_write(0, &[document(false)]).await.expect("stale write"));
+    assert!(!b
+        .compare_and_write(0, &[document(false)])
+        .await
+        .expect("stale write"));
     let second = document(false);
-    assert!(b.compare_and_write(1, &[second.clone()]).await.expect("write"));
+    assert!(b
+        .compare_and_write(1, std::slice::from_ref(&second))
+        .await
+        .expect("write"));
     let snapshot = a.load().await.expect("load");
     assert_eq!(snapshot.revision, 2);
     let mut ids: Vec<KeyId> = parse_all(&snapshot).iter().map(|d| d.id).collect();
@@ -81,10 +92,16 @@ pub async fn compare_and_write_moves_revision(handles: &[Arc<dyn KeyRepository>]
 /// Writing a document with an existing id replaces it (how revocation is stored).
 pub async fn documents_are_replaced_by_id(repo: &Arc<dyn KeyRepository>) {
     let doc = document(false);
-    assert!(repo.compare_and_write(0, &[doc.clone()]).await.expect("write"));
+    assert!(repo
+        .compare_and_write(0, std::slice::from_ref(&doc))
+        .await
+        .expect("write"));
     let mut revoked = doc.clone();
     revoked.revoked_at = Some(Utc::now());
-    assert!(repo.compare_and_write(1, &[revoked.clone()]).await.expect("write"));
+    assert!(repo
+        .compare_and_write(1, &[revoked.clone()])
+        .await
+        .expect("write"));
     let docs = parse_all(&repo.load().await.expect("load"));
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0], revoked);
@@ -125,7 +142,11 @@ pub async fn cold_start_makes_exactly_one_key(handles: Vec<Arc<dyn KeyRepository
         rings.push(task.await.expect("task").expect("open"));
     }
     let first = rings[0].keys();
-    assert_eq!(first.len(), 1, "cold start must create exactly one key, got {first:?}");
+    assert_eq!(
+        first.len(),
+        1,
+        "cold start must create exactly one key, got {first:?}"
+    );
     for ring in &rings {
         ring.reload().await.expect("reload");
         assert_eq!(ring.keys().len(), 1);

@@ -80,17 +80,18 @@ impl MasterKey {
     /// Reads a master key from a file holding 32 bytes in base64 (surrounding whitespace ignored).
     pub fn from_file(path: &Path) -> Result<Self, MasterKeyError> {
         let shown = path.display().to_string();
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-            MasterKeyError::Io {
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|source| MasterKeyError::Io {
+                    path: shown.clone(),
+                    source,
+                })?,
+            );
+        let bytes = Zeroizing::new(STANDARD.decode(text.trim()).map_err(|_| {
+            MasterKeyError::Malformed {
                 path: shown.clone(),
-                source,
             }
         })?);
-        let bytes = Zeroizing::new(
-            STANDARD
-                .decode(text.trim())
-                .map_err(|_| MasterKeyError::Malformed { path: shown.clone() })?,
-        );
         let array: &[u8; 32] = bytes
             .as_slice()
             .try_into()
@@ -274,7 +275,8 @@ impl KeyDocument {
                         .decode(key)
                         .map_err(|_| malformed("material is not base64"))?,
                 );
-                KeyMaterial::from_slice(&bytes).ok_or_else(|| malformed("material is not 32 bytes"))?
+                KeyMaterial::from_slice(&bytes)
+                    .ok_or_else(|| malformed("material is not 32 bytes"))?
             }
             (MaterialDocument::Aes256Gcm { master_key, .. }, None) => {
                 return Err(DocumentError::MasterKeyRequired {
@@ -319,7 +321,8 @@ impl KeyDocument {
                         )
                         .map_err(|_| DocumentError::UnwrapFailed(self.id))?,
                 );
-                KeyMaterial::from_slice(&plain).ok_or_else(|| malformed("material is not 32 bytes"))?
+                KeyMaterial::from_slice(&plain)
+                    .ok_or_else(|| malformed("material is not 32 bytes"))?
             }
         };
         Ok(Key {
@@ -353,7 +356,10 @@ mod tests {
         let key = key();
         let doc = KeyDocument::seal(&key, None);
         let back = KeyDocument::from_json(doc.to_json().as_bytes()).unwrap();
-        assert_eq!(back.open(None).unwrap().material.expose(), key.material.expose());
+        assert_eq!(
+            back.open(None).unwrap().material.expose(),
+            key.material.expose()
+        );
     }
 
     #[test]
@@ -361,11 +367,22 @@ mod tests {
         let key = key();
         let master = MasterKey::from_bytes(&[7; 32]);
         let doc = KeyDocument::seal(&key, Some(&master));
-        assert!(!doc.to_json().contains(&STANDARD.encode(key.material.expose())));
-        assert_eq!(doc.open(Some(&master)).unwrap().material.expose(), key.material.expose());
-        assert!(matches!(doc.open(None), Err(DocumentError::MasterKeyRequired { .. })));
+        assert!(!doc
+            .to_json()
+            .contains(&STANDARD.encode(key.material.expose())));
+        assert_eq!(
+            doc.open(Some(&master)).unwrap().material.expose(),
+            key.material.expose()
+        );
+        assert!(matches!(
+            doc.open(None),
+            Err(DocumentError::MasterKeyRequired { .. })
+        ));
         let wrong = MasterKey::from_bytes(&[8; 32]);
-        assert!(matches!(doc.open(Some(&wrong)), Err(DocumentError::WrongMasterKey { .. })));
+        assert!(matches!(
+            doc.open(Some(&wrong)),
+            Err(DocumentError::WrongMasterKey { .. })
+        ));
     }
 
     #[test]
@@ -373,7 +390,10 @@ mod tests {
         let master = MasterKey::from_bytes(&[7; 32]);
         let mut doc = KeyDocument::seal(&key(), Some(&master));
         doc.id = KeyId::generate();
-        assert!(matches!(doc.open(Some(&master)), Err(DocumentError::UnwrapFailed(_))));
+        assert!(matches!(
+            doc.open(Some(&master)),
+            Err(DocumentError::UnwrapFailed(_))
+        ));
     }
 
     #[test]
@@ -391,7 +411,10 @@ mod tests {
         assert!(MasterKey::from_file(&good).is_ok());
         let bad = dir.path().join("bad");
         std::fs::write(&bad, "c2hvcnQ=\n").unwrap();
-        assert!(matches!(MasterKey::from_file(&bad), Err(MasterKeyError::Malformed { .. })));
+        assert!(matches!(
+            MasterKey::from_file(&bad),
+            Err(MasterKeyError::Malformed { .. })
+        ));
         assert!(matches!(
             MasterKey::from_file(&dir.path().join("missing")),
             Err(MasterKeyError::Io { .. })

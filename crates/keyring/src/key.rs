@@ -175,7 +175,9 @@ pub struct Key {
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Key").field("info", &self.info).finish_non_exhaustive()
+        f.debug_struct("Key")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
     }
 }
 
@@ -194,7 +196,12 @@ mod tests {
 
     #[test]
     fn key_id_rejects_garbage() {
-        for bad in ["", "xyz", "0123456789abcdef0123456789abcdeg", "-----------------------------------------------------"] {
+        for bad in [
+            "",
+            "xyz",
+            "0123456789abcdef0123456789abcdeg",
+            "-----------------------------------------------------",
+        ] {
             assert!(bad.parse::<KeyId>().is_err(), "{bad}");
         }
     }

@@ -86,7 +86,11 @@ pub fn seal(cipher: &Aes256Gcm, id: &KeyId, plaintext: &[u8]) -> Vec<u8> {
     let (head, body) = out.split_at_mut(HEADER_LEN + NONCE_LEN);
     // Encryption in place only fails for plaintexts beyond GCM's 64 GiB limit.
     let tag = cipher
-        .encrypt_in_place_detached(Nonce::from_slice(&head[HEADER_LEN..]), &head[..HEADER_LEN], body)
+        .encrypt_in_place_detached(
+            Nonce::from_slice(&head[HEADER_LEN..]),
+            &head[..HEADER_LEN],
+            body,
+        )
         .unwrap_or_default();
     out.extend_from_slice(&tag);
     out

@@ -159,7 +159,11 @@ pub struct TimeLimitedProtector {
 
 impl TimeLimitedProtector {
     /// Protects `plaintext` so that it opens only before `expires_at`.
-    pub fn protect(&self, plaintext: &[u8], expires_at: DateTime<Utc>) -> Result<String, ProtectError> {
+    pub fn protect(
+        &self,
+        plaintext: &[u8],
+        expires_at: DateTime<Utc>,
+    ) -> Result<String, ProtectError> {
         let mut framed = Vec::with_capacity(8 + plaintext.len());
         framed.extend_from_slice(&expires_at.timestamp_millis().to_be_bytes());
         framed.extend_from_slice(plaintext);
@@ -168,7 +172,10 @@ impl TimeLimitedProtector {
 
     /// Opens a payload, returning the plaintext and its expiry; [`UnprotectError::Expired`]
     /// once the ring's clock reaches the expiry.
-    pub async fn unprotect(&self, payload: &str) -> Result<(Vec<u8>, DateTime<Utc>), UnprotectError> {
+    pub async fn unprotect(
+        &self,
+        payload: &str,
+    ) -> Result<(Vec<u8>, DateTime<Utc>), UnprotectError> {
         let mut framed = self.inner.unprotect(payload).await?;
         let millis: [u8; 8] = framed
             .get(..8)

@@ -104,7 +104,11 @@ impl KeyEntry {
         {
             return Arc::clone(cipher);
         }
-        let cipher = Arc::new(derive_purpose_cipher(&self.material, &self.info.id, purpose));
+        let cipher = Arc::new(derive_purpose_cipher(
+            &self.material,
+            &self.info.id,
+            purpose,
+        ));
         self.ciphers
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -150,7 +154,9 @@ enum Needed {
     Immediate,
     /// The default key expires within the propagation window: a successor activating when it
     /// expires.
-    Successor { activates_at: DateTime<Utc> },
+    Successor {
+        activates_at: DateTime<Utc>,
+    },
 }
 
 fn needed(state: &RingState, config: &KeyRingConfig, now: DateTime<Utc>) -> Needed {
@@ -238,11 +244,13 @@ impl KeyRing {
         // another one: the operator must hear about it now, not as failed sign-ins later.
         for raw in &snapshot.documents {
             if let Ok(doc) = KeyDocument::from_json(&raw.bytes) {
-                match doc.open(ring.inner.config.master_key.as_ref()) {
-                    Err(e @ (DocumentError::WrongMasterKey { .. }
+                if let Err(
+                    e @ (DocumentError::WrongMasterKey { .. }
                     | DocumentError::MasterKeyRequired { .. }
-                    | DocumentError::UnwrapFailed(_))) => return Err(e.into()),
-                    _ => {}
+                    | DocumentError::UnwrapFailed(_)),
+                ) = doc.open(ring.inner.config.master_key.as_ref())
+                {
+                    return Err(e.into());
                 }
             }
         }
@@ -398,7 +406,9 @@ impl KeyRing {
                 }
                 Err(error) => {
                     tracing::error!(document = %raw.name, %error, "skipping unreadable key document");
-                    state.bad_documents.push((raw.name.clone(), error.to_string()));
+                    state
+                        .bad_documents
+                        .push((raw.name.clone(), error.to_string()));
                 }
             }
         }
@@ -421,7 +431,10 @@ impl KeyRing {
                 store = %self.describe_store(),
                 "key store is missing keys this node holds (store purged?): writing them back"
             );
-            let docs: Vec<KeyDocument> = write_back.iter().map(|k| KeyDocument::seal(k, master)).collect();
+            let docs: Vec<KeyDocument> = write_back
+                .iter()
+                .map(|k| KeyDocument::seal(k, master))
+                .collect();
             let written = self
                 .inner
                 .repository
@@ -496,12 +509,17 @@ impl KeyRing {
     /// Revokes one key: payloads under it never open again, on any node. If it was the default
     /// key, a node that may generate creates a new one at once.
     pub async fn revoke(&self, id: KeyId) -> Result<(), KeyRingError> {
-        self.revoke_where(|k| k.id == id, Some(id)).await.map(|_| ())
+        self.revoke_where(|k| k.id == id, Some(id))
+            .await
+            .map(|_| ())
     }
 
     /// Revokes every key created before `before` (all keys with `before = now`); returns how
     /// many were revoked.
-    pub async fn revoke_created_before(&self, before: DateTime<Utc>) -> Result<usize, KeyRingError> {
+    pub async fn revoke_created_before(
+        &self,
+        before: DateTime<Utc>,
+    ) -> Result<usize, KeyRingError> {
         self.revoke_where(|k| k.created_at < before, None).await
     }
 

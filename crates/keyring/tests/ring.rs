@@ -16,8 +16,14 @@ fn config() -> KeyRingConfig {
     KeyRingConfig::default()
 }
 
-async fn ring_on(repo: Arc<dyn KeyRepository>, clock: &ManualClock, config: KeyRingConfig) -> KeyRing {
-    KeyRing::open(repo, config, clock.shared()).await.expect("open")
+async fn ring_on(
+    repo: Arc<dyn KeyRepository>,
+    clock: &ManualClock,
+    config: KeyRingConfig,
+) -> KeyRing {
+    KeyRing::open(repo, config, clock.shared())
+        .await
+        .expect("open")
 }
 
 #[tokio::test]
@@ -27,11 +33,26 @@ async fn protect_round_trip_and_purpose_isolation() {
     let a = ring.protector("a");
     let payload = a.protect(b"secret").unwrap();
     assert_eq!(a.unprotect(&payload).await.unwrap(), b"secret");
-    assert_eq!(ring.protector("b").unprotect(&payload).await, Err(UnprotectError::Invalid));
-    assert_eq!(a.purpose("child").unprotect(&payload).await, Err(UnprotectError::Invalid));
-    assert_eq!(a.unprotect(&payload[..payload.len() - 4]).await, Err(UnprotectError::Invalid));
-    assert_eq!(a.unprotect(&payload[..20]).await, Err(UnprotectError::Malformed));
-    assert_eq!(a.unprotect("not base64 !!").await, Err(UnprotectError::Malformed));
+    assert_eq!(
+        ring.protector("b").unprotect(&payload).await,
+        Err(UnprotectError::Invalid)
+    );
+    assert_eq!(
+        a.purpose("child").unprotect(&payload).await,
+        Err(UnprotectError::Invalid)
+    );
+    assert_eq!(
+        a.unprotect(&payload[..payload.len() - 4]).await,
+        Err(UnprotectError::Invalid)
+    );
+    assert_eq!(
+        a.unprotect(&payload[..20]).await,
+        Err(UnprotectError::Malformed)
+    );
+    assert_eq!(
+        a.unprotect("not base64 !!").await,
+        Err(UnprotectError::Malformed)
+    );
     assert_eq!(a.unprotect("").await, Err(UnprotectError::Malformed));
 }
 
@@ -42,10 +63,16 @@ async fn header_tampering_is_detected() {
     let p = ring.protector("p");
     let mut bytes = p.protect_bytes(b"x").unwrap();
     bytes[0] = 2;
-    assert_eq!(p.unprotect_bytes(&bytes).await, Err(UnprotectError::UnsupportedVersion(2)));
+    assert_eq!(
+        p.unprotect_bytes(&bytes).await,
+        Err(UnprotectError::UnsupportedVersion(2))
+    );
     let mut bytes = p.protect_bytes(b"x").unwrap();
     bytes[5] ^= 1;
-    assert!(matches!(p.unprotect_bytes(&bytes).await, Err(UnprotectError::UnknownKey(_))));
+    assert!(matches!(
+        p.unprotect_bytes(&bytes).await,
+        Err(UnprotectError::UnknownKey(_))
+    ));
 }
 
 /// A repository wrapper that counts full loads, to see re-reads happen (or not).
@@ -63,7 +90,11 @@ impl KeyRepository for Counting {
     async fn revision(&self) -> Result<Revision, RepositoryError> {
         self.inner.revision().await
     }
-    async fn compare_and_write(&self, expected: Revision, documents: &[KeyDocument]) -> Result<bool, RepositoryError> {
+    async fn compare_and_write(
+        &self,
+        expected: Revision,
+        documents: &[KeyDocument],
+    ) -> Result<bool, RepositoryError> {
         self.inner.compare_and_write(expected, documents).await
     }
     fn describe(&self) -> String {
@@ -76,7 +107,10 @@ async fn unknown_key_rereads_store_rate_limited() {
     let clock = ManualClock::new(Utc::now());
     let store = Arc::new(MemoryKeyRepository::new());
     let a = ring_on(store.clone(), &clock, config()).await;
-    let counting = Arc::new(Counting { inner: store.clone(), loads: AtomicUsize::new(0) });
+    let counting = Arc::new(Counting {
+        inner: store.clone(),
+        loads: AtomicUsize::new(0),
+    });
     let b = ring_on(counting.clone(), &clock, config()).await;
     // A makes a new key that B has not seen: B re-reads and opens the payload.
     let key = a.create_key().await.unwrap();
@@ -110,7 +144,11 @@ async fn rotation_over_a_year_never_breaks_a_payload() {
             ring.tick(hour == 0).await.unwrap();
             second_node.tick(false).await.unwrap();
             // The default key of both nodes agrees at all times.
-            assert_eq!(ring.default_key_id(), second_node.default_key_id(), "day {day}");
+            assert_eq!(
+                ring.default_key_id(),
+                second_node.default_key_id(),
+                "day {day}"
+            );
             let id = ring.default_key_id().expect("always a default key");
             defaults.insert(id);
             payloads.push((day, p.protect(format!("{day}").as_bytes()).unwrap()));
@@ -120,12 +158,19 @@ async fn rotation_over_a_year_never_breaks_a_payload() {
     assert_eq!(defaults.len(), 5, "{defaults:?}");
     assert!(ring.keys().len() <= 6);
     let now = clock.now_for_test();
-    let pending = ring.keys().iter().filter(|k| k.status(now) == KeyStatus::Pending).count();
+    let pending = ring
+        .keys()
+        .iter()
+        .filter(|k| k.status(now) == KeyStatus::Pending)
+        .count();
     assert!(pending <= 1);
     // Expired keys still open old payloads, on both nodes.
     let q = second_node.protector("cookies");
     for (day, payload) in payloads {
-        assert_eq!(q.unprotect(&payload).await.unwrap(), format!("{day}").as_bytes());
+        assert_eq!(
+            q.unprotect(&payload).await.unwrap(),
+            format!("{day}").as_bytes()
+        );
     }
 }
 
@@ -151,7 +196,11 @@ async fn successor_is_created_within_the_propagation_window_and_activates_at_exp
     let keys = ring.keys();
     assert_eq!(keys.len(), 2);
     assert_eq!(keys[1].activates_at, first.expires_at);
-    assert_eq!(ring.default_key_id(), Some(first.id), "successor waits for the old key to expire");
+    assert_eq!(
+        ring.default_key_id(),
+        Some(first.id),
+        "successor waits for the old key to expire"
+    );
     clock.set(first.expires_at);
     assert_eq!(ring.default_key_id(), Some(keys[1].id));
 }
@@ -165,15 +214,24 @@ async fn revoked_keys_never_open_and_a_new_key_takes_over() {
     let payload = a.protector("p").protect(b"x").unwrap();
     let old = a.default_key_id().unwrap();
     a.revoke(old).await.unwrap();
-    assert_eq!(a.protector("p").unprotect(&payload).await, Err(UnprotectError::Revoked(old)));
-    let new = a.default_key_id().expect("a new key after revoking the default");
+    assert_eq!(
+        a.protector("p").unprotect(&payload).await,
+        Err(UnprotectError::Revoked(old))
+    );
+    let new = a
+        .default_key_id()
+        .expect("a new key after revoking the default");
     assert_ne!(new, old);
     // B learns the revocation at its next poll (the revision moved).
     b.tick(false).await.unwrap();
-    assert_eq!(b.protector("p").unprotect(&payload).await, Err(UnprotectError::Revoked(old)));
+    assert_eq!(
+        b.protector("p").unprotect(&payload).await,
+        Err(UnprotectError::Revoked(old))
+    );
     assert_eq!(b.default_key_id(), Some(new));
     assert!(matches!(
-        a.revoke("00000000-0000-0000-0000-000000000000".parse().unwrap()).await,
+        a.revoke("00000000-0000-0000-0000-000000000000".parse().unwrap())
+            .await,
         Err(KeyRingError::NoSuchKey(_))
     ));
 }
@@ -184,20 +242,42 @@ async fn revoke_all_before_a_date() {
     let ring = ring_on(Arc::new(MemoryKeyRepository::new()), &clock, config()).await;
     ring.create_key().await.unwrap();
     clock.advance(Duration::seconds(1));
-    assert_eq!(ring.revoke_created_before(clock.now_for_test()).await.unwrap(), 2);
+    assert_eq!(
+        ring.revoke_created_before(clock.now_for_test())
+            .await
+            .unwrap(),
+        2
+    );
     let keys = ring.keys();
     assert_eq!(keys.iter().filter(|k| k.revoked_at.is_some()).count(), 2);
-    assert!(ring.is_ready(), "a generating node replaces revoked keys at once");
+    assert!(
+        ring.is_ready(),
+        "a generating node replaces revoked keys at once"
+    );
 }
 
 #[tokio::test]
 async fn non_generating_node_waits_for_a_key_then_serves() {
     let clock = ManualClock::new(Utc::now());
     let store = Arc::new(MemoryKeyRepository::new());
-    let secondary = ring_on(store.clone(), &clock, KeyRingConfig { generate_keys: false, ..config() }).await;
+    let secondary = ring_on(
+        store.clone(),
+        &clock,
+        KeyRingConfig {
+            generate_keys: false,
+            ..config()
+        },
+    )
+    .await;
     assert!(!secondary.is_ready());
-    assert_eq!(secondary.protector("p").protect(b"x"), Err(ProtectError::NoDefaultKey));
-    assert!(store.load().await.unwrap().documents.is_empty(), "a secondary never writes keys");
+    assert_eq!(
+        secondary.protector("p").protect(b"x"),
+        Err(ProtectError::NoDefaultKey)
+    );
+    assert!(
+        store.load().await.unwrap().documents.is_empty(),
+        "a secondary never writes keys"
+    );
     let primary = ring_on(store, &clock, config()).await;
     secondary.tick(false).await.unwrap();
     assert!(secondary.is_ready());
@@ -217,7 +297,10 @@ async fn purged_store_is_refilled_from_memory() {
     // A node starting after the purge finds the old key and opens old payloads.
     let late = ring_on(store.clone(), &clock, config()).await;
     assert_eq!(late.default_key_id(), id);
-    assert_eq!(late.protector("p").unprotect(&payload).await.unwrap(), b"still here");
+    assert_eq!(
+        late.protector("p").unprotect(&payload).await.unwrap(),
+        b"still here"
+    );
     assert_eq!(store.load().await.unwrap().documents.len(), 1);
 }
 
@@ -226,20 +309,58 @@ async fn wrong_or_missing_master_key_refuses_to_open() {
     let clock = ManualClock::new(Utc::now());
     let store = Arc::new(MemoryKeyRepository::new());
     let master = MasterKey::from_bytes(&[1; 32]);
-    let ring = ring_on(store.clone(), &clock, KeyRingConfig { master_key: Some(master.clone()), ..config() }).await;
+    let ring = ring_on(
+        store.clone(),
+        &clock,
+        KeyRingConfig {
+            master_key: Some(master.clone()),
+            ..config()
+        },
+    )
+    .await;
     let snapshot = store.load().await.unwrap();
     let doc = KeyDocument::from_json(&snapshot.documents[0].bytes).unwrap();
     assert!(doc.is_wrapped(), "material is stored only wrapped");
-    let wrong = KeyRingConfig { master_key: Some(MasterKey::from_bytes(&[2; 32])), ..config() };
-    let err = KeyRing::open(store.clone(), wrong, clock.shared()).await.unwrap_err();
-    assert!(matches!(err, KeyRingError::Document(DocumentError::WrongMasterKey { .. })), "{err}");
+    let wrong = KeyRingConfig {
+        master_key: Some(MasterKey::from_bytes(&[2; 32])),
+        ..config()
+    };
+    let err = KeyRing::open(store.clone(), wrong, clock.shared())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KeyRingError::Document(DocumentError::WrongMasterKey { .. })
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("wrong master key"));
-    let err = KeyRing::open(store.clone(), config(), clock.shared()).await.unwrap_err();
-    assert!(matches!(err, KeyRingError::Document(DocumentError::MasterKeyRequired { .. })), "{err}");
+    let err = KeyRing::open(store.clone(), config(), clock.shared())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KeyRingError::Document(DocumentError::MasterKeyRequired { .. })
+        ),
+        "{err}"
+    );
     // The right key opens, and payloads survive.
     let payload = ring.protector("p").protect(b"x").unwrap();
-    let again = ring_on(store, &clock, KeyRingConfig { master_key: Some(master), ..config() }).await;
-    assert_eq!(again.protector("p").unprotect(&payload).await.unwrap(), b"x");
+    let again = ring_on(
+        store,
+        &clock,
+        KeyRingConfig {
+            master_key: Some(master),
+            ..config()
+        },
+    )
+    .await;
+    assert_eq!(
+        again.protector("p").unprotect(&payload).await.unwrap(),
+        b"x"
+    );
 }
 
 #[tokio::test]
@@ -262,11 +383,20 @@ async fn time_limited_payloads_expire() {
     let expires = clock.now_for_test() + Duration::minutes(10);
     let payload = p.protect(b"user", expires).unwrap();
     let (data, at) = p.unprotect(&payload).await.unwrap();
-    assert_eq!((data.as_slice(), at.timestamp_millis()), (&b"user"[..], expires.timestamp_millis()));
+    assert_eq!(
+        (data.as_slice(), at.timestamp_millis()),
+        (&b"user"[..], expires.timestamp_millis())
+    );
     // A time-limited payload is not a plain payload of the same purpose.
-    assert_eq!(ring.protector("reset").unprotect(&payload).await, Err(UnprotectError::Invalid));
+    assert_eq!(
+        ring.protector("reset").unprotect(&payload).await,
+        Err(UnprotectError::Invalid)
+    );
     clock.advance(Duration::minutes(10));
-    assert!(matches!(p.unprotect(&payload).await, Err(UnprotectError::Expired(_))));
+    assert!(matches!(
+        p.unprotect(&payload).await,
+        Err(UnprotectError::Expired(_))
+    ));
 }
 
 #[tokio::test]
@@ -274,7 +404,10 @@ async fn too_short_lifetime_is_refused() {
     let clock = ManualClock::new(Utc::now());
     let err = KeyRing::open(
         Arc::new(MemoryKeyRepository::new()),
-        KeyRingConfig { key_lifetime: Duration::days(6), ..config() },
+        KeyRingConfig {
+            key_lifetime: Duration::days(6),
+            ..config()
+        },
         clock.shared(),
     )
     .await

@@ -55,7 +55,11 @@ fn read_revision(dir: &Path) -> Result<Revision, RepositoryError> {
     let path = dir.join("revision");
     match fs::read_to_string(&path) {
         Ok(text) => text.trim().parse().map_err(|_| {
-            RepositoryError::Corrupt(format!("{}: not a number: {:?}", path.display(), text.trim()))
+            RepositoryError::Corrupt(format!(
+                "{}: not a number: {:?}",
+                path.display(),
+                text.trim()
+            ))
         }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
         Err(e) => Err(io_error(&path, e)),
@@ -90,7 +94,9 @@ fn load_dir(dir: &Path) -> Result<RingSnapshot, RepositoryError> {
         let path = entry.path();
         // A document larger than this is not one of ours; report it rather than read it all.
         let bytes = match entry.metadata() {
-            Ok(meta) if meta.len() > 64 * 1024 => format!("file too large: {} bytes", meta.len()).into_bytes(),
+            Ok(meta) if meta.len() > 64 * 1024 => {
+                format!("file too large: {} bytes", meta.len()).into_bytes()
+            }
             _ => fs::read(&path).map_err(|e| io_error(&path, e))?,
         };
         documents.push(RawDocument {
@@ -99,7 +105,10 @@ fn load_dir(dir: &Path) -> Result<RingSnapshot, RepositoryError> {
         });
     }
     documents.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(RingSnapshot { revision, documents })
+    Ok(RingSnapshot {
+        revision,
+        documents,
+    })
 }
 
 fn compare_and_write_dir(
@@ -121,7 +130,11 @@ fn compare_and_write_dir(
         return Ok(false);
     }
     for doc in documents {
-        write_atomic(dir, &format!("key-{}.json", doc.id), doc.to_json().as_bytes())?;
+        write_atomic(
+            dir,
+            &format!("key-{}.json", doc.id),
+            doc.to_json().as_bytes(),
+        )?;
     }
     write_atomic(dir, "revision", (expected + 1).to_string().as_bytes())?;
     Ok(true)

@@ -42,7 +42,9 @@ impl MemoryKeyRepository {
 
     fn write_locked(inner: &mut (Revision, BTreeMap<String, Vec<u8>>), documents: &[KeyDocument]) {
         for doc in documents {
-            inner.1.insert(doc.id.to_string(), doc.to_json().into_bytes());
+            inner
+                .1
+                .insert(doc.id.to_string(), doc.to_json().into_bytes());
         }
         inner.0 += 1;
     }

@@ -1,0 +1,23 @@
+//! Real processes for tests: `redis-server`, PostgreSQL, HAProxy and `ringfence` nodes, each on a
+//! free port of `127.0.0.1` with its own temporary directory.
+//!
+//! The API is synchronous (plain `std::process`), so it works from sync tests and from async
+//! tests alike; starting a server blocks until it is ready or a bounded wait runs out, and the
+//! error then names the server's log file and quotes its end.
+//!
+//! Everything stops by itself: dropping a handle kills its process and removes its directory,
+//! and every child is also killed by the kernel when the test process exits (parent-death
+//! signal), so a server kept in a `static` or left behind by an aborted test does not linger.
+#![deny(missing_docs)]
+
+mod haproxy;
+mod node;
+mod postgres;
+mod process;
+mod redis;
+
+pub use haproxy::HaProxy;
+pub use node::NodeProcess;
+pub use postgres::PostgresServer;
+pub use process::{free_port, try_free_port};
+pub use redis::{RedisOptions, RedisServer};

@@ -1,0 +1,293 @@
+//! A real `redis-server` on a free loopback port.
+
+use std::fs::OpenOptions;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::process::{self, POLL};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+const STOP_GRACE: Duration = Duration::from_secs(10);
+const PORT_ATTEMPTS: usize = 5;
+
+/// How to start a [`RedisServer`].
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// Append-only file with `appendfsync always`, so a restart keeps every acknowledged write.
+    /// On by default; RDB snapshots are always off (`--save ""`).
+    pub appendonly: bool,
+    /// Passed to `redis-server` after the harness's own arguments, so they win
+    /// (e.g. `--cluster-enabled yes`, `--requirepass x`, TLS settings).
+    ///
+    /// With `--port 0` (TLS only) readiness is taken from the log line
+    /// `Ready to accept connections` instead of a plain-text PING, and [`RedisServer::port`]
+    /// still reports the harness's port, which then is not listening.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            appendonly: true,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// A `redis-server` process on `127.0.0.1` with its own temporary directory.
+///
+/// Dropping it kills the server and removes the directory. The process is also killed when the
+/// test process exits, so keeping one in a `static` is fine.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    options: RedisOptions,
+    log: PathBuf,
+    // Declared last: dropped after the process is gone.
+    dir: TempDir,
+}
+
+enum LaunchError {
+    /// The server exited because the port was taken: worth another port.
+    PortTaken(io::Error),
+    Fatal(io::Error),
+}
+
+impl RedisServer {
+    /// Starts a server with [`RedisOptions::default`] and waits until it answers PING.
+    pub fn start() -> io::Result<RedisServer> {
+        Self::start_with(RedisOptions::default())
+    }
+
+    /// Starts a server with the given options and waits until it answers PING.
+    pub fn start_with(options: RedisOptions) -> io::Result<RedisServer> {
+        process::require("redis-server", "redis-server")?;
+        let dir = process::temp_dir("redis", false)?;
+        let log = dir.path().join("redis.log");
+        let mut last = None;
+        for _ in 0..PORT_ATTEMPTS {
+            let port = process::try_free_port()?;
+            match launch(dir.path(), &log, port, &options) {
+                Ok(child) => {
+                    return Ok(RedisServer {
+                        child: Some(child),
+                        port,
+                        options,
+                        log,
+                        dir,
+                    })
+                }
+                Err(LaunchError::PortTaken(e)) => last = Some(e),
+                Err(LaunchError::Fatal(e)) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("redis-server did not start")))
+    }
+
+    /// `redis://127.0.0.1:PORT/`
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The TCP port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:PORT`
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The server's working directory (AOF, cluster `nodes.conf`, log).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The server's log file (stdout and stderr of every start).
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Stops the server with SIGTERM (it flushes the AOF and exits), waits up to 10 s, then
+    /// SIGKILLs it. Data stays in [`RedisServer::dir`] for [`RedisServer::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            process::stop_child(&mut child, libc::SIGTERM, STOP_GRACE);
+        }
+    }
+
+    /// Stops the server if it runs and starts it again on the same port with the same
+    /// directory, waiting until it answers PING.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.stop();
+        // The old socket may linger briefly; redis sets SO_REUSEADDR, but another process may
+        // also have grabbed the port in between, which is then reported, not retried elsewhere.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match launch(self.dir.path(), &self.log, self.port, &self.options) {
+                Ok(child) => {
+                    self.child = Some(child);
+                    return Ok(());
+                }
+                Err(LaunchError::PortTaken(e)) if Instant::now() >= deadline => return Err(e),
+                Err(LaunchError::PortTaken(_)) => thread::sleep(Duration::from_millis(100)),
+                Err(LaunchError::Fatal(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether the server process is alive.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Runs `redis-cli -h 127.0.0.1 -p PORT ARGS...` and returns its stdout without the final
+    /// newline. Error replies come back as text (`ERR ...`), not as `Err`; `Err` means
+    /// redis-cli could not run or exited non-zero.
+    pub fn redis_cli(&self, args: &[&str]) -> io::Result<String> {
+        let cli = process::require("redis-cli", "redis-tools")?;
+        let port = self.port.to_string();
+        let out = Command::new(cli)
+            .args(["-h", "127.0.0.1", "-p", &port])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "redis-cli {} failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+        if s.ends_with('\n') {
+            s.pop();
+        }
+        Ok(s)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn launch(dir: &Path, log: &Path, port: u16, options: &RedisOptions) -> Result<Child, LaunchError> {
+    let fatal = LaunchError::Fatal;
+    let bin = process::require("redis-server", "redis-server").map_err(fatal)?;
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(fatal)?;
+    let err = out.try_clone().map_err(fatal)?;
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(dir)
+        .args(["--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1", "--protected-mode", "no"])
+        .args(["--save", ""])
+        .args(["--daemonize", "no"])
+        .arg("--dir")
+        .arg(dir);
+    if options.appendonly {
+        cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+    } else {
+        cmd.args(["--appendonly", "no"]);
+    }
+    cmd.args(&options.extra_args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    let mut child = process::spawn(cmd).map_err(fatal)?;
+
+    let plain_port_off = options
+        .extra_args
+        .windows(2)
+        .rev()
+        .find(|w| w[0] == "--port")
+        .is_some_and(|w| w[1] == "0");
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let e = io::Error::other(format!(
+                    "redis-server on port {port} exited during startup ({status}); log {}:\n{}",
+                    log.display(),
+                    process::tail(log, 20)
+                ));
+                return Err(if process::log_says_port_taken(log) {
+                    LaunchError::PortTaken(e)
+                } else {
+                    LaunchError::Fatal(e)
+                });
+            }
+            Ok(None) => {}
+            Err(e) => return Err(LaunchError::Fatal(e)),
+        }
+        let ready = if plain_port_off {
+            process::tail(log, 200).contains("Ready to accept connections")
+        } else {
+            ping(port)
+        };
+        if ready {
+            return Ok(child);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(LaunchError::Fatal(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "redis-server on port {port} did not answer PING within {:?}; log {}:\n{}",
+                    READY_TIMEOUT,
+                    log.display(),
+                    process::tail(log, 20)
+                ),
+            )));
+        }
+        thread::sleep(POLL);
+    }
+}
+
+/// True when a plain RESP PING on 127.0.0.1:port is answered with +PONG (not -LOADING etc.).
+fn ping(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = s.set_write_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    while n < 7 {
+        match s.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    buf[..n].starts_with(b"+PONG")
+}

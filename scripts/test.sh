@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The project's test command: makes sure the real servers the tests start are installed, then
+# runs every test of the workspace. Extra arguments go to `cargo test`
+# (e.g. `scripts/test.sh -p ringfence-sessions`, `scripts/test.sh -- --nocapture`).
+#
+# The tests never use the distribution's services: ringfence-testkit starts its own
+# redis-server, PostgreSQL and HAProxy on free loopback ports in temporary directories.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+say() { printf 'scripts/test.sh: %s\n' "$*" >&2; }
+
+have_postgres() {
+    if command -v initdb >/dev/null 2>&1 && command -v postgres >/dev/null 2>&1; then
+        return 0
+    fi
+    # Debian keeps the server programs off PATH, in /usr/lib/postgresql/<version>/bin.
+    local initdb
+    for initdb in /usr/lib/postgresql/*/bin/initdb; do
+        [[ -x "$initdb" && -x "$(dirname "$initdb")/postgres" ]] && return 0
+    done
+    return 1
+}
+
+# Debian package -> the check that says it is present.
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+have_postgres || missing+=(postgresql)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+
+# >>> Browser for the end-to-end tests: the lead adds Chromium here (e.g. append `chromium`
+# >>> to `missing` when `command -v chromium` fails). <<<
+
+if ((${#missing[@]} > 0)); then
+    sudo_cmd=()
+    can_install=false
+    if command -v apt-get >/dev/null 2>&1; then
+        if ((EUID == 0)); then
+            can_install=true
+        elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo_cmd=(sudo -n)
+            can_install=true
+        fi
+    fi
+    if ! $can_install; then
+        say "missing packages: ${missing[*]}"
+        say "install them (Debian/Ubuntu: apt-get install ${missing[*]}) or rerun as root / with passwordless sudo"
+        exit 1
+    fi
+
+    say "installing: ${missing[*]}"
+    # Keep the packages' own services from starting on install when nothing else decides that
+    # already; the tests run their own servers on their own ports.
+    policy=/usr/sbin/policy-rc.d
+    created_policy=false
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee "$policy" >/dev/null
+        "${sudo_cmd[@]}" chmod 755 "$policy"
+        created_policy=true
+    fi
+    remove_policy() { if $created_policy; then "${sudo_cmd[@]}" rm -f "$policy"; fi; }
+    trap remove_policy EXIT
+
+    export DEBIAN_FRONTEND=noninteractive
+    if ! "${sudo_cmd[@]}" apt-get update -q ||
+        ! "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+        say "could not install: ${missing[*]}; install them by hand and rerun"
+        exit 1
+    fi
+    remove_policy
+    trap - EXIT
+
+    # Check again: a package may be named differently on this distribution.
+    still=()
+    command -v redis-server >/dev/null 2>&1 || still+=(redis-server)
+    command -v redis-cli >/dev/null 2>&1 || still+=(redis-tools)
+    command -v haproxy >/dev/null 2>&1 || still+=(haproxy)
+    have_postgres || still+=(postgresql)
+    command -v wrk >/dev/null 2>&1 || still+=(wrk)
+    if ((${#still[@]} > 0)); then
+        say "still missing after installing: ${still[*]}"
+        exit 1
+    fi
+fi
+
+# `cargo test --workspace -p X` would still build and test everything: let -p narrow it.
+scope=(--workspace)
+for arg in "$@"; do
+    case $arg in
+    --) break ;;
+    -p | -p* | --package | --package=*) scope=() ;;
+    esac
+done
+exec cargo test "${scope[@]}" --all-targets "$@"

@@ -1,0 +1,567 @@
+//! One node on the embedded defaults (SQLite + key files in a data dir), driven as a real
+//! process: the README's first command, tested.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use reqwest::StatusCode;
+
+#[tokio::test]
+async fn register_restart_still_signed_in_then_sign_out() {
+    let data = tempfile::tempdir().unwrap();
+    let mut node = start_node("solo", data.path(), &[]);
+    let client = browser();
+    let base = node.url();
+
+    let response = register_page(&client, &base, "Alice@Example.com").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], "/");
+    assert_eq!(node_of(&response), "solo");
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert_eq!(
+        signed_in_as(&client, &base).await.as_deref(),
+        Some("alice@example.com")
+    );
+    let (_, home) = get_page(&client, &format!("{base}/")).await;
+    assert!(home.contains("(solo)"), "page header shows the node name");
+
+    // Restart the process on the same data dir: same keys, same sessions, still signed in.
+    node.terminate();
+    let status = node
+        .wait_exit(Duration::from_secs(10))
+        .unwrap()
+        .expect("exits on SIGTERM");
+    assert!(status.success(), "SIGTERM exits 0: {status:?}");
+    let node = start_node("solo", data.path(), &[]);
+    let base = node.url();
+    assert_eq!(
+        signed_in_as(&client, &base).await.as_deref(),
+        Some("alice@example.com")
+    );
+
+    // Sign out: the session is gone on the server, the cookie cleared.
+    let (_, home) = get_page(&client, &format!("{base}/")).await;
+    let response = client
+        .post(format!("{base}/logout"))
+        .form(&[("_csrf", csrf_of(&home))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(signed_in_as(&client, &base).await, None);
+
+    // Wrong password: the form again, with a message that does not say whether the e-mail exists.
+    let wrong = login_page(
+        &client,
+        &base,
+        "alice@example.com",
+        "not the password at all",
+    )
+    .await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let body = wrong.text().await.unwrap();
+    assert!(body.contains("incorrect"), "{body}");
+    let unknown = login_page(
+        &client,
+        &base,
+        "nobody@example.com",
+        "not the password at all",
+    )
+    .await;
+    let unknown_body = unknown.text().await.unwrap();
+    assert_eq!(
+        body.split("role=\"alert\">")
+            .nth(1)
+            .map(|s| s.split('<').next()),
+        unknown_body
+            .split("role=\"alert\">")
+            .nth(1)
+            .map(|s| s.split('<').next()),
+        "same message for unknown e-mail and wrong password"
+    );
+    assert_eq!(signed_in_as(&client, &base).await, None);
+    // The right one signs in.
+    let ok = login_page(&client, &base, "ALICE@example.com", PASSWORD).await;
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        signed_in_as(&client, &base).await.as_deref(),
+        Some("alice@example.com")
+    );
+}
+
+#[tokio::test]
+async fn missing_or_forged_csrf_is_400() {
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node("solo", data.path(), &[]);
+    let client = browser();
+    let base = node.url();
+    // Missing token.
+    let response = client
+        .post(format!("{base}/register"))
+        .form(&[("email", "bob@example.com"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.text().await.unwrap().contains("security token"));
+    // Forged token (well-formed base64 of garbage), and a token from another browser.
+    let _ = get_page(&client, &format!("{base}/register")).await;
+    for forged in [
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "x",
+        "",
+    ] {
+        let response = client
+            .post(format!("{base}/register"))
+            .form(&[
+                ("email", "bob@example.com"),
+                ("password", PASSWORD),
+                ("_csrf", forged),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::BAD_REQUEST,
+            "forged {forged:?}"
+        );
+    }
+    let other = browser();
+    let (_, html) = get_page(&other, &format!("{base}/register")).await;
+    let response = client
+        .post(format!("{base}/register"))
+        .form(&[
+            ("email", "bob@example.com"),
+            ("password", PASSWORD),
+            ("_csrf", &csrf_of(&html)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::BAD_REQUEST,
+        "a token bound to another browser"
+    );
+    assert_eq!(signed_in_as(&client, &base).await, None);
+    // Signed in, a session-bound token of another session is refused too.
+    assert_eq!(
+        register_page(&client, &base, "carol@example.com")
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        register_page(&other, &base, "dave@example.com")
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    let (_, dave_home) = get_page(&other, &format!("{base}/")).await;
+    let response = client
+        .post(format!("{base}/logout"))
+        .form(&[("_csrf", csrf_of(&dave_home))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        signed_in_as(&client, &base).await.as_deref(),
+        Some("carol@example.com")
+    );
+}
+
+#[tokio::test]
+async fn json_api_round_trip() {
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node("solo", data.path(), &[]);
+    let base = node.url();
+    let client = browser();
+    register_api(&client, &base, "erin@example.com").await;
+    let login = login_api(
+        &client,
+        &base,
+        "erin@example.com",
+        "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+    )
+    .await;
+    assert_eq!(login["user"]["email"], "erin@example.com");
+    let csrf = login["csrf_token"].as_str().unwrap().to_owned();
+    let me: serde_json::Value = client
+        .get(format!("{base}/api/v1/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["node"], "solo");
+    assert_eq!(me["session"]["id"], login["session"]["id"]);
+    let sessions: serde_json::Value = client
+        .get(format!("{base}/api/v1/sessions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = sessions["sessions"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    for field in [
+        "id",
+        "created_at",
+        "last_seen_at",
+        "expires_at",
+        "ip",
+        "user_agent",
+        "device",
+        "node",
+        "current",
+    ] {
+        assert!(list[0].get(field).is_some(), "session field {field}");
+    }
+    assert_eq!(list[0]["device"], "Firefox on Linux");
+    assert_eq!(list[0]["current"], true);
+
+    // A second device, then revoke-others from the first: only the current one is left.
+    let phone = browser();
+    login_api(&phone, &base, "erin@example.com", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1").await;
+    let response = client
+        .post(format!("{base}/api/v1/sessions/revoke-others"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::FORBIDDEN,
+        "cookie-authenticated write without X-CSRF-Token"
+    );
+    let response = client
+        .post(format!("{base}/api/v1/sessions/revoke-others"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["revoked"],
+        1
+    );
+    let response = phone.get(format!("{base}/api/v1/me")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthenticated");
+
+    // Logout needs the CSRF header too, then the session is gone.
+    let response = client
+        .post(format!("{base}/api/v1/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = client
+        .post(format!("{base}/api/v1/logout"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        client
+            .get(format!("{base}/api/v1/me"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_specific_errors_never_5xx() {
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node("solo", data.path(), &[]);
+    let base = node.url();
+    let client = browser();
+    register_api(&client, &base, "frank@example.com").await;
+    let check = |status: StatusCode, want: StatusCode, what: &str| {
+        assert_eq!(status, want, "{what}");
+    };
+    // Duplicate e-mail in another case.
+    let r = client
+        .post(format!("{base}/api/v1/register"))
+        .json(&serde_json::json!({"email": "FRANK@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    check(r.status(), StatusCode::CONFLICT, "duplicate e-mail");
+    for (body, want, what) in [
+        (
+            r#"{"email":"g@example.com","password":"short"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "short password",
+        ),
+        (
+            r#"{"email":"g@example.com","password":"password1234"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "common password",
+        ),
+        (
+            r#"{"email":"not-an-email","password":"correct horse battery"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad e-mail",
+        ),
+        (
+            r#"{"email":"g@example.com"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing field",
+        ),
+        (
+            r#"{"email":1,"password":2}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "wrong types",
+        ),
+        (r#"{"email":"#, StatusCode::BAD_REQUEST, "malformed JSON"),
+    ] {
+        let r = client
+            .post(format!("{base}/api/v1/register"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want, "{what}");
+        let json: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            json["error"]["code"].is_string() && json["error"]["message"].is_string(),
+            "{what}: {json}"
+        );
+    }
+    let r = client
+        .post(format!("{base}/api/v1/login"))
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    check(
+        r.status(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "wrong content type",
+    );
+    let big = "x".repeat(3 * 1024 * 1024);
+    let r = client
+        .post(format!("{base}/api/v1/login"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    check(r.status(), StatusCode::PAYLOAD_TOO_LARGE, "3 MB body");
+    let r = client
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'e', b'm', b'a', b'i', b'l', b'=', 0xff, 0xfe])
+        .send()
+        .await
+        .unwrap();
+    check(r.status(), StatusCode::BAD_REQUEST, "invalid UTF-8 form");
+    // Tampered, truncated, garbage and oversized cookies: signed out (401), never an error page.
+    let login = login_api(&client, &base, "frank@example.com", "test").await;
+    let _ = login;
+    let good = client
+        .get(format!("{base}/api/v1/me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(good.status(), StatusCode::OK);
+    let fresh = reqwest::Client::new();
+    for cookie in [
+        "ringfence_session=AAAA".to_owned(),
+        "ringfence_session=%%%%".to_owned(),
+        format!("ringfence_session={}", "A".repeat(200)),
+        format!("ringfence_session={}", "B".repeat(5000)),
+        "ringfence_session=".to_owned(),
+    ] {
+        let r = fresh
+            .get(format!("{base}/api/v1/me"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "cookie {}",
+            &cookie[..cookie.len().min(40)]
+        );
+    }
+    let r = fresh
+        .get(format!("{base}/no/such/route"))
+        .send()
+        .await
+        .unwrap();
+    check(r.status(), StatusCode::NOT_FOUND, "unknown route");
+    let r = client
+        .delete(format!("{base}/api/v1/sessions/..%2F..%2Fetc"))
+        .header("x-csrf-token", login_csrf(&client, &base).await)
+        .send()
+        .await
+        .unwrap();
+    check(r.status(), StatusCode::NOT_FOUND, "malformed session id");
+    let r = fresh
+        .get(format!("{base}/api/v1/admin/stats"))
+        .send()
+        .await
+        .unwrap();
+    check(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "admin stats signed out",
+    );
+    let r = client
+        .get(format!("{base}/api/v1/admin/stats"))
+        .send()
+        .await
+        .unwrap();
+    check(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "admin stats as non-admin",
+    );
+}
+
+async fn login_csrf(client: &reqwest::Client, base: &str) -> String {
+    let me: serde_json::Value = client
+        .get(format!("{base}/api/v1/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    me["csrf_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_and_node_header() {
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node("solo", data.path(), &[]);
+    let base = node.url();
+    let client = reqwest::Client::new();
+    for path in ["/healthz", "/readyz", "/metrics", "/", "/login", "/nope"] {
+        let r = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(node_of(&r), "solo", "{path}");
+        assert!(r.status().as_u16() < 500, "{path}");
+    }
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("ringfence_http_requests_total"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("ringfence_active_sessions"));
+}
+
+#[test]
+fn admin_cli_on_the_embedded_store() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().display().to_string();
+    let (ok, out, err) = cli(
+        &[
+            "users",
+            "add",
+            "root@example.com",
+            "--admin",
+            "--data-dir",
+            &dir,
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("root@example.com") && out.contains("(admin)"));
+    let (ok, out, _) = cli(&["users", "list", "--data-dir", &dir], None);
+    assert!(ok && out.contains("root@example.com"));
+    // Admin commands never create keys by themselves: a fresh store has none.
+    let (ok, out, _) = cli(&["keys", "list", "--json", "--data-dir", &dir], None);
+    assert!(ok);
+    assert_eq!(out.trim(), "[]");
+    let (ok, out, _) = cli(&["keys", "new", "--data-dir", &dir], None);
+    assert!(ok);
+    let first_id = out.trim().to_owned();
+    let (ok, out, _) = cli(&["keys", "list", "--json", "--data-dir", &dir], None);
+    assert!(ok);
+    let keys: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let keys = keys.as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    for field in [
+        "id",
+        "created_at",
+        "activates_at",
+        "expires_at",
+        "revoked",
+        "default",
+    ] {
+        assert!(keys[0].get(field).is_some(), "{field}");
+    }
+    assert_eq!(keys[0]["id"], first_id.as_str());
+    assert_eq!(keys[0]["default"], true);
+    let (ok, out, _) = cli(&["keys", "new", "--data-dir", &dir], None);
+    assert!(ok);
+    let new_id = out.trim().to_owned();
+    let (ok, _, _) = cli(&["keys", "revoke", &new_id, "--data-dir", &dir], None);
+    assert!(ok);
+    let (_, out, _) = cli(&["keys", "list", "--json", "--data-dir", &dir], None);
+    let keys: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let revoked = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == new_id.as_str())
+        .unwrap();
+    assert_eq!(revoked["revoked"], true);
+    let (ok, out, _) = cli(&["sessions", "count", "--data-dir", &dir], None);
+    assert!(ok && out.contains("active sessions: 0"), "{out}");
+    // Bad input: one line on stderr, non-zero exit.
+    for args in [
+        vec!["serve", "--no-such-flag"],
+        vec!["keys", "revoke", "not-a-key-id", "--data-dir", &dir],
+        vec!["sessions", "revoke", "zzz", "--data-dir", &dir],
+        vec!["serve", "--idle-timeout", "soon", "--data-dir", &dir],
+        vec!["users", "add", "root@example.com", "--data-dir", &dir],
+    ] {
+        let (ok, out, err) = cli(&args, Some("short\n"));
+        assert!(!ok, "{args:?} should fail: {out}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: one line on stderr, got {err:?}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let (ok, _, err) = cli(
+        &[
+            "sessions",
+            "count",
+            "--redis",
+            "redis://127.0.0.1:1/",
+            "--data-dir",
+            &dir,
+        ],
+        None,
+    );
+    assert!(!ok && err.contains("Redis"), "{err}");
+}
