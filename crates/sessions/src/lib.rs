@@ -1,0 +1,35 @@
+//! Server-side sessions for a fleet of nodes.
+//!
+//! The browser's cookie holds only a *protected session reference* (the session secret and the
+//! user id, sealed by the key ring); the session record lives in a [`SessionStore`] every node can
+//! reach. Because the record is authoritative, deleting it anywhere signs the session out
+//! everywhere on the next request.
+//!
+//! Layers:
+//! - [`Session`], [`SessionId`], [`SessionSecret`]: the data.
+//! - [`SessionStore`]: the storage seam (one trait; SQLite and Redis implement it, and
+//!   [`conformance`] is the one suite every backend passes).
+//! - [`SessionManager`]: the policy (idle and absolute timeouts, sliding renewal without a write
+//!   per request, per-user cap, cookie protection).
+
+#![deny(missing_docs)]
+
+pub mod conformance;
+mod device;
+mod id;
+mod manager;
+pub mod redis_store;
+mod session;
+pub mod sqlite_store;
+mod store;
+
+pub use device::{cap_user_agent, device_label, ClientInfo, MAX_IP_LEN, MAX_USER_AGENT_LEN};
+pub use id::{SessionId, SessionSecret, SECRET_LEN};
+pub use manager::{
+    ResolveError, SessionConfig, SessionManager, StartedSession, EVENTS_METRIC,
+    MAX_COOKIE_VALUE_LEN, SESSION_PURPOSE,
+};
+pub use redis_store::RedisSessionStore;
+pub use session::{Session, SessionCounts};
+pub use sqlite_store::SqliteSessionStore;
+pub use store::{SessionStore, StoreError};

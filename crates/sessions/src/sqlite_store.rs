@@ -1,0 +1,378 @@
+//! Sessions in SQLite: the embedded, zero-setup store for a single node.
+//!
+//! SQLite is the single-node store: every node would need the same file, so a fleet uses
+//! [`crate::RedisSessionStore`] instead. That is also why [`SessionStore::counts`] here is an
+//! index range count (`COUNT(*)` over the expiry index, which also covers `user_id`) rather than
+//! a maintained counter: it is cheap at one node's scale and can never drift.
+//!
+//! Table `sessions` (migration `migrations/sqlite/2001_sessions.sql`): one row per session, times
+//! as INTEGER unix milliseconds, plus `expires_at = MIN(idle_expires_at, absolute_expires_at)`.
+//! The per-user index is the `(user_id)` index; expiry checks, pruning and counts use the
+//! `(expires_at, user_id)` index.
+//!
+//! Every write runs in a `BEGIN IMMEDIATE` transaction: it takes the write lock up front, so two
+//! writers queue on the busy timeout instead of failing with `SQLITE_BUSY` when a read lock
+//! cannot be upgraded. Expired rows of a user are deleted whenever that user's sessions are
+//! written or listed, and every insert also deletes a bounded batch of expired rows of anyone,
+//! so the table cannot grow with dead sessions.
+//!
+//! Times are stored at millisecond precision; [`crate::SessionManager`] creates sessions with
+//! millisecond times, so what it holds equals what it reads back.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use crate::{Session, SessionCounts, SessionId, SessionStore, StoreError};
+
+/// Expired rows of any user deleted per insert: enough to outpace creation (one row per
+/// insert), small enough that no insert stalls on a large backlog.
+const GLOBAL_PRUNE_BATCH: i64 = 256;
+
+const COLUMNS: &str = "id, user_id, created_at, last_seen_at, idle_expires_at, \
+    absolute_expires_at, ip, user_agent, device, node";
+
+/// [`SessionStore`] over a SQLite database (see the module docs for the schema).
+#[derive(Debug, Clone)]
+pub struct SqliteSessionStore {
+    pool: SqlitePool,
+}
+
+impl SqliteSessionStore {
+    /// Wraps a pool. The caller configures it (WAL journal and a busy timeout are recommended,
+    /// since sign-ins and renewals write concurrently); call [`Self::migrate`] once at startup.
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool this store uses.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Creates or upgrades the `sessions` table. Other crates migrate the same database with
+    /// their own version ranges (this crate owns 2000-2999), so versions applied by them are
+    /// ignored rather than treated as unknown.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut migrator = sqlx::migrate!("migrations/sqlite");
+        migrator.set_ignore_missing(true);
+        migrator.run(&self.pool).await.map_err(map_migrate_error)
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_sqlx_error)
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteSessionStore {
+    async fn insert(
+        &self,
+        session: &Session,
+        cap: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let now_ms = millis(now);
+        let mut tx = self.begin_write().await?;
+        prune_user(&mut tx, &session.user_id, now_ms).await?;
+        sqlx::query(
+            "DELETE FROM sessions WHERE id IN \
+             (SELECT id FROM sessions WHERE expires_at <= ? LIMIT ?)",
+        )
+        .bind(now_ms)
+        .bind(GLOBAL_PRUNE_BATCH)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx_error)?;
+
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, created_at, last_seen_at, idle_expires_at, \
+             absolute_expires_at, expires_at, ip, user_agent, device, node) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(session.id.as_str())
+        .bind(&session.user_id)
+        .bind(millis(session.created_at))
+        .bind(millis(session.last_seen_at))
+        .bind(millis(session.idle_expires_at))
+        .bind(millis(session.absolute_expires_at))
+        .bind(millis(session.expires_at()))
+        .bind(session.ip.as_deref())
+        .bind(session.user_agent.as_deref())
+        .bind(&session.device)
+        .bind(&session.node)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx_error)?;
+
+        let mut evicted = Vec::new();
+        if let Some(cap) = cap {
+            // Oldest first; the session just inserted is never its own victim.
+            let others: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM sessions WHERE user_id = ? AND expires_at > ? AND id <> ? \
+                 ORDER BY created_at ASC, id ASC",
+            )
+            .bind(&session.user_id)
+            .bind(now_ms)
+            .bind(session.id.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_sqlx_error)?;
+            let keep_others = (cap as usize).saturating_sub(1);
+            let excess = others.len().saturating_sub(keep_others);
+            for id in others.into_iter().take(excess) {
+                sqlx::query("DELETE FROM sessions WHERE id = ?")
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_sqlx_error)?;
+                evicted.push(parse_id(&id)?);
+            }
+        }
+        tx.commit().await.map_err(map_sqlx_error)?;
+        Ok(evicted)
+    }
+
+    async fn get(
+        &self,
+        user_id: &str,
+        id: &SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Session>, StoreError> {
+        let query =
+            format!("SELECT {COLUMNS}, expires_at FROM sessions WHERE id = ? AND user_id = ?");
+        let row = sqlx::query(&query)
+            .bind(id.as_str())
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let expires_at: i64 = row.try_get("expires_at").map_err(map_sqlx_error)?;
+        let now_ms = millis(now);
+        if expires_at > now_ms {
+            return decode(&row).map(Some);
+        }
+        // Found a dead row: the rare moment a read pays for a write, and it clears all of this
+        // user's dead rows at once.
+        let mut tx = self.begin_write().await?;
+        prune_user(&mut tx, user_id, now_ms).await?;
+        tx.commit().await.map_err(map_sqlx_error)?;
+        Ok(None)
+    }
+
+    async fn touch(&self, session: &Session, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let now_ms = millis(now);
+        let mut tx = self.begin_write().await?;
+        prune_user(&mut tx, &session.user_id, now_ms).await?;
+        // The absolute expiry is the stored one: a renewal can never push it out.
+        let result = sqlx::query(
+            "UPDATE sessions SET last_seen_at = ?, idle_expires_at = ?, \
+             expires_at = MIN(?, absolute_expires_at) \
+             WHERE id = ? AND user_id = ? AND expires_at > ?",
+        )
+        .bind(millis(session.last_seen_at))
+        .bind(millis(session.idle_expires_at))
+        .bind(millis(session.idle_expires_at))
+        .bind(session.id.as_str())
+        .bind(&session.user_id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx_error)?;
+        tx.commit().await.map_err(map_sqlx_error)?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn remove(
+        &self,
+        user_id: &str,
+        id: &SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        prune_user(&mut tx, user_id, millis(now)).await?;
+        let result = sqlx::query("DELETE FROM sessions WHERE id = ? AND user_id = ?")
+            .bind(id.as_str())
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx_error)?;
+        tx.commit().await.map_err(map_sqlx_error)?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn remove_for_user(
+        &self,
+        user_id: &str,
+        keep: Option<&SessionId>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        prune_user(&mut tx, user_id, millis(now)).await?;
+        // An id is never empty, so "" as `keep` matches nothing and one statement serves both.
+        let keep = keep.map(SessionId::as_str).unwrap_or("");
+        let ids: Vec<String> =
+            sqlx::query_scalar("DELETE FROM sessions WHERE user_id = ? AND id <> ? RETURNING id")
+                .bind(user_id)
+                .bind(keep)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_sqlx_error)?;
+        tx.commit().await.map_err(map_sqlx_error)?;
+        ids.iter().map(|id| parse_id(id)).collect()
+    }
+
+    async fn list_for_user(
+        &self,
+        user_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Session>, StoreError> {
+        let now_ms = millis(now);
+        let mut tx = self.begin_write().await?;
+        prune_user(&mut tx, user_id, now_ms).await?;
+        let query = format!(
+            "SELECT {COLUMNS} FROM sessions WHERE user_id = ? AND expires_at > ? \
+             ORDER BY last_seen_at DESC, id ASC"
+        );
+        let rows = sqlx::query(&query)
+            .bind(user_id)
+            .bind(now_ms)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_sqlx_error)?;
+        tx.commit().await.map_err(map_sqlx_error)?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn find(
+        &self,
+        id: &SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Session>, StoreError> {
+        let query = format!("SELECT {COLUMNS} FROM sessions WHERE id = ? AND expires_at > ?");
+        let row = sqlx::query(&query)
+            .bind(id.as_str())
+            .bind(millis(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    async fn list_all(&self, limit: usize, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError> {
+        let query = format!(
+            "SELECT {COLUMNS} FROM sessions WHERE expires_at > ? \
+             ORDER BY last_seen_at DESC, id ASC LIMIT ?"
+        );
+        let rows = sqlx::query(&query)
+            .bind(millis(now))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn counts(&self, now: DateTime<Utc>) -> Result<SessionCounts, StoreError> {
+        // Both counts are range scans of the covering (expires_at, user_id) index; see the
+        // module docs for why a single-node store does not maintain counters.
+        let (sessions, users): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COUNT(DISTINCT user_id) FROM sessions WHERE expires_at > ?",
+        )
+        .bind(millis(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_sqlx_error)?;
+        Ok(SessionCounts {
+            active_sessions: u64::try_from(sessions).unwrap_or(0),
+            signed_in_users: u64::try_from(users).unwrap_or(0),
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(map_sqlx_error)
+    }
+}
+
+/// Deletes the user's expired rows (the per-user half of pruning).
+async fn prune_user(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM sessions WHERE user_id = ? AND expires_at <= ?")
+        .bind(user_id)
+        .bind(now_ms)
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(map_sqlx_error)
+}
+
+fn decode(row: &SqliteRow) -> Result<Session, StoreError> {
+    let text = |name: &str| row.try_get::<String, _>(name).map_err(map_sqlx_error);
+    let opt_text = |name: &str| {
+        row.try_get::<Option<String>, _>(name)
+            .map_err(map_sqlx_error)
+    };
+    let time = |name: &str| {
+        let ms: i64 = row.try_get(name).map_err(map_sqlx_error)?;
+        from_millis(ms).ok_or_else(|| StoreError::Corrupt(format!("{name} out of range: {ms}")))
+    };
+    Ok(Session {
+        id: parse_id(&text("id")?)?,
+        user_id: text("user_id")?,
+        created_at: time("created_at")?,
+        last_seen_at: time("last_seen_at")?,
+        idle_expires_at: time("idle_expires_at")?,
+        absolute_expires_at: time("absolute_expires_at")?,
+        ip: opt_text("ip")?,
+        user_agent: opt_text("user_agent")?,
+        device: text("device")?,
+        node: text("node")?,
+    })
+}
+
+fn parse_id(text: &str) -> Result<SessionId, StoreError> {
+    SessionId::parse(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("malformed session id {text:?}")))
+}
+
+pub(crate) fn millis(time: DateTime<Utc>) -> i64 {
+    time.timestamp_millis()
+}
+
+pub(crate) fn from_millis(ms: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms)
+}
+
+fn map_sqlx_error(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. }
+        | sqlx::Error::RowNotFound => StoreError::Corrupt(error.to_string()),
+        // Pool timeouts, I/O, a locked or busy database, a closed pool: the store is not
+        // answering right now, which callers turn into 503 rather than a sign-out.
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+fn map_migrate_error(error: sqlx::migrate::MigrateError) -> StoreError {
+    match error {
+        sqlx::migrate::MigrateError::Execute(inner) => map_sqlx_error(inner),
+        // A dirty or mismatching migration history: the schema is not what this code expects.
+        other => StoreError::Corrupt(format!("session schema migration: {other}")),
+    }
+}

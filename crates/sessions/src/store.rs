@@ -1,0 +1,86 @@
+//! The storage seam for sessions.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::{Session, SessionCounts, SessionId};
+
+/// Why a session store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backing store cannot be reached or timed out; callers answer `503`.
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered with data this code cannot read (a corrupt record); never a client's fault.
+    #[error("session store returned a malformed record: {0}")]
+    Corrupt(String),
+}
+
+/// Where session records live. Every backend passes [`crate::conformance`].
+///
+/// Rules every implementation keeps:
+/// - the per-user index changes in the same atomic step as the record (a transaction in SQL,
+///   one script in Redis), so nothing leaks when sessions expire while no node runs;
+/// - records whose `expires_at()` is at or before `now` are never returned and are pruned from
+///   the per-user index on read and write;
+/// - ids are [`SessionId`]s (hashes of the secret), never the secret itself.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Stores a new session. With `cap = Some(n)`, the user's oldest sessions (by `created_at`)
+    /// beyond `n` active ones are removed in the same step and their ids returned.
+    async fn insert(
+        &self,
+        session: &Session,
+        cap: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionId>, StoreError>;
+
+    /// Fetches one session of a user; `None` when absent or expired. On Redis this is one
+    /// command: it is the hot path of every authenticated request.
+    async fn get(
+        &self,
+        user_id: &str,
+        id: &SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Session>, StoreError>;
+
+    /// Writes `last_seen_at` and `idle_expires_at` (sliding renewal). Returns `false` when the
+    /// session no longer exists (revoked meanwhile): a renewal must never resurrect a session.
+    async fn touch(&self, session: &Session, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Deletes one session of a user; `true` when it existed.
+    async fn remove(
+        &self,
+        user_id: &str,
+        id: &SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes every session of a user except `keep`; returns the ids removed.
+    async fn remove_for_user(
+        &self,
+        user_id: &str,
+        keep: Option<&SessionId>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionId>, StoreError>;
+
+    /// The user's active sessions, most recently seen first.
+    async fn list_for_user(
+        &self,
+        user_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Session>, StoreError>;
+
+    /// Finds a session by id alone (admin tools); may be slower than [`SessionStore::get`].
+    async fn find(&self, id: &SessionId, now: DateTime<Utc>)
+        -> Result<Option<Session>, StoreError>;
+
+    /// Up to `limit` active sessions of all users, most recently seen first (admin tools).
+    async fn list_all(&self, limit: usize, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError>;
+
+    /// Active sessions and signed-in users, in O(log n) or better (no scan of all sessions).
+    async fn counts(&self, now: DateTime<Utc>) -> Result<SessionCounts, StoreError>;
+
+    /// Checks that the store answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+}

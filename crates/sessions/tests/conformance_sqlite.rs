@@ -1,0 +1,157 @@
+//! The SQLite store against the shared conformance suite, plus SQLite-specific behaviour.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use ringfence_sessions::conformance::{self, base_now, sample_session, unique_user};
+use ringfence_sessions::{SessionStore, SqliteSessionStore, StoreError};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::SqlitePool;
+
+async fn pool(path: &Path) -> SqlitePool {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(StdDuration::from_secs(10));
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .unwrap()
+}
+
+async fn store(path: &Path) -> SqliteSessionStore {
+    let store = SqliteSessionStore::new(pool(path).await);
+    store.migrate().await.unwrap();
+    store
+}
+
+#[tokio::test]
+async fn sqlite_store_passes_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    conformance::run_all(|| {
+        n += 1;
+        let path = dir.path().join(format!("sessions-{n}.db"));
+        async move { store(&path).await }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent_and_ignores_other_crates_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool(&dir.path().join("shared.db")).await;
+    // Another crate's migrator ran first on the same database (its own version range).
+    let mut other = sqlx::migrate::Migrator::new(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/other_migrations"),
+    )
+    .await
+    .unwrap();
+    other.set_ignore_missing(true);
+    other.run(&pool).await.unwrap();
+
+    let store = SqliteSessionStore::new(pool.clone());
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    // And the other crate's migrator still runs after ours.
+    other.run(&pool).await.unwrap();
+
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(versions, vec![1, 2001]);
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn inserts_prune_expired_rows_of_everyone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir.path().join("prune.db")).await;
+    let now = base_now();
+    for n in 0..20 {
+        let s = sample_session(&format!("user-{n}"), now);
+        store.insert(&s, None, now).await.unwrap();
+    }
+    let rows = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sessions")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    };
+    assert_eq!(rows().await, 20);
+    // Nobody ran for a day; the next sign-in clears the dead rows.
+    let later = now + Duration::days(1);
+    store
+        .insert(&sample_session("someone-else", later), None, later)
+        .await
+        .unwrap();
+    assert_eq!(rows().await, 1);
+}
+
+#[tokio::test]
+async fn concurrent_writers_of_one_user_do_not_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(store(&dir.path().join("busy.db")).await);
+    let user = unique_user("busy");
+    let now = base_now();
+    let tasks: Vec<_> = (0..32)
+        .map(|n| {
+            let store = store.clone();
+            let user = user.clone();
+            tokio::spawn(async move {
+                let mut s = sample_session(&user, now);
+                store.insert(&s, Some(8), now).await.unwrap();
+                s.last_seen_at = now + Duration::seconds(n);
+                s.idle_expires_at = s.last_seen_at + Duration::minutes(30);
+                store.touch(&s, now).await.unwrap();
+                store.list_for_user(&user, now).await.unwrap();
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(store.list_for_user(&user, now).await.unwrap().len(), 8);
+}
+
+#[tokio::test]
+async fn corrupt_rows_and_closed_pools_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir.path().join("corrupt.db")).await;
+    let now = base_now();
+    let s = sample_session("victim", now);
+    store.insert(&s, None, now).await.unwrap();
+    sqlx::query("UPDATE sessions SET created_at = 'not a time'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.get("victim", &s.id, now).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    sqlx::query("UPDATE sessions SET created_at = ?, id = 'bad id'")
+        .bind(now.timestamp_millis())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.list_for_user("victim", now).await,
+        Err(StoreError::Corrupt(_))
+    ));
+
+    store.pool().close().await;
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.get("victim", &s.id, now).await,
+        Err(StoreError::Unavailable(_))
+    ));
+}
