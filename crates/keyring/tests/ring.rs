@@ -112,7 +112,10 @@ async fn unknown_key_rereads_store_rate_limited() {
         loads: AtomicUsize::new(0),
     });
     let b = ring_on(counting.clone(), &clock, config()).await;
-    // A makes a new key that B has not seen: B re-reads and opens the payload.
+    // A makes a new key that B has not seen: B re-reads and opens the payload. (Keys made in
+    // the same instant tie-break by id, the same way on every node; move the clock so the new
+    // key is the newer one.)
+    clock.advance(Duration::seconds(1));
     let key = a.create_key().await.unwrap();
     let payload = a.protector("p").protect(b"hi").unwrap();
     assert_eq!(a.default_key_id(), Some(key.id));
