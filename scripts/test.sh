@@ -95,4 +95,7 @@ for arg in "$@"; do
     -p | -p* | --package | --package=*) scope=() ;;
     esac
 done
-exec cargo test "${scope[@]}" --all-targets "$@"
+# Every target (libraries, binaries, integration tests, examples, benchmarks in test mode), then
+# the documentation examples, which --all-targets leaves out.
+cargo test "${scope[@]}" --all-targets "$@"
+cargo test "${scope[@]}" --doc "$@"
