@@ -48,6 +48,14 @@ pub struct StoreArgs {
     /// File holding 32 random bytes in base64: key material is stored only encrypted under it.
     #[arg(long, env = "RINGFENCE_MASTER_KEY_FILE", global = true)]
     pub master_key_file: Option<PathBuf>,
+    /// A former master key, still accepted for reading during a rotation (repeatable).
+    #[arg(
+        long = "previous-master-key-file",
+        env = "RINGFENCE_PREVIOUS_MASTER_KEY_FILES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub previous_master_key_files: Vec<PathBuf>,
 }
 
 /// The subcommands.
@@ -94,6 +102,9 @@ pub struct ServeArgs {
     /// Most concurrent sessions per user; signing in beyond it ends the oldest (off by default).
     #[arg(long, env = "RINGFENCE_MAX_SESSIONS_PER_USER")]
     pub max_sessions_per_user: Option<u32>,
+    /// How long a key protects new payloads (at least 7 days).
+    #[arg(long, env = "RINGFENCE_KEY_LIFETIME", default_value = "90d", value_parser = parse_duration)]
+    pub key_lifetime: chrono::Duration,
 }
 
 /// `ringfence keys …`.
@@ -107,15 +118,21 @@ pub enum KeysCommand {
     },
     /// Create a key that activates now.
     New,
-    /// Revoke a key (payloads under it never open again), or every key with --all.
+    /// Revoke a key (payloads under it never open again), every key with --all, or every key
+    /// created before a time with --created-before.
     Revoke {
         /// The key id.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        #[arg(required_unless_present_any = ["all", "created_before"], conflicts_with_all = ["all", "created_before"])]
         id: Option<String>,
         /// Revoke every key; a new one is created at once.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "created_before")]
         all: bool,
+        /// Revoke every key created before this time (RFC 3339, e.g. 2026-11-01T00:00:00Z).
+        #[arg(long, value_parser = parse_time)]
+        created_before: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// Re-seal every key under the current master key (a master-key rotation's second step).
+    Rewrap,
 }
 
 /// `ringfence users …`.
@@ -167,6 +184,13 @@ pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
         return Err("must be longer than zero".to_owned());
     }
     chrono::Duration::from_std(std).map_err(|_| "duration too long".to_owned())
+}
+
+/// An RFC 3339 time.
+pub fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("not an RFC 3339 time ({e}); use e.g. 2026-11-01T00:00:00Z"))
 }
 
 /// `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`/empty (for flags that are also variables).

@@ -77,20 +77,33 @@ pub async fn keys(services: &Services, command: KeysCommand) -> Result<(), Start
             let id: KeyId = id.parse().map_err(err)?;
             ring.revoke(id).await.map_err(err)?;
             println!("revoked {id}");
+            print_default(ring);
         }
-        KeysCommand::Revoke { id: None, .. } => {
-            // Every key that exists now: "before" a moment after now.
-            let count = ring
-                .revoke_created_before(services.clock.now() + Duration::milliseconds(1))
-                .await
-                .map_err(err)?;
+        KeysCommand::Revoke {
+            id: None,
+            created_before,
+            ..
+        } => {
+            // --all: every key that exists now, i.e. created before a moment after now.
+            let before =
+                created_before.unwrap_or_else(|| services.clock.now() + Duration::milliseconds(1));
+            let count = ring.revoke_created_before(before).await.map_err(err)?;
             println!("revoked {count} keys");
-            if let Some(new) = ring.default_key_id() {
-                println!("new default key {new}");
-            }
+            print_default(ring);
+        }
+        KeysCommand::Rewrap => {
+            let count = ring.rewrap().await.map_err(err)?;
+            println!("re-sealed {count} keys");
         }
     }
     Ok(())
+}
+
+fn print_default(ring: &ringfence_keyring::KeyRing) {
+    match ring.default_key_id() {
+        Some(id) => println!("default key {id}"),
+        None => println!("no usable key: a node that may generate keys creates one"),
+    }
 }
 
 /// `ringfence users …`.

@@ -130,6 +130,7 @@ async fn serve(store: &StoreArgs, args: ServeArgs) -> Result<(), StartError> {
         .map_err(|e| StartError(format!("cannot install the metrics recorder: {e}")))?;
     let keyring_config = KeyRingConfig {
         generate_keys: !args.no_key_generation,
+        key_lifetime: args.key_lifetime,
         ..KeyRingConfig::default()
     };
     let session_config = SessionConfig {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ringfence_accounts::{Accounts, Database, PasswordHasher, PasswordPolicy};
 use ringfence_keyring::{
-    DirectoryKeyRepository, KeyRepository, KeyRing, KeyRingConfig, MasterKey, RedisKeyRepository,
-    SharedClock, SystemClock,
+    DirectoryKeyRepository, KeyRepository, KeyRing, KeyRingConfig, MasterKey,
+    PostgresKeyRepository, RedisKeyRepository, SharedClock, SystemClock,
 };
 use ringfence_sessions::{
     RedisSessionStore, SessionConfig, SessionManager, SessionStore, SqliteSessionStore,
@@ -106,8 +106,14 @@ pub async fn open(
         Some(path) => Some(MasterKey::from_file(path).map_err(|e| StartError(e.to_string()))?),
         None => None,
     };
+    let previous_master_keys = args
+        .previous_master_key_files
+        .iter()
+        .map(|path| MasterKey::from_file(path).map_err(|e| StartError(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
     let keyring_config = KeyRingConfig {
         master_key,
+        previous_master_keys,
         ..keyring_config
     };
 
@@ -128,9 +134,19 @@ pub async fn open(
         .await
         .map_err(|e| fail("cannot prepare the user store")(e.to_string()))?;
 
-    let key_repository: Arc<dyn KeyRepository> = match &redis {
-        Some(conn) => Arc::new(RedisKeyRepository::new(conn.clone(), &args.redis_prefix)),
-        None => Arc::new(
+    // Keys live where every node reaches them: Redis when there is one, else the shared
+    // PostgreSQL, else (a single node) files in the data dir.
+    let key_repository: Arc<dyn KeyRepository> = match (&redis, database.postgres_pool()) {
+        (Some(conn), _) => Arc::new(RedisKeyRepository::new(conn.clone(), &args.redis_prefix)),
+        (None, Some(pool)) => {
+            let repository = PostgresKeyRepository::new(pool.clone());
+            repository
+                .migrate()
+                .await
+                .map_err(|e| fail("cannot prepare the key tables")(e.to_string()))?;
+            Arc::new(repository)
+        }
+        (None, None) => Arc::new(
             DirectoryKeyRepository::new(args.data_dir.join("keys"))
                 .map_err(|e| StartError(e.to_string()))?,
         ),

@@ -133,8 +133,15 @@ pub async fn register_api(client: &Client, base: &str, email: &str) {
 pub fn cli(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     use std::io::Write;
     use std::process::{Command, Stdio};
+    // Never let a test touch ./ringfence-data in the checkout.
+    let scratch = std::env::temp_dir().join(format!("ringfence-cli-test-{}", std::process::id()));
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    if !args.contains(&"--data-dir") {
+        all.push("--data-dir".to_owned());
+        all.push(scratch.display().to_string());
+    }
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringfence"))
-        .args(args)
+        .args(&all)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

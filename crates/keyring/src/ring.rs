@@ -40,6 +40,9 @@ pub struct KeyRingConfig {
     pub unknown_key_reload_interval: StdDuration,
     /// Key-encryption key for material at rest; `None` stores material in clear (with a warning).
     pub master_key: Option<MasterKey>,
+    /// Former master keys, accepted for reading only while a master-key rotation is under way
+    /// (see [`KeyRing::rewrap`]); everything written is wrapped under `master_key`.
+    pub previous_master_keys: Vec<MasterKey>,
 }
 
 impl Default for KeyRingConfig {
@@ -53,6 +56,7 @@ impl Default for KeyRingConfig {
             reload_interval: StdDuration::from_secs(60),
             unknown_key_reload_interval: StdDuration::from_secs(1),
             master_key: None,
+            previous_master_keys: Vec::new(),
         }
     }
 }
@@ -248,7 +252,7 @@ impl KeyRing {
                     e @ (DocumentError::WrongMasterKey { .. }
                     | DocumentError::MasterKeyRequired { .. }
                     | DocumentError::UnwrapFailed(_)),
-                ) = doc.open(ring.inner.config.master_key.as_ref())
+                ) = ring.open_document(&doc)
                 {
                     return Err(e.into());
                 }
@@ -370,6 +374,39 @@ impl KeyRing {
         }
     }
 
+    /// Opens a document with the master key it was wrapped under: the current one, or one of
+    /// the previous ones during a rotation.
+    fn open_document(&self, doc: &KeyDocument) -> Result<Key, DocumentError> {
+        let config = &self.inner.config;
+        if let crate::document::MaterialDocument::Aes256Gcm { master_key, .. } = &doc.material {
+            if let Some(previous) = config
+                .previous_master_keys
+                .iter()
+                .find(|k| k.fingerprint() == master_key)
+            {
+                return doc.open(Some(previous));
+            }
+        }
+        doc.open(config.master_key.as_ref())
+    }
+
+    /// Re-seals every key under the current master key (or in clear without one) and writes
+    /// them back: the second step of a master-key rotation, after every node runs with the new
+    /// master key and the old one as a previous key. Returns how many keys were written.
+    pub async fn rewrap(&self) -> Result<usize, KeyRingError> {
+        let master = self.inner.config.master_key.clone();
+        let written = self
+            .write_with_retry(|state| {
+                Ok(state
+                    .keys
+                    .values()
+                    .map(|k| KeyDocument::seal(&k.key(), master.as_ref()))
+                    .collect())
+            })
+            .await?;
+        Ok(written.len())
+    }
+
     /// Re-reads the ring from the store and installs it. Keys this node holds that the store
     /// lost (a purged Redis, a deleted directory) are written back, and revocations this node
     /// knows are kept: the ring in memory and the store only ever grow together.
@@ -394,8 +431,15 @@ impl KeyRing {
             revision: snapshot.revision,
             ..RingState::default()
         };
+        // Ids the store holds, readable or not: a key this node cannot open (wrapped under a
+        // newer master key during a rotation) is still there and must not be written back.
+        let mut present = std::collections::HashSet::new();
         for raw in &snapshot.documents {
-            match KeyDocument::from_json(&raw.bytes).and_then(|doc| doc.open(master)) {
+            let parsed = KeyDocument::from_json(&raw.bytes);
+            if let Ok(doc) = &parsed {
+                present.insert(doc.id);
+            }
+            match parsed.and_then(|doc| self.open_document(&doc)) {
                 Ok(key) => {
                     // Keep the entry (and its derived ciphers) when nothing changed.
                     let entry = match previous.keys.get(&key.info.id) {
@@ -416,14 +460,21 @@ impl KeyRing {
         // revocations the store does not show. Never a new key: that would be a key other
         // nodes cannot know yet.
         let mut write_back = Vec::new();
+        let mut unreadable = Vec::new();
         for (id, old) in &previous.keys {
             match state.keys.get(id) {
-                None => write_back.push(old.key()),
+                None if !present.contains(id) => write_back.push(old.key()),
+                // Still stored but no longer readable here (rotated master key): keep serving
+                // it from memory, leave the store alone.
+                None => unreadable.push(Arc::clone(old)),
                 Some(now_entry) if old.info.is_revoked() && !now_entry.info.is_revoked() => {
                     write_back.push(old.key())
                 }
                 _ => {}
             }
+        }
+        for entry in unreadable {
+            state.keys.insert(entry.info.id, entry);
         }
         if !write_back.is_empty() {
             tracing::warn!(

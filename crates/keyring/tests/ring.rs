@@ -426,3 +426,55 @@ async fn memory_backend_passes_conformance() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn master_key_rotation_without_downtime() {
+    let clock = ManualClock::new(Utc::now());
+    let store = Arc::new(MemoryKeyRepository::new());
+    let old = MasterKey::from_bytes(&[1; 32]);
+    let new = MasterKey::from_bytes(&[2; 32]);
+    let node = ring_on(
+        store.clone(),
+        &clock,
+        KeyRingConfig {
+            master_key: Some(old.clone()),
+            ..config()
+        },
+    )
+    .await;
+    let payload = node.protector("p").protect(b"x").unwrap();
+    // Step 1: nodes restart with the new master key and the old one as a previous key.
+    let rotating = KeyRingConfig {
+        master_key: Some(new.clone()),
+        previous_master_keys: vec![old.clone()],
+        ..config()
+    };
+    let updated = ring_on(store.clone(), &clock, rotating).await;
+    // Step 2: rewrap: every document is now wrapped under the new key only.
+    assert_eq!(updated.rewrap().await.unwrap(), 1);
+    for raw in store.load().await.unwrap().documents {
+        let doc = KeyDocument::from_json(&raw.bytes).unwrap();
+        assert!(doc.open(Some(&new)).is_ok());
+        assert!(doc.open(Some(&old)).is_err());
+    }
+    // A node still on the old key keeps serving from memory and does not write old-wrapped
+    // copies back over the rotated documents.
+    node.tick(true).await.unwrap();
+    assert_eq!(node.protector("p").unprotect(&payload).await.unwrap(), b"x");
+    let doc = KeyDocument::from_json(&store.load().await.unwrap().documents[0].bytes).unwrap();
+    assert!(
+        doc.open(Some(&new)).is_ok(),
+        "the stale node did not undo the rotation"
+    );
+    // Step 3: nodes drop the previous key.
+    let done = ring_on(
+        store,
+        &clock,
+        KeyRingConfig {
+            master_key: Some(new),
+            ..config()
+        },
+    )
+    .await;
+    assert_eq!(done.protector("p").unprotect(&payload).await.unwrap(), b"x");
+}
