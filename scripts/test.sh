@@ -31,6 +31,8 @@ command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 have_postgres || missing+=(postgresql)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+# Validates deploy/docker-compose.yml (no Docker engine needed) when Compose v2 is absent.
+docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 
 # >>> Browser for the end-to-end tests: the lead adds Chromium here (e.g. append `chromium`
 # >>> to `missing` when `command -v chromium` fails). <<<
