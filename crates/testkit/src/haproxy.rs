@@ -198,10 +198,12 @@ fn render_config(port: u16, stats_port: u16, backends: &[(String, SocketAddr)]) 
          defaults\n\
          \x20   mode http\n\
          \x20   log global\n\
+         \x20   option httplog\n\
          \x20   option dontlognull\n\
          \x20   option forwardfor\n\
-         \x20   option redispatch\n\
+         \x20   option redispatch 1\n\
          \x20   retries 3\n\
+         \x20   retry-on conn-failure empty-response response-timeout\n\
          \x20   timeout connect 2s\n\
          \x20   timeout client 30s\n\
          \x20   timeout server 30s\n\
