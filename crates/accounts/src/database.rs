@@ -9,7 +9,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 use crate::sql::store_error;
-use crate::{PostgresUserStore, SqliteUserStore, UserStore, UserStoreError};
+use crate::{
+    AttemptStore, AttemptStoreError, PostgresAttemptStore, PostgresUserStore, SqliteAttemptStore,
+    SqliteUserStore, UserStore, UserStoreError,
+};
 
 /// How long SQLite waits for a lock held by another connection or process before failing.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -100,6 +103,23 @@ impl Database {
             }
             Database::Postgres(pool) => {
                 let store = PostgresUserStore::new(pool.clone());
+                store.migrate().await?;
+                Arc::new(store)
+            }
+        })
+    }
+
+    /// The sign-in attempt counters on this database, with the migrations applied: the store
+    /// for a node without Redis (see [`crate::throttle`]).
+    pub async fn attempt_store(&self) -> Result<Arc<dyn AttemptStore>, AttemptStoreError> {
+        Ok(match self {
+            Database::Sqlite(pool) => {
+                let store = SqliteAttemptStore::new(pool.clone());
+                store.migrate().await?;
+                Arc::new(store)
+            }
+            Database::Postgres(pool) => {
+                let store = PostgresAttemptStore::new(pool.clone());
                 store.migrate().await?;
                 Arc::new(store)
             }

@@ -1,6 +1,6 @@
 //! The error type of the accounts service.
 
-use crate::{PasswordRejection, UserStoreError};
+use crate::{AttemptStoreError, PasswordRejection, UserStoreError};
 
 /// Why an account operation failed. Every message can be shown to the person using the app;
 /// none tells whether an e-mail address has an account when signing in.
@@ -18,6 +18,15 @@ pub enum AccountError {
     /// Sign-in failed: unknown e-mail or wrong password (deliberately indistinguishable).
     #[error("the e-mail address or password is incorrect")]
     InvalidCredentials,
+    /// Too many recent failed sign-ins for this e-mail address or from this client address
+    /// (see [`crate::throttle`]); the password was not checked. HTTP `429` with a
+    /// `Retry-After` of [`AccountError::retry_after_secs`]. The same for every e-mail, known or
+    /// not.
+    #[error("too many sign-in attempts; please wait {} s and try again", whole_seconds(*.retry_after))]
+    Throttled {
+        /// How long until the lock ends (positive).
+        retry_after: chrono::Duration,
+    },
     /// A password change with a wrong current password.
     #[error("the current password is incorrect")]
     CurrentPasswordIncorrect,
@@ -47,6 +56,7 @@ impl AccountError {
             AccountError::WeakPassword(_) => "weak_password",
             AccountError::EmailTaken => "email_taken",
             AccountError::InvalidCredentials => "invalid_credentials",
+            AccountError::Throttled { .. } => "too_many_attempts",
             AccountError::CurrentPasswordIncorrect => "current_password_incorrect",
             AccountError::UserNotFound => "user_not_found",
             AccountError::Store(_) => "store_unavailable",
@@ -64,9 +74,39 @@ impl AccountError {
                 | AccountError::WeakPassword(_)
                 | AccountError::EmailTaken
                 | AccountError::InvalidCredentials
+                | AccountError::Throttled { .. }
                 | AccountError::CurrentPasswordIncorrect
                 | AccountError::UserNotFound
         )
+    }
+
+    /// For [`AccountError::Throttled`], the wait in whole seconds, rounded up and at least 1
+    /// (the value of an HTTP `Retry-After` header); `None` for every other error.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            AccountError::Throttled { retry_after } => Some(whole_seconds(*retry_after)),
+            _ => None,
+        }
+    }
+}
+
+/// Rounded up, at least 1: a client told to come back in 0 s would come back too early.
+fn whole_seconds(d: chrono::Duration) -> u64 {
+    let ms = d.num_milliseconds().max(1);
+    u64::try_from((ms + 999) / 1000).unwrap_or(1)
+}
+
+impl From<AttemptStoreError> for AccountError {
+    fn from(e: AttemptStoreError) -> Self {
+        match e {
+            // Sign-in fails closed: without the counters, guessing would be unlimited.
+            AttemptStoreError::Unavailable(msg) | AttemptStoreError::Migration(msg) => {
+                AccountError::Store(format!("sign-in attempt store: {msg}"))
+            }
+            AttemptStoreError::Corrupt(msg) => {
+                AccountError::Corrupt(format!("sign-in attempt store: {msg}"))
+            }
+        }
     }
 }
 

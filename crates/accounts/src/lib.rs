@@ -9,6 +9,10 @@
 //!   [`PostgresUserStore`] with the same SQL; [`conformance`] is the suite both pass.
 //! - [`Database`]: opens either from a URL.
 //! - [`Accounts`]: the service (register, authenticate, change password, admin operations).
+//! - [`throttle`]: failed sign-ins counted per account and per client address, with growing,
+//!   capped locks ([`Accounts::with_throttle`]); counters in Redis ([`RedisAttemptStore`]),
+//!   SQLite ([`SqliteAttemptStore`]) or PostgreSQL ([`PostgresAttemptStore`]) behind the
+//!   [`AttemptStore`] seam, held to [`throttle_conformance`].
 //!
 //! ```no_run
 //! # async fn demo(sessions: ringfence_sessions::SessionManager) -> Result<(), Box<dyn std::error::Error>> {
@@ -39,6 +43,8 @@ mod policy;
 mod service;
 mod sql;
 mod store;
+pub mod throttle;
+pub mod throttle_conformance;
 
 pub use database::{Database, ACQUIRE_TIMEOUT, CONNECT_TIMEOUT, SQLITE_BUSY_TIMEOUT};
 pub use email::{Email, MAX_EMAIL_LEN, MAX_LOCAL_LEN};
@@ -48,3 +54,8 @@ pub use policy::{common_password_count, is_common_password, PasswordPolicy, Pass
 pub use service::{Accounts, REGISTRATIONS_METRIC, SIGN_IN_METRIC};
 pub use sql::{PostgresUserStore, SqliteUserStore};
 pub use store::{User, UserRecord, UserStore, UserStoreError};
+pub use throttle::{
+    normalize_address, AttemptStore, AttemptStoreError, FailureCount, PostgresAttemptStore,
+    RedisAttemptStore, SqliteAttemptStore, Throttle, ThrottleKey, ThrottleKeys, ThrottleKind,
+    ThrottlePolicy,
+};

@@ -8,9 +8,13 @@ use rand::RngCore;
 use ringfence_keyring::SharedClock;
 use ringfence_sessions::{SessionId, SessionManager};
 
-use crate::{AccountError, Email, PasswordHasher, PasswordPolicy, User, UserRecord, UserStore};
+use crate::{
+    AccountError, AttemptStore, Email, PasswordHasher, PasswordPolicy, Throttle, ThrottleKeys,
+    ThrottlePolicy, User, UserRecord, UserStore,
+};
 
-/// Counter of sign-in attempts, labelled `result="ok"` or `result="invalid"`.
+/// Counter of sign-in attempts, labelled `result="ok"`, `result="invalid"` or
+/// `result="throttled"`.
 pub const SIGN_IN_METRIC: &str = "ringfence_sign_in_total";
 /// Counter of self-service registrations.
 pub const REGISTRATIONS_METRIC: &str = "ringfence_registrations_total";
@@ -27,6 +31,7 @@ struct Inner {
     policy: PasswordPolicy,
     sessions: SessionManager,
     clock: SharedClock,
+    throttle: Option<Throttle>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -34,6 +39,7 @@ impl std::fmt::Debug for Accounts {
         f.debug_struct("Accounts")
             .field("hasher", &self.inner.hasher)
             .field("policy", &self.inner.policy)
+            .field("throttle", &self.inner.throttle)
             .finish_non_exhaustive()
     }
 }
@@ -54,8 +60,32 @@ impl Accounts {
                 policy,
                 sessions,
                 clock,
+                throttle: None,
             }),
         }
+    }
+
+    /// The same service with sign-in throttling (see [`crate::throttle`]): failed sign-ins are
+    /// counted in `store` per e-mail and, with [`Accounts::authenticate_from`], per client
+    /// address; `policy` is clamped into its valid range ([`ThrottlePolicy::validate`] reports
+    /// bad settings). Without it nothing is throttled.
+    pub fn with_throttle(self, store: Arc<dyn AttemptStore>, policy: ThrottlePolicy) -> Self {
+        let inner = &self.inner;
+        Self {
+            inner: Arc::new(Inner {
+                users: Arc::clone(&inner.users),
+                hasher: inner.hasher.clone(),
+                policy: inner.policy,
+                sessions: inner.sessions.clone(),
+                clock: Arc::clone(&inner.clock),
+                throttle: Some(Throttle::new(store, policy)),
+            }),
+        }
+    }
+
+    /// The throttle, when one is configured.
+    pub fn throttle(&self) -> Option<&Throttle> {
+        self.inner.throttle.as_ref()
     }
 
     /// The underlying store (admin statistics, readiness).
@@ -116,28 +146,104 @@ impl Accounts {
         Ok(user)
     }
 
-    /// Checks an e-mail and password. Unknown e-mail, malformed e-mail and wrong password all
-    /// give [`AccountError::InvalidCredentials`]; an unknown e-mail costs one full hash
+    /// Checks an e-mail and password; [`Accounts::authenticate_from`] without a client address
+    /// (only the per-account counter applies).
+    pub async fn authenticate(&self, email: &str, password: &str) -> Result<User, AccountError> {
+        self.authenticate_from(email, password, None).await
+    }
+
+    /// Checks an e-mail and password for a client at `client_ip` (the peer or the trusted
+    /// proxy's `X-Forwarded-For` address, when known).
+    ///
+    /// Unknown e-mail, malformed e-mail and wrong password all give
+    /// [`AccountError::InvalidCredentials`]; an unknown e-mail costs one full hash
     /// verification like a wrong password, so timing does not tell them apart either.
     /// A hash made with old parameters is replaced while the plaintext is at hand.
-    pub async fn authenticate(&self, email: &str, password: &str) -> Result<User, AccountError> {
-        let result = self.check_credentials(email, password).await;
+    ///
+    /// With a throttle ([`Accounts::with_throttle`]):
+    /// - a locked e-mail or address gets [`AccountError::Throttled`] before the password is
+    ///   looked at, so even the right password is refused and no hash is computed;
+    /// - after verifying, the keys are checked again: if failures running in parallel locked
+    ///   them meanwhile, the answer is `Throttled` whatever the password was, so a burst of
+    ///   parallel guesses cannot learn more than the schedule allows;
+    /// - a wrong password (or unknown e-mail) is counted per e-mail and per address; the right
+    ///   one resets the e-mail's count.
+    ///
+    /// When the attempt store cannot be reached, sign-in fails closed with
+    /// [`AccountError::Store`] (`503`): failing open would hand an attacker unlimited guesses
+    /// whenever they can make the store slow or unreachable, while a legitimate user only waits
+    /// for the store to come back, as they would for the user store itself. A failed reset after
+    /// a successful sign-in is only logged (the count decays by itself).
+    pub async fn authenticate_from(
+        &self,
+        email: &str,
+        password: &str,
+        client_ip: Option<&str>,
+    ) -> Result<User, AccountError> {
+        let result = self.sign_in(email, password, client_ip).await;
         match &result {
             Ok(_) => metrics::counter!(SIGN_IN_METRIC, "result" => "ok").increment(1),
             Err(AccountError::InvalidCredentials) => {
                 metrics::counter!(SIGN_IN_METRIC, "result" => "invalid").increment(1)
+            }
+            Err(AccountError::Throttled { .. }) => {
+                metrics::counter!(SIGN_IN_METRIC, "result" => "throttled").increment(1)
             }
             Err(_) => {}
         }
         result
     }
 
-    async fn check_credentials(&self, email: &str, password: &str) -> Result<User, AccountError> {
-        let Ok(email) = Email::parse(email) else {
-            // Nothing to hide: such an address cannot have an account.
+    async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        client_ip: Option<&str>,
+    ) -> Result<User, AccountError> {
+        // A malformed address cannot have an account: nothing to hide, nothing to count per
+        // account (the client address still counts).
+        let email = Email::parse(email).ok();
+        let Some(throttle) = &self.inner.throttle else {
+            return self.check_credentials(email.as_ref(), password).await;
+        };
+        let keys = ThrottleKeys::new(email.as_ref(), client_ip);
+        let now = self.inner.clock.now();
+        if let Some(until) = throttle.locked_until(&keys, now).await? {
+            return Err(throttled(until, now));
+        }
+        let result = self.check_credentials(email.as_ref(), password).await;
+        if !matches!(result, Ok(_) | Err(AccountError::InvalidCredentials)) {
+            // The store failed, not the client: nothing to count.
+            return result;
+        }
+        // Hashing took a while (longer when queued behind a burst of sign-ins).
+        let now = self.inner.clock.now();
+        if let Some(until) = throttle.locked_until(&keys, now).await? {
+            return Err(throttled(until, now));
+        }
+        match result {
+            Ok(user) => {
+                if let Err(e) = throttle.reset_account(&keys).await {
+                    tracing::warn!(user_id = %user.id, error = %e, "resetting the sign-in failure count failed");
+                }
+                Ok(user)
+            }
+            Err(e) => {
+                throttle.record_failure(&keys, now).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn check_credentials(
+        &self,
+        email: Option<&Email>,
+        password: &str,
+    ) -> Result<User, AccountError> {
+        let Some(email) = email else {
             return Err(AccountError::InvalidCredentials);
         };
-        let Some(record) = self.inner.users.by_email(&email).await? else {
+        let Some(record) = self.inner.users.by_email(email).await? else {
             self.inner.hasher.verify_dummy(password.to_owned()).await;
             return Err(AccountError::InvalidCredentials);
         };
@@ -288,6 +394,13 @@ impl Accounts {
     /// Checks that the user store answers (readiness).
     pub async fn ping(&self) -> Result<(), AccountError> {
         Ok(self.inner.users.ping().await?)
+    }
+}
+
+/// The error for a lock ending at `until`; the wait is at least 1 ms.
+fn throttled(until: DateTime<Utc>, now: DateTime<Utc>) -> AccountError {
+    AccountError::Throttled {
+        retry_after: (until - now).max(chrono::Duration::milliseconds(1)),
     }
 }
 

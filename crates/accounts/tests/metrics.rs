@@ -99,4 +99,25 @@ async fn counters() {
         .unwrap_err();
     assert_eq!(counters.get("ringfence_sign_in_total{result=ok}"), 1);
     assert_eq!(counters.get("ringfence_sign_in_total{result=invalid}"), 2);
+
+    // Throttled sign-ins have their own label.
+    let policy = ringfence_accounts::ThrottlePolicy {
+        account_free_attempts: 1,
+        ..Default::default()
+    };
+    let throttled = f
+        .accounts
+        .clone()
+        .with_throttle(f.db.attempt_store().await.unwrap(), policy);
+    throttled
+        .authenticate("bob@example.com", OTHER_PASSWORD)
+        .await
+        .unwrap_err();
+    throttled
+        .authenticate("bob@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(counters.get("ringfence_sign_in_total{result=invalid}"), 3);
+    assert_eq!(counters.get("ringfence_sign_in_total{result=throttled}"), 1);
+    assert_eq!(counters.get("ringfence_sign_in_total{result=ok}"), 1);
 }

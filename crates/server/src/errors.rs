@@ -75,6 +75,7 @@ impl From<AccountError> for ApiError {
                 StatusCode::UNAUTHORIZED
             }
             AccountError::CurrentPasswordIncorrect => StatusCode::FORBIDDEN,
+            AccountError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             AccountError::Store(_)
             | AccountError::Corrupt(_)
             | AccountError::InvalidConfig(_)
