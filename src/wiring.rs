@@ -4,7 +4,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{IntoConnectionInfo, TlsCertificates};
 use ringfence_accounts::{Accounts, Database, PasswordHasher, PasswordPolicy};
 use ringfence_keyring::{
     DirectoryKeyRepository, KeyRepository, KeyRing, KeyRingConfig, MasterKey,
@@ -43,23 +47,285 @@ fn fail(what: &str) -> impl Fn(String) -> StartError + '_ {
     move |e| StartError(format!("{what}: {e}"))
 }
 
-async fn connect_redis(url: &str) -> Result<ConnectionManager, StartError> {
-    let client =
-        redis::Client::open(url).map_err(|e| StartError(format!("invalid --redis URL: {e}")))?;
+/// The Redis the options name, connected: one server or a cluster. Both stores are generic over
+/// the connection, and every request they send stays in one hash slot, so either fits.
+enum RedisBackend {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// Connects to `--redis` or `--redis-cluster`, if either is given.
+async fn connect_redis_backend(args: &StoreArgs) -> Result<Option<RedisBackend>, StartError> {
+    let ca_file = args.redis_ca_file.as_deref();
+    match (&args.redis, &args.redis_cluster) {
+        (Some(_), Some(_)) => Err(StartError(
+            "--redis and --redis-cluster exclude each other: give one server or the cluster's seed nodes"
+                .to_owned(),
+        )),
+        (Some(url), None) => Ok(Some(RedisBackend::Single(
+            connect_redis(url, ca_file).await?,
+        ))),
+        (None, Some(seeds)) => Ok(Some(RedisBackend::Cluster(
+            connect_cluster(seeds, ca_file).await?,
+        ))),
+        (None, None) => match ca_file {
+            Some(_) => Err(StartError(
+                "--redis-ca-file needs a rediss:// --redis URL or --redis-cluster seeds".to_owned(),
+            )),
+            None => Ok(None),
+        },
+    }
+}
+
+fn is_tls_url(url: &str) -> bool {
+    url.trim_start()
+        .get(..9)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"))
+}
+
+/// The CA certificates (PEM) that verify a `rediss://` server: the `--redis-ca-file` bundle, or
+/// else the system trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR` are honoured). `None` when the
+/// system has no trust store either; the redis client then falls back to its bundled Mozilla
+/// roots.
+fn tls_roots(ca_file: Option<&Path>) -> Result<Option<Vec<u8>>, StartError> {
+    match ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                StartError(format!(
+                    "cannot read --redis-ca-file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(StartError(format!(
+                    "--redis-ca-file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                    path.display()
+                )));
+            }
+            Ok(Some(pem))
+        }
+        None => {
+            // Unreadable entries are skipped like a browser would; whatever loaded still counts.
+            let native = rustls_native_certs::load_native_certs();
+            if native.certs.is_empty() {
+                return Ok(None);
+            }
+            let mut pem = String::new();
+            for cert in &native.certs {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+                pem.push_str("-----BEGIN CERTIFICATE-----\n");
+                for line in b64.as_bytes().chunks(64) {
+                    pem.push_str(&String::from_utf8_lossy(line));
+                    pem.push('\n');
+                }
+                pem.push_str("-----END CERTIFICATE-----\n");
+            }
+            Ok(Some(pem.into_bytes()))
+        }
+    }
+}
+
+/// What a connection attempt was made with, to word its failure.
+struct Attempt<'a> {
+    /// The URL (or seed list) with passwords removed.
+    target: &'a str,
+    /// Whether the URL carries a user name or password.
+    credentials: bool,
+    ca_file: Option<&'a Path>,
+}
+
+/// A message naming what went wrong talking to Redis, with the URL's password removed.
+fn redis_failure(attempt: &Attempt<'_>, error: &redis::RedisError) -> StartError {
+    let target = attempt.target;
+    let text = error.to_string();
+    // The cluster client wraps a refused AUTH in its initial-connection error, so the kind alone
+    // does not tell.
+    let auth = error.kind() == redis::ErrorKind::AuthenticationFailed
+        || text.contains("WRONGPASS")
+        || text.contains("NOAUTH")
+        || text.contains("AuthenticationFailed");
+    if auth && attempt.credentials {
+        StartError(format!(
+            "Redis at {target} refused the user name or password in the URL: {text}"
+        ))
+    } else if auth {
+        StartError(format!(
+            "Redis at {target} wants a user name and password; put them in the URL (rediss://USER:PASSWORD@HOST:PORT/): {text}"
+        ))
+    } else if text.contains("certificate") || text.contains("TLS") || text.contains("tls") {
+        let hint = match attempt.ca_file {
+            Some(path) => format!(
+                "is {} the CA that signed the server's certificate, and does the certificate name the host in the URL?",
+                path.display()
+            ),
+            None => "the system trust store does not vouch for the server; name its CA with --redis-ca-file".to_owned(),
+        };
+        StartError(format!("TLS to Redis at {target} failed: {text} ({hint})"))
+    } else if text.contains("cluster support disabled") {
+        StartError(format!(
+            "Redis at {target} is not a Redis Cluster node ({text}); use --redis for a single server"
+        ))
+    } else {
+        StartError(format!("cannot reach Redis at {target}: {text}"))
+    }
+}
+
+/// Whether a Redis URL carries credentials (`user:password@` or `:password@`).
+fn has_credentials(url: &str) -> bool {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) => at > scheme + 3,
+        _ => false,
+    }
+}
+
+async fn connect_redis(url: &str, ca_file: Option<&Path>) -> Result<ConnectionManager, StartError> {
+    let shown = redact(url);
+    let invalid = |e: redis::RedisError| StartError(format!("invalid --redis URL {shown}: {e}"));
+    let client = if is_tls_url(url) {
+        match tls_roots(ca_file)? {
+            Some(root_cert) => redis::Client::build_with_tls(
+                url,
+                TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                },
+            )
+            .map_err(|e| tls_setup_failure(ca_file, &e))?,
+            None => redis::Client::open(url).map_err(invalid)?,
+        }
+    } else {
+        if ca_file.is_some() {
+            return Err(StartError(format!(
+                "--redis-ca-file is for TLS, but --redis {shown} is not a rediss:// URL"
+            )));
+        }
+        redis::Client::open(url).map_err(invalid)?
+    };
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(REDIS_TIMEOUT))
         .set_response_timeout(Some(REDIS_TIMEOUT))
         .set_number_of_retries(2);
-    let connect = ConnectionManager::new_with_config(client, config);
+    let connect = async {
+        let mut conn = ConnectionManager::new_with_config(client, config).await?;
+        ping(&mut conn).await?;
+        Ok(conn)
+    };
     match tokio::time::timeout(REDIS_TIMEOUT * 3, connect).await {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(StartError(format!(
-            "cannot reach Redis at {}: {e}",
-            redact(url)
-        ))),
+        Ok(Err(e)) => Err(redis_failure(
+            &Attempt {
+                target: &shown,
+                credentials: has_credentials(url),
+                ca_file,
+            },
+            &e,
+        )),
         Err(_) => Err(StartError(format!(
-            "cannot reach Redis at {}: timed out",
-            redact(url)
+            "cannot reach Redis at {shown}: timed out"
+        ))),
+    }
+}
+
+/// A connection is made without a command when no credentials are given, so a server that
+/// wants them would only say so at the first real request; ask now, where the error is clear.
+async fn ping(conn: &mut impl redis::aio::ConnectionLike) -> redis::RedisResult<()> {
+    redis::cmd("PING")
+        .query_async::<String>(conn)
+        .await
+        .map(drop)
+}
+
+/// A CA bundle the redis client could not turn into trust anchors (or a URL it rejected).
+fn tls_setup_failure(ca_file: Option<&Path>, error: &redis::RedisError) -> StartError {
+    match ca_file {
+        Some(path) => StartError(format!(
+            "cannot use --redis-ca-file {}: {error}",
+            path.display()
+        )),
+        None => StartError(format!("cannot load the system CA certificates: {error}")),
+    }
+}
+
+/// Connects to a Redis Cluster through its comma-separated seed nodes.
+async fn connect_cluster(
+    seeds: &str,
+    ca_file: Option<&Path>,
+) -> Result<ClusterConnection, StartError> {
+    let seeds: Vec<&str> = seeds
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if seeds.is_empty() {
+        return Err(StartError(
+            "--redis-cluster needs at least one redis://host:port seed node".to_owned(),
+        ));
+    }
+    let mut nodes = Vec::with_capacity(seeds.len());
+    for seed in &seeds {
+        let info = seed.into_connection_info().map_err(|e| {
+            StartError(format!(
+                "invalid --redis-cluster seed {}: {e}",
+                redact(seed)
+            ))
+        })?;
+        nodes.push(info);
+    }
+    let shown = seeds
+        .iter()
+        .map(|s| redact(s))
+        .collect::<Vec<_>>()
+        .join(",");
+    let tls = seeds.iter().filter(|s| is_tls_url(s)).count();
+    if tls != 0 && tls != seeds.len() {
+        return Err(StartError(format!(
+            "--redis-cluster mixes rediss:// and redis:// seeds ({shown}); use one scheme"
+        )));
+    }
+    // The response timeout also bounds a whole request with its retries and MOVED/ASK
+    // redirects, so the default retry count can stay (it rides out a failover or resharding).
+    let mut builder = ClusterClient::builder(nodes)
+        .connection_timeout(REDIS_TIMEOUT)
+        .response_timeout(REDIS_TIMEOUT);
+    if tls > 0 {
+        if let Some(root_cert) = tls_roots(ca_file)? {
+            builder = builder.certs(TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert),
+            });
+        }
+    } else if ca_file.is_some() {
+        return Err(StartError(format!(
+            "--redis-ca-file is for TLS, but the --redis-cluster seeds ({shown}) are not rediss:// URLs"
+        )));
+    }
+    let client = builder.build().map_err(|e| {
+        let text = e.to_string();
+        if tls > 0
+            && (text.contains("certificate") || text.contains("PEM") || text.contains("trust"))
+        {
+            tls_setup_failure(ca_file, &e)
+        } else {
+            StartError(format!("invalid --redis-cluster {shown}: {text}"))
+        }
+    })?;
+    let connect = async {
+        let mut conn = client.get_async_connection().await?;
+        ping(&mut conn).await?;
+        Ok(conn)
+    };
+    match tokio::time::timeout(REDIS_TIMEOUT * 3, connect).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(redis_failure(
+            &Attempt {
+                target: &format!("cluster {shown}"),
+                credentials: seeds.iter().any(|s| has_credentials(s)),
+                ca_file,
+            },
+            &e,
+        )),
+        Err(_) => Err(StartError(format!(
+            "cannot reach Redis at cluster {shown}: timed out"
         ))),
     }
 }
@@ -84,17 +350,6 @@ pub async fn open(
     keyring_config: KeyRingConfig,
     session_config: SessionConfig,
 ) -> Result<Services, StartError> {
-    if args.redis_cluster.is_some() {
-        return Err(StartError(
-            "--redis-cluster is not supported yet; use --redis with a single Redis server"
-                .to_owned(),
-        ));
-    }
-    if args.redis_ca_file.is_some() {
-        return Err(StartError(
-            "--redis-ca-file is not supported yet".to_owned(),
-        ));
-    }
     let clock = SystemClock::shared();
     std::fs::create_dir_all(&args.data_dir).map_err(|e| {
         StartError(format!(
@@ -117,10 +372,7 @@ pub async fn open(
         ..keyring_config
     };
 
-    let redis = match &args.redis {
-        Some(url) => Some(connect_redis(url).await?),
-        None => None,
-    };
+    let redis = connect_redis_backend(args).await?;
     let embedded_db = args.data_dir.join("ringfence.db");
     let database_url = args
         .database
@@ -137,7 +389,12 @@ pub async fn open(
     // Keys live where every node reaches them: Redis when there is one, else the shared
     // PostgreSQL, else (a single node) files in the data dir.
     let key_repository: Arc<dyn KeyRepository> = match (&redis, database.postgres_pool()) {
-        (Some(conn), _) => Arc::new(RedisKeyRepository::new(conn.clone(), &args.redis_prefix)),
+        (Some(RedisBackend::Single(conn)), _) => {
+            Arc::new(RedisKeyRepository::new(conn.clone(), &args.redis_prefix))
+        }
+        (Some(RedisBackend::Cluster(conn)), _) => {
+            Arc::new(RedisKeyRepository::new(conn.clone(), &args.redis_prefix))
+        }
         (None, Some(pool)) => {
             let repository = PostgresKeyRepository::new(pool.clone());
             repository
@@ -156,7 +413,11 @@ pub async fn open(
         .map_err(|e| StartError(format!("cannot open the key ring: {e}")))?;
 
     let session_store: Arc<dyn SessionStore> = match &redis {
-        Some(conn) => Arc::new(RedisSessionStore::new(
+        Some(RedisBackend::Single(conn)) => Arc::new(RedisSessionStore::new(
+            conn.clone(),
+            args.redis_prefix.clone(),
+        )),
+        Some(RedisBackend::Cluster(conn)) => Arc::new(RedisSessionStore::with_connection(
             conn.clone(),
             args.redis_prefix.clone(),
         )),
@@ -202,7 +463,19 @@ pub async fn open(
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{has_credentials, is_tls_url, redact};
+
+    #[test]
+    fn tls_and_credentials_are_read_from_the_url() {
+        assert!(is_tls_url("rediss://127.0.0.1:6380/"));
+        assert!(is_tls_url("REDISS://h:1"));
+        assert!(!is_tls_url("redis://127.0.0.1:6379/"));
+        assert!(!is_tls_url("redis"));
+        assert!(has_credentials("rediss://alice:pw@h:1/"));
+        assert!(has_credentials("redis://:pw@h:1/"));
+        assert!(!has_credentials("redis://h:1/"));
+        assert!(!has_credentials("redis://@h:1/"));
+    }
 
     #[test]
     fn passwords_never_reach_messages() {

@@ -55,7 +55,9 @@ fn eight_processes_cold_starting_on_one_empty_store_make_one_key() {
         .enumerate()
         .map(|(i, dir)| {
             let path = dir.path().to_path_buf();
-            let args = redis_args(&redis);
+            // Only the key ring is shared here; each process keeps its own embedded accounts
+            // file (SQLite is the single-node store; a fleet shares PostgreSQL).
+            let args = vec!["--redis".to_owned(), redis.url()];
             std::thread::spawn(move || start_node(&format!("n{i}"), &path, &args))
         })
         .collect();

@@ -1,5 +1,6 @@
-//! Real processes for tests: `redis-server`, PostgreSQL, HAProxy and `ringfence` nodes, each on a
-//! free port of `127.0.0.1` with its own temporary directory.
+//! Real processes for tests: `redis-server` (plain, TLS, or a whole Redis Cluster), PostgreSQL,
+//! HAProxy and `ringfence` nodes, each on a free port of `127.0.0.1` with its own temporary
+//! directory, plus a throwaway test CA ([`TestPki`]) for TLS.
 //!
 //! The API is synchronous (plain `std::process`), so it works from sync tests and from async
 //! tests alike; starting a server blocks until it is ready or a bounded wait runs out, and the
@@ -10,14 +11,18 @@
 //! signal), so a server kept in a `static` or left behind by an aborted test does not linger.
 #![deny(missing_docs)]
 
+mod cluster;
 mod haproxy;
 mod node;
 mod postgres;
 mod process;
 mod redis;
+mod tls;
 
+pub use cluster::{ClusterOptions, RedisCluster};
 pub use haproxy::HaProxy;
 pub use node::NodeProcess;
 pub use postgres::PostgresServer;
 pub use process::{free_port, try_free_port};
 pub use redis::{RedisOptions, RedisServer};
+pub use tls::TestPki;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::process::{self, POLL};
+use crate::tls::TestPki;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -49,9 +50,34 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     options: RedisOptions,
+    tls: Option<TlsFiles>,
+    cli_user: Option<CliUser>,
     log: PathBuf,
     // Declared last: dropped after the process is gone.
     dir: TempDir,
+}
+
+/// The server's own copies of its certificate, key and CA, inside its directory.
+#[derive(Debug, Clone)]
+struct TlsFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+}
+
+/// The ACL user for the harness's own `redis-cli` calls; `Debug` leaves the password out.
+#[derive(Clone)]
+struct CliUser {
+    user: String,
+    password: String,
+}
+
+impl std::fmt::Debug for CliUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CliUser")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 enum LaunchError {
@@ -68,18 +94,50 @@ impl RedisServer {
 
     /// Starts a server with the given options and waits until it answers PING.
     pub fn start_with(options: RedisOptions) -> io::Result<RedisServer> {
+        Self::start_inner(options, None)
+    }
+
+    /// Starts a server that speaks only TLS (`--port 0 --tls-port PORT`), with the certificate
+    /// and key of `pki` and its CA for client certificates, which are not required
+    /// (`--tls-auth-clients no`). `--tls-cluster yes` and `--tls-replication yes` are set too, so
+    /// `--cluster-enabled yes` in `options.extra_args` gives a TLS cluster node.
+    ///
+    /// The files are copied into the server's directory, so `pki` may be dropped. Readiness is
+    /// taken from the log (a plain-text PING cannot reach a TLS port); [`RedisServer::url`] is
+    /// then `rediss://127.0.0.1:PORT/` and [`RedisServer::redis_cli`] adds `--tls --cacert`.
+    pub fn start_tls(pki: &TestPki, options: RedisOptions) -> io::Result<RedisServer> {
+        Self::start_inner(options, Some(pki))
+    }
+
+    fn start_inner(options: RedisOptions, pki: Option<&TestPki>) -> io::Result<RedisServer> {
         process::require("redis-server", "redis-server")?;
         let dir = process::temp_dir("redis", false)?;
         let log = dir.path().join("redis.log");
+        let tls = match pki {
+            Some(pki) => {
+                let files = TlsFiles {
+                    cert: dir.path().join("tls-server.pem"),
+                    key: dir.path().join("tls-server.key"),
+                    ca: dir.path().join("tls-ca.pem"),
+                };
+                std::fs::copy(pki.cert_file(), &files.cert)?;
+                std::fs::copy(pki.key_file(), &files.key)?;
+                std::fs::copy(pki.ca_file(), &files.ca)?;
+                Some(files)
+            }
+            None => None,
+        };
         let mut last = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = process::try_free_port()?;
-            match launch(dir.path(), &log, port, &options) {
+            match launch(dir.path(), &log, port, &options, tls.as_ref()) {
                 Ok(child) => {
                     return Ok(RedisServer {
                         child: Some(child),
                         port,
                         options,
+                        tls,
+                        cli_user: None,
                         log,
                         dir,
                     })
@@ -91,12 +149,31 @@ impl RedisServer {
         Err(last.unwrap_or_else(|| io::Error::other("redis-server did not start")))
     }
 
-    /// `redis://127.0.0.1:PORT/`
+    /// `redis://127.0.0.1:PORT/`, or `rediss://127.0.0.1:PORT/` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 
-    /// The TCP port the server listens on.
+    /// Whether the server was started with [`RedisServer::start_tls`].
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Makes every later [`RedisServer::redis_cli`] call authenticate as this ACL user (for a
+    /// server started with `--user ...` and `--user default off`).
+    pub fn set_cli_user(&mut self, user: &str, password: &str) {
+        self.cli_user = Some(CliUser {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        });
+    }
+
+    /// The TCP port the server listens on (the TLS port for a TLS server).
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -132,7 +209,13 @@ impl RedisServer {
         // also have grabbed the port in between, which is then reported, not retried elsewhere.
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
-            match launch(self.dir.path(), &self.log, self.port, &self.options) {
+            match launch(
+                self.dir.path(),
+                &self.log,
+                self.port,
+                &self.options,
+                self.tls.as_ref(),
+            ) {
                 Ok(child) => {
                     self.child = Some(child);
                     return Ok(());
@@ -159,15 +242,21 @@ impl RedisServer {
 
     /// Runs `redis-cli -h 127.0.0.1 -p PORT ARGS...` and returns its stdout without the final
     /// newline. Error replies come back as text (`ERR ...`), not as `Err`; `Err` means
-    /// redis-cli could not run or exited non-zero.
+    /// redis-cli could not run or exited non-zero. A TLS server gets `--tls --cacert CA`, and
+    /// the user of [`RedisServer::set_cli_user`] is passed on.
     pub fn redis_cli(&self, args: &[&str]) -> io::Result<String> {
         let cli = process::require("redis-cli", "redis-tools")?;
         let port = self.port.to_string();
-        let out = Command::new(cli)
-            .args(["-h", "127.0.0.1", "-p", &port])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()?;
+        let mut cmd = Command::new(cli);
+        cmd.args(["-h", "127.0.0.1", "-p", &port]);
+        if let Some(tls) = &self.tls {
+            cmd.arg("--tls").arg("--cacert").arg(&tls.ca);
+        }
+        if let Some(CliUser { user, password }) = &self.cli_user {
+            // The environment keeps the password out of `ps`.
+            cmd.args(["--user", user]).env("REDISCLI_AUTH", password);
+        }
+        let out = cmd.args(args).stdin(Stdio::null()).output()?;
         if !out.status.success() {
             return Err(io::Error::other(format!(
                 "redis-cli {} failed ({}): {}",
@@ -193,7 +282,13 @@ impl Drop for RedisServer {
     }
 }
 
-fn launch(dir: &Path, log: &Path, port: u16, options: &RedisOptions) -> Result<Child, LaunchError> {
+fn launch(
+    dir: &Path,
+    log: &Path,
+    port: u16,
+    options: &RedisOptions,
+    tls: Option<&TlsFiles>,
+) -> Result<Child, LaunchError> {
     let fatal = LaunchError::Fatal;
     let bin = process::require("redis-server", "redis-server").map_err(fatal)?;
     let out = OpenOptions::new()
@@ -202,10 +297,27 @@ fn launch(dir: &Path, log: &Path, port: u16, options: &RedisOptions) -> Result<C
         .open(log)
         .map_err(fatal)?;
     let err = out.try_clone().map_err(fatal)?;
+    // The log is appended to across restarts: only a ready line written after this count is ours.
+    let ready_before = ready_lines(log);
     let mut cmd = Command::new(bin);
-    cmd.current_dir(dir)
-        .args(["--port", &port.to_string()])
-        .args(["--bind", "127.0.0.1", "--protected-mode", "no"])
+    cmd.current_dir(dir);
+    match tls {
+        Some(tls) => {
+            cmd.args(["--port", "0", "--tls-port", &port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca)
+                .args(["--tls-auth-clients", "no"])
+                .args(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+        }
+        None => {
+            cmd.args(["--port", &port.to_string()]);
+        }
+    }
+    cmd.args(["--bind", "127.0.0.1", "--protected-mode", "no"])
         .args(["--save", ""])
         .args(["--daemonize", "no"])
         .arg("--dir")
@@ -221,12 +333,13 @@ fn launch(dir: &Path, log: &Path, port: u16, options: &RedisOptions) -> Result<C
         .stderr(err);
     let mut child = process::spawn(cmd).map_err(fatal)?;
 
-    let plain_port_off = options
-        .extra_args
-        .windows(2)
-        .rev()
-        .find(|w| w[0] == "--port")
-        .is_some_and(|w| w[1] == "0");
+    let plain_port_off = tls.is_some()
+        || options
+            .extra_args
+            .windows(2)
+            .rev()
+            .find(|w| w[0] == "--port")
+            .is_some_and(|w| w[1] == "0");
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         match child.try_wait() {
@@ -246,7 +359,7 @@ fn launch(dir: &Path, log: &Path, port: u16, options: &RedisOptions) -> Result<C
             Err(e) => return Err(LaunchError::Fatal(e)),
         }
         let ready = if plain_port_off {
-            process::tail(log, 200).contains("Ready to accept connections")
+            ready_lines(log) > ready_before
         } else {
             ping(port)
         };
@@ -268,6 +381,15 @@ fn launch(dir: &Path, log: &Path, port: u16, options: &RedisOptions) -> Result<C
         }
         thread::sleep(POLL);
     }
+}
+
+/// How many times the log says the server became ready.
+fn ready_lines(log: &Path) -> usize {
+    std::fs::read(log).map_or(0, |bytes| {
+        String::from_utf8_lossy(&bytes)
+            .matches("Ready to accept connections")
+            .count()
+    })
 }
 
 /// True when a plain RESP PING on 127.0.0.1:port is answered with +PONG (not -LOADING etc.).

@@ -1,0 +1,350 @@
+//! TLS and ACL authentication to Redis, against a real `redis-server` that speaks only TLS with a
+//! certificate from a CA made in the test.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use reqwest::StatusCode;
+use ringfence_testkit::{RedisOptions, RedisServer, TestPki};
+
+const USER: &str = "alice";
+const SECRET: &str = "s3cret-Pa55";
+
+/// A TLS-only Redis whose only user is `alice` (the default user is off).
+fn tls_redis(pki: &TestPki) -> RedisServer {
+    let acl = format!(">{SECRET}");
+    let mut redis = RedisServer::start_tls(
+        pki,
+        RedisOptions {
+            appendonly: false,
+            extra_args: [
+                "--user", USER, "on", &acl, "~*", "&*", "+@all", "--user", "default", "off",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        },
+    )
+    .expect("TLS redis-server (Debian's redis-server is built with TLS)");
+    redis.set_cli_user(USER, SECRET);
+    redis
+}
+
+fn url_with(redis: &RedisServer, user: &str, password: &str) -> String {
+    format!("rediss://{user}:{password}@127.0.0.1:{}/", redis.port())
+}
+
+/// What a finished `ringfence` run left behind.
+struct Run {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `ringfence ARGS` with a scratch data dir and extra environment, killing it after 20 s
+/// so a run that should have failed fast cannot hang the test.
+fn run(args: &[&str], envs: &[(&str, &Path)]) -> Run {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringfence"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(scratch.path())
+        .env("NO_COLOR", "1")
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "ringfence {args:?} still ran after 20 s; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    Run {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The run failed with one line on stderr that contains `needle` and never `secret`.
+fn assert_one_line_failure(run: &Run, needle: &str, secret: &str) {
+    assert!(!run.success, "expected a failure; stdout: {}", run.stdout);
+    let text = run.stderr.trim();
+    eprintln!("refused as expected: {text}");
+    assert_eq!(text.lines().count(), 1, "one line expected: {text}");
+    assert!(!text.contains("panicked"), "{text}");
+    assert!(text.contains(needle), "{needle:?} missing from: {text}");
+    assert!(!text.contains(secret), "the password leaked: {text}");
+    assert!(
+        !run.stdout.contains(secret),
+        "the password leaked: {}",
+        run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_serves_through_tls_redis_with_an_acl_user() {
+    let pki = TestPki::generate().unwrap();
+    let redis = tls_redis(&pki);
+    let url = url_with(&redis, USER, SECRET);
+    let ca = pki.ca_file().display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("accounts.db").display());
+    let node = start_node(
+        "tls-node",
+        dir.path(),
+        &[
+            "--redis".to_owned(),
+            url.clone(),
+            "--redis-ca-file".to_owned(),
+            ca.clone(),
+            "--database".to_owned(),
+            database,
+        ],
+    );
+    assert!(
+        !node.output().contains(SECRET),
+        "the password leaked: {}",
+        node.output()
+    );
+    let base = node.url();
+    let client = browser();
+    let readyz = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(readyz.status(), StatusCode::OK);
+
+    register_api(&client, &base, "tls@example.com").await;
+    let login = login_api(&client, &base, "tls@example.com", "tls-test").await;
+    assert_eq!(login["user"]["email"], "tls@example.com");
+    let me = client
+        .get(format!("{base}/api/v1/me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    let sessions: serde_json::Value = client
+        .get(format!("{base}/api/v1/sessions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sessions["sessions"].as_array().unwrap().len(), 1);
+
+    // The key ring and the session really are in that Redis (read back over TLS as alice).
+    let keys = redis
+        .redis_cli(&["--scan", "--pattern", "ringfence:*"])
+        .unwrap();
+    assert!(keys.contains("{keyring}"), "{keys}");
+    assert!(keys.contains(":s:"), "{keys}");
+
+    // The admin tools take the same flags.
+    let listed = run(
+        &[
+            "keys",
+            "list",
+            "--json",
+            "--redis",
+            &url,
+            "--redis-ca-file",
+            &ca,
+        ],
+        &[],
+    );
+    assert!(listed.success, "{}", listed.stderr);
+    let keys: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
+    let count = run(
+        &["sessions", "count", "--redis", &url, "--redis-ca-file", &ca],
+        &[],
+    );
+    assert!(count.success, "{}", count.stderr);
+    assert!(
+        count.stdout.contains("active sessions: 1"),
+        "{}",
+        count.stdout
+    );
+    assert!(!node.output().contains(SECRET));
+}
+
+#[test]
+fn a_wrong_password_is_refused_in_one_line_without_the_password() {
+    let pki = TestPki::generate().unwrap();
+    let redis = tls_redis(&pki);
+    let ca = pki.ca_file();
+    let wrong = "not-the-Pa55word";
+    let url = url_with(&redis, USER, wrong);
+    let dir = tempfile::tempdir().unwrap();
+    let serve = run(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--redis",
+            &url,
+            "--redis-ca-file",
+            ca.to_str().unwrap(),
+            "--database",
+            &format!("sqlite://{}", dir.path().join("a.db").display()),
+        ],
+        &[],
+    );
+    assert_one_line_failure(&serve, "Redis", wrong);
+    assert!(serve.stderr.contains("password"), "{}", serve.stderr);
+
+    // An unknown user is the same refusal.
+    let ghost = run(
+        &[
+            "keys",
+            "list",
+            "--redis",
+            &url_with(&redis, "mallory", SECRET),
+            "--redis-ca-file",
+            ca.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_one_line_failure(&ghost, "Redis", SECRET);
+
+    // No credentials at all: the default user is off.
+    let anonymous = run(
+        &[
+            "keys",
+            "list",
+            "--redis",
+            &redis.url(),
+            "--redis-ca-file",
+            ca.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_one_line_failure(&anonymous, "Redis", SECRET);
+}
+
+#[test]
+fn a_server_the_ca_did_not_sign_is_refused() {
+    let pki = TestPki::generate().unwrap();
+    let other = TestPki::generate().unwrap();
+    let redis = tls_redis(&pki);
+    let url = url_with(&redis, USER, SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let serve = run(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--redis",
+            &url,
+            "--redis-ca-file",
+            other.ca_file().to_str().unwrap(),
+            "--database",
+            &format!("sqlite://{}", dir.path().join("a.db").display()),
+        ],
+        &[],
+    );
+    assert_one_line_failure(&serve, "TLS", SECRET);
+    assert!(serve.stderr.contains("certificate"), "{}", serve.stderr);
+
+    // Without --redis-ca-file the system trust store decides: it does not know the test CA...
+    let system = run(&["keys", "list", "--redis", &url], &[]);
+    assert_one_line_failure(&system, "TLS", SECRET);
+    // ...unless the system store is pointed at it (SSL_CERT_FILE, as OpenSSL honours it).
+    let ca = pki.ca_file();
+    let trusted = run(
+        &["keys", "list", "--redis", &url],
+        &[("SSL_CERT_FILE", ca.as_path())],
+    );
+    assert!(trusted.success, "{}", trusted.stderr);
+}
+
+#[test]
+fn bad_ca_files_and_flag_mixups_are_one_line_errors() {
+    let pki = TestPki::generate().unwrap();
+    let redis = tls_redis(&pki);
+    let url = url_with(&redis, USER, SECRET);
+    let dir = tempfile::tempdir().unwrap();
+
+    let missing = dir.path().join("missing.pem");
+    let r = run(
+        &[
+            "keys",
+            "list",
+            "--redis",
+            &url,
+            "--redis-ca-file",
+            missing.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_one_line_failure(&r, "cannot read --redis-ca-file", SECRET);
+
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "this is not a certificate\n").unwrap();
+    let r = run(
+        &[
+            "keys",
+            "list",
+            "--redis",
+            &url,
+            "--redis-ca-file",
+            garbage.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_one_line_failure(&r, "no PEM certificate", SECRET);
+
+    let broken = dir.path().join("broken.pem");
+    std::fs::write(
+        &broken,
+        "-----BEGIN CERTIFICATE-----\n!!!notbase64!!!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let r = run(
+        &[
+            "keys",
+            "list",
+            "--redis",
+            &url,
+            "--redis-ca-file",
+            broken.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_one_line_failure(&r, "--redis-ca-file", SECRET);
+
+    // A CA file with a plain-text URL, or with no Redis at all, is a mistake worth saying.
+    let ca = pki.ca_file();
+    let r = run(
+        &[
+            "keys",
+            "list",
+            "--redis",
+            "redis://127.0.0.1:1/",
+            "--redis-ca-file",
+            ca.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_one_line_failure(&r, "rediss://", SECRET);
+    let r = run(
+        &["keys", "list", "--redis-ca-file", ca.to_str().unwrap()],
+        &[],
+    );
+    assert_one_line_failure(&r, "--redis-ca-file", SECRET);
+}
