@@ -9,7 +9,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{IntoConnectionInfo, TlsCertificates};
-use ringfence_accounts::{Accounts, Database, PasswordHasher, PasswordPolicy};
+use ringfence_accounts::{
+    Accounts, AttemptStore, Database, PasswordHasher, PasswordPolicy, RedisAttemptStore,
+    ThrottlePolicy,
+};
 use ringfence_keyring::{
     DirectoryKeyRepository, KeyRepository, KeyRing, KeyRingConfig, MasterKey,
     PostgresKeyRepository, RedisKeyRepository, SharedClock, SystemClock,
@@ -445,13 +448,30 @@ pub async fn open(
     };
     let sessions = SessionManager::new(session_store, &keyring, clock.clone(), session_config);
     let hasher = PasswordHasher::default();
+    // Failed sign-ins are counted where every node sees them: Redis when there is one, else the
+    // accounts database.
+    let attempts: Arc<dyn AttemptStore> = match &redis {
+        Some(RedisBackend::Single(conn)) => Arc::new(RedisAttemptStore::new(
+            conn.clone(),
+            args.redis_prefix.clone(),
+        )),
+        Some(RedisBackend::Cluster(conn)) => Arc::new(RedisAttemptStore::new(
+            conn.clone(),
+            args.redis_prefix.clone(),
+        )),
+        None => database
+            .attempt_store()
+            .await
+            .map_err(|e| fail("cannot prepare the sign-in attempt store")(e.to_string()))?,
+    };
     let accounts = Accounts::new(
         users,
         hasher,
         PasswordPolicy::default(),
         sessions.clone(),
         clock.clone(),
-    );
+    )
+    .with_throttle(attempts, ThrottlePolicy::default());
     Ok(Services {
         keyring,
         sessions,
