@@ -1,0 +1,133 @@
+//! Admin counts: `GET /api/v1/admin/stats` and the `/admin` page.
+
+use chrono::Duration;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+async fn stats(device: &Device, node: &Node) -> Value {
+    let reply = device.get(node, "/api/v1/admin/stats").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.json()
+}
+
+async fn admin_counts(backend: Backend) {
+    let d = Deployment::single(backend, None).await;
+    let node = d.node(0);
+    d.add_user("root@example.com", true).await;
+    let anonymous = Device::new(FIREFOX_LINUX, "192.0.2.1");
+    for email in ["alice@example.com", "bob@example.com"] {
+        let reply = anonymous
+            .send_json(
+                node,
+                "/api/v1/register",
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    }
+    let reply = anonymous.get(node, "/api/v1/admin/stats").await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    let reply = anonymous.get(node, "/admin").await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(reply.location(), "/login");
+
+    let admin = Device::new(FIREFOX_LINUX, "198.51.100.50");
+    let login = admin.login(node, "root@example.com").await;
+    assert_eq!(login["user"]["email"], "root@example.com");
+    assert_eq!(
+        stats(&admin, node).await,
+        json!({"users": 3, "active_sessions": 1, "signed_in_users": 1})
+    );
+
+    let alice_laptop = Device::new(FIREFOX_LINUX, "198.51.100.51");
+    let alice_phone = Device::new(SAFARI_IPHONE, "198.51.100.52");
+    let bob = Device::new(CHROME_WINDOWS, "198.51.100.53");
+    alice_laptop.login(node, "alice@example.com").await;
+    alice_phone.login(node, "alice@example.com").await;
+    bob.login(node, "bob@example.com").await;
+    assert_eq!(
+        stats(&admin, node).await,
+        json!({"users": 3, "active_sessions": 4, "signed_in_users": 3})
+    );
+
+    // Not for everyone.
+    let reply = alice_laptop.get(node, "/api/v1/admin/stats").await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    let reply = alice_laptop.get(node, "/admin").await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+
+    // Bob signs out; alice signs one device out.
+    let reply = bob.api(node, Method::POST, "/api/v1/logout", None).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+    let path = format!("/api/v1/sessions/{}", alice_phone.id());
+    let reply = alice_laptop.api(node, Method::DELETE, &path, None).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+    assert_eq!(
+        stats(&admin, node).await,
+        json!({"users": 3, "active_sessions": 2, "signed_in_users": 2})
+    );
+
+    // The page: the same numbers and the key ring.
+    let page = admin.get(node, "/admin").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let html = &page.body;
+    for (n, what) in [(3, "users"), (2, "active sessions"), (2, "signed-in users")] {
+        let shown = format!("<span class=\"num\">{n}</span> {what}");
+        assert!(html.contains(&shown), "{shown}: {html}");
+    }
+    let keyring = node.state.ringfence.keyring();
+    let default = keyring.default_key_id().unwrap().to_string();
+    assert!(html.contains(&default), "default key {default}: {html}");
+    assert_eq!(html.matches(">default<").count(), 1, "{html}");
+    assert_eq!(
+        html.matches("<tr").count() - 1,
+        keyring.keys().len(),
+        "one row per key: {html}"
+    );
+    assert!(html.contains(&keyring.describe_store()), "{html}");
+
+    // Time passes: the admin keeps working, alice goes idle. Her session expires without
+    // anyone signing it out, and the counts follow (the admin's own renewals must move it
+    // forward in the counts too).
+    for _ in 0..7 {
+        d.advance(Duration::minutes(5));
+        let now = stats(&admin, node).await;
+        assert_eq!(now["users"], 3);
+    }
+    assert_eq!(
+        stats(&admin, node).await,
+        json!({"users": 3, "active_sessions": 1, "signed_in_users": 1})
+    );
+    let page = admin.get(node, "/admin").await;
+    assert!(page
+        .body
+        .contains("<span class=\"num\">1</span> active sessions"));
+    assert_eq!(alice_laptop.me(node).await, StatusCode::UNAUTHORIZED);
+    alice_laptop.login(node, "alice@example.com").await;
+    assert_eq!(
+        stats(&admin, node).await,
+        json!({"users": 3, "active_sessions": 2, "signed_in_users": 2})
+    );
+
+    // Past the admin's absolute timeout everything is over, whatever the activity.
+    for _ in 0..=(12 * 60 / 5) {
+        d.advance(Duration::minutes(5));
+        let _ = admin.probe(node).await;
+        let _ = alice_laptop.probe(node).await;
+    }
+    let counts = node.sessions().counts().await.unwrap();
+    assert_eq!(counts.active_sessions, 0);
+    assert_eq!(counts.signed_in_users, 0);
+}
+
+#[tokio::test]
+async fn admin_counts_sqlite() {
+    admin_counts(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn admin_counts_redis() {
+    admin_counts(Backend::Redis).await;
+}

@@ -1,0 +1,13 @@
+//! Sessions through the server (issue 4): timeouts on a manual clock, devices with real
+//! User-Agents, revocation on every node, password change, the per-user cap, Redis commands per
+//! request and the admin counts. Nodes run in-process on loopback ports against real stores
+//! (SQLite files, a real `redis-server`); time only moves when a test moves it.
+
+mod admin;
+mod cap;
+mod devices;
+mod harness;
+mod password;
+mod redis_commands;
+mod revocation;
+mod timeouts;
