@@ -54,7 +54,7 @@ pub async fn login(
     let user = state
         .ringfence
         .accounts()
-        .authenticate(&body.email, &body.password)
+        .authenticate_from(&body.email, &body.password, auth.client().ip.as_deref())
         .await?;
     let session = auth.sign_in(&user.id).await?;
     let csrf_token = auth.csrf_token()?;

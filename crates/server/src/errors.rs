@@ -14,6 +14,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds for a `Retry-After` header (throttled sign-ins).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -22,7 +24,12 @@ impl ApiError {
             status,
             code,
             message: message.to_owned(),
+            retry_after: None,
         }
+    }
+
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
     }
 
     pub fn not_found(message: &str) -> Self {
@@ -40,7 +47,19 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        error_response(self.status, self.code, &self.message)
+        let mut response = error_response(self.status, self.code, &self.message);
+        with_retry_after(&mut response, self.retry_after);
+        response
+    }
+}
+
+/// Adds `Retry-After: seconds` when there is a wait to announce.
+pub fn with_retry_after(response: &mut Response, seconds: Option<u64>) {
+    if let Some(seconds) = seconds {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(seconds),
+        );
     }
 }
 
@@ -88,7 +107,9 @@ impl From<AccountError> for ApiError {
                 );
             }
         };
-        Self::new(status, error.code(), &error.to_string())
+        let mut api = Self::new(status, error.code(), &error.to_string());
+        api.retry_after = error.retry_after_secs();
+        api
     }
 }
 

@@ -151,7 +151,7 @@ pub async fn login_form(
     Ok(AuthFormPage::new(ctx.layout, false, String::new(), None).into_response())
 }
 
-/// Shows the form again with the error's message and status.
+/// Shows the form again with the error's message and status (and `Retry-After` when throttled).
 async fn form_again(
     state: &AppState,
     auth: &RequestAuth,
@@ -169,11 +169,13 @@ async fn form_again(
     }
     let ctx = context(state, auth).await?;
     let message = capitalize(api.message());
-    Ok((
+    let mut response = (
         api.status(),
         AuthFormPage::new(ctx.layout, is_register, email, Some(message)),
     )
-        .into_response())
+        .into_response();
+    crate::errors::with_retry_after(&mut response, api.retry_after());
+    Ok(response)
 }
 
 fn capitalize(text: &str) -> String {
@@ -184,25 +186,39 @@ fn capitalize(text: &str) -> String {
     }
 }
 
+/// The sign-in and registration forms: check the token, create or check the account, sign in.
+async fn credentials_posted(
+    state: AppState,
+    auth: RequestAuth,
+    form: CredentialsForm,
+    is_register: bool,
+) -> Result<Response, PageError> {
+    check_csrf(&auth, form.csrf.as_deref()).await?;
+    let accounts = state.ringfence.accounts();
+    let result = if is_register {
+        accounts.register(&form.email, &form.password).await
+    } else {
+        let ip = auth.client().ip.clone();
+        accounts
+            .authenticate_from(&form.email, &form.password, ip.as_deref())
+            .await
+    };
+    match result {
+        Ok(user) => {
+            auth.sign_in(&user.id).await?;
+            Ok(Redirect::to("/").into_response())
+        }
+        Err(error) => form_again(&state, &auth, is_register, form.email, error).await,
+    }
+}
+
 /// `POST /register`: creates the account and signs in.
 pub async fn register(
     State(state): State<AppState>,
     auth: RequestAuth,
     PageForm(form): PageForm<CredentialsForm>,
 ) -> Result<Response, PageError> {
-    check_csrf(&auth, form.csrf.as_deref()).await?;
-    match state
-        .ringfence
-        .accounts()
-        .register(&form.email, &form.password)
-        .await
-    {
-        Ok(user) => {
-            auth.sign_in(&user.id).await?;
-            Ok(Redirect::to("/").into_response())
-        }
-        Err(error) => form_again(&state, &auth, true, form.email, error).await,
-    }
+    credentials_posted(state, auth, form, true).await
 }
 
 /// `POST /login`: signs in.
@@ -211,19 +227,7 @@ pub async fn login(
     auth: RequestAuth,
     PageForm(form): PageForm<CredentialsForm>,
 ) -> Result<Response, PageError> {
-    check_csrf(&auth, form.csrf.as_deref()).await?;
-    match state
-        .ringfence
-        .accounts()
-        .authenticate(&form.email, &form.password)
-        .await
-    {
-        Ok(user) => {
-            auth.sign_in(&user.id).await?;
-            Ok(Redirect::to("/").into_response())
-        }
-        Err(error) => form_again(&state, &auth, false, form.email, error).await,
-    }
+    credentials_posted(state, auth, form, false).await
 }
 
 /// `POST /logout`: ends the session on the server and clears the cookie.
