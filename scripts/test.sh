@@ -34,8 +34,9 @@ command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 # Validates deploy/docker-compose.yml (no Docker engine needed) when Compose v2 is absent.
 docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 
-# >>> Browser for the end-to-end tests: the lead adds Chromium here (e.g. append `chromium`
-# >>> to `missing` when `command -v chromium` fails). <<<
+# Headless Chromium and its WebDriver server for the browser test (tests/browser.rs).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 
 if ((${#missing[@]} > 0)); then
     sudo_cmd=()
@@ -83,6 +84,8 @@ if ((${#missing[@]} > 0)); then
     command -v haproxy >/dev/null 2>&1 || still+=(haproxy)
     have_postgres || still+=(postgresql)
     command -v wrk >/dev/null 2>&1 || still+=(wrk)
+    command -v chromium >/dev/null 2>&1 || still+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || still+=(chromium-driver)
     if ((${#still[@]} > 0)); then
         say "still missing after installing: ${still[*]}"
         exit 1

@@ -77,7 +77,7 @@ async fn rolling_restart_under_traffic_loses_nothing() {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
-                let request = if (i + worker) % 5 == 0 {
+                let request = if (i + worker).is_multiple_of(5) {
                     client.get(format!("{lb}/api/v1/sessions"))
                 } else {
                     client

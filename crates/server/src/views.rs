@@ -23,6 +23,11 @@ pub fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// "22 Nov 2026, 11:42 UTC": for people, on pages.
+pub fn human_time(t: DateTime<Utc>) -> String {
+    t.format("%-d %b %Y, %H:%M UTC").to_string()
+}
+
 /// `{id, email}` as the API shows a user.
 #[derive(Debug, Serialize)]
 pub struct UserJson {
@@ -98,8 +103,8 @@ impl SessionRow {
                 .unwrap_or_else(|| "unknown address".to_owned()),
             user_agent: session.user_agent.clone().unwrap_or_default(),
             node: session.node.clone(),
-            created_at: timestamp(session.created_at),
-            last_seen_at: timestamp(session.last_seen_at),
+            created_at: human_time(session.created_at),
+            last_seen_at: human_time(session.last_seen_at),
             created_ago: ago(now, session.created_at),
             last_seen_ago: if current {
                 "now".to_owned()

@@ -1,0 +1,551 @@
+//! A real browser: headless Chromium, driven through WebDriver (Debian's `chromedriver`), uses the
+//! pages of one node on the embedded defaults the way a person would: register, sign out, a wrong
+//! password, sign in, the "where you're signed in" page, a second device (an iPhone-sized window
+//! with an iPhone user agent) and signing that device out from the first one.
+//!
+//! A PNG of every page visited is saved under `target/browser-screenshots/`, so a person can look
+//! at what the pages look like. Chromium and chromedriver are required (scripts/test.sh installs
+//! them); when they are missing the test fails and says so rather than skipping.
+
+mod common;
+
+use std::fs::File;
+use std::future::Future;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use reqwest::StatusCode;
+
+/// The whole scenario must finish within this, whatever hangs.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(120);
+/// One wait for a page element, a navigation or chromedriver's readiness.
+const STEP_LIMIT: Duration = Duration::from_secs(15);
+
+/// An iPhone 12-15's screen in CSS pixels.
+const PHONE: (u32, u32) = (390, 844);
+const IPHONE_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) \
+    AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
+
+/// `name` from the environment variable `var`, else the Debian path, else `PATH`.
+fn locate(var: &str, debian: &str, name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(var) {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "${var} names {}, which is not a file",
+            path.display()
+        );
+        return path;
+    }
+    if Path::new(debian).is_file() {
+        return PathBuf::from(debian);
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|candidate| candidate.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} not found (looked at ${var}, {debian} and PATH): install Debian's \
+                 `chromium` and `chromium-driver` packages (scripts/test.sh does) to run the \
+                 browser test"
+            )
+        })
+}
+
+/// A chromedriver process on a free loopback port, in its own process group so that dropping it
+/// also ends every Chromium it started, even when the test panics half way.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl ChromeDriver {
+    async fn start(dir: &Path) -> ChromeDriver {
+        let binary = locate("CHROMEDRIVER", "/usr/bin/chromedriver", "chromedriver");
+        let port = ringfence_testkit::free_port();
+        let log = dir.join("chromedriver.log");
+        let out = File::create(&log).unwrap();
+        let child = Command::new(&binary)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+        let mut driver = ChromeDriver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        driver.wait_ready().await;
+        driver
+    }
+
+    /// Polls `GET /status` until chromedriver says it is ready.
+    async fn wait_ready(&mut self) {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let deadline = Instant::now() + STEP_LIMIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "chromedriver exited ({status}) before it was ready:\n{}",
+                    self.log()
+                );
+            }
+            if let Ok(response) = http.get(format!("{}/status", self.url)).send().await {
+                if let Ok(body) = response.json::<serde_json::Value>().await {
+                    if body["value"]["ready"] == true {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver not ready after {STEP_LIMIT:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A new headless Chromium session with a fresh profile, these extra command-line flags and,
+    /// when given, chromedriver's `mobileEmulation` options.
+    async fn browser(
+        &self,
+        profile: &Path,
+        extra: &[String],
+        mobile: Option<serde_json::Value>,
+    ) -> Client {
+        let chromium = locate("CHROMIUM", "/usr/bin/chromium", "chromium");
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-extensions",
+            "--hide-scrollbars",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        args.extend_from_slice(extra);
+        let mut options = serde_json::json!({ "binary": chromium, "args": args });
+        if let Some(mobile) = mobile {
+            options["mobileEmulation"] = mobile;
+        }
+        let capabilities = serde_json::json!({
+            "browserName": "chrome",
+            "pageLoadStrategy": "normal",
+            "timeouts": { "pageLoad": 15_000, "script": 5_000, "implicit": 0 },
+            "goog:chromeOptions": options,
+        });
+        let serde_json::Value::Object(capabilities) = capabilities else {
+            unreachable!("a JSON object literal")
+        };
+        let mut builder = ClientBuilder::new(HttpConnector::new());
+        builder.capabilities(capabilities);
+        let session = builder.connect(&self.url);
+        match tokio::time::timeout(STEP_LIMIT * 2, session).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => panic!(
+                "chromedriver could not start Chromium ({}): {e}\n{}",
+                chromium.display(),
+                self.log()
+            ),
+            Err(_) => panic!(
+                "Chromium did not start within {:?}\n{}",
+                STEP_LIMIT * 2,
+                self.log()
+            ),
+        }
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        // The group's id is chromedriver's pid (process_group(0)); Chromium runs in that group.
+        let group = self.child.id() as libc::pid_t;
+        // SAFETY: killpg only sends a signal; the group is the one this test created.
+        unsafe {
+            libc::killpg(group, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Where the screenshots go: `<target dir>/browser-screenshots/`.
+fn screenshot_dir() -> PathBuf {
+    // CARGO_TARGET_TMPDIR is `<target dir>/tmp` for integration tests, wherever the target dir is.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target tmp dir has a parent")
+        .join("browser-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Saves a PNG of what the browser shows now.
+async fn screenshot(browser: &Client, dir: &Path, name: &str) {
+    let png = browser.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{name}: not a PNG");
+    let path = dir.join(format!("{name}.png"));
+    std::fs::write(&path, png).unwrap();
+    println!("screenshot: {}", path.display());
+}
+
+async fn find(browser: &Client, css: &str) -> fantoccini::elements::Element {
+    let found = browser
+        .wait()
+        .at_most(STEP_LIMIT)
+        .for_element(Locator::Css(css))
+        .await;
+    match found {
+        Ok(element) => element,
+        Err(e) => panic!("no `{css}` on {:?}: {e}", browser.current_url().await.ok()),
+    }
+}
+
+async fn text_of(browser: &Client, css: &str) -> String {
+    find(browser, css).await.text().await.unwrap()
+}
+
+async fn path_of(browser: &Client) -> String {
+    browser.current_url().await.unwrap().path().to_owned()
+}
+
+/// Waits until `check` holds for the browser, or fails after STEP_LIMIT saying `what`.
+async fn wait_until<F, Fut>(browser: &Client, what: &str, mut check: F)
+where
+    F: FnMut(Client) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + STEP_LIMIT;
+    while !check(browser.clone()).await {
+        if Instant::now() >= deadline {
+            let at = browser.current_url().await.ok();
+            panic!("{what}: not within {STEP_LIMIT:?} (at {at:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The page header's text ("ringfence (node) Signed in as … Sign out" or "… Sign in Create account").
+async fn header(browser: &Client) -> String {
+    text_of(browser, "header.top").await
+}
+
+/// Types e-mail and password into the page's sign-in or register form (replacing what is there).
+async fn fill_credentials(browser: &Client, email: &str, password: &str) {
+    let email_field = find(browser, "main form input[name=email]").await;
+    email_field.clear().await.unwrap();
+    email_field.send_keys(email).await.unwrap();
+    let password_field = find(browser, "main form input[name=password]").await;
+    password_field.clear().await.unwrap();
+    password_field.send_keys(password).await.unwrap();
+}
+
+/// Clicks the main form's submit button and waits for the page that comes back.
+async fn submit_main_form(browser: &Client) {
+    let form = find(browser, "main form").await;
+    form.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The old page's form goes stale once the new page is loaded.
+    wait_until(browser, "the form's response page loads", move |_| {
+        let form = form.clone();
+        async move { form.tag_name().await.is_err() }
+    })
+    .await;
+}
+
+async fn wait_signed_in(browser: &Client, email: &str) {
+    let expected = format!("Signed in as {email}");
+    let who = text_of(browser, "header.top .who").await;
+    assert_eq!(who, expected, "page header");
+}
+
+/// The devices listed on the sessions page: (label, row text) per device, in page order.
+async fn devices(browser: &Client) -> Vec<(String, String)> {
+    find(browser, "ul.devices").await;
+    let mut out = Vec::new();
+    for row in browser
+        .find_all(Locator::Css("ul.devices li.device"))
+        .await
+        .unwrap()
+    {
+        let label = row
+            .find(Locator::Css("strong"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        out.push((label, row.text().await.unwrap()));
+    }
+    out
+}
+
+/// Whether the page fits the window's width (no sideways scrolling), as it must on a phone.
+async fn fits_width(browser: &Client) -> (bool, serde_json::Value) {
+    let sizes = browser
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let fits = sizes[0].as_u64().unwrap() <= sizes[1].as_u64().unwrap();
+    (fits, sizes)
+}
+
+#[tokio::test]
+async fn register_sign_out_sign_in_and_sign_another_device_out_in_chromium() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let node = start_node("browser", &data, &[]);
+    let driver = ChromeDriver::start(scratch.path()).await;
+    let shots = screenshot_dir();
+    println!("screenshots go to {}", shots.display());
+
+    let outcome = tokio::time::timeout(
+        SCENARIO_LIMIT,
+        scenario(&node.url(), &driver, scratch.path(), &shots),
+    )
+    .await;
+    assert!(
+        outcome.is_ok(),
+        "the browser scenario did not finish within {SCENARIO_LIMIT:?}\nchromedriver:\n{}\nnode:\n{}",
+        driver.log(),
+        node.output()
+    );
+}
+
+async fn scenario(base: &str, driver: &ChromeDriver, scratch: &Path, shots: &Path) {
+    let email = "ada@example.com";
+    let desktop_profile = scratch.join("desktop-profile");
+    let desktop = driver
+        .browser(
+            &desktop_profile,
+            &["--window-size=1280,900".to_owned()],
+            None,
+        )
+        .await;
+
+    // Register: the form, filled in, then the home page signed in.
+    desktop.goto(&format!("{base}/register")).await.unwrap();
+    assert!(
+        header(&desktop).await.contains("(browser)"),
+        "node name in the header"
+    );
+    fill_credentials(&desktop, email, PASSWORD).await;
+    screenshot(&desktop, shots, "01-register").await;
+    submit_main_form(&desktop).await;
+    assert_eq!(
+        path_of(&desktop).await,
+        "/",
+        "register lands on the home page"
+    );
+    wait_signed_in(&desktop, email).await;
+    screenshot(&desktop, shots, "02-home-signed-in").await;
+
+    // Sign out with the header's button.
+    find(&desktop, "header.top form[action='/logout'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_until(&desktop, "signed out after Sign out", |b| async move {
+        b.find(Locator::Css("header.top a[href='/login']"))
+            .await
+            .is_ok()
+    })
+    .await;
+    assert_eq!(path_of(&desktop).await, "/");
+    let top = header(&desktop).await;
+    assert!(!top.contains("Signed in as"), "still signed in: {top}");
+
+    // A wrong password: the form again, with a message, the e-mail kept, still signed out.
+    desktop.goto(&format!("{base}/login")).await.unwrap();
+    fill_credentials(&desktop, email, "not the password at all").await;
+    submit_main_form(&desktop).await;
+    let message = text_of(&desktop, "main .error").await;
+    assert!(!message.trim().is_empty(), "bad credentials show a message");
+    let kept = find(&desktop, "main form input[name=email]")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some(email), "the form keeps the e-mail");
+    assert!(!header(&desktop).await.contains("Signed in as"));
+    println!("bad-credentials message: {message}");
+    screenshot(&desktop, shots, "03-login-bad-credentials").await;
+
+    // The right password.
+    desktop.goto(&format!("{base}/login")).await.unwrap();
+    fill_credentials(&desktop, email, PASSWORD).await;
+    screenshot(&desktop, shots, "04-login").await;
+    submit_main_form(&desktop).await;
+    assert_eq!(
+        path_of(&desktop).await,
+        "/",
+        "sign-in lands on the home page"
+    );
+    wait_signed_in(&desktop, email).await;
+
+    // Where you're signed in: only this device, labelled from Chromium's user agent.
+    desktop
+        .goto(&format!("{base}/account/sessions"))
+        .await
+        .unwrap();
+    let listed = devices(&desktop).await;
+    assert_eq!(listed.len(), 1, "one device: {listed:?}");
+    assert_eq!(listed[0].0, "Chrome on Linux", "device label: {listed:?}");
+    assert!(listed[0].1.contains("This device"), "{listed:?}");
+    assert!(
+        listed[0].1.contains("127.0.0.1"),
+        "the IP is shown: {listed:?}"
+    );
+    screenshot(&desktop, shots, "05-sessions-one-device").await;
+
+    // A second device: an iPhone-sized window with an iPhone's user agent signs the same user in.
+    let phone_profile = scratch.join("phone-profile");
+    let phone = driver
+        .browser(
+            &phone_profile,
+            &[format!("--user-agent={IPHONE_UA}")],
+            // A phone's screen, not just a narrow window: 390 x 844 CSS pixels at 2x, a mobile
+            // viewport (so the page's viewport meta tag applies) and touch.
+            Some(serde_json::json!({
+                "deviceMetrics": {
+                    "width": PHONE.0, "height": PHONE.1, "pixelRatio": 2.0,
+                    "mobile": true, "touch": true,
+                },
+                "userAgent": IPHONE_UA,
+            })),
+        )
+        .await;
+    phone.goto(&format!("{base}/login")).await.unwrap();
+    fill_credentials(&phone, email, PASSWORD).await;
+    submit_main_form(&phone).await;
+    wait_signed_in(&phone, email).await;
+    phone
+        .goto(&format!("{base}/account/sessions"))
+        .await
+        .unwrap();
+    let listed = devices(&phone).await;
+    assert_eq!(listed.len(), 2, "two devices on the phone: {listed:?}");
+    assert_eq!(listed[0].0, "Safari on iPhone", "{listed:?}");
+    assert!(listed[0].1.contains("This device"), "{listed:?}");
+    let (fits, sizes) = fits_width(&phone).await;
+    assert_eq!(sizes[1], PHONE.0, "the phone's viewport width");
+    assert!(
+        fits,
+        "the sessions page scrolls sideways on a phone: {sizes}"
+    );
+    screenshot(&phone, shots, "06-phone-sessions").await;
+    let phone_cookies = phone.get_all_cookies().await.unwrap();
+    assert!(!phone_cookies.is_empty(), "the phone has a session cookie");
+    let phone_cookie_header = phone_cookies
+        .iter()
+        .map(|c| format!("{}={}", c.name(), c.value()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let api = reqwest::Client::builder()
+        .timeout(STEP_LIMIT)
+        .build()
+        .unwrap();
+    let me = api
+        .get(format!("{base}/api/v1/me"))
+        .header("cookie", &phone_cookie_header)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK, "the phone's cookie works");
+
+    // Back on the desktop: two devices; sign the phone out from here.
+    desktop.refresh().await.unwrap();
+    let listed = devices(&desktop).await;
+    assert_eq!(listed.len(), 2, "two devices on the desktop: {listed:?}");
+    assert!(
+        listed[0].1.contains("This device"),
+        "current first: {listed:?}"
+    );
+    assert_eq!(listed[1].0, "Safari on iPhone", "{listed:?}");
+    assert!(!listed[1].1.contains("This device"), "{listed:?}");
+    screenshot(&desktop, shots, "07-sessions-two-devices").await;
+    let other = find(&desktop, "ul.devices li.device:not(.current) form button").await;
+    assert_eq!(other.text().await.unwrap(), "Sign out");
+    other.click().await.unwrap();
+    wait_until(&desktop, "the phone's row goes away", |b| async move {
+        b.find_all(Locator::Css("ul.devices li.device"))
+            .await
+            .map(|rows| rows.len() == 1)
+            .unwrap_or(false)
+    })
+    .await;
+    assert_eq!(path_of(&desktop).await, "/account/sessions");
+    let listed = devices(&desktop).await;
+    assert_eq!(listed[0].0, "Chrome on Linux", "{listed:?}");
+    assert!(listed[0].1.contains("This device"), "{listed:?}");
+    wait_signed_in(&desktop, email).await;
+    screenshot(&desktop, shots, "08-sessions-after-revoke").await;
+
+    // The phone is signed out: its cookie gets 401 from the API and its pages show no user.
+    let me = api
+        .get(format!("{base}/api/v1/me"))
+        .header("cookie", &phone_cookie_header)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        me.status(),
+        StatusCode::UNAUTHORIZED,
+        "revoked phone session"
+    );
+    phone.goto(&format!("{base}/")).await.unwrap();
+    let top = header(&phone).await;
+    assert!(
+        !top.contains("Signed in as"),
+        "phone still signed in: {top}"
+    );
+    assert!(
+        phone
+            .find(Locator::Css("header.top a[href='/login']"))
+            .await
+            .is_ok(),
+        "phone header offers Sign in"
+    );
+    screenshot(&phone, shots, "09-phone-signed-out").await;
+
+    phone.close().await.unwrap();
+    desktop.close().await.unwrap();
+}
