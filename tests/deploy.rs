@@ -17,9 +17,19 @@ fn haproxy_configs_are_valid() {
             .arg(root().join(config))
             .output()
             .expect("haproxy is installed by scripts/test.sh");
-        assert!(out.status.success(), "{config}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{config}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = std::fs::read_to_string(root().join(config)).unwrap();
-        for needed in ["balance roundrobin", "option forwardfor", "option httpchk GET /readyz", "option redispatch", "retries"] {
+        for needed in [
+            "balance roundrobin",
+            "option forwardfor",
+            "option httpchk GET /readyz",
+            "option redispatch",
+            "retries",
+        ] {
             assert!(text.contains(needed), "{config} lacks {needed}");
         }
     }
@@ -29,17 +39,35 @@ fn haproxy_configs_are_valid() {
 fn compose_file_is_valid() {
     let file = root().join("deploy/docker-compose.yml");
     // Compose v2 as a docker plugin when present, else Debian's docker-compose.
-    let v2 = Command::new("docker").args(["compose", "version"]).output().is_ok_and(|o| o.status.success());
+    let v2 = Command::new("docker")
+        .args(["compose", "version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     let out = if v2 {
-        Command::new("docker").args(["compose", "-f"]).arg(&file).arg("config").output()
+        Command::new("docker")
+            .args(["compose", "-f"])
+            .arg(&file)
+            .arg("config")
+            .output()
     } else {
-        Command::new("docker-compose").arg("-f").arg(&file).arg("config").output()
+        Command::new("docker-compose")
+            .arg("-f")
+            .arg(&file)
+            .arg("config")
+            .output()
     }
     .expect("docker-compose is installed by scripts/test.sh");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let config = String::from_utf8_lossy(&out.stdout);
     for service in ["redis", "postgres", "node1", "node2", "haproxy"] {
-        assert!(config.contains(&format!("  {service}:")), "service {service} missing");
+        assert!(
+            config.contains(&format!("  {service}:")),
+            "service {service} missing"
+        );
     }
 }
 
