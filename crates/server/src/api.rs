@@ -1,34 +1,121 @@
 //! The JSON API (`/api/v1`). Cookie-authenticated writes carry `X-CSRF-Token`.
+//!
+//! Every handler is annotated for the OpenAPI document ([`crate::openapi`]), and its responses
+//! are typed structs, so the document is generated from the same code that answers.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ringfence_axum::{CsrfHeader, CurrentSession, CurrentUser, RequestAuth};
+use ringfence_axum::{CsrfHeader, CurrentSession, CurrentUser, RequestAuth, CSRF_HEADER};
 use ringfence_sessions::SessionId;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::body::ApiJson;
 use crate::errors::ApiError;
 use crate::state::AppState;
 use crate::views::{SessionJson, UserJson};
 
-/// `{email, password}`.
-#[derive(Deserialize)]
+/// E-mail and password.
+#[derive(Deserialize, ToSchema)]
 pub struct Credentials {
+    /// E-mail address (trimmed and lower-cased).
     email: String,
+    /// Password: at least 12 characters, not a common one.
     password: String,
 }
 
-/// `{current_password, new_password}`.
-#[derive(Deserialize)]
+/// A password change.
+#[derive(Deserialize, ToSchema)]
 pub struct PasswordChange {
+    /// The password now.
     current_password: String,
+    /// The new password (same rules as at registration).
     new_password: String,
 }
 
-/// `POST /api/v1/register` → `201 {user}`.
+/// `201` of registration.
+#[derive(Serialize, ToSchema)]
+pub struct RegisterResponse {
+    /// The new user.
+    user: UserJson,
+}
+
+/// `200` of sign-in.
+#[derive(Serialize, ToSchema)]
+pub struct LoginResponse {
+    /// The user.
+    user: UserJson,
+    /// The new session (the cookie refers to it).
+    session: SessionJson,
+    /// Send as `X-CSRF-Token` with cookie-authenticated writes.
+    csrf_token: String,
+}
+
+/// `200` of `GET /api/v1/me`.
+#[derive(Serialize, ToSchema)]
+pub struct MeResponse {
+    /// The signed-in user.
+    user: UserJson,
+    /// This session.
+    session: SessionJson,
+    /// The node that answered.
+    node: String,
+    /// Send as `X-CSRF-Token` with cookie-authenticated writes.
+    csrf_token: String,
+}
+
+/// The user's sessions.
+#[derive(Serialize, ToSchema)]
+pub struct SessionsResponse {
+    /// Every active session of the user, the current one marked.
+    sessions: Vec<SessionJson>,
+}
+
+/// How many sessions were signed out.
+#[derive(Serialize, ToSchema)]
+pub struct RevokedResponse {
+    /// Number of sessions ended.
+    revoked: u64,
+}
+
+/// Counts for administrators.
+#[derive(Serialize, ToSchema)]
+pub struct StatsResponse {
+    /// User accounts.
+    users: u64,
+    /// Sessions not expired.
+    active_sessions: u64,
+    /// Users with at least one active session.
+    signed_in_users: u64,
+}
+
+/// Every error: `{"error":{"code","message"}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorResponse {
+    /// The error.
+    error: ErrorDetail,
+}
+
+/// An error's code and message.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable code ("unauthenticated", "csrf", "email_taken", …).
+    code: String,
+    /// For people.
+    message: String,
+}
+
+/// `POST /api/v1/register`: creates an account (does not sign in).
+#[utoipa::path(post, path = "/api/v1/register", request_body = Credentials, tag = "accounts",
+    responses(
+        (status = 201, body = RegisterResponse),
+        (status = 400, body = ErrorResponse, description = "malformed JSON"),
+        (status = 409, body = ErrorResponse, description = "e-mail taken"),
+        (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
+        (status = 422, body = ErrorResponse, description = "invalid e-mail or weak password"),
+        (status = 503, body = ErrorResponse)))]
 pub async fn register(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Credentials>,
@@ -38,14 +125,20 @@ pub async fn register(
         .accounts()
         .register(&body.email, &body.password)
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"user": UserJson::from(&user)})),
-    )
-        .into_response())
+    let body = RegisterResponse {
+        user: UserJson::from(&user),
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-/// `POST /api/v1/login` → `200 {user, session, csrf_token}` and the session cookie.
+/// `POST /api/v1/login`: signs in and sets the session cookie.
+#[utoipa::path(post, path = "/api/v1/login", request_body = Credentials, tag = "sessions",
+    responses(
+        (status = 200, body = LoginResponse, description = "signed in; the session cookie is set"),
+        (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse, description = "wrong e-mail or password"),
+        (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse), (status = 422, body = ErrorResponse),
+        (status = 429, body = ErrorResponse, description = "too many failed attempts; see Retry-After"),
+        (status = 503, body = ErrorResponse)))]
 pub async fn login(
     State(state): State<AppState>,
     auth: RequestAuth,
@@ -57,60 +150,65 @@ pub async fn login(
         .authenticate_from(&body.email, &body.password, auth.client().ip.as_deref())
         .await?;
     let session = auth.sign_in(&user.id).await?;
-    let csrf_token = auth.csrf_token()?;
-    Ok(Json(json!({
-        "user": UserJson::from(&user),
-        "session": SessionJson::new(&session, true),
-        "csrf_token": csrf_token,
-    }))
-    .into_response())
+    let body = LoginResponse {
+        user: UserJson::from(&user),
+        session: SessionJson::new(&session, true),
+        csrf_token: auth.csrf_token()?,
+    };
+    Ok(Json(body).into_response())
 }
 
-/// `POST /api/v1/logout` → `204`. Signed in, it needs the CSRF header like every write;
-/// without a session there is nothing to end and it answers `204` all the same.
-pub async fn logout(
-    auth: RequestAuth,
-    headers: axum::http::HeaderMap,
-) -> Result<Response, ApiError> {
+/// `POST /api/v1/logout`: ends this session. Signed in, it needs the CSRF header like every
+/// write; without a session there is nothing to end and it answers `204` all the same.
+#[utoipa::path(post, path = "/api/v1/logout", tag = "sessions",
+    params(("X-CSRF-Token" = Option<String>, Header, description = "required when signed in")),
+    responses((status = 204), (status = 403, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
+pub async fn logout(auth: RequestAuth, headers: HeaderMap) -> Result<Response, ApiError> {
     if auth.session()?.is_some() {
-        let token = headers
-            .get(ringfence_axum::CSRF_HEADER)
-            .and_then(|v| v.to_str().ok());
+        let token = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
         auth.verify_csrf(token).await?;
     }
     auth.sign_out().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `GET /api/v1/me` → `{user, session, node, csrf_token}`.
+/// `GET /api/v1/me`: the signed-in user, this session, the node, a CSRF token.
+#[utoipa::path(get, path = "/api/v1/me", tag = "sessions",
+    responses((status = 200, body = MeResponse), (status = 401, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
 pub async fn me(
     State(state): State<AppState>,
     auth: RequestAuth,
     current: CurrentUser,
 ) -> Result<Response, ApiError> {
-    Ok(Json(json!({
-        "user": UserJson::from(&current.user),
-        "session": SessionJson::new(&current.session, true),
-        "node": &*state.node_name,
-        "csrf_token": auth.csrf_token()?,
-    }))
-    .into_response())
+    let body = MeResponse {
+        user: UserJson::from(&current.user),
+        session: SessionJson::new(&current.session, true),
+        node: state.node_name.to_string(),
+        csrf_token: auth.csrf_token()?,
+    };
+    Ok(Json(body).into_response())
 }
 
-/// `GET /api/v1/sessions` → `{sessions: [...]}`, the current one marked.
+/// `GET /api/v1/sessions`: every device the user is signed in on.
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions",
+    responses((status = 200, body = SessionsResponse), (status = 401, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
 pub async fn sessions(
     State(state): State<AppState>,
     CurrentSession(current): CurrentSession,
 ) -> Result<Response, ApiError> {
     let list = state.ringfence.sessions().list(&current.user_id).await?;
-    let sessions: Vec<SessionJson> = list
+    let sessions = list
         .iter()
         .map(|s| SessionJson::new(s, s.id == current.id))
         .collect();
-    Ok(Json(json!({ "sessions": sessions })).into_response())
+    Ok(Json(SessionsResponse { sessions }).into_response())
 }
 
-/// `DELETE /api/v1/sessions/{id}` → `204`; `404` when the user has no such session.
+/// `DELETE /api/v1/sessions/{id}`: signs that device out, on every node.
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions",
+    params(("id" = String, Path, description = "session id"), ("X-CSRF-Token" = String, Header)),
+    responses((status = 204), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
+        (status = 404, body = ErrorResponse, description = "the user has no such session"), (status = 503, body = ErrorResponse)))]
 pub async fn revoke(
     State(state): State<AppState>,
     auth: RequestAuth,
@@ -135,7 +233,11 @@ pub async fn revoke(
     }
 }
 
-/// `POST /api/v1/sessions/revoke-others` → `{revoked: N}`.
+/// `POST /api/v1/sessions/revoke-others`: signs out every other device.
+#[utoipa::path(post, path = "/api/v1/sessions/revoke-others", tag = "sessions",
+    params(("X-CSRF-Token" = String, Header)),
+    responses((status = 200, body = RevokedResponse), (status = 401, body = ErrorResponse),
+        (status = 403, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
 pub async fn revoke_others(
     State(state): State<AppState>,
     CurrentSession(current): CurrentSession,
@@ -146,10 +248,15 @@ pub async fn revoke_others(
         .sessions()
         .end_others(&current.user_id, &current.id)
         .await?;
-    Ok(Json(json!({ "revoked": revoked })).into_response())
+    Ok(Json(RevokedResponse { revoked }).into_response())
 }
 
-/// `POST /api/v1/password` → `204`; every other session of the user is signed out.
+/// `POST /api/v1/password`: changes the password; every other session is signed out.
+#[utoipa::path(post, path = "/api/v1/password", request_body = PasswordChange, tag = "accounts",
+    params(("X-CSRF-Token" = String, Header)),
+    responses((status = 204), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
+        (status = 403, body = ErrorResponse, description = "bad CSRF token or wrong current password"),
+        (status = 422, body = ErrorResponse, description = "weak new password"), (status = 503, body = ErrorResponse)))]
 pub async fn change_password(
     State(state): State<AppState>,
     CurrentSession(current): CurrentSession,
@@ -169,7 +276,10 @@ pub async fn change_password(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `GET /api/v1/admin/stats` → `{users, active_sessions, signed_in_users}` (admins only).
+/// `GET /api/v1/admin/stats`: counts, for administrators.
+#[utoipa::path(get, path = "/api/v1/admin/stats", tag = "admin",
+    responses((status = 200, body = StatsResponse), (status = 401, body = ErrorResponse),
+        (status = 403, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
 pub async fn admin_stats(
     State(state): State<AppState>,
     current: CurrentUser,
@@ -183,12 +293,12 @@ pub async fn admin_stats(
     }
     let users = state.ringfence.accounts().count().await?;
     let counts = state.ringfence.sessions().counts().await?;
-    Ok(Json(json!({
-        "users": users,
-        "active_sessions": counts.active_sessions,
-        "signed_in_users": counts.signed_in_users,
-    }))
-    .into_response())
+    let body = StatsResponse {
+        users,
+        active_sessions: counts.active_sessions,
+        signed_in_users: counts.signed_in_users,
+    };
+    Ok(Json(body).into_response())
 }
 
 /// Anything else: `404` in the contract's shape.

@@ -9,6 +9,7 @@
 mod api;
 mod body;
 mod errors;
+pub mod openapi;
 mod ops;
 mod pages;
 mod state;
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sessions/{id}", delete(api::revoke))
         .route("/api/v1/password", post(api::change_password))
         .route("/api/v1/admin/stats", get(api::admin_stats))
+        .route("/api/v1/openapi.json", get(openapi::document))
         .fallback(api::not_found)
         .layer(ringfence.layer())
         .route("/healthz", get(ops::healthz))

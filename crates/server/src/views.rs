@@ -28,11 +28,14 @@ pub fn human_time(t: DateTime<Utc>) -> String {
     t.format("%-d %b %Y, %H:%M UTC").to_string()
 }
 
-/// `{id, email}` as the API shows a user.
-#[derive(Debug, Serialize)]
+/// A user as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserJson {
+    /// The user's id (a UUID).
     pub id: String,
+    /// The normalized (lower-case) e-mail address.
     pub email: String,
+    /// Whether the user may use the admin page and API.
     pub is_admin: bool,
 }
 
@@ -46,18 +49,28 @@ impl From<&User> for UserJson {
     }
 }
 
-/// A session as the API shows it.
-#[derive(Debug, Serialize)]
+/// A session (one signed-in device) as the API shows it. Times are RFC 3339, UTC.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionJson {
+    /// Public session id (a hash of the secret in the cookie).
     pub id: String,
+    /// When the user signed in on this device.
     pub created_at: String,
+    /// Last activity recorded (updated once a tenth of the idle timeout has passed).
     pub last_seen_at: String,
+    /// When the session ends unless used: the earlier of the idle and absolute expiries.
     pub expires_at: String,
+    /// When the session ends however active.
     pub absolute_expires_at: String,
+    /// Client address at sign-in.
     pub ip: Option<String>,
+    /// User-Agent at sign-in.
     pub user_agent: Option<String>,
+    /// Device label parsed from the User-Agent ("Firefox on Linux").
     pub device: String,
+    /// Node that created the session.
     pub node: String,
+    /// Whether this is the session making the request.
     pub current: bool,
 }
 
