@@ -566,3 +566,58 @@ fn admin_cli_on_the_embedded_store() {
     );
     assert!(!ok && err.contains("Redis"), "{err}");
 }
+
+#[tokio::test]
+async fn cookies_are_secure_and_host_prefixed_behind_a_trusted_https_proxy() {
+    let data = tempfile::tempdir().unwrap();
+    let trusting = start_node(
+        "tls",
+        data.path(),
+        &["--trusted-proxy".to_owned(), "127.0.0.1/32".to_owned()],
+    );
+    let other = tempfile::tempdir().unwrap();
+    let untrusting = start_node("plain", other.path(), &[]);
+    for node in [&trusting, &untrusting] {
+        register_api(&reqwest::Client::new(), &node.url(), "tls@example.com").await;
+    }
+    let login = |base: String| async move {
+        reqwest::Client::new()
+            .post(format!("{base}/api/v1/login"))
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-for", "203.0.113.7")
+            .json(&serde_json::json!({"email": "tls@example.com", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap()
+    };
+    let r = login(trusting.url()).await;
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.starts_with("__Host-ringfence_session=") && cookie.contains("Secure"),
+        "{cookie}"
+    );
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        body["session"]["ip"], "203.0.113.7",
+        "client address from the trusted proxy"
+    );
+    // The __Host- cookie is read back.
+    let value = cookie.split(';').next().unwrap().to_owned();
+    let me = reqwest::Client::new()
+        .get(format!("{}/api/v1/me", trusting.url()))
+        .header("cookie", &value)
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    // The same headers from an untrusted peer are ignored.
+    let r = login(untrusting.url()).await;
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.starts_with("ringfence_session=") && !cookie.contains("Secure"),
+        "{cookie}"
+    );
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["session"]["ip"], "127.0.0.1");
+}
