@@ -159,6 +159,7 @@ async fn openapi_document_matches_the_running_api() {
         "POST /api/v1/sessions/revoke-others",
         "POST /api/v1/password",
         "GET /api/v1/admin/stats",
+        "POST /api/v1/admin/revoke-user",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -385,13 +386,99 @@ async fn openapi_document_matches_the_running_api() {
         .await,
         StatusCode::OK
     );
+    // An administrator signs a user out everywhere; a non-admin may not.
+    let who = serde_json::json!({"email": "doc@example.com"});
+    assert_eq!(
+        conforms(
+            &doc,
+            "post",
+            "/api/v1/admin/revoke-user",
+            call(&user, Method::POST, "/api/v1/admin/revoke-user")
+                .header("x-csrf-token", &csrf)
+                .json(&who)
+                .send()
+                .await
+                .unwrap()
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    let admin_me: Value = call(&admin, Method::GET, "/api/v1/me")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let admin_csrf = admin_me["csrf_token"].as_str().unwrap().to_owned();
+    let nobody = serde_json::json!({"email": "nobody@example.com"});
+    assert_eq!(
+        conforms(
+            &doc,
+            "post",
+            "/api/v1/admin/revoke-user",
+            call(&admin, Method::POST, "/api/v1/admin/revoke-user")
+                .header("x-csrf-token", &admin_csrf)
+                .json(&nobody)
+                .send()
+                .await
+                .unwrap()
+        )
+        .await,
+        StatusCode::NOT_FOUND
+    );
+    let other_me = call(&other, Method::GET, "/api/v1/me")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(
+        other_me,
+        StatusCode::UNAUTHORIZED,
+        "revoked by revoke-others above"
+    );
+    call(&other, Method::POST, "/api/v1/login").json(&serde_json::json!({"email": "doc@example.com", "password": "an even longer passphrase"})).send().await.unwrap();
+    assert_eq!(
+        call(&other, Method::GET, "/api/v1/me")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let revoke = call(&admin, Method::POST, "/api/v1/admin/revoke-user")
+        .header("x-csrf-token", &admin_csrf)
+        .json(&who)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        conforms(&doc, "post", "/api/v1/admin/revoke-user", revoke).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&other, Method::GET, "/api/v1/me")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&user, Method::GET, "/api/v1/me")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(
         conforms(
             &doc,
             "post",
             "/api/v1/logout",
-            call(&user, Method::POST, "/api/v1/logout")
-                .header("x-csrf-token", &csrf)
+            call(&admin, Method::POST, "/api/v1/logout")
+                .header("x-csrf-token", &admin_csrf)
                 .send()
                 .await
                 .unwrap()

@@ -301,6 +301,49 @@ pub async fn admin_stats(
     Ok(Json(body).into_response())
 }
 
+/// Whose sessions an administrator ends.
+#[derive(Deserialize, ToSchema)]
+pub struct RevokeUser {
+    /// The user's e-mail address.
+    email: String,
+}
+
+/// `POST /api/v1/admin/revoke-user`: signs a user out everywhere (administrators only).
+#[utoipa::path(post, path = "/api/v1/admin/revoke-user", request_body = RevokeUser, tag = "admin",
+    params(("X-CSRF-Token" = String, Header)),
+    responses((status = 200, body = RevokedResponse), (status = 401, body = ErrorResponse),
+        (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse, description = "no such user"),
+        (status = 503, body = ErrorResponse)))]
+pub async fn admin_revoke_user(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    _csrf: CsrfHeader,
+    ApiJson(body): ApiJson<RevokeUser>,
+) -> Result<Response, ApiError> {
+    if !current.user.is_admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "administrators only",
+        ));
+    }
+    let revoked = revoke_user_everywhere(&state, &body.email).await?;
+    Ok(Json(RevokedResponse { revoked }).into_response())
+}
+
+/// Ends every session of the user with this e-mail; `404` when there is none.
+pub async fn revoke_user_everywhere(state: &AppState, email: &str) -> Result<u64, ApiError> {
+    let user = state
+        .ringfence
+        .accounts()
+        .user_by_email(email)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no user with that e-mail address"))?;
+    let revoked = state.ringfence.sessions().end_all(&user.id).await?;
+    tracing::warn!(user = %user.id, revoked, "administrator signed a user out everywhere");
+    Ok(revoked)
+}
+
 /// Anything else: `404` in the contract's shape.
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such route")

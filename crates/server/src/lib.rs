@@ -63,6 +63,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sessions/{id}", delete(api::revoke))
         .route("/api/v1/password", post(api::change_password))
         .route("/api/v1/admin/stats", get(api::admin_stats))
+        .route("/api/v1/admin/revoke-user", post(api::admin_revoke_user))
+        .route("/admin/revoke-user", post(pages::admin_revoke_user))
         .route("/api/v1/openapi.json", get(openapi::document))
         .fallback(api::not_found)
         .layer(ringfence.layer())

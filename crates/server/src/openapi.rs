@@ -12,7 +12,7 @@ use crate::api;
 #[openapi(
     info(title = "ringfence", description = "Accounts and sessions shared by every node of a fleet. Cookie-authenticated writes carry X-CSRF-Token (from login or GET /api/v1/me)."),
     paths(api::register, api::login, api::logout, api::me, api::sessions, api::revoke,
-          api::revoke_others, api::change_password, api::admin_stats),
+          api::revoke_others, api::change_password, api::admin_stats, api::admin_revoke_user),
     tags((name = "accounts"), (name = "sessions"), (name = "admin"))
 )]
 pub struct ApiDoc;

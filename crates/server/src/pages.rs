@@ -398,6 +398,7 @@ pub async fn change_password(
 #[template(path = "admin.html")]
 struct AdminPage {
     layout: Layout,
+    notice: Option<String>,
     users: u64,
     active_sessions: u64,
     signed_in_users: u64,
@@ -410,7 +411,57 @@ pub async fn admin(
     State(state): State<AppState>,
     auth: RequestAuth,
 ) -> Result<Response, PageError> {
-    let (ctx, user, _) = signed_in(&state, &auth).await?;
+    admin_page(&state, &auth, None).await
+}
+
+/// The admin form that signs a user out everywhere.
+#[derive(Deserialize)]
+pub struct RevokeUserForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default, rename = "_csrf")]
+    csrf: Option<String>,
+}
+
+/// `POST /admin/revoke-user`: signs a user out on every device.
+pub async fn admin_revoke_user(
+    State(state): State<AppState>,
+    auth: RequestAuth,
+    PageForm(form): PageForm<RevokeUserForm>,
+) -> Result<Response, PageError> {
+    check_csrf(&auth, form.csrf.as_deref()).await?;
+    let (_, user, _) = signed_in(&state, &auth).await?;
+    if !user.is_admin {
+        return Err(PageError::status(
+            StatusCode::FORBIDDEN,
+            "Admins only",
+            "This page is for administrators.",
+        ));
+    }
+    let email = form.email.trim();
+    let notice = match crate::api::revoke_user_everywhere(&state, email).await {
+        Ok(n) => format!(
+            "Signed {email} out of {n} session{}.",
+            if n == 1 { "" } else { "s" }
+        ),
+        Err(e) if e.status() == StatusCode::NOT_FOUND => format!("There is no user {email}."),
+        Err(e) => {
+            return Err(PageError::status(
+                e.status(),
+                "Temporarily unavailable",
+                e.message(),
+            ))
+        }
+    };
+    admin_page(&state, &auth, Some(notice)).await
+}
+
+async fn admin_page(
+    state: &AppState,
+    auth: &RequestAuth,
+    notice: Option<String>,
+) -> Result<Response, PageError> {
+    let (ctx, user, _) = signed_in(state, auth).await?;
     if !user.is_admin {
         return Err(PageError::status(
             StatusCode::FORBIDDEN,
@@ -431,6 +482,7 @@ pub async fn admin(
         .collect();
     Ok(AdminPage {
         layout: ctx.layout,
+        notice,
         users,
         active_sessions: counts.active_sessions,
         signed_in_users: counts.signed_in_users,
