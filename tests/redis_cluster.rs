@@ -5,61 +5,18 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use reqwest::{Client, StatusCode};
 use ringfence_testkit::{ClusterOptions, RedisCluster, RedisServer, TestPki};
 
-/// What a finished `ringfence` run left behind.
-struct Run {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `ringfence ARGS` with a scratch data dir, killing it after 20 s so a run that should
-/// have failed fast cannot hang the test.
 fn run(args: &[&str]) -> Run {
-    let scratch = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringfence"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(scratch.path())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() >= deadline {
-            child.kill().unwrap();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "ringfence {args:?} still ran after 20 s; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    Run {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    common::run(args, None, &[])
 }
 
 fn assert_one_line_failure(run: &Run, needle: &str) {
-    assert!(!run.success, "expected a failure; stdout: {}", run.stdout);
-    let text = run.stderr.trim();
-    eprintln!("refused as expected: {text}");
-    assert_eq!(text.lines().count(), 1, "one line expected: {text}");
-    assert!(!text.contains("panicked"), "{text}");
-    assert!(text.contains(needle), "{needle:?} missing from: {text}");
+    common::assert_one_line_failure(run, needle, "");
 }
 
 fn shared_database(dir: &Path) -> String {

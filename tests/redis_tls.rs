@@ -4,8 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
 use reqwest::StatusCode;
@@ -38,64 +36,8 @@ fn url_with(redis: &RedisServer, user: &str, password: &str) -> String {
     format!("rediss://{user}:{password}@127.0.0.1:{}/", redis.port())
 }
 
-/// What a finished `ringfence` run left behind.
-struct Run {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `ringfence ARGS` with a scratch data dir and extra environment, killing it after 20 s
-/// so a run that should have failed fast cannot hang the test.
 fn run(args: &[&str], envs: &[(&str, &Path)]) -> Run {
-    let scratch = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringfence"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(scratch.path())
-        .env("NO_COLOR", "1")
-        .env_remove("SSL_CERT_FILE")
-        .env_remove("SSL_CERT_DIR")
-        .envs(envs.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() >= deadline {
-            child.kill().unwrap();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "ringfence {args:?} still ran after 20 s; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    Run {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// The run failed with one line on stderr that contains `needle` and never `secret`.
-fn assert_one_line_failure(run: &Run, needle: &str, secret: &str) {
-    assert!(!run.success, "expected a failure; stdout: {}", run.stdout);
-    let text = run.stderr.trim();
-    eprintln!("refused as expected: {text}");
-    assert_eq!(text.lines().count(), 1, "one line expected: {text}");
-    assert!(!text.contains("panicked"), "{text}");
-    assert!(text.contains(needle), "{needle:?} missing from: {text}");
-    assert!(!text.contains(secret), "the password leaked: {text}");
-    assert!(
-        !run.stdout.contains(secret),
-        "the password leaked: {}",
-        run.stdout
-    );
+    common::run(args, None, envs)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

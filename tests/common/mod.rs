@@ -129,37 +129,79 @@ pub async fn register_api(client: &Client, base: &str, email: &str) {
     assert_eq!(response.status(), StatusCode::CREATED, "register {email}");
 }
 
-/// Runs `ringfence` with arguments (and optional stdin); returns (success, stdout, stderr).
-pub fn cli(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+/// What a finished `ringfence` run left behind.
+pub struct Run {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `ringfence ARGS` with optional stdin and extra environment, killing it after 30 s so a
+/// run that should fail fast cannot hang the test. Without `--data-dir` it gets a scratch one
+/// (a test never touches ./ringfence-data), and the machine's TLS trust variables are cleared
+/// unless `envs` sets them.
+pub fn run(args: &[&str], stdin: Option<&str>, envs: &[(&str, &Path)]) -> Run {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    // Never let a test touch ./ringfence-data in the checkout.
-    let scratch = std::env::temp_dir().join(format!("ringfence-cli-test-{}", std::process::id()));
-    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    use std::time::Instant;
+    let scratch = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ringfence"));
+    command.args(args);
     if !args.contains(&"--data-dir") {
-        all.push("--data-dir".to_owned());
-        all.push(scratch.display().to_string());
+        command.arg("--data-dir").arg(scratch.path());
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringfence"))
-        .args(&all)
+    let mut child = command
+        .env("NO_COLOR", "1")
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .envs(envs.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // A run that fails before reading its input closes the pipe: not the test's concern.
+        let _ = pipe.write_all(input.as_bytes());
     }
     drop(child.stdin.take());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "ringfence {args:?} still ran after 30 s; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    Run {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `ringfence` with arguments (and optional stdin); returns (success, stdout, stderr).
+pub fn cli(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let r = run(args, stdin, &[]);
+    (r.success, r.stdout, r.stderr)
+}
+
+/// The run failed with exactly one line on stderr, containing `needle` and never `secret`.
+pub fn assert_one_line_failure(run: &Run, needle: &str, secret: &str) {
+    assert!(!run.success, "expected a failure; stdout: {}", run.stdout);
+    let text = run.stderr.trim();
+    assert_eq!(text.lines().count(), 1, "one line expected: {text}");
+    assert!(!text.contains("panicked"), "{text}");
+    assert!(text.contains(needle), "{needle:?} missing from: {text}");
+    if !secret.is_empty() {
+        assert!(
+            !text.contains(secret) && !run.stdout.contains(secret),
+            "the password leaked: {text}"
+        );
+    }
 }
