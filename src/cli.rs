@@ -148,6 +148,15 @@ pub enum UsersCommand {
     },
     /// List users.
     List,
+    /// Grant or withdraw the admin role. The user's sessions end, so the change takes effect at
+    /// once, under a new session id at the next sign-in.
+    SetAdmin {
+        /// E-mail address.
+        email: String,
+        /// `on` or `off`.
+        #[arg(value_parser = parse_flag, action = clap::ArgAction::Set)]
+        admin: bool,
+    },
 }
 
 /// `ringfence sessions …`.

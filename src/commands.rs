@@ -133,6 +133,20 @@ pub async fn users(services: &Services, command: UsersCommand) -> Result<(), Sta
                 if user.is_admin { " (admin)" } else { "" }
             );
         }
+        UsersCommand::SetAdmin { email, admin } => {
+            let user_id = user_id_of(services, &email).await?;
+            services
+                .accounts
+                .set_admin(&user_id, admin)
+                .await
+                .map_err(err)?;
+            // A privilege change never rides on an old session id.
+            let ended = services.sessions.end_all(&user_id).await.map_err(err)?;
+            println!(
+                "{email} is {} an administrator; {ended} sessions ended",
+                if admin { "now" } else { "no longer" }
+            );
+        }
         UsersCommand::List => {
             println!("{:<36} {:<6} {:<21} EMAIL", "ID", "ADMIN", "CREATED");
             let mut offset = 0;

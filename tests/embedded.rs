@@ -499,6 +499,42 @@ fn admin_cli_on_the_embedded_store() {
     assert!(out.contains("root@example.com") && out.contains("(admin)"));
     let (ok, out, _) = cli(&["users", "list", "--data-dir", &dir], None);
     assert!(ok && out.contains("root@example.com"));
+    let (ok, out, err) = cli(
+        &[
+            "users",
+            "set-admin",
+            "root@example.com",
+            "off",
+            "--data-dir",
+            &dir,
+        ],
+        None,
+    );
+    assert!(ok && out.contains("no longer"), "{out}{err}");
+    let (ok, _, _) = cli(
+        &[
+            "users",
+            "set-admin",
+            "root@example.com",
+            "on",
+            "--data-dir",
+            &dir,
+        ],
+        None,
+    );
+    assert!(ok);
+    let (ok, _, err) = cli(
+        &[
+            "users",
+            "set-admin",
+            "ghost@example.com",
+            "on",
+            "--data-dir",
+            &dir,
+        ],
+        None,
+    );
+    assert!(!ok && err.contains("no user"), "{err}");
     // Admin commands never create keys by themselves: a fresh store has none.
     let (ok, out, _) = cli(&["keys", "list", "--json", "--data-dir", &dir], None);
     assert!(ok);
