@@ -115,6 +115,28 @@ pub fn open(cipher: &Aes256Gcm, payload: &[u8]) -> Result<Vec<u8>, UnprotectErro
     Ok(plain)
 }
 
+/// Opens a raw payload in its own buffer: decrypts in place and keeps only the plaintext, so
+/// the buffer decoded from base64 is the only allocation.
+pub fn open_owned(cipher: &Aes256Gcm, mut payload: Vec<u8>) -> Result<Vec<u8>, UnprotectError> {
+    if payload.len() < OVERHEAD {
+        return Err(UnprotectError::Malformed);
+    }
+    let tag_at = payload.len() - TAG_LEN;
+    let (head, rest) = payload.split_at_mut(HEADER_LEN + NONCE_LEN);
+    let (ciphertext, tag) = rest.split_at_mut(tag_at - HEADER_LEN - NONCE_LEN);
+    cipher
+        .decrypt_in_place_detached(
+            Nonce::from_slice(&head[HEADER_LEN..]),
+            &head[..HEADER_LEN],
+            ciphertext,
+            Tag::from_slice(tag),
+        )
+        .map_err(|_| UnprotectError::Invalid)?;
+    payload.truncate(tag_at);
+    payload.drain(..HEADER_LEN + NONCE_LEN);
+    Ok(payload)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +156,9 @@ mod tests {
         assert_eq!(sealed[0], FORMAT_VERSION);
         assert_eq!(key_id_of(&sealed).unwrap(), id);
         assert_eq!(open(&cipher, &sealed).unwrap(), b"hello");
+        assert_eq!(open_owned(&cipher, sealed.clone()).unwrap(), b"hello");
+        let mut tampered = sealed;
+        tampered[OVERHEAD - 1] ^= 1;
+        assert_eq!(open_owned(&cipher, tampered), Err(UnprotectError::Invalid));
     }
 }

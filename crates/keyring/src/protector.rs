@@ -8,7 +8,7 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use crate::key::KeyId;
 use crate::payload::{self, purpose_hash};
-use crate::ring::KeyRing;
+use crate::ring::{KeyEntry, KeyRing, RingState};
 
 /// Why a payload could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,23 +102,34 @@ impl Protector {
             .map(|bytes| URL_SAFE_NO_PAD.encode(bytes))
     }
 
-    /// Opens raw payload bytes with the keys in memory only (no store access).
-    pub fn unprotect_bytes_cached(&self, payload: &[u8]) -> Result<Vec<u8>, UnprotectError> {
+    /// The key a payload names, if this node holds it and it is not revoked.
+    fn key_for(&self, payload: &[u8]) -> Result<(Arc<RingState>, Arc<KeyEntry>), UnprotectError> {
         let id = payload::key_id_of(payload)?;
         let state = self.ring.state();
-        let key = state.keys.get(&id).ok_or(UnprotectError::UnknownKey(id))?;
+        let key = Arc::clone(state.keys.get(&id).ok_or(UnprotectError::UnknownKey(id))?);
         if key.info.is_revoked() {
             return Err(UnprotectError::Revoked(id));
         }
-        let plain = payload::open(&key.cipher(&self.purpose), payload)?;
+        Ok((state, key))
+    }
+
+    /// Counts payloads opened under a key other than the default one: tells operators when
+    /// payloads under old keys stop arriving.
+    fn note_key(&self, state: &RingState, id: KeyId) {
         let now = self.ring.inner.clock.now();
         let is_default = state
             .default_key(now, self.ring.inner.config.clock_skew)
             .is_some_and(|d| d.info.id == id);
         if !is_default {
-            // Tells operators when payloads under old keys stop arriving.
             metrics::counter!("ringfence_keyring_unprotect_non_default_key_total").increment(1);
         }
+    }
+
+    /// Opens raw payload bytes with the keys in memory only (no store access).
+    pub fn unprotect_bytes_cached(&self, payload: &[u8]) -> Result<Vec<u8>, UnprotectError> {
+        let (state, key) = self.key_for(payload)?;
+        let plain = payload::open(&key.cipher(&self.purpose), payload)?;
+        self.note_key(&state, key.info.id);
         Ok(plain)
     }
 
@@ -126,20 +137,28 @@ impl Protector {
     /// the store (rate-limited) and try once more, so a key made on another node a moment ago
     /// works here too.
     pub async fn unprotect_bytes(&self, payload: &[u8]) -> Result<Vec<u8>, UnprotectError> {
-        match self.unprotect_bytes_cached(payload) {
-            Err(UnprotectError::UnknownKey(_)) if self.ring.reload_for_unknown_key().await => {
-                self.unprotect_bytes_cached(payload)
-            }
-            other => other,
-        }
+        self.unprotect_owned(payload.to_vec()).await
     }
 
-    /// Opens a payload made by [`Protector::protect`].
+    /// Opens a payload made by [`Protector::protect`]. The decoded buffer is decrypted in
+    /// place: one allocation per call.
     pub async fn unprotect(&self, payload: &str) -> Result<Vec<u8>, UnprotectError> {
         let bytes = URL_SAFE_NO_PAD
             .decode(payload.trim_end_matches('='))
             .map_err(|_| UnprotectError::Malformed)?;
-        self.unprotect_bytes(&bytes).await
+        self.unprotect_owned(bytes).await
+    }
+
+    async fn unprotect_owned(&self, bytes: Vec<u8>) -> Result<Vec<u8>, UnprotectError> {
+        let (state, key) = match self.key_for(&bytes) {
+            Err(UnprotectError::UnknownKey(_)) if self.ring.reload_for_unknown_key().await => {
+                self.key_for(&bytes)?
+            }
+            other => other?,
+        };
+        let plain = payload::open_owned(&key.cipher(&self.purpose), bytes)?;
+        self.note_key(&state, key.info.id);
+        Ok(plain)
     }
 
     /// A protector whose payloads carry an expiry inside the authenticated plaintext.
