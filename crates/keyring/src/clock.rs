@@ -2,6 +2,7 @@
 //! can move time by days without sleeping.
 
 use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -9,6 +10,24 @@ use chrono::{DateTime, Duration, Utc};
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
     fn now(&self) -> DateTime<Utc>;
+
+    /// The current time in nanoseconds since the Unix epoch, saturating at `i64::MIN` and
+    /// `i64::MAX` outside 1677-2262. The hot path compares this against precomputed bounds
+    /// instead of building a calendar date; the default derives it from [`Clock::now`], so a
+    /// clock only needs to override it to be faster, and both must tell the same time.
+    fn now_nanos(&self) -> i64 {
+        nanos(self.now())
+    }
+}
+
+/// `time` in nanoseconds since the Unix epoch, saturating outside the `i64` range.
+pub(crate) fn nanos(time: DateTime<Utc>) -> i64 {
+    time.timestamp_nanos_opt()
+        .unwrap_or(if time.timestamp() < 0 {
+            i64::MIN
+        } else {
+            i64::MAX
+        })
 }
 
 /// A shareable clock handle.
@@ -28,6 +47,14 @@ impl SystemClock {
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+
+    fn now_nanos(&self) -> i64 {
+        // The same clock `Utc::now` reads (CLOCK_REALTIME), without the calendar arithmetic.
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(since) => i64::try_from(since.as_nanos()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_nanos()).map_or(i64::MIN, |n| -n),
+        }
     }
 }
 
@@ -70,5 +97,29 @@ impl Clock for ManualClock {
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nanos_agree_with_now() {
+        let system = SystemClock;
+        let before = nanos(system.now());
+        let fast = system.now_nanos();
+        let after = nanos(system.now());
+        assert!(before <= fast && fast <= after);
+
+        let at = DateTime::parse_from_rfc3339("2030-05-06T07:08:09.123456789Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let manual = ManualClock::new(at);
+        assert_eq!(manual.now_nanos(), 1_904_281_689_123_456_789);
+        manual.set(DateTime::<Utc>::MAX_UTC);
+        assert_eq!(manual.now_nanos(), i64::MAX);
+        manual.set(DateTime::<Utc>::MIN_UTC);
+        assert_eq!(manual.now_nanos(), i64::MIN);
     }
 }

@@ -9,8 +9,15 @@
 //! 29+n    16    GCM tag
 //! ```
 //!
-//! The first 17 bytes (version and key id) are the associated data, so changing either fails
-//! authentication. The AES key is not the key's material but a sub-key derived per purpose
+//! The key id (bytes 1..17) is the associated data, so changing it fails authentication. The
+//! version byte is not: it must be exactly [`FORMAT_VERSION`] (anything else is
+//! [`UnsupportedVersion`](UnprotectError::UnsupportedVersion) before any key is looked up), and
+//! it is bound into every sub-key by the HKDF info (`ringfence/v1/…`), so a later format gets
+//! other keys rather than relying on this byte being authenticated. Sixteen bytes of
+//! associated data are exactly one GHASH block; a 17th byte cost a second, zero-padded block in
+//! each direction, about a fifth of a 64-byte round trip.
+//!
+//! The AES key is not the key's material but a sub-key derived per purpose
 //! (see [`derive_purpose_cipher`]), so a payload made for one purpose never opens under
 //! another. Payloads travel as URL-safe base64 without padding (cookie- and URL-safe).
 
@@ -26,8 +33,11 @@ use crate::UnprotectError;
 
 /// The format version byte this code writes and reads.
 pub const FORMAT_VERSION: u8 = 0x01;
-/// Bytes of the clear header (version and key id), authenticated as associated data.
+/// Bytes of the clear header (version and key id); only the key id, [`ASSOCIATED_DATA`], is
+/// authenticated.
 pub const HEADER_LEN: usize = 1 + KEY_ID_LEN;
+/// The bytes of a payload authenticated as associated data: the key id.
+pub const ASSOCIATED_DATA: std::ops::Range<usize> = 1..HEADER_LEN;
 /// Bytes of the nonce.
 pub const NONCE_LEN: usize = 12;
 /// Bytes of the authentication tag.
@@ -88,7 +98,7 @@ pub fn seal(cipher: &Aes256Gcm, id: &KeyId, plaintext: &[u8]) -> Vec<u8> {
     let tag = cipher
         .encrypt_in_place_detached(
             Nonce::from_slice(&head[HEADER_LEN..]),
-            &head[..HEADER_LEN],
+            &head[ASSOCIATED_DATA],
             body,
         )
         .unwrap_or_default();
@@ -96,18 +106,27 @@ pub fn seal(cipher: &Aes256Gcm, id: &KeyId, plaintext: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Opens a raw payload whose framing [`key_id_of`] accepted.
-pub fn open(cipher: &Aes256Gcm, payload: &[u8]) -> Result<Vec<u8>, UnprotectError> {
-    if payload.len() < OVERHEAD {
-        return Err(UnprotectError::Malformed);
+/// Checks the framing [`key_id_of`] checks: the version byte is not authenticated, so the
+/// openers refuse any other version themselves rather than trust every caller to have asked.
+fn check_framing(payload: &[u8]) -> Result<(), UnprotectError> {
+    match payload.first() {
+        _ if payload.len() < OVERHEAD => Err(UnprotectError::Malformed),
+        Some(&FORMAT_VERSION) => Ok(()),
+        Some(&other) => Err(UnprotectError::UnsupportedVersion(other)),
+        None => Err(UnprotectError::Malformed),
     }
+}
+
+/// Opens a raw payload (under the key [`key_id_of`] names).
+pub fn open(cipher: &Aes256Gcm, payload: &[u8]) -> Result<Vec<u8>, UnprotectError> {
+    check_framing(payload)?;
     let (head, rest) = payload.split_at(HEADER_LEN + NONCE_LEN);
     let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
     let mut plain = ciphertext.to_vec();
     cipher
         .decrypt_in_place_detached(
             Nonce::from_slice(&head[HEADER_LEN..]),
-            &head[..HEADER_LEN],
+            &head[ASSOCIATED_DATA],
             &mut plain,
             Tag::from_slice(tag),
         )
@@ -118,16 +137,14 @@ pub fn open(cipher: &Aes256Gcm, payload: &[u8]) -> Result<Vec<u8>, UnprotectErro
 /// Opens a raw payload in its own buffer: decrypts in place and keeps only the plaintext, so
 /// the buffer decoded from base64 is the only allocation.
 pub fn open_owned(cipher: &Aes256Gcm, mut payload: Vec<u8>) -> Result<Vec<u8>, UnprotectError> {
-    if payload.len() < OVERHEAD {
-        return Err(UnprotectError::Malformed);
-    }
+    check_framing(&payload)?;
     let tag_at = payload.len() - TAG_LEN;
     let (head, rest) = payload.split_at_mut(HEADER_LEN + NONCE_LEN);
     let (ciphertext, tag) = rest.split_at_mut(tag_at - HEADER_LEN - NONCE_LEN);
     cipher
         .decrypt_in_place_detached(
             Nonce::from_slice(&head[HEADER_LEN..]),
-            &head[..HEADER_LEN],
+            &head[ASSOCIATED_DATA],
             ciphertext,
             Tag::from_slice(tag),
         )
@@ -157,8 +174,37 @@ mod tests {
         assert_eq!(key_id_of(&sealed).unwrap(), id);
         assert_eq!(open(&cipher, &sealed).unwrap(), b"hello");
         assert_eq!(open_owned(&cipher, sealed.clone()).unwrap(), b"hello");
-        let mut tampered = sealed;
+        let mut tampered = sealed.clone();
         tampered[OVERHEAD - 1] ^= 1;
         assert_eq!(open_owned(&cipher, tampered), Err(UnprotectError::Invalid));
+
+        // The associated data is the key id alone, byte for byte.
+        let (head, rest) = sealed.split_at(HEADER_LEN + NONCE_LEN);
+        let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let mut plain = ciphertext.to_vec();
+        cipher
+            .decrypt_in_place_detached(
+                Nonce::from_slice(&head[HEADER_LEN..]),
+                id.as_bytes(),
+                &mut plain,
+                Tag::from_slice(tag),
+            )
+            .unwrap();
+        assert_eq!(plain, b"hello");
+    }
+
+    #[test]
+    fn every_version_but_one_is_refused_before_decryption() {
+        let id = KeyId::generate();
+        let cipher = derive_purpose_cipher(&KeyMaterial::generate(), &id, &purpose_hash(&["t"]));
+        let sealed = seal(&cipher, &id, b"hello");
+        for version in (0..=u8::MAX).filter(|v| *v != FORMAT_VERSION) {
+            let mut other = sealed.clone();
+            other[0] = version;
+            let refused = UnprotectError::UnsupportedVersion(version);
+            assert_eq!(key_id_of(&other), Err(refused.clone()));
+            assert_eq!(open(&cipher, &other), Err(refused.clone()));
+            assert_eq!(open_owned(&cipher, other), Err(refused));
+        }
     }
 }

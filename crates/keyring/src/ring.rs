@@ -1,7 +1,9 @@
 //! The key ring: which keys exist, which one protects new payloads, when to make the next one.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, Weak};
 use std::time::{Duration as StdDuration, Instant};
 
 use aes_gcm::Aes256Gcm;
@@ -82,12 +84,45 @@ pub enum KeyRingError {
     Contended,
 }
 
+/// Hasher for maps keyed by bytes that are already uniformly random: key ids from the OS
+/// CSPRNG and SHA-256 purpose hashes. Their first eight bytes are as good a hash as any, and
+/// SipHash cost more on the hot path than a payload's framing. Flooding is no concern: only
+/// trusted values are inserted (keys from the store, purposes named in code), so a hostile key id
+/// can only probe a table of a few entries.
+#[derive(Default)]
+pub(crate) struct RandomBytesHasher(u64);
+
+impl Hasher for RandomBytesHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        // The rotation keeps an earlier write (the slice's length prefix) from cancelling
+        // a later one; the random bytes land unchanged in the bits the table uses.
+        self.0 = self.0.rotate_left(17) ^ u64::from_le_bytes(word);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map keyed by uniformly random bytes (see [`RandomBytesHasher`]).
+pub(crate) type RandomBytesMap<K, V> = HashMap<K, V, BuildHasherDefault<RandomBytesHasher>>;
+
+/// Purposes per key served without a lock; an application uses a handful.
+const CIPHER_SLOTS: usize = 8;
+
 /// A key held in memory with the sub-key ciphers derived from it, one per purpose, computed
 /// once and reused (derivation costs far more than a payload).
 pub(crate) struct KeyEntry {
     pub(crate) info: KeyInfo,
     material: KeyMaterial,
-    ciphers: RwLock<HashMap<[u8; 32], Arc<Aes256Gcm>>>,
+    /// The first purposes used with this key, in order of first use. Reading a filled slot is
+    /// one acquire load: no lock, no shared reference count on the hot path.
+    slots: [OnceLock<([u8; 32], Aes256Gcm)>; CIPHER_SLOTS],
+    /// Purposes beyond the slots.
+    overflow: RwLock<RandomBytesMap<[u8; 32], Arc<Aes256Gcm>>>,
 }
 
 impl KeyEntry {
@@ -95,30 +130,48 @@ impl KeyEntry {
         Self {
             info: key.info,
             material: key.material,
-            ciphers: RwLock::new(HashMap::new()),
+            slots: Default::default(),
+            overflow: RwLock::new(RandomBytesMap::default()),
         }
     }
 
-    pub(crate) fn cipher(&self, purpose: &[u8; 32]) -> Arc<Aes256Gcm> {
+    /// Runs `f` with the cipher of `purpose`, deriving it on first use.
+    pub(crate) fn with_cipher<R>(&self, purpose: &[u8; 32], f: impl FnOnce(&Aes256Gcm) -> R) -> R {
+        for slot in &self.slots {
+            let (slot_purpose, cipher) = match slot.get() {
+                Some(filled) => filled,
+                // Claim the first empty slot. Every thread scans in the same order, so a
+                // purpose is placed once: a thread that loses the race to another purpose
+                // moves on, one racing with the same purpose waits and finds it.
+                None => slot.get_or_init(|| (*purpose, self.derive(purpose))),
+            };
+            if slot_purpose == purpose {
+                return f(cipher);
+            }
+        }
+        f(&self.overflow_cipher(purpose))
+    }
+
+    fn overflow_cipher(&self, purpose: &[u8; 32]) -> Arc<Aes256Gcm> {
         if let Some(cipher) = self
-            .ciphers
+            .overflow
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(purpose)
         {
             return Arc::clone(cipher);
         }
-        let cipher = Arc::new(derive_purpose_cipher(
-            &self.material,
-            &self.info.id,
-            purpose,
-        ));
-        self.ciphers
+        let cipher = Arc::new(self.derive(purpose));
+        self.overflow
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .entry(*purpose)
             .or_insert(cipher)
             .clone()
+    }
+
+    fn derive(&self, purpose: &[u8; 32]) -> Aes256Gcm {
+        derive_purpose_cipher(&self.material, &self.info.id, purpose)
     }
 
     fn key(&self) -> Key {
@@ -132,21 +185,154 @@ impl KeyEntry {
 /// What the ring knows at one revision.
 #[derive(Default)]
 pub(crate) struct RingState {
-    pub(crate) keys: HashMap<KeyId, Arc<KeyEntry>>,
+    pub(crate) keys: RandomBytesMap<KeyId, Arc<KeyEntry>>,
     revision: Revision,
     bad_documents: Vec<(String, String)>,
+    /// The default key over all time, built on first use (the keys of a state never change;
+    /// a reload installs a new state).
+    timeline: OnceLock<Timeline>,
 }
 
 impl RingState {
     /// The key that protects new payloads at `now`: among keys not revoked, not expired and
     /// active (allowing for clock skew), the most recently activated.
     pub(crate) fn default_key(&self, now: DateTime<Utc>, skew: Duration) -> Option<&Arc<KeyEntry>> {
+        match self.default_key_at_nanos(crate::clock::nanos(now), skew) {
+            Some(found) => found,
+            None => self.scan_default_key(now, skew),
+        }
+    }
+
+    /// [`Self::default_key`] at `now_ns` (Unix nanoseconds, as from
+    /// [`Clock::now_nanos`](crate::Clock::now_nanos)): usually two atomic loads (the built
+    /// timeline, its hint) and two comparisons. `None` when `now_ns` is saturated (outside 1677-2262), where nanoseconds
+    /// cannot tell instants apart: ask [`Self::default_key`] with the date instead.
+    pub(crate) fn default_key_at_nanos(
+        &self,
+        now_ns: i64,
+        skew: Duration,
+    ) -> Option<Option<&Arc<KeyEntry>>> {
+        if now_ns == i64::MIN || now_ns == i64::MAX {
+            return None;
+        }
+        let timeline = self.timeline.get_or_init(|| Timeline::build(self, skew));
+        // Every ring passes its one configured skew; a different one is answered by a scan.
+        if timeline.skew != skew {
+            return None;
+        }
+        Some(timeline.at(now_ns))
+    }
+
+    /// The default key as of the most recent lookup on this state (a protect, the refresh
+    /// task's poll, any [`Self::default_key`]), without reading the clock: `None` before the
+    /// first lookup. Reading the clock costs far more than the rest of the lookup (about 35 ns
+    /// on a virtual machine), too much for a metric on every unprotect.
+    pub(crate) fn recent_default_key(&self, skew: Duration) -> Option<Option<&Arc<KeyEntry>>> {
+        let timeline = self.timeline.get().filter(|t| t.skew == skew)?;
+        Some(timeline.recent())
+    }
+
+    fn scan_default_key(&self, now: DateTime<Utc>, skew: Duration) -> Option<&Arc<KeyEntry>> {
+        let horizon = now
+            .checked_add_signed(skew)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         self.keys
             .values()
             .filter(|k| {
-                !k.info.is_revoked() && k.info.activates_at <= now + skew && k.info.expires_at > now
+                !k.info.is_revoked() && k.info.activates_at <= horizon && k.info.expires_at > now
             })
             .max_by_key(|k| (k.info.activates_at, k.info.created_at, k.info.id))
+    }
+}
+
+/// The default key of one state as a function of time. A key is eligible from
+/// `activates_at - skew` until `expires_at`, so the default can only change at those instants:
+/// between two consecutive ones it is constant. The spans are computed once per state, and a
+/// hint remembers the span last asked about, so the hot path is a relaxed load and two
+/// comparisons; when the clock leaves that span the next lookup finds the new one (a binary
+/// search over a few entries) and moves the hint. The default is therefore exact at every
+/// instant, never lagging behind the clock.
+struct Timeline {
+    skew: Duration,
+    /// Consecutive spans covering every `i64` nanosecond, sorted by `from_ns`.
+    spans: Vec<Span>,
+    /// Index of the span last looked up; only ever a valid index.
+    hint: AtomicUsize,
+}
+
+/// `[from_ns, until_ns)` in Unix nanoseconds, and the default key throughout it.
+struct Span {
+    from_ns: i64,
+    until_ns: i64,
+    key: Option<Arc<KeyEntry>>,
+}
+
+impl Timeline {
+    fn build(state: &RingState, skew: Duration) -> Self {
+        // Every instant at which a key becomes or stops being eligible. Instants outside the
+        // nanosecond range saturate; several may collapse onto `i64::MIN`/`i64::MAX`, which is
+        // why saturated lookups never reach the timeline.
+        let mut edges: Vec<DateTime<Utc>> = state
+            .keys
+            .values()
+            .filter(|k| !k.info.is_revoked())
+            .flat_map(|k| {
+                let eligible = k.info.activates_at.checked_sub_signed(skew);
+                eligible.into_iter().chain([k.info.expires_at])
+            })
+            .collect();
+        edges.sort();
+        edges.dedup();
+        let mut spans: Vec<Span> = Vec::with_capacity(edges.len() + 1);
+        let mut from = (i64::MIN, DateTime::<Utc>::MIN_UTC);
+        for edge in edges.into_iter().map(|e| (crate::clock::nanos(e), e)) {
+            if edge.0 > from.0 {
+                spans.push(Span {
+                    from_ns: from.0,
+                    until_ns: edge.0,
+                    key: state.scan_default_key(from.1, skew).cloned(),
+                });
+                from = edge;
+            } else {
+                // Same nanosecond after saturation: the later instant starts the span.
+                from.1 = edge.1;
+            }
+        }
+        spans.push(Span {
+            from_ns: from.0,
+            until_ns: i64::MAX,
+            key: state.scan_default_key(from.1, skew).cloned(),
+        });
+        Self {
+            skew,
+            spans,
+            hint: AtomicUsize::new(0),
+        }
+    }
+
+    /// The default key of the span last looked up.
+    fn recent(&self) -> Option<&Arc<KeyEntry>> {
+        self.spans
+            .get(self.hint.load(Ordering::Relaxed))
+            .and_then(|s| s.key.as_ref())
+    }
+
+    /// The default key at `now_ns`, for `i64::MIN < now_ns < i64::MAX`.
+    fn at(&self, now_ns: i64) -> Option<&Arc<KeyEntry>> {
+        // Relaxed is enough: the spans are immutable, the hint only saves a search, and any
+        // index it holds is valid.
+        let hint = self.hint.load(Ordering::Relaxed);
+        if let Some(span) = self.spans.get(hint) {
+            if span.from_ns <= now_ns && now_ns < span.until_ns {
+                return span.key.as_ref();
+            }
+        }
+        let index = self
+            .spans
+            .partition_point(|s| s.from_ns <= now_ns)
+            .saturating_sub(1);
+        self.hint.store(index, Ordering::Relaxed);
+        self.spans.get(index).and_then(|s| s.key.as_ref())
     }
 }
 
@@ -307,6 +493,14 @@ impl KeyRing {
     /// purpose chain, on any node sharing the ring.
     pub fn protector(&self, purpose: &str) -> Protector {
         Protector::new(self.clone(), vec![purpose.to_owned()])
+    }
+
+    /// The current state, borrowed for the length of one payload: two uncontended atomic
+    /// operations, where cloning the `Arc` costs four. Never hold it across an await (the
+    /// guard is not `Send`, so the compiler refuses) or while taking the lock again: a reload
+    /// waiting to install a new state blocks new readers.
+    pub(crate) fn state_ref(&self) -> RwLockReadGuard<'_, Arc<RingState>> {
+        self.inner.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn state(&self) -> Arc<RingState> {
@@ -663,6 +857,9 @@ impl KeyRing {
     /// One maintenance pass: poll the revision, reload when it moved (or when the full
     /// re-read is due), then make keys the policy asks for.
     pub async fn tick(&self, full: bool) -> Result<(), KeyRingError> {
+        // A lookup moves the default-key hint along with the clock, so on a node that protects
+        // nothing the non-default-key metric still follows a switch by time within one poll.
+        let _ = self.default_key_id();
         let known = self.state().revision;
         let revision = match self.inner.repository.revision().await {
             Ok(revision) => revision,
@@ -718,5 +915,185 @@ fn new_key(now: DateTime<Utc>, activates_at: DateTime<Utc>, lifetime: Duration) 
             revoked_at: None,
         },
         material: KeyMaterial::generate(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::BuildHasher;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::payload::purpose_hash;
+
+    fn at(ns: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_nanos(ns)
+    }
+
+    fn entry(created: DateTime<Utc>, activates: DateTime<Utc>, expires: DateTime<Utc>) -> Key {
+        Key {
+            info: KeyInfo {
+                id: KeyId::generate(),
+                created_at: created,
+                activates_at: activates,
+                expires_at: expires,
+                revoked_at: None,
+            },
+            material: KeyMaterial::generate(),
+        }
+    }
+
+    fn state_of(keys: Vec<Key>) -> RingState {
+        let mut state = RingState::default();
+        for key in keys {
+            state.keys.insert(key.info.id, Arc::new(KeyEntry::new(key)));
+        }
+        state
+    }
+
+    fn id_of(key: Option<&Arc<KeyEntry>>) -> Option<KeyId> {
+        key.map(|k| k.info.id)
+    }
+
+    /// Every instant where the answer may change, and its neighbours.
+    fn probes(state: &RingState, skew: Duration) -> Vec<DateTime<Utc>> {
+        let one = Duration::nanoseconds(1);
+        let mut probes = Vec::new();
+        for k in state.keys.values() {
+            for edge in [k.info.activates_at - skew, k.info.expires_at] {
+                probes.extend([edge - one, edge, edge + one]);
+            }
+        }
+        probes
+    }
+
+    prop_compose! {
+        /// Keys with edges a few seconds apart, often equal, some revoked.
+        fn keys()(specs in proptest::collection::vec(
+            (0i64..40, 0i64..40, 1i64..40, any::<bool>(), 0i64..3), 0..7,
+        )) -> Vec<Key> {
+            let base = 1_900_000_000_000_000_000i64;
+            let s = 1_000_000_000i64;
+            specs.into_iter().map(|(created, activates, life, revoked, tie)| {
+                let mut key = entry(
+                    at(base + created * s + tie),
+                    at(base + activates * s),
+                    at(base + (activates + life) * s),
+                );
+                if revoked {
+                    key.info.revoked_at = Some(at(base));
+                }
+                key
+            }).collect()
+        }
+    }
+
+    proptest! {
+        /// The timeline gives what a scan gives, at every edge and either side of it, in any
+        /// order of lookups (the hint moves forward and back).
+        #[test]
+        fn timeline_matches_a_scan(keys in keys(), skew_s in 0i64..5, order in any::<u64>()) {
+            let skew = Duration::seconds(skew_s);
+            let state = state_of(keys);
+            let mut probes = probes(&state, skew);
+            probes.push(at(0));
+            probes.push(at(i64::MAX - 1));
+            probes.push(at(i64::MIN + 1));
+            // A cheap shuffle, reproducible from `order`.
+            let n = probes.len();
+            for i in 0..n {
+                probes.swap(i, (order.rotate_left(i as u32) as usize ^ i) % n);
+            }
+            for now in probes {
+                let fast = state.default_key_at_nanos(crate::clock::nanos(now), skew);
+                prop_assert_eq!(
+                    fast.map(id_of),
+                    Some(id_of(state.scan_default_key(now, skew))),
+                    "at {}", now
+                );
+                prop_assert_eq!(
+                    id_of(state.default_key(now, skew)),
+                    id_of(state.scan_default_key(now, skew))
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn dates_beyond_nanoseconds_are_answered_by_a_scan() {
+        let year = |y: i32| {
+            DateTime::parse_from_rfc3339(&format!("{y:04}-01-01T00:00:00Z"))
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let skew = Duration::minutes(5);
+        // Two keys whose edges all saturate to i64::MAX, one whose edges saturate to MIN.
+        let late = entry(year(2020), year(2500), year(2600));
+        let later = entry(year(2020), year(2550), year(2700));
+        let early = entry(year(1000), year(1100), year(1200));
+        let ids = (late.info.id, later.info.id, early.info.id);
+        let state = state_of(vec![late, later, early]);
+        for (now, expected) in [
+            (year(1150), Some(ids.2)),
+            (year(1600), None),
+            (year(2000), None),
+            (year(2520), Some(ids.0)),
+            (year(2560), Some(ids.1)),
+            (year(2650), Some(ids.1)),
+            (year(2800), None),
+        ] {
+            assert_eq!(id_of(state.default_key(now, skew)), expected, "at {now}");
+        }
+        assert_eq!(state.default_key_at_nanos(i64::MAX, skew).map(id_of), None);
+        assert_eq!(state.default_key_at_nanos(i64::MIN, skew).map(id_of), None);
+        // An instant near the extremes of chrono's range does not overflow the skew arithmetic.
+        assert_eq!(
+            id_of(state.default_key(DateTime::<Utc>::MAX_UTC, skew)),
+            None
+        );
+        assert_eq!(
+            id_of(state.default_key(DateTime::<Utc>::MIN_UTC, skew)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_state_without_keys_has_no_default() {
+        let state = RingState::default();
+        assert_eq!(
+            state.default_key_at_nanos(0, Duration::zero()).map(id_of),
+            Some(None)
+        );
+    }
+
+    #[test]
+    fn purposes_beyond_the_slots_use_the_map_and_every_cipher_is_the_derived_one() {
+        let now = Utc::now();
+        let key = KeyEntry::new(entry(now, now, now + Duration::days(1)));
+        let purposes: Vec<[u8; 32]> = (0..CIPHER_SLOTS + 4)
+            .map(|i| purpose_hash(&[format!("p{i}")]))
+            .collect();
+        let id = key.info.id;
+        for _ in 0..2 {
+            for purpose in &purposes {
+                let sealed = key.with_cipher(purpose, |c| crate::payload::seal(c, &id, b"x"));
+                let fresh = key.derive(purpose);
+                assert_eq!(crate::payload::open(&fresh, &sealed).unwrap(), b"x");
+            }
+        }
+        assert!(key.slots.iter().all(|s| s.get().is_some()));
+        assert_eq!(key.overflow.read().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn the_hasher_takes_the_random_bytes_as_they_are() {
+        let build = BuildHasherDefault::<RandomBytesHasher>::default();
+        let a = KeyId([1; 16]);
+        let b = KeyId([2; 16]);
+        assert_ne!(build.hash_one(a), build.hash_one(b));
+        assert_eq!(build.hash_one(a), build.hash_one(KeyId([1; 16])));
+        // The table's bits come straight from the bytes.
+        assert_eq!(build.hash_one(a) >> 56, 1);
     }
 }

@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 use proptest::prelude::*;
-use ringfence_keyring::{KeyRing, ManualClock};
+use ringfence_keyring::{KeyRing, ManualClock, UnprotectError};
 
 fn ring() -> KeyRing {
     KeyRing::in_memory(ManualClock::new(Utc::now()).shared())
@@ -39,6 +39,28 @@ proptest! {
         let i = bit.index(bytes.len() * 8);
         bytes[i / 8] ^= 1 << (i % 8);
         prop_assert!(block_on(p.unprotect_bytes(&bytes)).is_err());
+    }
+
+    /// Every bit of a payload, for a few plaintext lengths: the version byte fails the version
+    /// check (it is not authenticated; see `payload`), the key id names no key, and every
+    /// other bit fails AES-GCM authentication.
+    #[test]
+    fn every_single_bit_flip_is_rejected_with_its_reason(len in 0usize..80) {
+        let ring = ring();
+        let p = ring.protector("p");
+        let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let payload = p.protect_bytes(&data).unwrap();
+        for i in 0..payload.len() * 8 {
+            let mut bytes = payload.clone();
+            bytes[i / 8] ^= 1 << (i % 8);
+            let result = p.unprotect_bytes_cached(&bytes);
+            match i / 8 {
+                0 => prop_assert_eq!(result, Err(UnprotectError::UnsupportedVersion(bytes[0]))),
+                1..=16 => prop_assert!(matches!(result, Err(UnprotectError::UnknownKey(_)))),
+                _ => prop_assert_eq!(result, Err(UnprotectError::Invalid)),
+            }
+        }
+        prop_assert_eq!(p.unprotect_bytes_cached(&payload).unwrap(), data);
     }
 
     #[test]

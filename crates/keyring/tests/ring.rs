@@ -208,6 +208,126 @@ async fn successor_is_created_within_the_propagation_window_and_activates_at_exp
     assert_eq!(ring.default_key_id(), Some(keys[1].id));
 }
 
+/// A recorder that counts one counter, to see `note_key` decide.
+#[derive(Default)]
+struct CountOne(Arc<std::sync::atomic::AtomicU64>);
+
+impl metrics::CounterFn for CountOne {
+    fn increment(&self, value: u64) {
+        self.0.fetch_add(value, Ordering::SeqCst);
+    }
+    fn absolute(&self, value: u64) {
+        self.0.store(value, Ordering::SeqCst);
+    }
+}
+
+struct NonDefaultRecorder(Arc<std::sync::atomic::AtomicU64>);
+
+impl metrics::Recorder for NonDefaultRecorder {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        if key.name() == "ringfence_keyring_unprotect_non_default_key_total" {
+            metrics::Counter::from_arc(Arc::new(CountOne(self.0.clone())))
+        } else {
+            metrics::Counter::noop()
+        }
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+/// The default key switches by time alone, with no reload in between: protect uses the new key
+/// from the first nanosecond it is eligible (activation minus the clock skew), also when the
+/// clock goes back, and the non-default-key metric follows at the next protect or poll.
+#[tokio::test]
+async fn default_key_follows_the_clock_without_a_reload() {
+    let clock = ManualClock::new(Utc::now());
+    let ring = ring_on(Arc::new(MemoryKeyRepository::new()), &clock, config()).await;
+    let first = ring.keys()[0].clone();
+    clock.advance(Duration::days(87) + Duration::hours(1));
+    ring.tick(true).await.unwrap();
+    let second = ring.keys()[1].clone();
+    assert_eq!(second.activates_at, first.expires_at);
+
+    let p = ring.protector("p");
+    let key_of = |payload: &[u8]| ringfence_keyring::payload::key_id_of(payload).unwrap();
+    let switch = second.activates_at - config().clock_skew;
+    let one = Duration::nanoseconds(1);
+    let opened_under_non_default = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let recorder = NonDefaultRecorder(opened_under_non_default.clone());
+    let count = || opened_under_non_default.load(Ordering::SeqCst);
+
+    clock.set(switch - one);
+    let old = p.protect_bytes(b"old").unwrap();
+    assert_eq!(key_of(&old), first.id);
+    metrics::with_local_recorder(&recorder, || {
+        assert_eq!(p.unprotect_bytes_cached(&old).unwrap(), b"old");
+    });
+    assert_eq!(count(), 0, "opened under the default key");
+
+    clock.set(switch);
+    let new = p.protect_bytes(b"new").unwrap();
+    assert_eq!(key_of(&new), second.id, "no lag behind the clock");
+    assert_eq!(ring.default_key_id(), Some(second.id));
+    metrics::with_local_recorder(&recorder, || {
+        assert_eq!(p.unprotect_bytes_cached(&old).unwrap(), b"old");
+        assert_eq!(count(), 1, "the first key is no longer the default");
+        assert_eq!(p.unprotect_bytes_cached(&new).unwrap(), b"new");
+        assert_eq!(count(), 1);
+    });
+
+    // Back in time (a clock step on this node): the first key again, at once.
+    clock.set(switch - Duration::hours(1));
+    assert_eq!(key_of(&p.protect_bytes(b"x").unwrap()), first.id);
+    metrics::with_local_recorder(&recorder, || {
+        assert_eq!(p.unprotect_bytes_cached(&new).unwrap(), b"new");
+        assert_eq!(count(), 2, "the second key is not the default yet");
+    });
+
+    // On a node that only opens payloads, the refresh task's poll moves the metric along.
+    clock.set(switch + Duration::hours(1));
+    ring.tick(false).await.unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        assert_eq!(p.unprotect_bytes_cached(&new).unwrap(), b"new");
+        assert_eq!(count(), 2, "the second key is the default again");
+        assert_eq!(p.unprotect_bytes_cached(&old).unwrap(), b"old");
+        assert_eq!(count(), 3);
+    });
+
+    // Past the first key's expiry: the second key protects, the first still opens.
+    clock.set(first.expires_at + Duration::days(30));
+    assert_eq!(key_of(&p.protect_bytes(b"x").unwrap()), second.id);
+    assert_eq!(p.unprotect_bytes(&old).await.unwrap(), b"old");
+}
+
 #[tokio::test]
 async fn revoked_keys_never_open_and_a_new_key_takes_over() {
     let clock = ManualClock::new(Utc::now());
