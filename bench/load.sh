@@ -1,0 +1,331 @@
+#!/usr/bin/env bash
+# Load benchmark (docs/benchmarks.md, "Load benchmark (wrk)"): one `ringfence serve` node on Redis
+# beside the peer app (examples/peer_app.rs: tower-sessions + tower-sessions-redis-store +
+# axum-login) on the same Redis, measured in the same run with wrk:
+#
+#   a. GET /healthz on ringfence                       the limit (no session, no store)
+#   b. GET /api/v1/me on ringfence, signed in          ringfence's authenticated hot path
+#   c. GET /api/v1/me on the peer, signed in           the peer (one Redis GET per request)
+#   d. the same on the peer with with_always_save      the peer sliding its expiry (GET + SET)
+#   e. sign-in storm: (b) while a second wrk posts valid sign-ins for another user (argon2)
+#   f. scale: Redis memory per session and GET /api/v1/sessions latency at 1k and 1M sessions
+#
+# Everything runs on loopback, on free ports, in a temp dir that the exit trap removes together
+# with every process this script started.
+#
+#   bench/load.sh                              # the whole run (about 4-6 minutes on 2 cores)
+#   SCALE_1M=0 bench/load.sh                   # skip the 1M-session step
+#   DURATION=30 CONNS=64 THREADS=2 bench/load.sh
+#
+# Tunables (environment): THREADS (2), CONNS (32), DURATION (10, seconds), WARMUP (2, seconds),
+# LOGIN_CONNS (8, the storm's connections), PEER_ALWAYS_SAVE_RUN (1: run d), SCALE_1M (1),
+# SCALE_TOTAL (1000000), SCALE_PER_USER (2, synthetic sessions per synthetic user),
+# LIST_DURATION (5, seconds), SKIP_BUILD (0), RESULTS (a file to copy the raw results to).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+THREADS="${THREADS:-2}"
+CONNS="${CONNS:-32}"
+DURATION="${DURATION:-10}"
+WARMUP="${WARMUP:-2}"
+LOGIN_CONNS="${LOGIN_CONNS:-8}"
+PEER_ALWAYS_SAVE_RUN="${PEER_ALWAYS_SAVE_RUN:-1}"
+SCALE_1M="${SCALE_1M:-1}"
+SCALE_TOTAL="${SCALE_TOTAL:-1000000}"
+SCALE_PER_USER="${SCALE_PER_USER:-2}"
+LIST_DURATION="${LIST_DURATION:-5}"
+SKIP_BUILD="${SKIP_BUILD:-0}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+LUA="$ROOT/bench/wrk_report.lua"
+
+for n in THREADS CONNS DURATION WARMUP LOGIN_CONNS SCALE_TOTAL SCALE_PER_USER LIST_DURATION; do
+    [[ "${!n}" =~ ^[1-9][0-9]*$ ]] || { echo "load.sh: $n must be a positive integer, not '${!n}'" >&2; exit 2; }
+done
+for tool in redis-server redis-cli wrk curl python3; do
+    command -v "$tool" >/dev/null || { echo "load.sh: $tool is not installed" >&2; exit 2; }
+done
+
+PASSWORD='correct horse battery staple'
+BENCH_EMAIL=bench@example.com
+STORM_EMAIL=storm@example.com
+LIST_EMAIL=list@example.com
+# A real browser's User-Agent (70 bytes, as in the sessions crate's memory test) for the sessions
+# whose memory is measured.
+FIREFOX_UA='Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0'
+
+# --- processes and cleanup ---------------------------------------------------------------------
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/ringfence-load.XXXXXX")
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        # Bounded: give each process up to 5 s, then SIGKILL.
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_for LOGFILE PATTERN PID WHAT: up to 30 s for PATTERN in LOGFILE while PID lives.
+wait_for() {
+    for _ in $(seq 300); do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        if ! kill -0 "$3" 2>/dev/null; then
+            echo "load.sh: $4 exited before it was ready:" >&2
+            tail -20 "$1" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    echo "load.sh: $4 not ready after 30 s:" >&2
+    tail -20 "$1" >&2
+    exit 1
+}
+
+# --- build and start ---------------------------------------------------------------------------
+
+if [ "$SKIP_BUILD" != 1 ]; then
+    cargo build --release --bin ringfence --example peer_app
+fi
+RINGFENCE="$TARGET_DIR/release/ringfence"
+PEER="$TARGET_DIR/release/examples/peer_app"
+[ -x "$RINGFENCE" ] && [ -x "$PEER" ] || { echo "load.sh: $RINGFENCE or $PEER missing" >&2; exit 1; }
+
+REDIS_PORT=$(free_port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$TMP" --appendonly no --save '' \
+    --daemonize no >"$TMP/redis.log" 2>&1 &
+REDIS_PID=$!
+PIDS+=("$REDIS_PID")
+wait_for "$TMP/redis.log" "Ready to accept connections" "$REDIS_PID" redis-server
+rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
+
+REDIS_URL="redis://127.0.0.1:$REDIS_PORT/"
+DB_URL="sqlite://$TMP/accounts.db"
+STORE_FLAGS=(--redis "$REDIS_URL" --database "$DB_URL" --data-dir "$TMP/data")
+
+for email in "$BENCH_EMAIL" "$STORM_EMAIL" "$LIST_EMAIL"; do
+    printf '%s\n' "$PASSWORD" | env -u RUST_LOG "$RINGFENCE" users add "$email" "${STORE_FLAGS[@]}" >/dev/null
+done
+
+RF_PORT=$(free_port)
+env -u RUST_LOG "$RINGFENCE" serve --listen "127.0.0.1:$RF_PORT" --node-name node-1 \
+    --idle-timeout 30m --absolute-timeout 12h "${STORE_FLAGS[@]}" >"$TMP/ringfence.log" 2>&1 &
+RF_PID=$!
+PIDS+=("$RF_PID")
+wait_for "$TMP/ringfence.log" "listening on http://" "$RF_PID" "ringfence serve"
+RF="http://127.0.0.1:$RF_PORT"
+
+# The peers use Redis database 1: their keys (bare session ids) never meet ringfence's.
+PEER_PORT=$(free_port)
+env -u RUST_LOG PEER_EMAIL="$BENCH_EMAIL" PEER_PASSWORD="$PASSWORD" \
+    "$PEER" "127.0.0.1:$PEER_PORT" "redis://127.0.0.1:$REDIS_PORT/1" >"$TMP/peer.log" 2>&1 &
+PEER_PID=$!
+PIDS+=("$PEER_PID")
+wait_for "$TMP/peer.log" "listening on http://" "$PEER_PID" peer_app
+PEER_URL="http://127.0.0.1:$PEER_PORT"
+
+if [ "$PEER_ALWAYS_SAVE_RUN" = 1 ]; then
+    PEER_SAVE_PORT=$(free_port)
+    env -u RUST_LOG PEER_EMAIL="$BENCH_EMAIL" PEER_PASSWORD="$PASSWORD" PEER_ALWAYS_SAVE=1 \
+        "$PEER" "127.0.0.1:$PEER_SAVE_PORT" "redis://127.0.0.1:$REDIS_PORT/1" >"$TMP/peer-save.log" 2>&1 &
+    PEER_SAVE_PID=$!
+    PIDS+=("$PEER_SAVE_PID")
+    wait_for "$TMP/peer-save.log" "listening on http://" "$PEER_SAVE_PID" "peer_app (always save)"
+    PEER_SAVE_URL="http://127.0.0.1:$PEER_SAVE_PORT"
+fi
+
+# sign_in URL EMAIL USER_AGENT JAR: posts the credentials, prints the Cookie header value.
+sign_in() {
+    local body status
+    body=$(printf '{"email":"%s","password":"%s"}' "$2" "$PASSWORD")
+    status=$(curl -sS --max-time 10 -o "$4.body" -w '%{http_code}' -c "$4" -A "$3" \
+        -H 'content-type: application/json' -d "$body" "$1")
+    [ "$status" = 200 ] || { echo "load.sh: sign-in at $1 answered $status: $(cat "$4.body")" >&2; exit 1; }
+    # Netscape cookie file; curl marks HttpOnly cookies with a "#HttpOnly_" prefix.
+    sed -e 's/^#HttpOnly_//' -e '/^#/d' -e '/^$/d' "$4" | awk -F'\t' '{printf "%s%s=%s", sep, $6, $7; sep="; "}'
+}
+
+# check_me URL COOKIE: the cookie must authenticate (200), and no cookie must not (401).
+check_me() {
+    local with without
+    with=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -H "Cookie: $2" "$1")
+    without=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' "$1")
+    [ "$with" = 200 ] && [ "$without" = 401 ] || {
+        echo "load.sh: $1 answered $with with the cookie and $without without" >&2; exit 1; }
+}
+
+RF_COOKIE=$(sign_in "$RF/api/v1/login" "$BENCH_EMAIL" "$FIREFOX_UA" "$TMP/rf.jar")
+check_me "$RF/api/v1/me" "$RF_COOKIE"
+PEER_COOKIE=$(sign_in "$PEER_URL/login" "$BENCH_EMAIL" "$FIREFOX_UA" "$TMP/peer.jar")
+check_me "$PEER_URL/api/v1/me" "$PEER_COOKIE"
+if [ "$PEER_ALWAYS_SAVE_RUN" = 1 ]; then
+    PEER_SAVE_COOKIE=$(sign_in "$PEER_SAVE_URL/login" "$BENCH_EMAIL" "$FIREFOX_UA" "$TMP/peer-save.jar")
+    check_me "$PEER_SAVE_URL/api/v1/me" "$PEER_SAVE_COOKIE"
+fi
+
+# --- measuring ---------------------------------------------------------------------------------
+
+RESULTS_TSV="$TMP/results.tsv"
+: >"$RESULTS_TSV"
+CLK_TCK=$(getconf CLK_TCK)
+
+# utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat, counted after
+# the parenthesised command name, which may hold spaces).
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+
+# Calls per command since the last CONFIG RESETSTAT, as "get=N evalsha=M ...", leaving out the
+# script's own INFO and CONFIG.
+redis_calls() {
+    rcli INFO commandstats | tr -d '\r' | awk -F'[_:=,]' '/^cmdstat_/ {
+        name = $2; for (i = 3; i < NF; i++) if ($i == "calls") { calls = $(i + 1); break }
+        if (name !~ /^(info|config)/) printf "%s=%s ", name, calls }'
+}
+
+# measure NAME SERVER_PID WRK_ARGS...: warm-up, then one measured wrk run; appends a result row.
+measure() {
+    local name=$1 pid=$2 out="$TMP/wrk-$1.txt"
+    shift 2
+    if [ "$WARMUP" -gt 0 ] && [ -z "${NO_WARMUP:-}" ]; then
+        wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" --timeout 10s -s "$LUA" "$@" >/dev/null
+    fi
+    rcli CONFIG RESETSTAT >/dev/null
+    local cpu0 rcpu0 cpu1 rcpu1 calls
+    cpu0=$(cpu_ticks "$pid"); rcpu0=$(cpu_ticks "$REDIS_PID")
+    wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s -s "$LUA" "$@" >"$out"
+    cpu1=$(cpu_ticks "$pid"); rcpu1=$(cpu_ticks "$REDIS_PID")
+    calls=$(redis_calls)
+    printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$(grep '^WRK_RESULT' "$out" | cut -d' ' -f2-)" \
+        "server_ticks=$((cpu1 - cpu0)) redis_ticks=$((rcpu1 - rcpu0)) clk_tck=$CLK_TCK" \
+        "$calls" "" >>"$RESULTS_TSV"
+    grep -q '^WRK_RESULT' "$out" || { echo "load.sh: wrk printed no result for $name:" >&2; cat "$out" >&2; exit 1; }
+    echo "  $name: $(grep -E 'Requests/sec' "$out" | tr -s ' ')"
+}
+
+# Background traffic (ringfence polls the key ring revision every 500 ms): measured while idle
+# and subtracted from each run's commands per request by the report.
+rcli CONFIG RESETSTAT >/dev/null
+sleep 5
+printf 'background\tseconds=5 %s\n' "$(redis_calls)" >>"$RESULTS_TSV"
+
+echo
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "wrk -t$THREADS -c$CONNS -d${DURATION}s (warm-up ${WARMUP}s) on loopback; redis $(redis-server --version | grep -o 'v=[^ ]*')"
+echo
+measure healthz "$RF_PID" "$RF/healthz"
+measure ringfence_me "$RF_PID" -H "Cookie: $RF_COOKIE" "$RF/api/v1/me"
+measure peer_me "$PEER_PID" -H "Cookie: $PEER_COOKIE" "$PEER_URL/api/v1/me"
+if [ "$PEER_ALWAYS_SAVE_RUN" = 1 ]; then
+    measure peer_me_always_save "$PEER_SAVE_PID" -H "Cookie: $PEER_SAVE_COOKIE" "$PEER_SAVE_URL/api/v1/me"
+fi
+
+# --- scale: memory per session and listing, at 1k sessions --------------------------------------
+
+# The listing user: five devices.
+LIST_COOKIE=
+for ua in "$FIREFOX_UA" \
+    'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36' \
+    'Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1' \
+    'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15' \
+    "$FIREFOX_UA"; do
+    LIST_COOKIE=$(sign_in "$RF/api/v1/login" "$LIST_EMAIL" "$ua" "$TMP/list.jar")
+done
+
+PREFIX=ringfence:
+json_field() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(d[sys.argv[1]][sys.argv[2]])' "$1" "$2"; }
+ME_JSON=$(curl -sS --max-time 10 -H "Cookie: $RF_COOKIE" "$RF/api/v1/me")
+BENCH_USER=$(json_field user id <<<"$ME_JSON")
+BENCH_SID=$(json_field session id <<<"$ME_JSON")
+LIST_ME_JSON=$(curl -sS --max-time 10 -H "Cookie: $LIST_COOKIE" "$RF/api/v1/me")
+LIST_USER=$(json_field user id <<<"$LIST_ME_JSON")
+LIST_SID=$(json_field session id <<<"$LIST_ME_JSON")
+
+# memory LABEL USER SID: the MEMORY USAGE figures a per-session sum is made of.
+memory() {
+    local base="$PREFIX{u:$2}:"
+    printf 'mem_%s\trecord=%s idx=%s idx_card=%s sessions=%s sessions_card=%s users=%s users_card=%s used_memory=%s\n' "$1" \
+        "$(rcli MEMORY USAGE "${base}s:$3" SAMPLES 0)" \
+        "$(rcli MEMORY USAGE "${base}idx" SAMPLES 0)" "$(rcli ZCARD "${base}idx")" \
+        "$(rcli MEMORY USAGE "${PREFIX}sessions" SAMPLES 0)" "$(rcli ZCARD "${PREFIX}sessions")" \
+        "$(rcli MEMORY USAGE "${PREFIX}users" SAMPLES 0)" "$(rcli ZCARD "${PREFIX}users")" \
+        "$(rcli INFO memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}')" >>"$RESULTS_TSV"
+}
+
+# fill TOTAL: synthetic sessions until Psessions holds TOTAL members.
+fill() {
+    local have need t0 seconds
+    have=$(rcli ZCARD "${PREFIX}sessions")
+    need=$(($1 - have))
+    [ "$need" -gt 0 ] || return 0
+    t0=$EPOCHREALTIME
+    python3 "$ROOT/bench/gen_sessions.py" --count "$need" --per-user "$SCALE_PER_USER" --prefix "$PREFIX" \
+        | rcli --pipe >"$TMP/pipe.log"
+    seconds=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')
+    grep -q 'errors: 0' "$TMP/pipe.log" || { echo "load.sh: redis-cli --pipe reported errors:" >&2; cat "$TMP/pipe.log" >&2; exit 1; }
+    printf 'fill_%s\tadded=%s seconds=%s\n' "$1" "$need" "$seconds" >>"$RESULTS_TSV"
+    echo "  wrote $need synthetic sessions in $seconds s"
+}
+
+# listing LABEL: GET /api/v1/sessions for the five-device user, one connection (pure latency).
+listing() {
+    local saved_threads=$THREADS saved_conns=$CONNS saved_duration=$DURATION
+    THREADS=1 CONNS=1 DURATION=$LIST_DURATION
+    measure "list_$1" "$RF_PID" -H "Cookie: $LIST_COOKIE" "$RF/api/v1/sessions"
+    THREADS=$saved_threads CONNS=$saved_conns DURATION=$saved_duration
+}
+
+echo
+echo "scale: 1k sessions"
+fill 1000
+memory bench_1k "$BENCH_USER" "$BENCH_SID"
+memory list_1k "$LIST_USER" "$LIST_SID"
+listing 1k
+
+# --- sign-in storm -----------------------------------------------------------------------------
+
+echo
+echo "sign-in storm: wrk -t1 -c$LOGIN_CONNS POST /api/v1/login ($STORM_EMAIL) during (b)"
+STORM_BODY=$(printf '{"email":"%s","password":"%s"}' "$STORM_EMAIL" "$PASSWORD")
+WRK_BODY="$STORM_BODY" wrk -t1 -c"$LOGIN_CONNS" -d"$((DURATION + 3))s" --timeout 10s -s "$LUA" \
+    "$RF/api/v1/login" >"$TMP/wrk-storm-login.txt" &
+STORM_PID=$!
+PIDS+=("$STORM_PID")
+sleep 1.5
+NO_WARMUP=1 measure ringfence_me_storm "$RF_PID" -H "Cookie: $RF_COOKIE" "$RF/api/v1/me"
+wait "$STORM_PID" || true
+printf 'storm_login\t%s\n' "$(grep '^WRK_RESULT' "$TMP/wrk-storm-login.txt" | cut -d' ' -f2-)" >>"$RESULTS_TSV"
+echo "  logins: $(grep -E 'Requests/sec' "$TMP/wrk-storm-login.txt" | tr -s ' ')"
+
+# --- scale: 1M ---------------------------------------------------------------------------------
+
+if [ "$SCALE_1M" = 1 ]; then
+    echo
+    echo "scale: $SCALE_TOTAL sessions"
+    BEFORE=$(rcli INFO memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}')
+    BEFORE_CARD=$(rcli ZCARD "${PREFIX}sessions")
+    fill "$SCALE_TOTAL"
+    AFTER=$(rcli INFO memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}')
+    AFTER_CARD=$(rcli ZCARD "${PREFIX}sessions")
+    printf 'synthetic\tsessions=%s bytes=%s per_user=%s\n' "$((AFTER_CARD - BEFORE_CARD))" "$((AFTER - BEFORE))" \
+        "$SCALE_PER_USER" >>"$RESULTS_TSV"
+    memory bench_1m "$BENCH_USER" "$BENCH_SID"
+    memory list_1m "$LIST_USER" "$LIST_SID"
+    listing 1m
+    echo "  redis: $(rcli INFO memory | tr -d '\r' | grep -E '^used_memory_human:')"
+fi
+
+[ -n "${RESULTS:-}" ] && cp "$RESULTS_TSV" "$RESULTS"
+
+# --- report ------------------------------------------------------------------------------------
+
+python3 "$ROOT/bench/load_report.py" "$RESULTS_TSV"
