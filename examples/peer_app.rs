@@ -16,6 +16,11 @@
 //! default 6 as in the store's example), `PEER_ALWAYS_SAVE=1` (write the session back on every
 //! request, tower-sessions' way of sliding the inactivity expiry; off by default, as in
 //! axum-login's example, so an authenticated request is one Redis `GET`).
+//!
+//! It also serves `GET /limit/redis-get`: one Redis `GET` of a fixed 200-byte value and a small
+//! JSON body, with no session, cookie or user logic. That is the ceiling for any design that
+//! makes one Redis round trip per request on this machine, the fair "limit" for an
+//! authenticated route beside the unauthenticated `/healthz`.
 
 use std::error::Error;
 use std::net::SocketAddr;
@@ -31,7 +36,7 @@ use axum_login::{login_required, AuthManagerLayerBuilder, AuthUser, AuthnBackend
 use serde::{Deserialize, Serialize};
 use tower_sessions::cookie::time::Duration;
 use tower_sessions::{Expiry, SessionManagerLayer};
-use tower_sessions_redis_store::fred::prelude::{ClientLike, Config, Pool};
+use tower_sessions_redis_store::fred::prelude::{ClientLike, Config, KeysInterface, Pool};
 use tower_sessions_redis_store::RedisStore;
 
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/1";
@@ -164,6 +169,17 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// The key `/limit/redis-get` reads; written once at start.
+const PROBE_KEY: &str = "peer:limit:probe";
+
+async fn redis_get(axum::extract::State(pool): axum::extract::State<Pool>) -> Response {
+    match pool.get::<Option<String>, _>(PROBE_KEY).await {
+        Ok(Some(value)) => Json(serde_json::json!({ "bytes": value.len() })).into_response(),
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
 fn hash_password(password: &str) -> Result<String, Box<dyn Error>> {
     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
     let hash = Argon2::default()
@@ -212,6 +228,13 @@ async fn run() -> Result<(), Box<dyn Error>> {
         .await
         .map_err(|e| format!("connecting to Redis at {redis_url}: {e}"))?;
 
+    pool.set::<(), _, _>(PROBE_KEY, "x".repeat(200), None, None, false)
+        .await
+        .map_err(|e| format!("writing the probe key: {e}"))?;
+    let limit = Router::new()
+        .route("/limit/redis-get", get(redis_get))
+        .with_state(pool.clone());
+
     let session_layer = SessionManagerLayer::new(RedisStore::new(pool))
         .with_secure(false)
         .with_expiry(Expiry::OnInactivity(INACTIVITY))
@@ -223,7 +246,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
         .route_layer(login_required!(Backend))
         .route("/login", post(login))
         .layer(auth_layer)
-        .route("/healthz", get(healthz));
+        .route("/healthz", get(healthz))
+        .merge(limit);
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -67,6 +67,10 @@ impl Database {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // The database is a file in this process: there is no connection that could have
+            // dropped, and the default ping before every checkout is one more hand-off to the
+            // connection's worker thread on every query.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(store_error)?;

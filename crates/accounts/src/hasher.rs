@@ -9,6 +9,7 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 use tokio::sync::{OnceCell, Semaphore};
 
+use crate::hash_pool::{HashPool, HashPriority};
 use crate::AccountError;
 
 /// argon2id cost parameters.
@@ -58,10 +59,11 @@ pub struct Verification {
 
 /// Hashes and verifies passwords with argon2id.
 ///
-/// Each hash costs tens of milliseconds of CPU and ~19 MiB of memory, so the work runs on
-/// tokio's blocking pool (never on a runtime worker), and a semaphore caps how many run at
-/// once: a burst of sign-ins queues here instead of occupying every blocking thread and every
-/// megabyte. Cheap to clone; clones share the semaphore.
+/// Each hash costs tens of milliseconds of CPU and ~19 MiB of memory, so the work runs on a few
+/// dedicated threads at a background CPU priority (never on a runtime worker; see
+/// [`HashPriority`]: signed-in requests keep their latency during a sign-in storm), and a
+/// semaphore caps how many run at once: a burst of sign-ins queues here instead of occupying
+/// every core and every megabyte. Cheap to clone; clones share the threads and the semaphore.
 #[derive(Clone)]
 pub struct PasswordHasher {
     inner: Arc<Inner>,
@@ -70,6 +72,7 @@ pub struct PasswordHasher {
 struct Inner {
     params: Params,
     semaphore: Arc<Semaphore>,
+    pool: HashPool,
     /// A hash of a random password with the current parameters, for unknown e-mails.
     dummy: OnceCell<String>,
 }
@@ -86,7 +89,7 @@ impl std::fmt::Debug for PasswordHasher {
 
 impl Default for PasswordHasher {
     fn default() -> Self {
-        Self::build(Params::DEFAULT, default_permits())
+        Self::build(Params::DEFAULT, default_permits(), HashPriority::default())
     }
 }
 
@@ -100,16 +103,28 @@ impl PasswordHasher {
         Self::with_permits(params, default_permits())
     }
 
-    /// A hasher with `params`, allowing `permits` concurrent hashes (at least 1).
+    /// A hasher with `params`, allowing `permits` concurrent hashes (at least 1), on threads of
+    /// the default [`HashPriority`].
     pub fn with_permits(params: Argon2Params, permits: usize) -> Result<Self, AccountError> {
-        Ok(Self::build(params.to_argon2()?, permits))
+        Self::with_priority(params, permits, HashPriority::default())
     }
 
-    fn build(params: Params, permits: usize) -> Self {
+    /// A hasher with `params`, `permits` hashing threads and their CPU `priority`.
+    pub fn with_priority(
+        params: Argon2Params,
+        permits: usize,
+        priority: HashPriority,
+    ) -> Result<Self, AccountError> {
+        Ok(Self::build(params.to_argon2()?, permits, priority))
+    }
+
+    fn build(params: Params, permits: usize, priority: HashPriority) -> Self {
+        let permits = permits.max(1);
         Self {
             inner: Arc::new(Inner {
                 params,
-                semaphore: Arc::new(Semaphore::new(permits.max(1))),
+                semaphore: Arc::new(Semaphore::new(permits)),
+                pool: HashPool::new(permits, priority),
                 dummy: OnceCell::new(),
             }),
         }
@@ -133,7 +148,7 @@ impl PasswordHasher {
         )
     }
 
-    /// Runs `work` on the blocking pool once a permit is free. The permit moves into the
+    /// Runs `work` on a hashing thread once a permit is free. The permit moves into the
     /// closure, so it is held until the hash is done even if the caller's future is dropped.
     async fn run<T, F>(&self, work: F) -> Result<T, AccountError>
     where
@@ -144,13 +159,14 @@ impl PasswordHasher {
             .acquire_owned()
             .await
             .map_err(|_| AccountError::Internal("password hasher shut down".to_owned()))?;
-        tokio::task::spawn_blocking(move || {
-            let out = work();
-            drop(permit);
-            out
-        })
-        .await
-        .map_err(|e| AccountError::Internal(format!("password hashing task failed: {e}")))
+        self.inner
+            .pool
+            .run(move || {
+                let out = work();
+                drop(permit);
+                out
+            })
+            .await
     }
 
     /// Hashes a password with a fresh random salt; returns the PHC string

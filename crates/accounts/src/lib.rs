@@ -3,8 +3,9 @@
 //! - [`Email`]: the canonical (trimmed, lowercased) form every lookup and insert goes through.
 //! - [`PasswordPolicy`]: NIST SP 800-63B style rules for new passwords (length, a shipped
 //!   blocklist of common passwords, not the e-mail), no composition rules.
-//! - [`PasswordHasher`]: argon2id at OWASP parameters on the blocking pool, bounded by a
-//!   semaphore, with transparent rehashing when the parameters change.
+//! - [`PasswordHasher`]: argon2id at OWASP parameters on dedicated background-priority threads
+//!   ([`HashPriority`]), bounded by a semaphore, with transparent rehashing when the parameters
+//!   change.
 //! - [`UserStore`]: the storage seam, implemented by [`SqliteUserStore`] and
 //!   [`PostgresUserStore`] with the same SQL; [`conformance`] is the suite both pass.
 //! - [`Database`]: opens either from a URL.
@@ -38,6 +39,7 @@ pub mod conformance;
 mod database;
 mod email;
 mod error;
+mod hash_pool;
 mod hasher;
 mod policy;
 mod service;
@@ -45,10 +47,12 @@ mod sql;
 mod store;
 pub mod throttle;
 pub mod throttle_conformance;
+mod user_cache;
 
 pub use database::{Database, ACQUIRE_TIMEOUT, CONNECT_TIMEOUT, SQLITE_BUSY_TIMEOUT};
 pub use email::{Email, MAX_EMAIL_LEN, MAX_LOCAL_LEN};
 pub use error::AccountError;
+pub use hash_pool::HashPriority;
 pub use hasher::{Argon2Params, PasswordHasher, Verification};
 pub use policy::{common_password_count, is_common_password, PasswordPolicy, PasswordRejection};
 pub use service::{Accounts, REGISTRATIONS_METRIC, SIGN_IN_METRIC};
@@ -59,3 +63,4 @@ pub use throttle::{
     RedisAttemptStore, SqliteAttemptStore, Throttle, ThrottleKey, ThrottleKeys, ThrottleKind,
     ThrottlePolicy,
 };
+pub use user_cache::DEFAULT_USER_CACHE_TTL;

@@ -6,8 +6,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use ringfence_keyring::SharedClock;
-use ringfence_sessions::{SessionId, SessionManager};
+use ringfence_sessions::{Session, SessionId, SessionManager};
 
+use crate::user_cache::{UserCache, DEFAULT_USER_CACHE_TTL};
 use crate::{
     AccountError, AttemptStore, Email, PasswordHasher, PasswordPolicy, Throttle, ThrottleKeys,
     ThrottlePolicy, User, UserRecord, UserStore,
@@ -32,6 +33,7 @@ struct Inner {
     sessions: SessionManager,
     clock: SharedClock,
     throttle: Option<Throttle>,
+    cache: UserCache,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -61,6 +63,7 @@ impl Accounts {
                 sessions,
                 clock,
                 throttle: None,
+                cache: UserCache::new(DEFAULT_USER_CACHE_TTL),
             }),
         }
     }
@@ -70,6 +73,19 @@ impl Accounts {
     /// address; `policy` is clamped into its valid range ([`ThrottlePolicy::validate`] reports
     /// bad settings). Without it nothing is throttled.
     pub fn with_throttle(self, store: Arc<dyn AttemptStore>, policy: ThrottlePolicy) -> Self {
+        let cache_ttl = self.inner.cache.ttl();
+        self.rebuilt(Some(Throttle::new(store, policy)), cache_ttl)
+    }
+
+    /// The same service reusing each user it reads for signed-in requests for `ttl` (default
+    /// one second; zero reads the store on every request). See [`Accounts::session_user`] for
+    /// why a cached copy never outlives a privilege change.
+    pub fn with_user_cache_ttl(self, ttl: chrono::Duration) -> Self {
+        let throttle = self.inner.throttle.clone();
+        self.rebuilt(throttle, ttl)
+    }
+
+    fn rebuilt(&self, throttle: Option<Throttle>, cache_ttl: chrono::Duration) -> Self {
         let inner = &self.inner;
         Self {
             inner: Arc::new(Inner {
@@ -78,7 +94,8 @@ impl Accounts {
                 policy: inner.policy,
                 sessions: inner.sessions.clone(),
                 clock: Arc::clone(&inner.clock),
-                throttle: Some(Throttle::new(store, policy)),
+                throttle,
+                cache: UserCache::new(cache_ttl),
             }),
         }
     }
@@ -336,6 +353,7 @@ impl Accounts {
         {
             return Err(AccountError::UserNotFound);
         }
+        self.inner.cache.forget(user_id);
         tracing::info!(user_id, "password changed");
         // The password is changed at this point; if the sessions cannot be ended the caller
         // still has to learn it, since a stolen session would survive the change.
@@ -359,7 +377,9 @@ impl Accounts {
 
     /// Grants or revokes admin rights (admin CLI).
     pub async fn set_admin(&self, user_id: &str, admin: bool) -> Result<(), AccountError> {
-        if self.inner.users.set_admin(user_id, admin).await? {
+        let changed = self.inner.users.set_admin(user_id, admin).await?;
+        self.inner.cache.forget(user_id);
+        if changed {
             tracing::info!(user_id, admin, "admin flag changed");
             Ok(())
         } else {
@@ -367,9 +387,32 @@ impl Accounts {
         }
     }
 
-    /// One account by id.
+    /// One account by id, read from the store.
     pub async fn user(&self, id: &str) -> Result<Option<User>, AccountError> {
         Ok(self.inner.users.by_id(id).await?.map(|r| r.user))
+    }
+
+    /// The account a signed-in request acts for: the hot path of every authenticated request.
+    ///
+    /// A copy this node read within the cache's time to live ([`Accounts::with_user_cache_ttl`])
+    /// is reused, but only one read at or after `session.created_at`: privilege changes end
+    /// the user's sessions once stored, so every session still alive began after the last
+    /// change, and a copy read after it began is current in everything that matters. Clocks
+    /// of the nodes must be in NTP sync for that comparison, as for session expiry.
+    pub async fn session_user(&self, session: &Session) -> Result<Option<User>, AccountError> {
+        let cache = &self.inner.cache;
+        let now = self.inner.clock.now();
+        if let Some(user) = cache.get(&session.user_id, session.created_at, now) {
+            return Ok(Some(user));
+        }
+        // Stamped before the read: the copy is at least this fresh.
+        let read_at = now;
+        let user = self.user(&session.user_id).await?;
+        match &user {
+            Some(user) => cache.put(user, read_at),
+            None => cache.forget(&session.user_id),
+        }
+        Ok(user)
     }
 
     /// One account by e-mail (admin tools: `sessions list --user EMAIL`). `None` also for a

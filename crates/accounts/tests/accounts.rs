@@ -514,3 +514,51 @@ async fn store_outage_is_a_store_error() {
         assert!(!err.is_client_error());
     }
 }
+
+/// Whether the account behind `session` is an admin, as signed-in requests see it.
+async fn admin(accounts: &Accounts, session: &ringfence_sessions::Session) -> bool {
+    let user = accounts.session_user(session).await.unwrap();
+    user.expect("the account exists").is_admin
+}
+
+#[tokio::test]
+async fn session_user_reuses_a_fresh_copy_but_never_one_older_than_the_session() {
+    let f = fixture().await;
+    let bob = f
+        .accounts
+        .register("bob@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+    let first = f.sessions.start(&bob.id, &client()).await.unwrap().session;
+    f.clock.advance(Duration::milliseconds(5));
+    assert!(!admin(&f.accounts, &first).await);
+
+    // Another node (here: the store directly) grants admin rights: this node's copy is reused
+    // until its second is up.
+    assert!(f.users.set_admin(&bob.id, true).await.unwrap());
+    f.clock.advance(Duration::milliseconds(500));
+    assert!(!admin(&f.accounts, &first).await);
+    f.clock.advance(Duration::milliseconds(500));
+    assert!(admin(&f.accounts, &first).await);
+
+    // A privilege change as `users set-admin` makes it: stored, then every session ended. The
+    // next session begins after the change, so this node's copy (read a moment ago, admin)
+    // is too old for it, however young.
+    assert!(f.users.set_admin(&bob.id, false).await.unwrap());
+    f.sessions.end_all(&bob.id).await.unwrap();
+    f.clock.advance(Duration::milliseconds(1));
+    let second = f.sessions.start(&bob.id, &client()).await.unwrap().session;
+    assert!(!admin(&f.accounts, &second).await);
+
+    // Changes made through this node's service are seen at once.
+    f.accounts.set_admin(&bob.id, true).await.unwrap();
+    assert!(admin(&f.accounts, &second).await);
+
+    // With the cache off every call reads the store; an unknown account is no user.
+    let uncached = f.accounts.clone().with_user_cache_ttl(Duration::zero());
+    assert!(f.users.set_admin(&bob.id, false).await.unwrap());
+    assert!(!admin(&uncached, &second).await);
+    let mut stranger = second.clone();
+    stranger.user_id = "no-such-user".to_owned();
+    assert!(f.accounts.session_user(&stranger).await.unwrap().is_none());
+}

@@ -20,32 +20,55 @@ impl CookieNames {
     /// The name a cookie has on a secure or plain connection.
     pub fn name(base: &str, secure: bool) -> String {
         if secure {
-            format!("__Host-{base}")
+            format!("{HOST_PREFIX}{base}")
         } else {
             base.to_owned()
         }
     }
 }
 
-/// Reads a cookie by base name, preferring the `__Host-` form.
-pub(crate) fn read(headers: &HeaderMap, base: &str) -> Option<String> {
-    let host_name = CookieNames::name(base, true);
-    let mut plain = None;
-    for value in headers.get_all(header::COOKIE) {
-        let Ok(text) = value.to_str() else { continue };
-        for cookie in Cookie::split_parse(text).flatten() {
-            if cookie.value().len() > MAX_COOKIE_VALUE {
+/// Prefix that makes browsers insist on `Secure`, `Path=/` and no `Domain`.
+const HOST_PREFIX: &str = "__Host-";
+
+/// Reads cookies by base name in one pass over the `Cookie` headers, each preferring its
+/// `__Host-` form, then the first plain one. Values longer than [`MAX_COOKIE_VALUE`] and
+/// malformed pairs are skipped.
+///
+/// A plain scan rather than a general cookie parser: this runs on every request and only two
+/// names matter, so nothing is allocated or decoded for the others. Values are taken as sent
+/// (ours are base64url), without percent-decoding; RFC 6265 double quotes around a value are
+/// removed.
+pub(crate) fn read<'h, const N: usize>(
+    headers: &'h HeaderMap,
+    bases: [&str; N],
+) -> [Option<&'h str>; N] {
+    let mut host: [Option<&str>; N] = [None; N];
+    let mut plain: [Option<&str>; N] = [None; N];
+    for header in headers.get_all(header::COOKIE) {
+        let Ok(text) = header.to_str() else { continue };
+        for pair in text.split(';') {
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            let name = name.trim_matches([' ', '\t']);
+            let value = value.trim_matches([' ', '\t']);
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            if value.len() > MAX_COOKIE_VALUE {
                 continue;
             }
-            if cookie.name() == host_name {
-                return Some(cookie.value().to_owned());
-            }
-            if cookie.name() == base && plain.is_none() {
-                plain = Some(cookie.value().to_owned());
+            let (slots, name) = match name.strip_prefix(HOST_PREFIX) {
+                Some(base) => (&mut host, base),
+                None => (&mut plain, name),
+            };
+            if let Some(i) = bases.iter().position(|base| *base == name) {
+                slots[i].get_or_insert(value);
             }
         }
     }
-    plain
+    std::array::from_fn(|i| host[i].or(plain[i]))
 }
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, Path=/, Secure over HTTPS.
@@ -93,16 +116,49 @@ mod tests {
 
     #[test]
     fn reading_prefers_host_prefix_and_ignores_oversized() {
+        let read_one = |headers: &HeaderMap| read(headers, [SESSION_COOKIE])[0].map(str::to_owned);
         let mut headers = HeaderMap::new();
         headers.insert(
             header::COOKIE,
             HeaderValue::from_static("ringfence_session=a; __Host-ringfence_session=b"),
         );
-        assert_eq!(read(&headers, SESSION_COOKIE).as_deref(), Some("b"));
+        assert_eq!(read_one(&headers).as_deref(), Some("b"));
         let big = format!("ringfence_session={}", "x".repeat(5000));
         headers.insert(header::COOKIE, HeaderValue::from_str(&big).unwrap());
-        assert_eq!(read(&headers, SESSION_COOKIE), None);
-        headers.insert(header::COOKIE, HeaderValue::from_static("garbage;;==;"));
-        assert_eq!(read(&headers, SESSION_COOKIE), None);
+        assert_eq!(read_one(&headers), None);
+        for garbage in ["garbage;;==;", "", ";", "=", "ringfence_session", "__Host-"] {
+            headers.insert(header::COOKIE, HeaderValue::from_static(garbage));
+            assert_eq!(read_one(&headers), None, "{garbage:?}");
+        }
+        // Not valid UTF-8 (obs-text): skipped, not an error.
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_bytes(b"ringfence_session=\xff").unwrap(),
+        );
+        assert_eq!(read_one(&headers), None);
+    }
+
+    #[test]
+    fn reading_several_names_in_one_pass() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("theme=dark;ringfence_csrf=c1 ; ringfence_session=\"s1\""),
+        );
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("ringfence_session=s2;\t__Host-ringfence_csrf=c2"),
+        );
+        // Earlier plain values win over later plain ones; a __Host- one wins over both.
+        assert_eq!(
+            read(&headers, [SESSION_COOKIE, CSRF_COOKIE, "absent"]),
+            [Some("s1"), Some("c2"), None]
+        );
+        // An empty value is a value (a cleared cookie the browser still sends).
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("ringfence_session="),
+        );
+        assert_eq!(read(&headers, [SESSION_COOKIE]), [Some("")]);
     }
 }

@@ -54,7 +54,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
         let user = auth
             .ringfence()
             .accounts()
-            .user(&session.user_id)
+            .session_user(&session)
             .await
             .map_err(|e| AuthError::Unavailable(e.to_string()))?
             .ok_or(AuthError::Unauthenticated)?;

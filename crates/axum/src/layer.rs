@@ -92,13 +92,14 @@ impl Ringfence {
     /// Resolves the request's cookies into a [`RequestAuth`]: at most one session-store read.
     async fn authenticate(&self, parts: &axum::http::request::Parts) -> (RequestAuth, bool) {
         let (client, secure) = client_info(parts, &self.inner.trusted_proxies);
-        let session_cookie = cookies::read(&parts.headers, SESSION_COOKIE);
-        let state = match &session_cookie {
+        let [session_cookie, anon_cookie] =
+            cookies::read(&parts.headers, [SESSION_COOKIE, CSRF_COOKIE]);
+        let state = match session_cookie {
             None => crate::SessionState::Anonymous,
             Some(value) => RequestAuth::state_from(self.inner.sessions.resolve(value).await),
         };
-        let anon = match cookies::read(&parts.headers, CSRF_COOKIE) {
-            Some(value) => self.inner.antiforgery.read_anon_cookie(&value).await,
+        let anon = match anon_cookie {
+            Some(value) => self.inner.antiforgery.read_anon_cookie(value).await,
             None => None,
         };
         (

@@ -36,7 +36,7 @@ async fn context(state: &AppState, auth: &RequestAuth) -> Result<PageContext, Pa
         Some(session) => state
             .ringfence
             .accounts()
-            .user(&session.user_id)
+            .session_user(&session)
             .await?
             .map(|user| (user, session)),
         None => None,
