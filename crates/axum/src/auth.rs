@@ -167,12 +167,13 @@ impl RequestAuth {
     /// `X-CSRF-Token` header. Before sign-in this also sets the antiforgery cookie.
     pub fn csrf_token(&self) -> Result<String, AuthError> {
         let csrf: &Antiforgery = self.ringfence.antiforgery();
-        if let SessionState::Active(session) = self.state() {
+        let mut m = self.lock();
+        // Borrowed under the lock: this runs on every page and `/me`, no copy of the session.
+        if let Some(SessionState::Active(session)) = &m.state {
             return csrf
                 .session_token(&session.id)
                 .map_err(|_| AuthError::NoKey);
         }
-        let mut m = self.lock();
         let secret = match m.anon_secret {
             Some(secret) => secret,
             None => {
