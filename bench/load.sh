@@ -6,6 +6,8 @@
 #   a. GET /healthz on ringfence                       the limit (no session, no store)
 #   b. GET /api/v1/me on ringfence, signed in          ringfence's authenticated hot path
 #   c. GET /api/v1/me on the peer, signed in           the peer (one Redis GET per request)
+#   l. GET /limit/redis-get on the peer app             one Redis GET and nothing else: the
+#                                                        limit for one round trip per request
 #   d. the same on the peer with with_always_save      the peer sliding its expiry (GET + SET)
 #   e. sign-in storm: (b) while a second wrk posts valid sign-ins for another user (argon2)
 #   f. scale: Redis memory per session and GET /api/v1/sessions latency at 1k and 1M sessions
@@ -225,6 +227,8 @@ echo
 measure healthz "$RF_PID" "$RF/healthz"
 measure ringfence_me "$RF_PID" -H "Cookie: $RF_COOKIE" "$RF/api/v1/me"
 measure peer_me "$PEER_PID" -H "Cookie: $PEER_COOKIE" "$PEER_URL/api/v1/me"
+# The one-round-trip limit: one Redis GET per request and nothing else (no cookie, no session).
+measure limit_redis_get "$PEER_PID" "$PEER_URL/limit/redis-get"
 if [ "$PEER_ALWAYS_SAVE_RUN" = 1 ]; then
     measure peer_me_always_save "$PEER_SAVE_PID" -H "Cookie: $PEER_SAVE_COOKIE" "$PEER_SAVE_URL/api/v1/me"
 fi

@@ -100,6 +100,11 @@ def main():
         ]
         print()
         print(f"peer /me vs /healthz req/s: {ratio(peer.rps, hz.rps):.2f}x")
+        limit = runs.get("limit_redis_get")
+        if limit:
+            print(f"one-Redis-GET route vs /healthz req/s: {ratio(limit.rps, hz.rps):.2f}x; "
+                  f"ringfence /me vs it: req/s {ratio(rf.rps, limit.rps):.2f}x, p99 {ratio(rf.p99, limit.p99):.2f}x; "
+                  f"peer /me vs it: req/s {ratio(peer.rps, limit.rps):.2f}x")
         save = runs.get("peer_me_always_save")
         if save:
             print(f"ringfence /me vs peer with always_save (GET + SET per request): req/s {ratio(rf.rps, save.rps):.2f}x, "
