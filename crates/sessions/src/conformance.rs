@@ -12,9 +12,12 @@
 //! }
 //! ```
 //!
-//! The base `now` is the wall clock (rounded to milliseconds, the stores' precision), because a
-//! Redis server expires keys by its own clock: sessions must end in its future. Checks then move
-//! `now` forward by minutes or hours, as a `ManualClock` would.
+//! The base `now` is the wall clock, because a Redis server expires keys by its own clock:
+//! sessions must end in its future. It is truncated to a whole second, the resolution of Redis's
+//! counts (see [`SessionStore::counts`]), so that counting exactly at an expiry is well defined;
+//! records keep milliseconds, which the round-trip check covers with an odd millisecond. Checks
+//! then move `now` forward by minutes or hours, as a `ManualClock` would (the server's clock
+//! moves in whole seconds the same way).
 //!
 //! The checks panic (assert) on failure; they are test code shipped so other backends and
 //! downstream crates can prove themselves against the same rules.
@@ -30,10 +33,10 @@ const IDLE: Duration = Duration::minutes(30);
 /// The default absolute timeout used by the checks' sessions.
 const ABSOLUTE: Duration = Duration::hours(12);
 
-/// The wall clock at millisecond precision: the base `now` [`run_all`] passes to each check.
+/// The wall clock truncated to a whole second: the base `now` [`run_all`] passes to each check.
 pub fn base_now() -> DateTime<Utc> {
     let now = Utc::now();
-    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+    DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)
 }
 
 /// A distinct user id, so checks never see each other's data even on a shared store.
@@ -82,7 +85,8 @@ pub async fn insert_get_round_trip<S: SessionStore>(store: &S, now: DateTime<Utc
     let got = store.get(&user, &full.id, now).await.unwrap();
     assert_eq!(got.as_ref(), Some(&full), "full record round trip");
 
-    let mut bare = sample_session(&user, now - minutes(1));
+    // Records keep milliseconds.
+    let mut bare = sample_session(&user, now - minutes(1) + Duration::milliseconds(123));
     bare.ip = None;
     bare.user_agent = None;
     bare.device = "Unknown device".to_owned();

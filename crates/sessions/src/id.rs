@@ -12,6 +12,10 @@ use subtle::ConstantTimeEq;
 /// Length of a session secret: 256 bits from the OS CSPRNG.
 pub const SECRET_LEN: usize = 32;
 
+/// Length of a session id in bytes (its text is these bytes in base64url, [`SessionId::LEN`]
+/// characters).
+pub const ID_BYTES: usize = 16;
+
 /// The bearer secret of a session. It exists only inside the protected cookie and in memory
 /// while a request is handled; stores keep [`SessionId`], its hash, so a leaked store dump cannot
 /// be replayed as cookies.
@@ -40,7 +44,9 @@ impl SessionSecret {
     pub fn id(&self) -> SessionId {
         let digest = Sha256::digest(self.0);
         // 128 bits of the hash are plenty for a unique, unguessable handle and keep keys short.
-        SessionId(URL_SAFE_NO_PAD.encode(&digest[..16]))
+        let mut bytes = [0u8; ID_BYTES];
+        bytes.copy_from_slice(&digest[..ID_BYTES]);
+        SessionId::from_bytes(bytes)
     }
 }
 
@@ -74,6 +80,24 @@ impl SessionId {
     /// The textual id.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The id's 16 bytes (what the Redis store keeps as a hash field: 16 bytes instead of 22).
+    /// `None` for text that [`SessionId::parse`] accepts but no secret can hash to: 22 characters
+    /// hold 132 bits, and an id whose last character sets any of the 4 bits beyond the 128 is
+    /// not the encoding of any 16 bytes, so no store can hold a session under it.
+    pub fn to_bytes(&self) -> Option<[u8; ID_BYTES]> {
+        let mut bytes = [0u8; ID_BYTES];
+        // The engine refuses non-zero trailing bits, so this is exactly the inverse of `from_bytes`.
+        match URL_SAFE_NO_PAD.decode_slice(self.0.as_bytes(), &mut bytes) {
+            Ok(ID_BYTES) => Some(bytes),
+            _ => None,
+        }
+    }
+
+    /// The id whose bytes are `bytes` (the inverse of [`SessionId::to_bytes`]).
+    pub fn from_bytes(bytes: [u8; ID_BYTES]) -> Self {
+        Self(URL_SAFE_NO_PAD.encode(bytes))
     }
 
     /// Constant-time comparison, for checks an attacker could time (antiforgery binding).
@@ -119,6 +143,20 @@ mod tests {
         ] {
             assert!(SessionId::parse(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn bytes_round_trip_and_refuse_ids_no_secret_hashes_to() {
+        for _ in 0..100 {
+            let id = SessionSecret::generate().id();
+            let bytes = id.to_bytes().unwrap();
+            assert_eq!(SessionId::from_bytes(bytes), id);
+        }
+        // Parseable (22 base64url characters) but with bits set beyond the 128th.
+        let odd = SessionId::parse("AAAAAAAAAAAAAAAAAAAAAB").unwrap();
+        assert_eq!(odd.to_bytes(), None);
+        let zero = SessionId::parse("AAAAAAAAAAAAAAAAAAAAAA").unwrap();
+        assert_eq!(zero.to_bytes(), Some([0; ID_BYTES]));
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub mod sqlite_store;
 mod store;
 
 pub use device::{cap_user_agent, device_label, ClientInfo, MAX_IP_LEN, MAX_USER_AGENT_LEN};
-pub use id::{SessionId, SessionSecret, SECRET_LEN};
+pub use id::{SessionId, SessionSecret, ID_BYTES, SECRET_LEN};
 pub use manager::{
     ResolveError, SessionConfig, SessionManager, StartedSession, EVENTS_METRIC,
     MAX_COOKIE_VALUE_LEN, SESSION_PURPOSE,

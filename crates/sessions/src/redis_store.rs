@@ -1,99 +1,141 @@
-//! Sessions in Redis: the store a fleet of nodes shares.
+//! Sessions in Redis: the store a fleet of nodes shares (key layout v2).
 //!
 //! # Key layout
 //!
-//! `P` is the prefix (default `ringfence:`, [`DEFAULT_PREFIX`]); `U` a user id; `S` a
-//! [`SessionId`] (22 characters of base64url, never the secret). All times are unix milliseconds.
+//! `P` is the prefix (default `ringfence:`, [`DEFAULT_PREFIX`]); `U'` the compact user id: a
+//! user id that is a canonical UUID (lowercase, hyphenated, as `ringfence-accounts` makes them)
+//! is written as the 22 base64url characters of its 16 bytes, any other id as `.` followed by the
+//! id itself (`.` is not in the base64url alphabet, so the forms never collide and the key names
+//! its user). All times are unix milliseconds.
 //!
 //! | key | type | content | expiry |
 //! |-----|------|---------|--------|
-//! | `P{u:U}:s:S` | string | the session record (below) | `PXAT` = the session's `expires_at` |
-//! | `P{u:U}:idx` | zset | the per-user index: member `S`, score `expires_at` | `PEXPIREAT` = highest score |
-//! | `Psessions` | zset | every session: member `U:S`, score `expires_at` | none (pruned by score) |
-//! | `Pusers` | zset | signed-in users: member `U`, score = the user's latest `expires_at` | none (pruned by score) |
+//! | `P{u:U'}` | hash | one field per session: the 16 bytes of its [`SessionId`] → the binary record | `PEXPIREAT` = the latest `expires_at` of its fields |
+//! | `P{c}:n` | hash | counts per minute: `s<minute>` sessions, `u<minute>` users expiring in that unix minute; `t` = last minute swept | `PEXPIREAT` a minute after the latest minute counted |
+//! | `P{c}:n:<minute>` | hash | counts per second of that minute: `s<0-59>`, `u<0-59>` | `PEXPIREAT` a minute after that minute ends |
 //!
-//! The record is JSON with one-letter fields, the user and session ids being in the key already:
-//! `{"c":created,"l":last_seen-created,"i":idle_expires-last_seen,"a":absolute_expires-created,
-//! "p":"ip","u":"user agent","d":"device","n":"node"}` (`p` and `u` omitted when unknown; the
-//! deltas keep the numbers short).
+//! The record (byte by byte in `redis_store/record.rs` and docs/ARCHITECTURE.md) is binary:
+//! version byte 2, `expires_at` (= min(idle, absolute) expiry) and `created_at` as 6-byte
+//! big-endian numbers at fixed offsets so the Lua scripts read them with `string.byte`, the other
+//! times as zigzag-varint deltas, the address as 4 or 16 bytes (text when it would not print
+//! back identically), then the User-Agent, the device label and the node as length-prefixed
+//! UTF-8. A typical record (70-byte User-Agent, IPv4) is 119 bytes; the JSON of layout v1 was
+//! about 190. Decoding checks every length and returns [`StoreError::Corrupt`] on anything
+//! malformed.
 //!
-//! Memory (`MEMORY USAGE`, Redis 7.0, UUID user ids, a 70-byte Firefox User-Agent, summed over
-//! all four kinds of key and divided by sessions; the `memory_per_session` test prints it):
+//! Memory (`MEMORY USAGE … SAMPLES 0`, Redis 7.0 with default settings, UUID user ids, a 70-byte
+//! Firefox User-Agent, an IPv4 address, node `node-1`; summed over every key the store wrote,
+//! count keys included, and divided by sessions; the `memory_per_session` test prints it):
 //!
-//! | sessions per user | record | user index | `Psessions` | `Pusers` | total |
+//! | sessions per user | user hash | count keys | total | with `hash-max-listpack-value 256` | layout v1 |
 //! |---|---|---|---|---|---|
-//! | 1 | 312 | 152 | 150 | 134 | 748 |
-//! | 2 | 312 | 92 | 149 | 67 | 620 |
-//! | 5 | 312 | 59 | 150 | 28 | 549 |
+//! | 1 | 360 | 0.2 | **360** | 248 | 749 |
+//! | 2 | 272 | 0.2 | **272** | 204 | 620 |
+//! | 5 | 232 | 0.2 | **232** | 171 | 549 |
 //!
-//! About 130 bytes of the record and most of each index entry are key names and Redis's per-key
-//! and per-zset-entry overhead, so the layout costs roughly 450 bytes per session before any
-//! session content; every 40 bytes of User-Agent add 40.
+//! At one session per user the hash is 48 bytes of key name (36 characters), the key's entries in
+//! the keyspace and expiry tables, a small hash table, and one entry: the 16-byte field and the
+//! 119-byte record in a 128-byte allocation. The count keys hold a few fields per second of
+//! expiry, not per session: shared out, well under a byte per session once more than a few
+//! hundred sessions are active (they were all created in the same second here; real traffic
+//! spreads them over one idle timeout: with 30 minutes, at most about 60 minute fields and 3,600
+//! second fields in all, tens of KiB whatever the number of sessions).
+//!
+//! A record above 64 bytes makes Redis keep the hash as a hash table, not a listpack
+//! (`hash-max-listpack-value 64`); with `hash-max-listpack-value 256` in redis.conf the user hash
+//! is a listpack and costs about a third less (docs/operations.md).
 //!
 //! # Consistency
 //!
-//! - **Per-user data is the truth.** A user's record keys and index share the hash tag `{u:U}`,
-//!   so they live in one Redis Cluster slot and change together inside one Lua script (insert,
-//!   touch, remove, remove-for-user, list). Each script first prunes index members whose score is
-//!   at or before `now` (deleting their records), then does its work, then sets the index's
-//!   `PEXPIREAT` to its highest score. Records carry `PXAT`, so a user's keys vanish by themselves
-//!   even if no node ever runs again; when a node does run, stale index members are pruned by the
-//!   next read or write of that user.
-//! - Scripts reach sibling records of the same user (for the cap and remove-for-user) by building
-//!   their keys from the per-user prefix passed as an argument: always the same hash slot.
-//! - **Global keys are eventually exact.** `Psessions` and `Pusers` sit in other slots, so they
-//!   are updated by separate commands right after the per-user script (sent concurrently on the
-//!   multiplexed connection, so effectively one more round trip). Counting uses `ZCOUNT` over
-//!   scores after `now`, so expiry alone keeps them right without any scan; only a lost update
-//!   (a crash between the script and the global commands, or two writers of one user racing) can
-//!   leave an entry too many, and it disappears when its score passes (at most one idle timeout).
-//!   A failed global update is logged and does not fail the call.
-//! - [`SessionStore::get`] is one `GET` (the hot path of every request); the record is decoded
-//!   and its expiry re-checked against the caller's `now`.
-//! - `touch` rewrites a record only if it still exists (`SET XX`, after the same check in the
-//!   script), so a renewal racing a sign-out never resurrects the session. It writes the record
-//!   it is given (the one the caller read, with new `last_seen_at` and `idle_expires_at`), so
-//!   the absolute expiry stays whatever the caller read.
+//! - **Per-user data is the truth**, in one key: every per-user operation (insert with the
+//!   optional cap, touch, remove, remove-for-user, list) is one Lua script on `P{u:U'}` alone, so
+//!   it is atomic and single-slot on Redis Cluster. Each script first deletes the fields whose
+//!   `expires_at` is at or before `now` (Redis 7.0 has no per-field expiry), then works, then
+//!   sets `PEXPIREAT` to the latest remaining expiry (the hash is gone with its last field). A
+//!   user's data therefore vanishes by itself even if no node ever runs again.
+//! - [`SessionStore::get`] is exactly one `HGET` (the hot path of every request); the record is
+//!   decoded and its expiry re-checked against the caller's `now`, since an expired field stays
+//!   until the next script of that user prunes it.
+//! - `touch` rewrites a field only if it still exists after pruning, so a renewal racing a
+//!   sign-out never resurrects the session. It writes the record it is given (the one the caller
+//!   read, with new `last_seen_at` and `idle_expires_at`).
 //! - The cap evicts the user's oldest sessions by `created_at`, read from the records inside the
-//!   insert script (a user has at most cap + 1 sessions at that moment, so this stays small and
-//!   saves a second per-user zset).
-//! - `find` and `list_all` (admin tools) walk `Psessions` and `GET` each record: O(n).
+//!   insert script (an unreadable record counts as oldest).
+//! - **Counts without per-session global members.** A session is counted in the bucket of the
+//!   second of its `expires_at`, a signed-in user in the bucket of their latest `expires_at`, in
+//!   the `{c}` keys above. The per-user scripts return what moved (the user's latest expiry
+//!   before and after, the affected sessions' old and new expiries) and the store then sends
+//!   **one** call of a small script on the `{c}` slot that moves the counters (`HINCRBY` −1 on the
+//!   old bucket, +1 on the new; buckets already past are left alone). [`SessionStore::counts`]
+//!   is one script summing the minute buckets after the current minute and the second buckets
+//!   of the current minute from the current second on: O(buckets), at most one field per kind
+//!   and minute of the idle timeout plus 120, never O(sessions). Counts have **1-second
+//!   resolution**: with whole-second `now`s they are exact (a session counts while
+//!   `now < expires_at`, not at it); otherwise a session may count up to a second too long.
+//! - The counts are bookkeeping, eventually exact. A failed counts call (or a crash between the
+//!   two calls) is logged and does not fail the operation; the count it missed is wrong only
+//!   until its bucket's second passes (at most one idle timeout later), because buckets count
+//!   only while they are in the future and past ones are swept. Two writers of one user may
+//!   apply their moves in either order: fields reaching 0 are deleted but negative ones are
+//!   kept, so the sum comes out right; a total is never reported below 0.
+//! - `find` and `list_all` (admin tools) have no global index to walk: they `SCAN` the keys
+//!   matching `P{u:*` (`COUNT 1000` per step) on every server holding keys ([`KeyScan`]) and read
+//!   the hashes in batches of 256 concurrent `HGET`/`HGETALL`. O(users + sessions) time;
+//!   `list_all` keeps only the best `limit` in memory.
 //!
 //! Redis expires keys by its own clock and the nodes decide expiry by theirs; keep them in NTP
-//! sync. The prefix must not contain `{` or `}` (it would change the hash tag).
+//! sync. The prefix must not contain `{` or `}` (it would change the hash tags). A user id may
+//! contain anything: a `}` in it ends the hash tag early, which only moves that user's key to
+//! another slot (each user has exactly one key).
 //!
 //! # Connections
 //!
-//! [`RedisSessionStore`] is generic over the connection (`ConnectionManager` by default). Every
-//! request it sends touches a single hash slot (one script or one command), so a
-//! `redis::cluster_async::ClusterConnection` can be plugged in with
-//! [`RedisSessionStore::with_connection`] without changing the layout. The integration tests run
-//! the conformance suite over a `ClusterConnection` to a one-node cluster, which refuses any
-//! cross-slot request.
+//! [`RedisSessionStore`] is generic over the connection (`ConnectionManager` by default), which
+//! must implement [`KeyScan`] (done for `ConnectionManager`, `MultiplexedConnection` and
+//! `redis::cluster_async::ClusterConnection`). Every request it sends touches a single hash slot
+//! (one command or one script) except the admin listings' `SCAN`, which the [`KeyScan`] of a
+//! cluster sends to every master. The `{c}` count keys share one slot: on a cluster every write
+//! also reaches that slot's master once.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use chrono::{DateTime, Utc};
 use futures_util::future::try_join_all;
-use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::{Cmd, Script};
-use serde::{Deserialize, Serialize};
+use redis::aio::ConnectionManager;
+use redis::{Cmd, Script, Value};
+use uuid::Uuid;
 
-use crate::sqlite_store::{from_millis, millis};
-use crate::{Session, SessionCounts, SessionId, SessionStore, StoreError};
+use crate::sqlite_store::millis;
+use crate::{Session, SessionCounts, SessionId, SessionStore, StoreError, ID_BYTES};
+
+mod counts;
+mod record;
+mod scan;
+
+pub use scan::{KeyScan, ScanTarget};
+
+use counts::{Kind, Moves};
 
 /// The key prefix used when none is configured.
 pub const DEFAULT_PREFIX: &str = "ringfence:";
 
-/// Records fetched concurrently by the admin listings.
+/// Per-user reads the admin listings send concurrently.
 const FETCH_BATCH: usize = 256;
+
+/// `SCAN … COUNT`: how many slots of the keyspace one admin-listing step walks.
+const SCAN_COUNT: usize = 1000;
 
 /// [`SessionStore`] over Redis (see the module docs for the key layout).
 #[derive(Clone)]
 pub struct RedisSessionStore<C = ConnectionManager> {
     conn: C,
     prefix: String,
+    /// `P{c}:n`, the minute-level counts hash (its per-minute hashes append `:<minute>`).
+    counts_key: String,
 }
 
 impl<C> std::fmt::Debug for RedisSessionStore<C> {
@@ -112,14 +154,17 @@ impl RedisSessionStore<ConnectionManager> {
     }
 }
 
-impl<C> RedisSessionStore<C>
-where
-    C: ConnectionLike + Clone + Send + Sync + 'static,
-{
-    /// A store over any async connection, for example a cluster connection: every request this
-    /// store sends stays within one hash slot.
+impl<C: KeyScan> RedisSessionStore<C> {
+    /// A store over any async connection that can also walk the keyspace ([`KeyScan`]), for
+    /// example a cluster connection: every request this store sends stays within one hash slot,
+    /// except the admin listings' `SCAN`, which visits every master.
     pub fn with_connection(conn: C, prefix: String) -> Self {
-        Self { conn, prefix }
+        let counts_key = format!("{prefix}{{c}}:n");
+        Self {
+            conn,
+            prefix,
+            counts_key,
+        }
     }
 
     /// The key prefix.
@@ -127,29 +172,30 @@ where
         &self.prefix
     }
 
-    /// `P{u:U}:`: the hash-tagged prefix of every per-user key.
-    fn user_base(&self, user_id: &str) -> String {
-        format!("{}{{u:{user_id}}}:", self.prefix)
+    /// `P{u:U'}`: the hash holding every session of `user_id` (for operators and tests; `U'` is
+    /// the compact user id of the module docs).
+    pub fn user_key(&self, user_id: &str) -> String {
+        let mut key = String::with_capacity(self.prefix.len() + 5 + user_id.len());
+        key.push_str(&self.prefix);
+        key.push_str("{u:");
+        push_compact_user_id(&mut key, user_id);
+        key.push('}');
+        key
     }
 
-    fn record_key(&self, user_id: &str, id: &SessionId) -> String {
-        format!("{}s:{id}", self.user_base(user_id))
+    /// `P{c}:n`: the minute-level counts hash. Its per-minute companions are `P{c}:n:<minute>`
+    /// (unix minutes); every counts key matches `P{c}:n*`.
+    pub fn counts_key(&self) -> &str {
+        &self.counts_key
     }
 
-    fn record_prefix(&self, user_id: &str) -> String {
-        format!("{}s:", self.user_base(user_id))
-    }
-
-    fn index_key(&self, user_id: &str) -> String {
-        format!("{}idx", self.user_base(user_id))
-    }
-
-    fn sessions_key(&self) -> String {
-        format!("{}sessions", self.prefix)
-    }
-
-    fn users_key(&self) -> String {
-        format!("{}users", self.prefix)
+    /// The user id a key written by [`RedisSessionStore::user_key`] belongs to.
+    fn user_of_key(&self, key: &str) -> Result<String, StoreError> {
+        key.strip_prefix(self.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix("{u:"))
+            .and_then(|rest| rest.strip_suffix('}'))
+            .and_then(expand_user_id)
+            .ok_or_else(|| StoreError::Corrupt(format!("unexpected session key {key:?}")))
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
@@ -157,182 +203,231 @@ where
         cmd.query_async(&mut conn).await.map_err(map_redis_error)
     }
 
-    /// Sends commands on the global keys concurrently. They are bookkeeping for the counts and
-    /// the admin listings, not the truth, so a failure is logged rather than failing the call
-    /// whose per-user write already happened.
-    async fn update_globals(&self, cmds: Vec<Cmd>) {
-        let sends = cmds.iter().map(|cmd| async move {
-            let mut conn = self.conn.clone();
-            cmd.query_async::<redis::Value>(&mut conn).await
-        });
-        if let Err(error) = try_join_all(sends).await {
-            tracing::warn!(%error, "session store: global session index update failed; counts catch up by expiry");
-        }
-    }
-
-    /// The command that records a user's latest expiry (or drops the user) in `Pusers`.
-    fn user_presence_cmd(&self, user_id: &str, latest: Option<i64>) -> Cmd {
-        match latest {
-            Some(score) => redis::cmd("ZADD")
-                .arg(self.users_key())
-                .arg(score)
-                .arg(user_id)
-                .to_owned(),
-            None => redis::cmd("ZREM")
-                .arg(self.users_key())
-                .arg(user_id)
-                .to_owned(),
-        }
-    }
-
-    fn prune_globals_cmds(&self, now_ms: i64) -> [Cmd; 2] {
-        [self.sessions_key(), self.users_key()].map(|key| {
-            redis::cmd("ZREMRANGEBYSCORE")
-                .arg(key)
-                .arg("-inf")
-                .arg(now_ms)
-                .to_owned()
-        })
-    }
-
-    async fn fetch_records(
+    /// Runs one per-user script on the user's key.
+    async fn user_script(
         &self,
-        members: &[String],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Session>, StoreError> {
-        let mut sessions = Vec::new();
-        for chunk in members.chunks(FETCH_BATCH) {
-            let fetches = chunk.iter().filter_map(|member| {
-                let (user_id, id) = split_member(member)?;
-                let key = self.record_key(user_id, &id);
-                Some(async move {
-                    let raw: Option<String> = self.query(redis::cmd("GET").arg(key)).await?;
-                    raw.map(|raw| decode(user_id, &id, &raw)).transpose()
-                })
-            });
-            for session in try_join_all(fetches).await?.into_iter().flatten() {
-                if session.is_active(now) {
-                    sessions.push(session);
-                }
-            }
+        script: &Script,
+        user_id: &str,
+        args: &[&[u8]],
+    ) -> Result<Vec<Value>, StoreError> {
+        let mut invocation = script.key(self.user_key(user_id));
+        for arg in args {
+            invocation.arg(*arg);
         }
-        Ok(sessions)
+        let mut conn = self.conn.clone();
+        invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(map_redis_error)
+    }
+
+    /// Applies counter changes with one script call on the `{c}` slot. The counts are
+    /// bookkeeping, not the truth: a failure is logged rather than failing the call whose
+    /// per-user write already happened, and the wrong bucket heals when its second passes.
+    async fn move_counts(&self, moves: &Moves) {
+        let Some((keys, args)) = moves.invocation(&self.counts_key) else {
+            return;
+        };
+        let mut invocation = counts::MOVE.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let mut conn = self.conn.clone();
+        if let Err(error) = invocation.invoke_async::<Value>(&mut conn).await {
+            tracing::warn!(%error, "session store: counts update failed; the counts heal when the bucket passes");
+        }
+    }
+
+    /// Every user key of this prefix, page by page, on every server holding keys.
+    async fn scan_users(&self) -> Result<UserScan<C>, StoreError> {
+        let mut conn = self.conn.clone();
+        let targets = conn.scan_targets().await.map_err(map_redis_error)?;
+        Ok(UserScan {
+            conn,
+            targets,
+            target: 0,
+            cursor: 0,
+            pattern: format!("{}{{u:*", glob_escape(&self.prefix)),
+        })
     }
 }
 
-/// Shared Lua: pruning a user's index and refreshing its expiry.
+/// A walk over every user key with `SCAN MATCH P{u:* COUNT 1000`, one target after the other.
+struct UserScan<C> {
+    conn: C,
+    targets: Vec<ScanTarget>,
+    target: usize,
+    cursor: u64,
+    pattern: String,
+}
+
+impl<C: KeyScan> UserScan<C> {
+    /// The next non-empty page of keys; `None` when every target is walked. A key may come
+    /// twice (SCAN guarantees at least once, during rehashing or slot migration more).
+    async fn next_page(&mut self) -> Result<Option<Vec<String>>, StoreError> {
+        while let Some(target) = self.targets.get(self.target) {
+            let cmd = redis::cmd("SCAN")
+                .arg(self.cursor)
+                .arg("MATCH")
+                .arg(&self.pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .to_owned();
+            let reply = self
+                .conn
+                .query_target(target, &cmd)
+                .await
+                .map_err(map_redis_error)?;
+            let (next, keys): (u64, Vec<String>) = redis::from_redis_value(reply)
+                .map_err(|e| StoreError::Corrupt(format!("SCAN reply: {e}")))?;
+            if next == 0 {
+                self.target += 1;
+            }
+            self.cursor = next;
+            if !keys.is_empty() {
+                return Ok(Some(keys));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Shared Lua: reading a record's times, pruning a user's hash, and its expiry.
 const LUA_PRELUDE: &str = r#"
-local function prune(idx, now, rprefix)
-  local dead = redis.call('ZRANGEBYSCORE', idx, '-inf', now)
-  if #dead > 0 then
-    for _, m in ipairs(dead) do redis.call('DEL', rprefix .. m) end
-    redis.call('ZREMRANGEBYSCORE', idx, '-inf', now)
+-- A record's expiry (unix ms): 6 big-endian bytes after the version byte; exact in a double.
+-- Anything too short or of another version was not written by this code: it reads as 0,
+-- expired, and is pruned.
+local function expiry(v)
+  if #v < 13 or string.byte(v, 1) ~= 2 then return 0 end
+  local a, b, c, d, e, f = string.byte(v, 2, 7)
+  return ((((a * 256 + b) * 256 + c) * 256 + d) * 256 + e) * 256 + f
+end
+-- A record's created_at (the next 6 bytes); -1 when unreadable, so it is evicted first.
+local function created(v)
+  if #v < 13 or string.byte(v, 1) ~= 2 then return -1 end
+  local a, b, c, d, e, f = string.byte(v, 8, 13)
+  return ((((a * 256 + b) * 256 + c) * 256 + d) * 256 + e) * 256 + f
+end
+-- HDEL in chunks: unpack has a limit on its results.
+local function hdel(key, fields)
+  for i = 1, #fields, 1000 do
+    redis.call('HDEL', key, unpack(fields, i, math.min(i + 999, #fields)))
   end
 end
-local function latest(idx)
-  local top = redis.call('ZRANGE', idx, -1, -1, 'WITHSCORES')
-  if top[2] then
-    redis.call('PEXPIREAT', idx, top[2])
-    return top[2]
+-- Reads the user's hash and deletes the fields that expired at or before now. Returns the live
+-- fields (field -> record) and the latest expiry before pruning (0: none).
+local function load(key, now)
+  local flat = redis.call('HGETALL', key)
+  local live, dead, before = {}, {}, 0
+  for i = 1, #flat, 2 do
+    local e = expiry(flat[i + 1])
+    if e > before then before = e end
+    if e <= now then dead[#dead + 1] = flat[i] else live[flat[i]] = flat[i + 1] end
   end
-  return ''
+  hdel(key, dead)
+  return live, before
+end
+-- Sets the key to expire with its latest record and returns that expiry (0: none left; Redis
+-- already deleted the hash with its last field).
+local function finish(key, live)
+  local latest = 0
+  for _, v in pairs(live) do
+    local e = expiry(v)
+    if e > latest then latest = e end
+  end
+  if latest > 0 then redis.call('PEXPIREAT', key, latest) end
+  return latest
 end
 "#;
 
-/// KEYS: record, index. ARGV: now, id, value, expires_at, cap (-1 = none), record prefix.
-/// Returns {latest score or '', evicted ids...}.
+/// KEYS: user. ARGV: now, field, record, cap (-1 = none).
+/// Returns {latest before, latest after, old expiry of this field or 0, evicted field, its expiry, …}.
 const LUA_INSERT: &str = r#"
-prune(KEYS[2], ARGV[1], ARGV[6])
-redis.call('SET', KEYS[1], ARGV[3], 'PXAT', ARGV[4])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
-local result = {''}
-local cap = tonumber(ARGV[5])
+local live, before = load(KEYS[1], tonumber(ARGV[1]))
+local old = live[ARGV[2]]
+local result = {before, 0, old and expiry(old) or 0}
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+live[ARGV[2]] = ARGV[3]
+local cap = tonumber(ARGV[4])
 if cap >= 0 then
-  local members = redis.call('ZRANGE', KEYS[2], 0, -1)
-  local excess = #members - cap
+  local aged = {}
+  for f, v in pairs(live) do
+    if f ~= ARGV[2] then aged[#aged + 1] = {f, created(v), expiry(v)} end
+  end
+  local excess = #aged + 1 - cap
   if excess > 0 then
-    local aged = {}
-    for _, m in ipairs(members) do
-      if m ~= ARGV[2] then
-        -- A record that cannot be read counts as oldest: it goes first.
-        local created = -1
-        local raw = redis.call('GET', ARGV[6] .. m)
-        if raw then
-          local ok, rec = pcall(cjson.decode, raw)
-          if ok and type(rec) == 'table' and type(rec.c) == 'number' then created = rec.c end
-        end
-        aged[#aged + 1] = {m, created}
-      end
-    end
     table.sort(aged, function(x, y)
       if x[2] == y[2] then return x[1] < y[1] end
       return x[2] < y[2]
     end)
+    local gone = {}
     for k = 1, math.min(excess, #aged) do
-      local m = aged[k][1]
-      redis.call('DEL', ARGV[6] .. m)
-      redis.call('ZREM', KEYS[2], m)
-      result[#result + 1] = m
+      gone[#gone + 1] = aged[k][1]
+      live[aged[k][1]] = nil
+      result[#result + 1] = aged[k][1]
+      result[#result + 1] = aged[k][3]
     end
+    hdel(KEYS[1], gone)
   end
 end
-result[1] = latest(KEYS[2])
+result[2] = finish(KEYS[1], live)
 return result
 "#;
 
-/// KEYS: record, index. ARGV: now, id, value, expires_at, record prefix.
-/// Returns {1 if rewritten else 0, latest score or ''}.
+/// KEYS: user. ARGV: now, field, record. Rewrites the field only if it still exists, so a
+/// renewal racing a sign-out never resurrects the session.
+/// Returns {1 if rewritten else 0, latest before, latest after, old expiry or 0}.
 const LUA_TOUCH: &str = r#"
-prune(KEYS[2], ARGV[1], ARGV[5])
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('ZREM', KEYS[2], ARGV[2])
-  return {0, latest(KEYS[2])}
-end
-redis.call('SET', KEYS[1], ARGV[3], 'XX', 'PXAT', ARGV[4])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
-return {1, latest(KEYS[2])}
+local live, before = load(KEYS[1], tonumber(ARGV[1]))
+local old = live[ARGV[2]]
+if not old then return {0, before, finish(KEYS[1], live), 0} end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+live[ARGV[2]] = ARGV[3]
+return {1, before, finish(KEYS[1], live), expiry(old)}
 "#;
 
-/// KEYS: record, index. ARGV: now, id, record prefix.
-/// Returns {1 if it existed else 0, latest score or ''}.
+/// KEYS: user. ARGV: now, field.
+/// Returns {1 if it existed else 0, latest before, latest after, its expiry or 0}.
 const LUA_REMOVE: &str = r#"
-prune(KEYS[2], ARGV[1], ARGV[3])
-local existed = redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[2])
-return {existed, latest(KEYS[2])}
+local live, before = load(KEYS[1], tonumber(ARGV[1]))
+local old = live[ARGV[2]]
+if not old then return {0, before, finish(KEYS[1], live), 0} end
+redis.call('HDEL', KEYS[1], ARGV[2])
+live[ARGV[2]] = nil
+return {1, before, finish(KEYS[1], live), expiry(old)}
 "#;
 
-/// KEYS: index. ARGV: now, id to keep ('' = none), record prefix.
-/// Returns {latest score or '', removed ids...}.
+/// KEYS: user. ARGV: now, field to keep ('' = none).
+/// Returns {latest before, latest after, removed field, its expiry, …}.
 const LUA_REMOVE_FOR_USER: &str = r#"
-prune(KEYS[1], ARGV[1], ARGV[3])
-local result = {''}
-for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  if m ~= ARGV[2] then
-    local existed = redis.call('DEL', ARGV[3] .. m)
-    redis.call('ZREM', KEYS[1], m)
-    if existed == 1 then result[#result + 1] = m end
+local live, before = load(KEYS[1], tonumber(ARGV[1]))
+local result, gone = {before, 0}, {}
+for f, v in pairs(live) do
+  if f ~= ARGV[2] then
+    gone[#gone + 1] = f
+    result[#result + 1] = f
+    result[#result + 1] = expiry(v)
   end
 end
-result[1] = latest(KEYS[1])
+for _, f in ipairs(gone) do live[f] = nil end
+hdel(KEYS[1], gone)
+result[2] = finish(KEYS[1], live)
 return result
 "#;
 
-/// KEYS: index. ARGV: now, record prefix. Returns {id, record, id, record, ...}.
+/// KEYS: user. ARGV: now. Returns {field, record, field, record, …} of the live sessions.
+/// Pruning leaves the latest expiry (and so the key's expiry and the counts) as it was: only
+/// records already past it go.
 const LUA_LIST: &str = r#"
-prune(KEYS[1], ARGV[1], ARGV[2])
+local live = load(KEYS[1], tonumber(ARGV[1]))
 local result = {}
-for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local raw = redis.call('GET', ARGV[2] .. m)
-  if raw then
-    result[#result + 1] = m
-    result[#result + 1] = raw
-  else
-    -- Redis already expired the record (its clock ran ahead of ours): drop the index entry.
-    redis.call('ZREM', KEYS[1], m)
-  end
+for f, v in pairs(live) do
+  result[#result + 1] = f
+  result[#result + 1] = v
 end
-latest(KEYS[1])
 return result
 "#;
 
@@ -347,10 +442,7 @@ static REMOVE_FOR_USER: LazyLock<Script> = LazyLock::new(|| script(LUA_REMOVE_FO
 static LIST: LazyLock<Script> = LazyLock::new(|| script(LUA_LIST));
 
 #[async_trait]
-impl<C> SessionStore for RedisSessionStore<C>
-where
-    C: ConnectionLike + Clone + Send + Sync + 'static,
-{
+impl<C: KeyScan> SessionStore for RedisSessionStore<C> {
     async fn insert(
         &self,
         session: &Session,
@@ -358,46 +450,33 @@ where
         now: DateTime<Utc>,
     ) -> Result<Vec<SessionId>, StoreError> {
         let now_ms = millis(now);
-        let expires_ms = millis(session.expires_at());
-        let user_id = session.user_id.as_str();
-        let mut conn = self.conn.clone();
-        let result: Vec<String> = INSERT
-            .key(self.record_key(user_id, &session.id))
-            .key(self.index_key(user_id))
-            .arg(now_ms)
-            .arg(session.id.as_str())
-            .arg(encode(session)?)
-            .arg(expires_ms)
-            .arg(cap.map_or(-1, i64::from))
-            .arg(self.record_prefix(user_id))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(map_redis_error)?;
-        let (latest, evicted) = split_latest(result)?;
-        let evicted = evicted
-            .iter()
-            .map(|id| parse_id(id))
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let mut cmds = Vec::from(self.prune_globals_cmds(now_ms));
-        cmds.push(
-            redis::cmd("ZADD")
-                .arg(self.sessions_key())
-                .arg(expires_ms)
-                .arg(member(user_id, &session.id))
-                .to_owned(),
+        let field = storable_id(&session.id)?;
+        let value = record::encode(session)?;
+        let cap = cap.map_or(-1, i64::from).to_string();
+        let now_arg = now_ms.to_string();
+        let reply = self
+            .user_script(
+                &INSERT,
+                &session.user_id,
+                &[now_arg.as_bytes(), &field, &value, cap.as_bytes()],
+            )
+            .await?;
+        let [before, after, old, evicted @ ..] = reply.as_slice() else {
+            return Err(malformed("insert"));
+        };
+        let mut moves = Moves::new(now_ms);
+        moves.change(
+            Kind::Sessions,
+            Some(int(old)?),
+            Some(millis(session.expires_at())),
         );
-        if !evicted.is_empty() {
-            let mut zrem = redis::cmd("ZREM");
-            zrem.arg(self.sessions_key());
-            for id in &evicted {
-                zrem.arg(member(user_id, id));
-            }
-            cmds.push(zrem);
+        let evicted = id_expiry_pairs(evicted)?;
+        for (_, expires) in &evicted {
+            moves.change(Kind::Sessions, Some(*expires), None);
         }
-        cmds.push(self.user_presence_cmd(user_id, latest));
-        self.update_globals(cmds).await;
-        Ok(evicted)
+        moves.change(Kind::Users, Some(int(before)?), Some(int(after)?));
+        self.move_counts(&moves).await;
+        Ok(evicted.into_iter().map(|(id, _)| id).collect())
     }
 
     async fn get(
@@ -406,43 +485,52 @@ where
         id: &SessionId,
         now: DateTime<Utc>,
     ) -> Result<Option<Session>, StoreError> {
-        let raw: Option<String> = self
-            .query(redis::cmd("GET").arg(self.record_key(user_id, id)))
+        // An id no secret hashes to cannot be stored: a miss without asking Redis.
+        let Some(field) = id.to_bytes() else {
+            return Ok(None);
+        };
+        let raw: Option<Vec<u8>> = self
+            .query(
+                redis::cmd("HGET")
+                    .arg(self.user_key(user_id))
+                    .arg(&field[..]),
+            )
             .await?;
         let Some(raw) = raw else { return Ok(None) };
-        let session = decode(user_id, id, &raw)?;
+        let session = record::decode(user_id, id, &raw)?;
+        // Redis keeps an expired field until a script prunes it: the caller's clock decides.
         Ok(session.is_active(now).then_some(session))
     }
 
     async fn touch(&self, session: &Session, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let expires_ms = millis(session.expires_at());
-        let user_id = session.user_id.as_str();
-        let mut conn = self.conn.clone();
-        let (rewritten, latest): (i64, String) = TOUCH
-            .key(self.record_key(user_id, &session.id))
-            .key(self.index_key(user_id))
-            .arg(millis(now))
-            .arg(session.id.as_str())
-            .arg(encode(session)?)
-            .arg(expires_ms)
-            .arg(self.record_prefix(user_id))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(map_redis_error)?;
-        let latest = parse_score(&latest)?;
-        if rewritten == 1 {
-            // Plain ZADD (not XX): a touch also repairs an entry a lost update left out.
-            let cmds = vec![
-                redis::cmd("ZADD")
-                    .arg(self.sessions_key())
-                    .arg(expires_ms)
-                    .arg(member(user_id, &session.id))
-                    .to_owned(),
-                self.user_presence_cmd(user_id, latest),
-            ];
-            self.update_globals(cmds).await;
+        let now_ms = millis(now);
+        let Some(field) = session.id.to_bytes() else {
+            return Ok(false);
+        };
+        let value = record::encode(session)?;
+        let now_arg = now_ms.to_string();
+        let reply = self
+            .user_script(
+                &TOUCH,
+                &session.user_id,
+                &[now_arg.as_bytes(), &field, &value],
+            )
+            .await?;
+        let [rewritten, before, after, old] = reply.as_slice() else {
+            return Err(malformed("touch"));
+        };
+        let rewritten = int(rewritten)? == 1;
+        if rewritten {
+            let mut moves = Moves::new(now_ms);
+            moves.change(
+                Kind::Sessions,
+                Some(int(old)?),
+                Some(millis(session.expires_at())),
+            );
+            moves.change(Kind::Users, Some(int(before)?), Some(int(after)?));
+            self.move_counts(&moves).await;
         }
-        Ok(rewritten == 1)
+        Ok(rewritten)
     }
 
     async fn remove(
@@ -451,26 +539,25 @@ where
         id: &SessionId,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
-        let (existed, latest): (i64, String) = REMOVE
-            .key(self.record_key(user_id, id))
-            .key(self.index_key(user_id))
-            .arg(millis(now))
-            .arg(id.as_str())
-            .arg(self.record_prefix(user_id))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(map_redis_error)?;
-        let latest = parse_score(&latest)?;
-        let cmds = vec![
-            redis::cmd("ZREM")
-                .arg(self.sessions_key())
-                .arg(member(user_id, id))
-                .to_owned(),
-            self.user_presence_cmd(user_id, latest),
-        ];
-        self.update_globals(cmds).await;
-        Ok(existed == 1)
+        let now_ms = millis(now);
+        let Some(field) = id.to_bytes() else {
+            return Ok(false);
+        };
+        let now_arg = now_ms.to_string();
+        let reply = self
+            .user_script(&REMOVE, user_id, &[now_arg.as_bytes(), &field])
+            .await?;
+        let [existed, before, after, old] = reply.as_slice() else {
+            return Err(malformed("remove"));
+        };
+        let existed = int(existed)? == 1;
+        if existed {
+            let mut moves = Moves::new(now_ms);
+            moves.change(Kind::Sessions, Some(int(old)?), None);
+            moves.change(Kind::Users, Some(int(before)?), Some(int(after)?));
+            self.move_counts(&moves).await;
+        }
+        Ok(existed)
     }
 
     async fn remove_for_user(
@@ -479,32 +566,25 @@ where
         keep: Option<&SessionId>,
         now: DateTime<Utc>,
     ) -> Result<Vec<SessionId>, StoreError> {
-        let mut conn = self.conn.clone();
-        let result: Vec<String> = REMOVE_FOR_USER
-            .key(self.index_key(user_id))
-            .arg(millis(now))
-            .arg(keep.map(SessionId::as_str).unwrap_or(""))
-            .arg(self.record_prefix(user_id))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(map_redis_error)?;
-        let (latest, removed) = split_latest(result)?;
-        let removed = removed
-            .iter()
-            .map(|id| parse_id(id))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut cmds = Vec::new();
-        if !removed.is_empty() {
-            let mut zrem = redis::cmd("ZREM");
-            zrem.arg(self.sessions_key());
-            for id in &removed {
-                zrem.arg(member(user_id, id));
-            }
-            cmds.push(zrem);
+        let now_ms = millis(now);
+        // A keep id no secret hashes to is not stored: nothing to keep.
+        let keep = keep.and_then(SessionId::to_bytes);
+        let keep: &[u8] = keep.as_ref().map_or(&[], |bytes| &bytes[..]);
+        let now_arg = now_ms.to_string();
+        let reply = self
+            .user_script(&REMOVE_FOR_USER, user_id, &[now_arg.as_bytes(), keep])
+            .await?;
+        let [before, after, removed @ ..] = reply.as_slice() else {
+            return Err(malformed("remove-for-user"));
+        };
+        let removed = id_expiry_pairs(removed)?;
+        let mut moves = Moves::new(now_ms);
+        for (_, expires) in &removed {
+            moves.change(Kind::Sessions, Some(*expires), None);
         }
-        cmds.push(self.user_presence_cmd(user_id, latest));
-        self.update_globals(cmds).await;
-        Ok(removed)
+        moves.change(Kind::Users, Some(int(before)?), Some(int(after)?));
+        self.move_counts(&moves).await;
+        Ok(removed.into_iter().map(|(id, _)| id).collect())
     }
 
     async fn list_for_user(
@@ -512,22 +592,16 @@ where
         user_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<Session>, StoreError> {
-        let mut conn = self.conn.clone();
-        let flat: Vec<String> = LIST
-            .key(self.index_key(user_id))
-            .arg(millis(now))
-            .arg(self.record_prefix(user_id))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(map_redis_error)?;
+        let now_arg = millis(now).to_string();
+        let flat = self
+            .user_script(&LIST, user_id, &[now_arg.as_bytes()])
+            .await?;
         if !flat.len().is_multiple_of(2) {
-            return Err(StoreError::Corrupt(
-                "session list script returned an odd number of items".into(),
-            ));
+            return Err(malformed("list"));
         }
         let mut sessions = Vec::with_capacity(flat.len() / 2);
         for pair in flat.chunks_exact(2) {
-            let session = decode(user_id, &parse_id(&pair[0])?, &pair[1])?;
+            let session = record::decode(user_id, &field_id(&pair[0])?, bulk(&pair[1])?)?;
             if session.is_active(now) {
                 sessions.push(session);
             }
@@ -541,69 +615,79 @@ where
         id: &SessionId,
         now: DateTime<Utc>,
     ) -> Result<Option<Session>, StoreError> {
-        // Admin path: walk the global zset for a member ending in ":<id>". Ids are base64url,
-        // so they hold no glob characters.
-        let pattern = format!("*:{id}");
-        let mut cursor: u64 = 0;
-        let mut found = Vec::new();
-        loop {
-            let (next, page): (u64, Vec<String>) = self
-                .query(
-                    redis::cmd("ZSCAN")
-                        .arg(self.sessions_key())
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000),
-                )
-                .await?;
-            // ZSCAN pages alternate member and score.
-            found.extend(page.into_iter().step_by(2));
-            if next == 0 {
-                break;
+        let Some(field) = id.to_bytes() else {
+            return Ok(None);
+        };
+        // Admin path, O(users): walk every user key and ask each for the field.
+        let mut scan = self.scan_users().await?;
+        while let Some(keys) = scan.next_page().await? {
+            for chunk in keys.chunks(FETCH_BATCH) {
+                let fetches = chunk.iter().map(|key| async move {
+                    let raw: Option<Vec<u8>> = self
+                        .query(redis::cmd("HGET").arg(key).arg(&field[..]))
+                        .await?;
+                    Ok::<_, StoreError>(raw.map(|raw| (key, raw)))
+                });
+                for (key, raw) in try_join_all(fetches).await?.into_iter().flatten() {
+                    let session = record::decode(&self.user_of_key(key)?, id, &raw)?;
+                    if session.is_active(now) {
+                        return Ok(Some(session));
+                    }
+                }
             }
-            cursor = next;
         }
-        let sessions = self.fetch_records(&found, now).await?;
-        Ok(sessions.into_iter().find(|session| &session.id == id))
+        Ok(None)
     }
 
     async fn list_all(&self, limit: usize, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError> {
-        let members: Vec<String> = self
-            .query(
-                redis::cmd("ZRANGE")
-                    .arg(self.sessions_key())
-                    .arg(format!("({}", millis(now)))
-                    .arg("+inf")
-                    .arg("BYSCORE"),
-            )
-            .await?;
-        let mut sessions = self.fetch_records(&members, now).await?;
-        sort_recent_first(&mut sessions);
-        sessions.truncate(limit);
-        Ok(sessions)
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Admin path, O(sessions) time but O(limit) memory: the best `limit` so far are kept.
+        let mut kept = Vec::new();
+        let mut scan = self.scan_users().await?;
+        while let Some(keys) = scan.next_page().await? {
+            for chunk in keys.chunks(FETCH_BATCH) {
+                let fetches = chunk.iter().map(|key| async move {
+                    let fields: HashMap<Vec<u8>, Vec<u8>> =
+                        self.query(redis::cmd("HGETALL").arg(key)).await?;
+                    Ok::<_, StoreError>((key, fields))
+                });
+                for (key, fields) in try_join_all(fetches).await? {
+                    if fields.is_empty() {
+                        continue;
+                    }
+                    let user_id = self.user_of_key(key)?;
+                    for (field, raw) in fields {
+                        let id = id_from_field(&field)?;
+                        let session = record::decode(&user_id, &id, &raw)?;
+                        if session.is_active(now) {
+                            kept.push(session);
+                        }
+                    }
+                }
+                if kept.len() >= 2 * limit.saturating_add(FETCH_BATCH) {
+                    keep_best(&mut kept, limit);
+                }
+            }
+        }
+        keep_best(&mut kept, limit);
+        Ok(kept)
     }
 
     async fn counts(&self, now: DateTime<Utc>) -> Result<SessionCounts, StoreError> {
-        let now_ms = millis(now);
-        // Pruning keeps the zsets small; ZCOUNT over scores after `now` is exact with or without it.
-        self.update_globals(Vec::from(self.prune_globals_cmds(now_ms)))
-            .await;
-        let after_now = format!("({now_ms}");
-        let count = |key: String| {
-            let cmd = redis::cmd("ZCOUNT")
-                .arg(key)
-                .arg(&after_now)
-                .arg("+inf")
-                .to_owned();
-            async move { self.query::<u64>(&cmd).await }
-        };
-        let (active_sessions, signed_in_users) =
-            tokio::try_join!(count(self.sessions_key()), count(self.users_key()))?;
+        let (keys, args) = counts::count_invocation(&self.counts_key, millis(now));
+        let mut conn = self.conn.clone();
+        let (sessions, users): (i64, i64) = counts::COUNT
+            .key(&keys[..])
+            .arg(&args[..])
+            .invoke_async(&mut conn)
+            .await
+            .map_err(map_redis_error)?;
+        // Negative only after lost updates (see the module docs): never report below zero.
         Ok(SessionCounts {
-            active_sessions,
-            signed_in_users,
+            active_sessions: u64::try_from(sessions).unwrap_or(0),
+            signed_in_users: u64::try_from(users).unwrap_or(0),
         })
     }
 
@@ -613,100 +697,107 @@ where
     }
 }
 
-/// The stored record; the user and session ids live in the key. Times after `c` are deltas
-/// (small numbers instead of 13-digit ones: about 25 bytes less per record).
-#[derive(Serialize, Deserialize)]
-struct Record {
-    /// created_at, unix ms.
-    c: i64,
-    /// last_seen_at - created_at, ms.
-    l: i64,
-    /// idle_expires_at - last_seen_at, ms.
-    i: i64,
-    /// absolute_expires_at - created_at, ms.
-    a: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    p: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    u: Option<String>,
-    d: String,
-    n: String,
-}
-
-fn encode(session: &Session) -> Result<String, StoreError> {
-    let created = millis(session.created_at);
-    let last_seen = millis(session.last_seen_at);
-    let record = Record {
-        c: created,
-        l: last_seen.saturating_sub(created),
-        i: millis(session.idle_expires_at).saturating_sub(last_seen),
-        a: millis(session.absolute_expires_at).saturating_sub(created),
-        p: session.ip.clone(),
-        u: session.user_agent.clone(),
-        d: session.device.clone(),
-        n: session.node.clone(),
-    };
-    // Serialising plain strings and integers cannot fail; map it anyway rather than panic.
-    serde_json::to_string(&record).map_err(|e| StoreError::Corrupt(format!("encode session: {e}")))
-}
-
-fn decode(user_id: &str, id: &SessionId, raw: &str) -> Result<Session, StoreError> {
-    let record: Record = serde_json::from_str(raw)
-        .map_err(|e| StoreError::Corrupt(format!("session record {id}: {e}")))?;
-    let time = |ms: Option<i64>| {
-        ms.and_then(from_millis)
-            .ok_or_else(|| StoreError::Corrupt(format!("session record {id}: time out of range")))
-    };
-    let last_seen = record.c.checked_add(record.l);
-    Ok(Session {
-        id: id.clone(),
-        user_id: user_id.to_owned(),
-        created_at: time(Some(record.c))?,
-        last_seen_at: time(last_seen)?,
-        idle_expires_at: time(last_seen.and_then(|l| l.checked_add(record.i)))?,
-        absolute_expires_at: time(record.c.checked_add(record.a))?,
-        ip: record.p,
-        user_agent: record.u,
-        device: record.d,
-        node: record.n,
+/// The field name of a session to be stored: its 16 bytes.
+fn storable_id(id: &SessionId) -> Result<[u8; ID_BYTES], StoreError> {
+    id.to_bytes().ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "session id {id} is not the hash of a secret and cannot be stored"
+        ))
     })
 }
 
-/// Member of `Psessions`: `U:S`. Ids contain no `:`, so the last `:` splits it back.
-fn member(user_id: &str, id: &SessionId) -> String {
-    format!("{user_id}:{id}")
-}
-
-fn split_member(member: &str) -> Option<(&str, SessionId)> {
-    let (user_id, id) = member.rsplit_once(':')?;
-    Some((user_id, SessionId::parse(id)?))
-}
-
-fn parse_id(text: &str) -> Result<SessionId, StoreError> {
-    SessionId::parse(text)
-        .ok_or_else(|| StoreError::Corrupt(format!("malformed session id {text:?} in index")))
-}
-
-/// A zset score as Redis prints it ("1700000000000"); `None` for the empty marker.
-fn parse_score(text: &str) -> Result<Option<i64>, StoreError> {
-    if text.is_empty() {
-        return Ok(None);
+/// Appends `U'` for `user_id`: a canonical (lowercase, hyphenated) UUID as the 22 base64url
+/// characters of its 16 bytes, anything else as `.` and the id itself. `.` is not in the
+/// base64url alphabet, so the two forms never meet and [`expand_user_id`] reverses either.
+fn push_compact_user_id(out: &mut String, user_id: &str) {
+    if user_id.len() == 36 {
+        if let Ok(uuid) = Uuid::try_parse(user_id) {
+            let mut buf = [0u8; 36];
+            // `try_parse` also takes upper case; only the exact canonical text maps to bytes,
+            // or two spellings of one UUID would share a key.
+            if uuid.hyphenated().encode_lower(&mut buf) == user_id {
+                URL_SAFE_NO_PAD.encode_string(uuid.as_bytes(), out);
+                return;
+            }
+        }
     }
-    text.parse::<f64>()
-        .ok()
-        .filter(|score| score.is_finite())
-        .map(|score| Some(score as i64))
-        .ok_or_else(|| StoreError::Corrupt(format!("malformed index score {text:?}")))
+    out.push('.');
+    out.push_str(user_id);
 }
 
-fn split_latest(mut result: Vec<String>) -> Result<(Option<i64>, Vec<String>), StoreError> {
-    if result.is_empty() {
+/// The user id behind a compact id `U'`; `None` when it is neither form.
+fn expand_user_id(compact: &str) -> Option<String> {
+    if let Some(raw) = compact.strip_prefix('.') {
+        return Some(raw.to_owned());
+    }
+    if compact.len() != 22 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    match URL_SAFE_NO_PAD.decode_slice(compact, &mut bytes) {
+        Ok(16) => Some(Uuid::from_bytes(bytes).hyphenated().to_string()),
+        _ => None,
+    }
+}
+
+/// `text` with Redis glob characters escaped, for `SCAN MATCH`.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn malformed(script: &str) -> StoreError {
+    StoreError::Corrupt(format!(
+        "session {script} script returned an unexpected reply"
+    ))
+}
+
+fn int(value: &Value) -> Result<i64, StoreError> {
+    match value {
+        Value::Int(n) => Ok(*n),
+        other => Err(StoreError::Corrupt(format!(
+            "expected an integer from a session script, got {other:?}"
+        ))),
+    }
+}
+
+fn bulk(value: &Value) -> Result<&[u8], StoreError> {
+    match value {
+        Value::BulkString(bytes) => Ok(bytes),
+        other => Err(StoreError::Corrupt(format!(
+            "expected a string from a session script, got {other:?}"
+        ))),
+    }
+}
+
+fn id_from_field(field: &[u8]) -> Result<SessionId, StoreError> {
+    <[u8; ID_BYTES]>::try_from(field)
+        .map(SessionId::from_bytes)
+        .map_err(|_| {
+            StoreError::Corrupt(format!("malformed session field of {} bytes", field.len()))
+        })
+}
+
+fn field_id(value: &Value) -> Result<SessionId, StoreError> {
+    id_from_field(bulk(value)?)
+}
+
+/// `[field, expiry, field, expiry, …]` from a script reply.
+fn id_expiry_pairs(flat: &[Value]) -> Result<Vec<(SessionId, i64)>, StoreError> {
+    if !flat.len().is_multiple_of(2) {
         return Err(StoreError::Corrupt(
-            "session script returned nothing".into(),
+            "session script returned an odd list of sessions".into(),
         ));
     }
-    let latest = parse_score(&result.remove(0))?;
-    Ok((latest, result))
+    flat.chunks_exact(2)
+        .map(|pair| Ok((field_id(&pair[0])?, int(&pair[1])?)))
+        .collect()
 }
 
 fn sort_recent_first(sessions: &mut [Session]) {
@@ -715,6 +806,14 @@ fn sort_recent_first(sessions: &mut [Session]) {
             .cmp(&a.last_seen_at)
             .then_with(|| a.id.cmp(&b.id))
     });
+}
+
+/// The `limit` most recently seen sessions, each once (a SCAN may visit a key twice).
+fn keep_best(sessions: &mut Vec<Session>, limit: usize) {
+    sort_recent_first(sessions);
+    let mut seen = HashSet::new();
+    sessions.retain(|session| seen.insert(session.id.clone()));
+    sessions.truncate(limit);
 }
 
 fn map_redis_error(error: redis::RedisError) -> StoreError {
@@ -732,43 +831,38 @@ fn map_redis_error(error: redis::RedisError) -> StoreError {
 mod tests {
     use super::*;
 
-    #[test]
-    fn member_round_trips_user_ids_with_colons() {
-        let id = crate::SessionSecret::generate().id();
-        let m = member("tenant:42", &id);
-        assert_eq!(split_member(&m), Some(("tenant:42", id)));
-        assert_eq!(split_member("no-colon"), None);
-        assert_eq!(split_member("u:not-an-id"), None);
+    fn compact(user_id: &str) -> String {
+        let mut out = String::new();
+        push_compact_user_id(&mut out, user_id);
+        out
     }
 
     #[test]
-    fn scores_parse() {
-        assert_eq!(parse_score("").unwrap(), None);
-        assert_eq!(
-            parse_score("1700000000000").unwrap(),
-            Some(1_700_000_000_000)
-        );
-        assert_eq!(parse_score("1.7e12").unwrap(), Some(1_700_000_000_000));
-        assert!(parse_score("nan").is_err());
-        assert!(parse_score("x").is_err());
-    }
-
-    #[test]
-    fn decode_rejects_garbage() {
-        let id = crate::SessionSecret::generate().id();
-        for raw in [
+    fn compact_user_ids_round_trip_and_never_collide() {
+        let uuid = "0b6f3c1e-1c2d-4e5f-8a9b-00000000beef";
+        assert_eq!(compact(uuid).len(), 22);
+        assert_eq!(expand_user_id(&compact(uuid)).as_deref(), Some(uuid));
+        for other in [
+            "0B6F3C1E-1C2D-4E5F-8A9B-00000000BEEF",
+            "0b6f3c1e1c2d4e5f8a9b00000000beef",
+            "{0b6f3c1e-1c2d-4e5f-8a9b-00000000beef}",
+            "tenant:42",
             "",
-            "{}",
-            "[1]",
-            r#"{"c":1}"#,
-            r#"{"c":9e99,"l":1,"i":1,"a":1,"d":"","n":""}"#,
-            r#"{"c":9223372036854775807,"l":1,"i":1,"a":1,"d":"","n":""}"#,
-            r#"{"c":1,"l":9223372036854775807,"i":1,"a":1,"d":"","n":""}"#,
+            ".",
+            "a}b{c",
+            "Cxk8HhwtTl-KmwAAAAC-7w",
         ] {
-            assert!(
-                matches!(decode("u", &id, raw), Err(StoreError::Corrupt(_))),
-                "{raw}"
-            );
+            let c = compact(other);
+            assert!(c.starts_with('.'), "{other}: {c}");
+            assert_eq!(expand_user_id(&c).as_deref(), Some(other));
         }
+        assert_eq!(expand_user_id("short"), None);
+        assert_eq!(expand_user_id("AAAAAAAAAAAAAAAAAAAAAB"), None);
+    }
+
+    #[test]
+    fn glob_characters_in_the_prefix_are_escaped() {
+        assert_eq!(glob_escape("app*[1]?\\:"), "app\\*\\[1\\]\\?\\\\:");
+        assert_eq!(glob_escape("ringfence:"), "ringfence:");
     }
 }

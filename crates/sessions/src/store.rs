@@ -19,8 +19,9 @@ pub enum StoreError {
 /// Where session records live. Every backend passes [`crate::conformance`].
 ///
 /// Rules every implementation keeps:
-/// - the per-user index changes in the same atomic step as the record (a transaction in SQL,
-///   one script in Redis), so nothing leaks when sessions expire while no node runs;
+/// - the per-user index changes in the same atomic step as the record (a transaction in SQL;
+///   in Redis the user's hash is both, changed by one script), so nothing leaks when sessions
+///   expire while no node runs;
 /// - records whose `expires_at()` is at or before `now` are never returned and are pruned from
 ///   the per-user index on read and write;
 /// - ids are [`SessionId`]s (hashes of the secret), never the secret itself.
@@ -79,6 +80,13 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn list_all(&self, limit: usize, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError>;
 
     /// Active sessions and signed-in users, in O(log n) or better (no scan of all sessions).
+    ///
+    /// Resolution: SQLite counts to the millisecond; Redis counts to the second (its counters
+    /// are per-second buckets, see [`crate::redis_store`]). With a whole-second `now` both are
+    /// exact and a session is counted while `now < expires_at()`, never at it; with a
+    /// fractional `now` a Redis count may include sessions that ended earlier in that second.
+    /// Redis counts are also eventually exact: an update lost to a crash or an outage is wrong
+    /// only until its bucket passes.
     async fn counts(&self, now: DateTime<Utc>) -> Result<SessionCounts, StoreError>;
 
     /// Checks that the store answers (readiness).
