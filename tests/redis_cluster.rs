@@ -154,8 +154,8 @@ async fn two_nodes_share_keys_and_sessions_on_a_three_master_cluster() {
         register_api(&client, &two, &email).await;
         login_api(&client, &two, &email, "Spread/1.0").await;
     }
-    // Every key sits on the master that owns its slot (the client routed it there), and all of
-    // one user's keys share that master (one hash tag).
+    // Every key sits on the master that owns its slot (the client routed it there); a user's
+    // sessions are one key, `ringfence:{u:U'}`, the counts share the `{c}` tag.
     let placed = keys_by_master(&cluster);
     let mut users_per_master: BTreeMap<u16, BTreeSet<String>> = BTreeMap::new();
     for (key, port) in &placed {
@@ -186,10 +186,28 @@ async fn two_nodes_share_keys_and_sessions_on_a_three_master_cluster() {
             .collect::<Vec<_>>()
     );
     assert!(placed.keys().any(|k| k.contains("{keyring}")));
-    // The key ring's slot and the global indexes' slots are fixed by the prefix; on three
-    // masters they land on different ones, so the data is not all on one master.
+    assert!(placed.keys().any(|k| k.starts_with("ringfence:{c}:n")));
+    // The key ring's slot and the counts' slot are fixed by the prefix; on three masters they
+    // land on different ones, so the data is not all on one master.
     let masters: BTreeSet<u16> = placed.values().copied().collect();
     assert!(masters.len() >= 2, "{placed:#?}");
+
+    // The admin listing has no global index: it SCANs every master, so it finds all five
+    // users' sessions wherever their keys landed.
+    let listed = run(&["sessions", "list", "--redis-cluster", &seeds]);
+    assert!(listed.success, "{}", listed.stderr);
+    let rows: Vec<&str> = listed.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 5, "{}", listed.stdout);
+    // Revoking by id alone finds the session the same way; the counts follow.
+    let id = rows[0].split_whitespace().next().unwrap();
+    let revoked = run(&["sessions", "revoke", id, "--redis-cluster", &seeds]);
+    assert!(revoked.success, "{}", revoked.stderr);
+    let counted = run(&["sessions", "count", "--redis-cluster", &seeds]);
+    assert!(
+        counted.stdout.contains("active sessions: 4"),
+        "{}",
+        counted.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,7 +262,9 @@ async fn a_node_serves_through_a_tls_cluster_with_an_acl_user() {
         status(&client, format!("{base}/api/v1/me")).await,
         StatusCode::OK
     );
-    assert!(keys_by_master(&cluster).keys().any(|k| k.contains(":s:")));
+    assert!(keys_by_master(&cluster)
+        .keys()
+        .any(|k| k.starts_with("ringfence:{u:")));
 
     // Another CA, or the wrong password: one line, no password.
     let other = TestPki::generate().unwrap();

@@ -65,11 +65,13 @@ fn three_master_cluster_splits_slots_and_routes_keys() {
     }
     // Keys land on the node that owns their slot, and the others redirect.
     let mut owners = std::collections::HashSet::new();
+    // Key names shaped like ringfence's: a user's sessions hash, the counts, the key ring.
     for key in [
-        "{u:1}:idx",
-        "{u:2}:idx",
-        "{u:3}:idx",
-        "{keyring}:keys",
+        "ringfence:{u:AAAAAAAAAAAAAAAAAAAAAA}",
+        "ringfence:{u:.tenant-2}",
+        "ringfence:{u:.tenant-3}",
+        "ringfence:{c}:n",
+        "ringfence:{keyring}:keys",
         "a",
         "b",
         "c",
