@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
-"""Redis memory per session of the current session layout and of leaner alternatives
-(docs/benchmarks.md, "Where the bytes go"). Writes synthetic sessions into an EMPTY scratch Redis
+"""Redis memory per session of the session layout v1 and of the leaner alternatives that led to
+layout v2 (docs/benchmarks.md, "Where the bytes go"). These are prototypes written straight to
+Redis: the layout crates/sessions writes now (v2, close to user-hash-bin below but keeping the
+device label) is measured through the real store by the sessions crate's `memory_per_session`
+test and by `fill_redis memory` (crates/sessions/examples/fill_redis.rs) in bench/load.sh. Writes synthetic sessions into an EMPTY scratch Redis
 (it runs FLUSHALL between layouts: never point it at a server holding data you need) and prints
 bytes per session two ways: the growth of `used_memory`, and `MEMORY USAGE ... SAMPLES 0` summed
 over every key.
@@ -10,9 +13,9 @@ over every key.
 
 Layouts (P = "ringfence:", U = user id, S = session id, R = the record):
 
-    current       what crates/sessions writes today: string P{u:U}:s:S = R (JSON, PXAT), zset
+    v1            layout v1 of crates/sessions: string P{u:U}:s:S = R (JSON, PXAT), zset
                   P{u:U}:idx, and the global zsets Psessions (U:S) and Pusers (U)
-    no-globals    current without Psessions / Pusers; counts kept instead in two small hashes of
+    no-globals    v1 without Psessions / Pusers; counts kept instead in two small hashes of
                   per-minute expiry buckets (HINCRBY Pcount:sessions <minute> 1): O(buckets), not
                   O(sessions)
     short-ids     no-globals, with the UUID user id written as 22 characters of base64url in keys
@@ -24,17 +27,18 @@ Layouts (P = "ringfence:", U = user id, S = session id, R = the record):
 """
 
 import argparse
-import os
-import sys
 import base64
 import random
 import subprocess
 import time
 import uuid
 
-# The constants and the RESP encoder of the synthetic-session generator: one definition.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gen_sessions import ABSOLUTE_MS, DEVICE, IDLE_MS, NODE, USER_AGENT, resp  # noqa: E402
+IDLE_MS = 30 * 60 * 1000
+ABSOLUTE_MS = 12 * 3600 * 1000
+# The same User-Agent as the sessions crate's memory test (70 bytes): figures stay comparable.
+USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+DEVICE = "Firefox on Linux"
+NODE = "node-1"
 
 P = b"ringfence:"
 
@@ -49,6 +53,16 @@ def varint(n):
         else:
             out.append(b)
             return bytes(out)
+
+
+def resp(*args):
+    """One command in the Redis protocol, for `redis-cli --pipe`."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if not isinstance(a, bytes):
+            a = str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
 
 
 class Redis:
@@ -116,13 +130,13 @@ def write(layout, rng, users, per_user, now):
         for sid, created, last_seen, expires, ip in sessions_for(rng, now, per_user):
             latest = max(latest, expires)
             minute = b"%d" % (expires // 60000)
-            if layout in ("current", "no-globals", "short-ids"):
+            if layout in ("v1", "no-globals", "short-ids"):
                 buf.append(resp(b"SET", base + b":s:" + sid, json_record(created, last_seen, ip), b"PXAT", expires))
                 idx += [b"%d" % expires, sid]
             else:
                 rec = bin_record(created, last_seen, ip) if layout == "user-hash-bin" else json_record(created, last_seen, ip)
                 buf.append(resp(b"HSET", base, sid, rec))
-            if layout == "current":
+            if layout == "v1":
                 buf.append(resp(b"ZADD", P + b"sessions", expires, uid + b":" + sid))
             else:
                 buf.append(resp(b"HINCRBY", P + b"count:sessions", minute, 1))
@@ -131,7 +145,7 @@ def write(layout, rng, users, per_user, now):
             buf.append(resp(b"PEXPIREAT", base + b":idx", latest))
         else:
             buf.append(resp(b"PEXPIREAT", base, latest))
-        if layout == "current":
+        if layout == "v1":
             buf.append(resp(b"ZADD", P + b"users", latest, uid))
         else:
             buf.append(resp(b"HINCRBY", P + b"count:users", b"%d" % (latest // 60000), 1))
@@ -148,7 +162,7 @@ def main():
     if int(r.cli("DBSIZE")) != 0:
         raise SystemExit("layout_memory.py: the Redis at that port is not empty; use a scratch server")
     now = int(time.time() * 1000)
-    layouts = ["current", "no-globals", "short-ids", "user-hash", "user-hash-bin"]
+    layouts = ["v1", "no-globals", "short-ids", "user-hash", "user-hash-bin"]
     per_user = [int(x) for x in a.per_user.split(",")]
     print(f"bytes per session, {a.users} users per cell; used_memory growth / sum of MEMORY USAGE")
     print(f"{'layout':<15}" + "".join(f"{str(k) + '/user':>16}" for k in per_user))

@@ -22,7 +22,8 @@
 # Tunables (environment): THREADS (2), CONNS (32), DURATION (10, seconds), WARMUP (2, seconds),
 # LOGIN_CONNS (8, the storm's connections), PEER_ALWAYS_SAVE_RUN (1: run d), SCALE_1M (1),
 # SCALE_TOTAL (1000000), SCALE_PER_USER (2, synthetic sessions per synthetic user),
-# LIST_DURATION (5, seconds), SKIP_BUILD (0), RESULTS (a file to copy the raw results to).
+# FILL_CONCURRENCY (64, inserts in flight while filling), LIST_DURATION (5, seconds),
+# SKIP_BUILD (0), RESULTS (a file to copy the raw results to).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -36,12 +37,13 @@ PEER_ALWAYS_SAVE_RUN="${PEER_ALWAYS_SAVE_RUN:-1}"
 SCALE_1M="${SCALE_1M:-1}"
 SCALE_TOTAL="${SCALE_TOTAL:-1000000}"
 SCALE_PER_USER="${SCALE_PER_USER:-2}"
+FILL_CONCURRENCY="${FILL_CONCURRENCY:-64}"
 LIST_DURATION="${LIST_DURATION:-5}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 LUA="$ROOT/bench/wrk_report.lua"
 
-for n in THREADS CONNS DURATION WARMUP LOGIN_CONNS SCALE_TOTAL SCALE_PER_USER LIST_DURATION; do
+for n in THREADS CONNS DURATION WARMUP LOGIN_CONNS SCALE_TOTAL SCALE_PER_USER FILL_CONCURRENCY LIST_DURATION; do
     [[ "${!n}" =~ ^[1-9][0-9]*$ ]] || { echo "load.sh: $n must be a positive integer, not '${!n}'" >&2; exit 2; }
 done
 for tool in redis-server redis-cli wrk curl python3; do
@@ -99,10 +101,15 @@ wait_for() {
 
 if [ "$SKIP_BUILD" != 1 ]; then
     cargo build --release --bin ringfence --example peer_app
+    # The scale step's filler: synthetic sessions written through the real Redis store.
+    cargo build --release -p ringfence-sessions --example fill_redis
 fi
 RINGFENCE="$TARGET_DIR/release/ringfence"
 PEER="$TARGET_DIR/release/examples/peer_app"
-[ -x "$RINGFENCE" ] && [ -x "$PEER" ] || { echo "load.sh: $RINGFENCE or $PEER missing" >&2; exit 1; }
+FILL="$TARGET_DIR/release/examples/fill_redis"
+for bin in "$RINGFENCE" "$PEER" "$FILL"; do
+    [ -x "$bin" ] || { echo "load.sh: $bin missing" >&2; exit 1; }
+done
 
 REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$TMP" --appendonly no --save '' \
@@ -249,35 +256,30 @@ PREFIX=ringfence:
 json_field() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(d[sys.argv[1]][sys.argv[2]])' "$1" "$2"; }
 ME_JSON=$(curl -sS --max-time 10 -H "Cookie: $RF_COOKIE" "$RF/api/v1/me")
 BENCH_USER=$(json_field user id <<<"$ME_JSON")
-BENCH_SID=$(json_field session id <<<"$ME_JSON")
 LIST_ME_JSON=$(curl -sS --max-time 10 -H "Cookie: $LIST_COOKIE" "$RF/api/v1/me")
 LIST_USER=$(json_field user id <<<"$LIST_ME_JSON")
-LIST_SID=$(json_field session id <<<"$LIST_ME_JSON")
 
-# memory LABEL USER SID: the MEMORY USAGE figures a per-session sum is made of.
+# memory LABEL USER: the MEMORY USAGE figures a per-session sum is made of: the user's hash (all
+# of their sessions) and the count keys (shared by every session), with the active sessions.
 memory() {
-    local base="$PREFIX{u:$2}:"
-    printf 'mem_%s\trecord=%s idx=%s idx_card=%s sessions=%s sessions_card=%s users=%s users_card=%s used_memory=%s\n' "$1" \
-        "$(rcli MEMORY USAGE "${base}s:$3" SAMPLES 0)" \
-        "$(rcli MEMORY USAGE "${base}idx" SAMPLES 0)" "$(rcli ZCARD "${base}idx")" \
-        "$(rcli MEMORY USAGE "${PREFIX}sessions" SAMPLES 0)" "$(rcli ZCARD "${PREFIX}sessions")" \
-        "$(rcli MEMORY USAGE "${PREFIX}users" SAMPLES 0)" "$(rcli ZCARD "${PREFIX}users")" \
+    printf 'mem_%s\t%s sessions=%s used_memory=%s\n' "$1" \
+        "$("$FILL" memory "$REDIS_URL" "$PREFIX" "$2")" "$(active_sessions)" \
         "$(rcli INFO memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}')" >>"$RESULTS_TSV"
 }
 
-# fill TOTAL: synthetic sessions until Psessions holds TOTAL members.
+# active_sessions: what the store counts (its count keys, O(buckets)).
+active_sessions() { "$FILL" count "$REDIS_URL" "$PREFIX"; }
+
+# fill TOTAL: synthetic sessions, written through the real store, until TOTAL are active.
 fill() {
-    local have need t0 seconds
-    have=$(rcli ZCARD "${PREFIX}sessions")
+    local have need out
+    have=$(active_sessions)
     need=$(($1 - have))
     [ "$need" -gt 0 ] || return 0
-    t0=$EPOCHREALTIME
-    python3 "$ROOT/bench/gen_sessions.py" --count "$need" --per-user "$SCALE_PER_USER" --prefix "$PREFIX" \
-        | rcli --pipe >"$TMP/pipe.log"
-    seconds=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')
-    grep -q 'errors: 0' "$TMP/pipe.log" || { echo "load.sh: redis-cli --pipe reported errors:" >&2; cat "$TMP/pipe.log" >&2; exit 1; }
-    printf 'fill_%s\tadded=%s seconds=%s\n' "$1" "$need" "$seconds" >>"$RESULTS_TSV"
-    echo "  wrote $need synthetic sessions in $seconds s"
+    out=$("$FILL" fill "$REDIS_URL" "$PREFIX" "$need" "$SCALE_PER_USER" "$FILL_CONCURRENCY" 2>"$TMP/fill.log") \
+        || { echo "load.sh: fill_redis failed:" >&2; cat "$TMP/fill.log" >&2; exit 1; }
+    printf 'fill_%s\t%s\n' "$1" "$out" >>"$RESULTS_TSV"
+    echo "  wrote synthetic sessions: $out"
 }
 
 # listing LABEL: GET /api/v1/sessions for the five-device user, one connection (pure latency).
@@ -291,8 +293,8 @@ listing() {
 echo
 echo "scale: 1k sessions"
 fill 1000
-memory bench_1k "$BENCH_USER" "$BENCH_SID"
-memory list_1k "$LIST_USER" "$LIST_SID"
+memory bench_1k "$BENCH_USER"
+memory list_1k "$LIST_USER"
 listing 1k
 
 # --- sign-in storm -----------------------------------------------------------------------------
@@ -316,14 +318,14 @@ if [ "$SCALE_1M" = 1 ]; then
     echo
     echo "scale: $SCALE_TOTAL sessions"
     BEFORE=$(rcli INFO memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}')
-    BEFORE_CARD=$(rcli ZCARD "${PREFIX}sessions")
+    BEFORE_CARD=$(active_sessions)
     fill "$SCALE_TOTAL"
     AFTER=$(rcli INFO memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}')
-    AFTER_CARD=$(rcli ZCARD "${PREFIX}sessions")
+    AFTER_CARD=$(active_sessions)
     printf 'synthetic\tsessions=%s bytes=%s per_user=%s\n' "$((AFTER_CARD - BEFORE_CARD))" "$((AFTER - BEFORE))" \
         "$SCALE_PER_USER" >>"$RESULTS_TSV"
-    memory bench_1m "$BENCH_USER" "$BENCH_SID"
-    memory list_1m "$LIST_USER" "$LIST_SID"
+    memory bench_1m "$BENCH_USER"
+    memory list_1m "$LIST_USER"
     listing 1m
     echo "  redis: $(rcli INFO memory | tr -d '\r' | grep -E '^used_memory_human:')"
 fi

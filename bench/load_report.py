@@ -118,18 +118,17 @@ def main():
         m = rows.get(f"mem_{label}")
         if not m:
             return None
-        k = int(m["idx_card"]) or 1
+        k = int(m["user_sessions"]) or 1
+        total_sessions = int(m["sessions"])
         parts = {
-            "record": int(m["record"]),
-            "user index": int(m["idx"]) / k,
-            "Psessions": int(m["sessions"]) / max(int(m["sessions_card"]), 1),
-            "Pusers": int(m["users"]) / max(int(m["users_card"]), 1) / k,
+            "user hash": int(m["user_key"]) / k,
+            "count keys": int(m["counts"]) / max(total_sessions, 1),
         }
-        return parts, k, int(m["sessions_card"])
+        return parts, k, total_sessions
 
     print()
-    print("Redis memory per session (MEMORY USAGE ... SAMPLES 0; zsets shared out per member)")
-    print(f"{'user / total sessions':<28} {'record':>7} {'user idx':>9} {'Psessions':>10} {'Pusers':>7} {'total':>7}")
+    print("Redis memory per session (MEMORY USAGE ... SAMPLES 0; the user's hash per session, the count keys shared out)")
+    print(f"{'user / total sessions':<28} {'user hash':>10} {'count keys':>11} {'total':>7}")
     worst = None
     for label in ("bench_1k", "list_1k", "bench_1m", "list_1m"):
         got = mem(label)
@@ -139,7 +138,7 @@ def main():
         total = sum(parts.values())
         worst = max(worst or 0, total)
         who = f"{k} session(s)/user, {total_sessions} total"
-        print(f"{who:<28} {parts['record']:>7.0f} {parts['user index']:>9.0f} {parts['Psessions']:>10.0f} {parts['Pusers']:>7.0f} {total:>7.0f}")
+        print(f"{who:<28} {parts['user hash']:>10.0f} {parts['count keys']:>11.1f} {total:>7.0f}")
     syn = rows.get("synthetic")
     if syn and int(syn["sessions"]):
         per = int(syn["bytes"]) / int(syn["sessions"])
