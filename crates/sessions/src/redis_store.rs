@@ -189,13 +189,25 @@ impl<C: KeyScan> RedisSessionStore<C> {
         &self.counts_key
     }
 
-    /// The user id a key written by [`RedisSessionStore::user_key`] belongs to.
-    fn user_of_key(&self, key: &str) -> Result<String, StoreError> {
+    /// The user id a key written by [`RedisSessionStore::user_key`] belongs to; `None` for
+    /// any other key the `SCAN` pattern matches, such as the `P{u:U}:s:S` and `P{u:U}:idx` keys
+    /// layout v1 left behind until they expire.
+    fn user_of_key(&self, key: &str) -> Option<String> {
         key.strip_prefix(self.prefix.as_str())
             .and_then(|rest| rest.strip_prefix("{u:"))
             .and_then(|rest| rest.strip_suffix('}'))
             .and_then(expand_user_id)
-            .ok_or_else(|| StoreError::Corrupt(format!("unexpected session key {key:?}")))
+    }
+
+    /// The (key, user id) pairs of a page of [`UserScan`], leaving out keys that only look like
+    /// user keys (layout v1's, until they expire): they are not hashes and hold no v2 record.
+    fn user_keys(&self, keys: Vec<String>) -> Vec<(String, String)> {
+        keys.into_iter()
+            .filter_map(|key| {
+                let user_id = self.user_of_key(&key)?;
+                Some((key, user_id))
+            })
+            .collect()
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
@@ -621,15 +633,15 @@ impl<C: KeyScan> SessionStore for RedisSessionStore<C> {
         // Admin path, O(users): walk every user key and ask each for the field.
         let mut scan = self.scan_users().await?;
         while let Some(keys) = scan.next_page().await? {
-            for chunk in keys.chunks(FETCH_BATCH) {
-                let fetches = chunk.iter().map(|key| async move {
+            for chunk in self.user_keys(keys).chunks(FETCH_BATCH) {
+                let fetches = chunk.iter().map(|(key, user_id)| async move {
                     let raw: Option<Vec<u8>> = self
                         .query(redis::cmd("HGET").arg(key).arg(&field[..]))
                         .await?;
-                    Ok::<_, StoreError>(raw.map(|raw| (key, raw)))
+                    Ok::<_, StoreError>(raw.map(|raw| (user_id, raw)))
                 });
-                for (key, raw) in try_join_all(fetches).await?.into_iter().flatten() {
-                    let session = record::decode(&self.user_of_key(key)?, id, &raw)?;
+                for (user_id, raw) in try_join_all(fetches).await?.into_iter().flatten() {
+                    let session = record::decode(user_id, id, &raw)?;
                     if session.is_active(now) {
                         return Ok(Some(session));
                     }
@@ -647,20 +659,16 @@ impl<C: KeyScan> SessionStore for RedisSessionStore<C> {
         let mut kept = Vec::new();
         let mut scan = self.scan_users().await?;
         while let Some(keys) = scan.next_page().await? {
-            for chunk in keys.chunks(FETCH_BATCH) {
-                let fetches = chunk.iter().map(|key| async move {
+            for chunk in self.user_keys(keys).chunks(FETCH_BATCH) {
+                let fetches = chunk.iter().map(|(key, user_id)| async move {
                     let fields: HashMap<Vec<u8>, Vec<u8>> =
                         self.query(redis::cmd("HGETALL").arg(key)).await?;
-                    Ok::<_, StoreError>((key, fields))
+                    Ok::<_, StoreError>((user_id, fields))
                 });
-                for (key, fields) in try_join_all(fetches).await? {
-                    if fields.is_empty() {
-                        continue;
-                    }
-                    let user_id = self.user_of_key(key)?;
+                for (user_id, fields) in try_join_all(fetches).await? {
                     for (field, raw) in fields {
                         let id = id_from_field(&field)?;
-                        let session = record::decode(&user_id, &id, &raw)?;
+                        let session = record::decode(user_id, &id, &raw)?;
                         if session.is_active(now) {
                             kept.push(session);
                         }

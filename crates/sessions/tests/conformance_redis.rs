@@ -132,7 +132,20 @@ async fn keys_are_one_hash_per_user_and_count_buckets() {
         .await
         .unwrap();
     assert_eq!(fields, vec![a.id.to_bytes().unwrap().to_vec()]);
-    // Every user is reachable from the admin listings (the key names its user).
+    // Every user is reachable from the admin listings (the key names its user); keys layout v1
+    // left behind (a record string and an index zset) match the SCAN pattern but are skipped.
+    let old_user = "0b6f3c1e-1c2d-4e5f-8a9b-00000000cafe";
+    let _: () = redis::pipe()
+        .cmd("SET")
+        .arg(format!("rf:{{u:{old_user}}}:s:{}", c.id))
+        .arg("{}")
+        .cmd("ZADD")
+        .arg(format!("rf:{{u:{old_user}}}:idx"))
+        .arg(1)
+        .arg(c.id.as_str())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     let all = store.list_all(10, now).await.unwrap();
     let mut users: Vec<&str> = all.iter().map(|s| s.user_id.as_str()).collect();
     users.sort();
