@@ -655,8 +655,12 @@ impl<C: KeyScan> SessionStore for RedisSessionStore<C> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // Admin path, O(sessions) time but O(limit) memory: the best `limit` so far are kept.
+        // Admin path, O(sessions) time but O(limit) memory: the best `limit` so far are kept,
+        // and once there are that many, records last seen before the worst of them are passed
+        // over without decoding (most of them, on a large store).
+        let now_ms = millis(now);
         let mut kept = Vec::new();
+        let mut cut = i64::MIN;
         let mut scan = self.scan_users().await?;
         while let Some(keys) = scan.next_page().await? {
             for chunk in self.user_keys(keys).chunks(FETCH_BATCH) {
@@ -667,6 +671,11 @@ impl<C: KeyScan> SessionStore for RedisSessionStore<C> {
                 });
                 for (user_id, fields) in try_join_all(fetches).await? {
                     for (field, raw) in fields {
+                        if let Some((expires, last_seen)) = record::peek(&raw) {
+                            if expires <= now_ms || last_seen < cut {
+                                continue;
+                            }
+                        }
                         let id = id_from_field(&field)?;
                         let session = record::decode(user_id, &id, &raw)?;
                         if session.is_active(now) {
@@ -676,6 +685,10 @@ impl<C: KeyScan> SessionStore for RedisSessionStore<C> {
                 }
                 if kept.len() >= 2 * limit.saturating_add(FETCH_BATCH) {
                     keep_best(&mut kept, limit);
+                    // Ties on last_seen_at are ordered by id, so only strictly older ones go.
+                    if kept.len() == limit {
+                        cut = kept.last().map_or(cut, |worst| millis(worst.last_seen_at));
+                    }
                 }
             }
         }

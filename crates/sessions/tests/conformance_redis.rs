@@ -216,6 +216,32 @@ async fn counts_move_between_buckets_and_heal_after_a_lost_update() {
 }
 
 #[tokio::test]
+async fn list_all_keeps_the_most_recent_of_many() {
+    let server = server();
+    let store = store(&server, "rf:").await;
+    let now = base_now();
+    // Enough sessions that the listing trims and passes over records below its cut; last
+    // seen times repeat, so ties must still be broken by id.
+    let mut all = Vec::new();
+    for n in 0..700 {
+        let mut s = sample_session(&unique_user("many"), now - Duration::minutes(5));
+        s.last_seen_at = now - Duration::seconds(n % 97);
+        s.idle_expires_at = s.last_seen_at + Duration::minutes(30);
+        store.insert(&s, None, now).await.unwrap();
+        all.push(s);
+    }
+    all.sort_by(|a, b| {
+        b.last_seen_at
+            .cmp(&a.last_seen_at)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    for limit in [1, 3, 10, 700, 1000] {
+        let listed = store.list_all(limit, now).await.unwrap();
+        assert_eq!(listed, all[..limit.min(all.len())], "limit {limit}");
+    }
+}
+
+#[tokio::test]
 async fn corrupt_records_are_errors_not_panics() {
     let server = server();
     let mut conn = connect(&server).await;

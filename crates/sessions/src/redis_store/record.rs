@@ -161,13 +161,18 @@ pub(super) fn decode(user_id: &str, id: &SessionId, raw: &[u8]) -> Result<Sessio
     Ok(session)
 }
 
-/// The stored expiry of a record, as the scripts read it; `None` when too short to hold one.
-#[cfg(test)]
-pub(super) fn expires_at(raw: &[u8]) -> Option<i64> {
-    let bytes: [u8; 6] = raw.get(1..7)?.try_into().ok()?;
-    let mut wide = [0u8; 8];
-    wide[2..].copy_from_slice(&bytes);
-    Some(i64::from_be_bytes(wide))
+/// `(expires_at, last_seen_at)` in unix ms, read without decoding the rest: what the admin
+/// listing needs to pass over records that cannot make its cut. `None` when the record is not
+/// readable that far (a full [`decode`] then reports why).
+pub(super) fn peek(raw: &[u8]) -> Option<(i64, i64)> {
+    if raw.first() != Some(&VERSION) {
+        return None;
+    }
+    let mut r = Reader { raw, pos: 1 };
+    let expires = r.time().ok()?;
+    let created = r.time().ok()?;
+    let last_seen = created.checked_add(r.signed().ok()?)?;
+    Some((expires, last_seen))
 }
 
 fn time_field(time: DateTime<Utc>) -> Result<i64, StoreError> {
@@ -320,7 +325,10 @@ mod tests {
         for session in cases {
             let raw = encode(&session).unwrap();
             assert_eq!(raw[0], VERSION);
-            assert_eq!(expires_at(&raw), Some(millis(session.expires_at())));
+            assert_eq!(
+                peek(&raw),
+                Some((millis(session.expires_at()), millis(session.last_seen_at)))
+            );
             let back = decode("u", &session.id, &raw).unwrap();
             assert_eq!(back, session);
         }
@@ -348,6 +356,8 @@ mod tests {
     fn every_truncation_and_garbage_is_corrupt_not_a_panic() {
         let s = sample_session("u", at(1_700_000_000_000));
         let raw = encode(&s).unwrap();
+        assert_eq!(peek(&raw[..13]), None);
+        assert_eq!(peek(&[]), None);
         for len in 0..raw.len() {
             assert!(
                 matches!(decode("u", &s.id, &raw[..len]), Err(StoreError::Corrupt(_))),
