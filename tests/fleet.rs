@@ -167,10 +167,10 @@ async fn a_fleet_behind_haproxy_shares_keys_and_sessions() {
         "revoked on node1, refused by node2 on the next request"
     );
 
-    // Deleting the session's keys in Redis signs the user out (the store is the truth).
+    // Deleting the user's sessions hash in Redis signs the user out (the store is the truth).
     let keys = fleet
         .redis
-        .redis_cli(&["--scan", "--pattern", "ringfence:*:s:*"])
+        .redis_cli(&["--scan", "--pattern", "ringfence:{u:*"])
         .unwrap();
     assert!(
         !keys.trim().is_empty(),

@@ -94,7 +94,7 @@ async fn a_node_serves_through_tls_redis_with_an_acl_user() {
         .redis_cli(&["--scan", "--pattern", "ringfence:*"])
         .unwrap();
     assert!(keys.contains("{keyring}"), "{keys}");
-    assert!(keys.contains(":s:"), "{keys}");
+    assert!(keys.contains("ringfence:{u:"), "{keys}");
 
     // The admin tools take the same flags.
     let listed = run(

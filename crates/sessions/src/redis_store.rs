@@ -33,9 +33,9 @@
 //! | 2 | 272 | 0.2 | **272** | 204 | 620 |
 //! | 5 | 232 | 0.2 | **232** | 171 | 549 |
 //!
-//! At one session per user the hash is 48 bytes of key name (36 characters), the key's entries in
-//! the keyspace and expiry tables, a small hash table, and one entry: the 16-byte field and the
-//! 119-byte record in a 128-byte allocation. The count keys hold a few fields per second of
+//! At one session per user the 360 bytes are the key name (36 characters in a 48-byte
+//! allocation), the key's entries in the keyspace and expiry tables, a small hash table, and one
+//! entry: the 16-byte field and the 119-byte record in a 128-byte allocation. The count keys hold a few fields per second of
 //! expiry, not per session: shared out, well under a byte per session once more than a few
 //! hundred sessions are active (they were all created in the same second here; real traffic
 //! spreads them over one idle timeout: with 30 minutes, at most about 60 minute fields and 3,600

@@ -24,6 +24,9 @@
 //! year 10889. An address is kept in binary only when it prints back to exactly the stored text
 //! (`203.0.113.7`, `2001:db8::7`); anything else (a zone id, a non-canonical form) stays text, so
 //! every record round-trips exactly.
+//!
+//! The scripts prune any field that does not start with version 2 and a full header, so another
+//! record format is a new layout (new keys), not a new version byte under the same keys.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
