@@ -19,19 +19,15 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderName, HeaderValue};
+use axum::http::HeaderValue;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use tower::ServiceBuilder;
-use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use state::{AppState, Readiness};
 
 /// Largest request body accepted (forms and JSON are tiny; anything bigger is refused `413`).
 pub const BODY_LIMIT: usize = 64 * 1024;
-
-/// The content security policy of every page: no inline scripts, no framing, forms only to us.
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Every route of the contract, with the ringfence layer, body limit and common headers.
 pub fn router(state: AppState) -> Router {
@@ -73,37 +69,15 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         // One composite layer: every `Router::layer` call wraps each route in another boxed
-        // service that axum clones per request, so eight separate calls cost eight nested
-        // clones on every request (about a third of `/healthz`). `track_requests` sits inside:
-        // it reads the `MatchedPath` the router sets per route.
+        // service that axum clones per request. `finish_requests` sits inside the router (a
+        // route layer, not around the router) because it reads the `MatchedPath` set per route.
         .layer(
             ServiceBuilder::new()
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("no-store"),
-                ))
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::X_FRAME_OPTIONS,
-                    HeaderValue::from_static("DENY"),
-                ))
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::REFERRER_POLICY,
-                    HeaderValue::from_static("same-origin"),
-                ))
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::X_CONTENT_TYPE_OPTIONS,
-                    HeaderValue::from_static("nosniff"),
-                ))
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::CONTENT_SECURITY_POLICY,
-                    HeaderValue::from_static(CSP),
-                ))
-                .layer(SetResponseHeaderLayer::overriding(
-                    HeaderName::from_static("x-ringfence-node"),
-                    node,
-                ))
                 .layer(DefaultBodyLimit::max(BODY_LIMIT))
-                .layer(axum::middleware::from_fn(ops::track_requests)),
+                .layer(axum::middleware::from_fn_with_state(
+                    ops::common_headers(node),
+                    ops::finish_requests,
+                )),
         );
     app.with_state(state)
 }

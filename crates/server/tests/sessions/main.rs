@@ -7,6 +7,7 @@ mod admin;
 mod cap;
 mod devices;
 mod harness;
+mod headers;
 mod password;
 mod redis_commands;
 mod revocation;
