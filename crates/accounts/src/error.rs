@@ -33,6 +33,13 @@ pub enum AccountError {
     /// The account does not exist (any more).
     #[error("no such account")]
     UserNotFound,
+    /// Every password-hashing thread stayed busy for longer than the hasher waits
+    /// ([`crate::HASH_QUEUE_LIMIT`]): the node is saturated. HTTP `503` with a `Retry-After`;
+    /// nothing was checked or changed.
+    #[error(
+        "the server is too busy to check passwords right now; please try again in a few seconds"
+    )]
+    Busy,
     /// A backing store (users or sessions) is unreachable; HTTP `503`.
     #[error("the account service is temporarily unavailable ({0})")]
     Store(String),
@@ -59,6 +66,7 @@ impl AccountError {
             AccountError::Throttled { .. } => "too_many_attempts",
             AccountError::CurrentPasswordIncorrect => "current_password_incorrect",
             AccountError::UserNotFound => "user_not_found",
+            AccountError::Busy => "busy",
             AccountError::Store(_) => "store_unavailable",
             AccountError::Corrupt(_) => "corrupt_data",
             AccountError::InvalidConfig(_) => "invalid_config",
@@ -81,14 +89,19 @@ impl AccountError {
     }
 
     /// For [`AccountError::Throttled`], the wait in whole seconds, rounded up and at least 1
-    /// (the value of an HTTP `Retry-After` header); `None` for every other error.
+    /// (the value of an HTTP `Retry-After` header); for [`AccountError::Busy`], a few seconds;
+    /// `None` for every other error.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             AccountError::Throttled { retry_after } => Some(whole_seconds(*retry_after)),
+            AccountError::Busy => Some(BUSY_RETRY_AFTER_SECS),
             _ => None,
         }
     }
 }
+
+/// What a client told [`AccountError::Busy`] waits before trying again.
+const BUSY_RETRY_AFTER_SECS: u64 = 5;
 
 /// Rounded up, at least 1: a client told to come back in 0 s would come back too early.
 fn whole_seconds(d: chrono::Duration) -> u64 {

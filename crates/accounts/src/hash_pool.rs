@@ -73,7 +73,12 @@ impl HashPool {
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
-            // The caller may have gone away (request cancelled): nothing to report then.
+            // A caller that gave up while the job queued (request cancelled, timed out) needs no
+            // hash: under load, computing it anyway would spend the CPU on answers nobody reads.
+            if reply.is_closed() {
+                return;
+            }
+            // The caller may also go away while it runs: nothing to report then.
             let _ = reply.send(work());
         });
         self.jobs
@@ -159,6 +164,26 @@ mod tests {
         assert_eq!(same.run(current).await.unwrap(), normal);
         // The caller's own thread is untouched.
         assert_eq!(current(), normal);
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_caller_left_is_skipped() {
+        let pool = Arc::new(HashPool::new(1, HashPriority::Normal));
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Occupy the only thread, queue a job, abandon it, then free the thread.
+        let occupier = Arc::clone(&pool);
+        let busy = tokio::spawn(async move { occupier.run(move || hold.recv().is_ok()).await });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let flag = Arc::clone(&ran);
+        let abandoned = pool.run(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+        let abandoned = tokio::time::timeout(std::time::Duration::from_millis(50), abandoned);
+        assert!(abandoned.await.is_err(), "still queued behind the busy job");
+        release.send(()).unwrap();
+        assert!(busy.await.unwrap().unwrap());
+        // The thread takes the next job only after the abandoned one: it ran by then, or not.
+        assert_eq!(pool.run(|| 1).await.unwrap(), 1);
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[tokio::test]

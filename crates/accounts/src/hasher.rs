@@ -3,8 +3,10 @@
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use std::cell::RefCell;
+
+use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use tokio::sync::{OnceCell, Semaphore};
@@ -42,6 +44,10 @@ impl Default for Argon2Params {
         Self::OWASP
     }
 }
+
+/// The longest a hash waits for a free hashing thread, and then for its result, before the
+/// caller gets [`AccountError::Busy`].
+pub const HASH_QUEUE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Stored hashes asking for more memory than this are treated as corrupt rather than verified:
 /// a damaged or planted row must not make one sign-in allocate gigabytes.
@@ -150,34 +156,47 @@ impl PasswordHasher {
 
     /// Runs `work` on a hashing thread once a permit is free. The permit moves into the
     /// closure, so it is held until the hash is done even if the caller's future is dropped.
+    ///
+    /// A caller waits at most [`HASH_QUEUE_LIMIT`] for a thread: the hashing threads run at a
+    /// background priority, so on a CPU saturated by other work they may make little progress,
+    /// and a sign-in should then fail fast with [`AccountError::Busy`] (`503`, `Retry-After`)
+    /// rather than hold its connection open indefinitely.
     async fn run<T, F>(&self, work: F) -> Result<T, AccountError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let permit = Arc::clone(&self.inner.semaphore)
-            .acquire_owned()
+        let acquire = Arc::clone(&self.inner.semaphore).acquire_owned();
+        let permit = tokio::time::timeout(HASH_QUEUE_LIMIT, acquire)
             .await
+            .map_err(|_| {
+                tracing::warn!(
+                    wait_s = HASH_QUEUE_LIMIT.as_secs(),
+                    "every password hashing thread stayed busy; answering busy"
+                );
+                AccountError::Busy
+            })?
             .map_err(|_| AccountError::Internal("password hasher shut down".to_owned()))?;
-        self.inner
-            .pool
-            .run(move || {
-                let out = work();
-                drop(permit);
-                out
-            })
+        let hashing = self.inner.pool.run(move || {
+            let out = work();
+            drop(permit);
+            out
+        });
+        // The same bound once the hash is handed over: a thread starved of CPU answers busy
+        // rather than never (the hash finishes on its own; its permit is held until then).
+        tokio::time::timeout(HASH_QUEUE_LIMIT, hashing)
             .await
+            .map_err(|_| AccountError::Busy)?
     }
 
     /// Hashes a password with a fresh random salt; returns the PHC string
     /// (`$argon2id$v=19$m=19456,t=2,p=1$…`).
     pub async fn hash(&self, password: String) -> Result<String, AccountError> {
         let argon2 = self.argon2();
+        let keep = self.inner.params.block_count();
         self.run(move || {
             let salt = SaltString::generate(&mut OsRng);
-            argon2
-                .hash_password(password.as_bytes(), &salt)
-                .map(|hash| hash.to_string())
+            hash_phc(&argon2, password.as_bytes(), &salt, keep)
                 .map_err(|e| AccountError::Internal(format!("password hashing failed: {e}")))
         })
         .await?
@@ -232,6 +251,74 @@ impl PasswordHasher {
     }
 }
 
+thread_local! {
+    /// argon2's working memory (19 MiB at the OWASP parameters), kept by each hashing thread
+    /// between hashes. Allocating and freeing it per hash takes the process's memory-map lock,
+    /// and a background-priority thread preempted while holding that lock would stall every
+    /// request thread that faults a page meanwhile; reusing it also saves the page faults.
+    static WORKING_MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on `count` blocks of working memory: the thread's kept buffer when `count` is at
+/// most `keep` (the current parameters' size), a one-off allocation otherwise, so a stored
+/// hash with unusual parameters cannot make a thread hold more memory for good.
+fn with_working_memory<T>(count: usize, keep: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
+    if count > keep {
+        return f(&mut vec![Block::default(); count]);
+    }
+    WORKING_MEMORY.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut blocks) => {
+            if blocks.len() < count {
+                blocks.resize(count, Block::default());
+            }
+            f(&mut blocks[..count])
+        }
+        // Not reachable (nothing hashes re-entrantly), but never a panic.
+        Err(_) => f(&mut vec![Block::default(); count]),
+    })
+}
+
+/// argon2's raw hash of `password` with `salt` into an `Output` of the parameters' length.
+fn raw_hash(
+    argon2: &Argon2<'_>,
+    params: &Params,
+    password: &[u8],
+    salt: &[u8],
+    keep: usize,
+) -> argon2::password_hash::Result<Output> {
+    let len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    with_working_memory(params.block_count(), keep, |blocks| {
+        Output::init_with(len, |out| {
+            argon2
+                .hash_password_into_with_memory(password, salt, out, blocks)
+                .map_err(argon2::password_hash::Error::from)
+        })
+    })
+}
+
+/// The PHC string of `password` under `argon2` with `salt`, exactly as
+/// `argon2::PasswordHasher::hash_password` writes it, but on the thread's kept memory.
+fn hash_phc(
+    argon2: &Argon2<'_>,
+    password: &[u8],
+    salt: &SaltString,
+    keep: usize,
+) -> argon2::password_hash::Result<String> {
+    let salt = salt.as_salt();
+    let mut salt_bytes = [0u8; Salt::MAX_LENGTH];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes)?;
+    let params = argon2.params();
+    let output = raw_hash(argon2, params, password, salt_bytes, keep)?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params)?,
+        salt: Some(salt),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
+}
+
 fn verify_blocking(
     password: &str,
     phc: &str,
@@ -252,12 +339,25 @@ fn verify_blocking(
         .unwrap_or_default();
     // The verifier takes algorithm, version and parameters from the stored hash, so old hashes
     // keep verifying after the current parameters change.
-    let verifier = Argon2::new(algorithm, version, stored.clone());
-    let valid = match verifier.verify_password(password.as_bytes(), &hash) {
-        Ok(()) => true,
-        Err(argon2::password_hash::Error::Password) => false,
-        Err(e) => return Err(corrupt(&e.to_string())),
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+        return Err(corrupt("no salt or no hash"));
     };
+    let mut salt_bytes = [0u8; Salt::MAX_LENGTH];
+    let salt_bytes = salt
+        .decode_b64(&mut salt_bytes)
+        .map_err(|e| corrupt(&e.to_string()))?;
+    // `stored` carries the stored hash's own output length (and any keyid/data); the result
+    // is compared in constant time (`Output`'s equality is).
+    let verifier = Argon2::new(algorithm, version, stored.clone());
+    let computed = raw_hash(
+        &verifier,
+        &stored,
+        password.as_bytes(),
+        salt_bytes,
+        current.block_count(),
+    )
+    .map_err(|e| corrupt(&e.to_string()))?;
+    let valid = computed == expected;
     let needs_rehash = algorithm != Algorithm::Argon2id
         || version != Version::V0x13
         || stored.m_cost() != current.m_cost()
@@ -273,6 +373,8 @@ fn verify_blocking(
 
 #[cfg(test)]
 mod tests {
+    use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+
     use super::*;
 
     /// Tests use the production parameters: argon2 is built with opt-level 3 even in debug.
@@ -299,6 +401,54 @@ mod tests {
         // Fresh salt every time.
         let again = h.hash("correct horse battery staple".into()).await.unwrap();
         assert_ne!(phc, again);
+    }
+
+    #[tokio::test]
+    async fn strings_are_the_argon2_crates_own_both_ways() {
+        let h = hasher();
+        let password = "correct horse battery staple";
+        // Ours, checked by the argon2 crate's own verifier.
+        let ours = h.hash(password.into()).await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .unwrap();
+        // The argon2 crate's, with the same salt: the same string; and checked by us.
+        let salt = SaltString::from_b64(parsed.salt.unwrap().as_str()).unwrap();
+        let theirs = h
+            .argon2()
+            .hash_password(password.as_bytes(), &salt)
+            .unwrap()
+            .to_string();
+        assert_eq!(theirs, ours);
+        let v = h.verify(password.into(), theirs).await.unwrap();
+        assert!(v.valid && !v.needs_rehash);
+    }
+
+    #[test]
+    fn working_memory_is_kept_only_up_to_the_current_size() {
+        with_working_memory(8, 16, |b| assert_eq!(b.len(), 8));
+        with_working_memory(16, 16, |b| assert_eq!(b.len(), 16));
+        WORKING_MEMORY.with(|m| assert_eq!(m.borrow().len(), 16));
+        with_working_memory(64, 16, |b| assert_eq!(b.len(), 64));
+        WORKING_MEMORY.with(|m| assert_eq!(m.borrow().len(), 16));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_saturated_hasher_answers_busy_instead_of_waiting_forever() {
+        let h =
+            PasswordHasher::with_priority(Argon2Params::OWASP, 1, HashPriority::Normal).unwrap();
+        // The only thread is held by a job that ends when told to.
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let holder = h.clone();
+        let held = tokio::spawn(async move { holder.run(move || hold.recv().is_ok()).await });
+        tokio::task::yield_now().await;
+        // With time paused, the runtime skips ahead to the limit as soon as it is idle.
+        let result = h.hash("correct horse battery staple".into()).await;
+        assert!(matches!(result, Err(AccountError::Busy)), "{result:?}");
+        assert_eq!(AccountError::Busy.retry_after_secs(), Some(5));
+        release.send(()).unwrap();
+        let _ = held.await.unwrap();
     }
 
     #[tokio::test]

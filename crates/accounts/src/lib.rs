@@ -53,9 +53,9 @@ pub use database::{Database, ACQUIRE_TIMEOUT, CONNECT_TIMEOUT, SQLITE_BUSY_TIMEO
 pub use email::{Email, MAX_EMAIL_LEN, MAX_LOCAL_LEN};
 pub use error::AccountError;
 pub use hash_pool::HashPriority;
-pub use hasher::{Argon2Params, PasswordHasher, Verification};
+pub use hasher::{Argon2Params, PasswordHasher, Verification, HASH_QUEUE_LIMIT};
 pub use policy::{common_password_count, is_common_password, PasswordPolicy, PasswordRejection};
-pub use service::{Accounts, REGISTRATIONS_METRIC, SIGN_IN_METRIC};
+pub use service::{Accounts, CLOCK_SKEW_ALLOWANCE, REGISTRATIONS_METRIC, SIGN_IN_METRIC};
 pub use sql::{PostgresUserStore, SqliteUserStore};
 pub use store::{User, UserRecord, UserStore, UserStoreError};
 pub use throttle::{

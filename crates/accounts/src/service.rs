@@ -14,6 +14,9 @@ use crate::{
     ThrottlePolicy, User, UserRecord, UserStore,
 };
 
+/// How far apart two nodes' clocks may be for [`Accounts::session_user`]'s freshness rule.
+pub const CLOCK_SKEW_ALLOWANCE: chrono::Duration = chrono::Duration::seconds(1);
+
 /// Counter of sign-in attempts, labelled `result="ok"`, `result="invalid"` or
 /// `result="throttled"`.
 pub const SIGN_IN_METRIC: &str = "ringfence_sign_in_total";
@@ -395,14 +398,21 @@ impl Accounts {
     /// The account a signed-in request acts for: the hot path of every authenticated request.
     ///
     /// A copy this node read within the cache's time to live ([`Accounts::with_user_cache_ttl`])
-    /// is reused, but only one read at or after `session.created_at`: privilege changes end
-    /// the user's sessions once stored, so every session still alive began after the last
-    /// change, and a copy read after it began is current in everything that matters. Clocks
-    /// of the nodes must be in NTP sync for that comparison, as for session expiry.
+    /// is reused, but only one read at least [`CLOCK_SKEW_ALLOWANCE`] after `session.created_at`:
+    /// privilege changes end the user's sessions once stored, so every session still alive
+    /// began after the last change, and a copy read after it began is current in everything
+    /// that matters (the first second of a session always reads the store). What it does not
+    /// cover: a change stored without ending the sessions (say `users set-admin` stored the
+    /// flag but could not reach the session store, and said so) reaches a node's requests
+    /// within the time to live; node clocks more than the allowance apart. Keep nodes in NTP
+    /// sync, as session expiry also requires.
     pub async fn session_user(&self, session: &Session) -> Result<Option<User>, AccountError> {
         let cache = &self.inner.cache;
         let now = self.inner.clock.now();
-        if let Some(user) = cache.get(&session.user_id, session.created_at, now) {
+        // `created_at` comes from the clock of the node that started the session, `read_at`
+        // from this one: the margin absorbs clocks up to that far apart.
+        let fresh_since = session.created_at + CLOCK_SKEW_ALLOWANCE;
+        if let Some(user) = cache.get(&session.user_id, fresh_since, now) {
             return Ok(Some(user));
         }
         // Stamped before the read: the copy is at least this fresh.

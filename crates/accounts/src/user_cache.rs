@@ -70,9 +70,16 @@ impl UserCache {
         if self.ttl <= Duration::zero() {
             return None;
         }
-        let entries = self.lock();
+        let mut entries = self.lock();
         let entry = entries.get(id)?;
-        let usable = entry.read_at >= fresh_since && now - entry.read_at < self.ttl;
+        let age = now - entry.read_at;
+        if age < Duration::zero() {
+            // Read "in the future": this node's clock stepped back since. Its age cannot be
+            // known, so it is not used, and dropped.
+            entries.remove(id);
+            return None;
+        }
+        let usable = entry.read_at >= fresh_since && age < self.ttl;
         usable.then(|| entry.user.clone())
     }
 
@@ -131,6 +138,10 @@ mod tests {
         // never sees the older copy.
         assert!(cache.get("a", t0 + ms(1), t0 + ms(2)).is_none());
         assert!(cache.get("b", t0, t0).is_none());
+        // The clock stepped back: a copy read "later" than now is never used.
+        assert!(cache.get("a", t0, t0 - ms(1)).is_none());
+        assert!(cache.get("a", t0, t0).is_none(), "and dropped");
+        cache.put(&user("a", true), t0);
         cache.forget("a");
         assert!(cache.get("a", t0, t0).is_none());
     }

@@ -95,6 +95,7 @@ impl From<AccountError> for ApiError {
             }
             AccountError::CurrentPasswordIncorrect => StatusCode::FORBIDDEN,
             AccountError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AccountError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             AccountError::Store(_)
             | AccountError::Corrupt(_)
             | AccountError::InvalidConfig(_)
