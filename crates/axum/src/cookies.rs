@@ -31,8 +31,13 @@ impl CookieNames {
 const HOST_PREFIX: &str = "__Host-";
 
 /// Reads cookies by base name in one pass over the `Cookie` headers, each preferring its
-/// `__Host-` form, then the first plain one. Values longer than [`MAX_COOKIE_VALUE`] and
-/// malformed pairs are skipped.
+/// `__Host-` form, then the first plain one; with `host_only` (requests over HTTPS, where
+/// ringfence only ever sets `__Host-` cookies) only the `__Host-` form counts. Values longer
+/// than [`MAX_COOKIE_VALUE`] and malformed pairs are skipped.
+///
+/// Why `host_only`: a plain-named cookie can be planted by a sibling subdomain or over plain
+/// HTTP; on HTTPS, accepting it when no `__Host-` cookie is present would let an attacker sign
+/// a visitor into the attacker's own session (login CSRF).
 ///
 /// A plain scan rather than a general cookie parser: this runs on every request and only two
 /// names matter, so nothing is allocated or decoded for the others. Values are taken as sent
@@ -41,6 +46,7 @@ const HOST_PREFIX: &str = "__Host-";
 pub(crate) fn read<'h, const N: usize>(
     headers: &'h HeaderMap,
     bases: [&str; N],
+    host_only: bool,
 ) -> [Option<&'h str>; N] {
     let mut host: [Option<&str>; N] = [None; N];
     let mut plain: [Option<&str>; N] = [None; N];
@@ -61,6 +67,7 @@ pub(crate) fn read<'h, const N: usize>(
             }
             let (slots, name) = match name.strip_prefix(HOST_PREFIX) {
                 Some(base) => (&mut host, base),
+                None if host_only => continue,
                 None => (&mut plain, name),
             };
             if let Some(i) = bases.iter().position(|base| *base == name) {
@@ -116,7 +123,8 @@ mod tests {
 
     #[test]
     fn reading_prefers_host_prefix_and_ignores_oversized() {
-        let read_one = |headers: &HeaderMap| read(headers, [SESSION_COOKIE])[0].map(str::to_owned);
+        let read_one =
+            |headers: &HeaderMap| read(headers, [SESSION_COOKIE], false)[0].map(str::to_owned);
         let mut headers = HeaderMap::new();
         headers.insert(
             header::COOKIE,
@@ -151,14 +159,19 @@ mod tests {
         );
         // Earlier plain values win over later plain ones; a __Host- one wins over both.
         assert_eq!(
-            read(&headers, [SESSION_COOKIE, CSRF_COOKIE, "absent"]),
+            read(&headers, [SESSION_COOKIE, CSRF_COOKIE, "absent"], false),
             [Some("s1"), Some("c2"), None]
+        );
+        // Over HTTPS only the __Host- forms count: a planted plain cookie is ignored.
+        assert_eq!(
+            read(&headers, [SESSION_COOKIE, CSRF_COOKIE], true),
+            [None, Some("c2")]
         );
         // An empty value is a value (a cleared cookie the browser still sends).
         headers.insert(
             header::COOKIE,
             HeaderValue::from_static("ringfence_session="),
         );
-        assert_eq!(read(&headers, [SESSION_COOKIE]), [Some("")]);
+        assert_eq!(read(&headers, [SESSION_COOKIE], false), [Some("")]);
     }
 }

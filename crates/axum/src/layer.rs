@@ -93,7 +93,7 @@ impl Ringfence {
     async fn authenticate(&self, parts: &axum::http::request::Parts) -> (RequestAuth, bool) {
         let (client, secure) = client_info(parts, &self.inner.trusted_proxies);
         let [session_cookie, anon_cookie] =
-            cookies::read(&parts.headers, [SESSION_COOKIE, CSRF_COOKIE]);
+            cookies::read(&parts.headers, [SESSION_COOKIE, CSRF_COOKIE], secure);
         let state = match session_cookie {
             None => crate::SessionState::Anonymous,
             Some(value) => RequestAuth::state_from(self.inner.sessions.resolve(value).await),
