@@ -99,7 +99,8 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<String>,
-    /// Most concurrent sessions per user; signing in beyond it ends the oldest (off by default).
+    /// Most concurrent sessions per user; signing in beyond it ends the oldest (default and
+    /// ceiling: 1,000).
     #[arg(long, env = "RINGFENCE_MAX_SESSIONS_PER_USER")]
     pub max_sessions_per_user: Option<u32>,
     /// How long a key protects new payloads (at least 7 days).

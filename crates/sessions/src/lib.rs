@@ -27,7 +27,7 @@ pub use device::{cap_user_agent, device_label, ClientInfo, MAX_IP_LEN, MAX_USER_
 pub use id::{SessionId, SessionSecret, ID_BYTES, SECRET_LEN};
 pub use manager::{
     ResolveError, SessionConfig, SessionManager, StartedSession, EVENTS_METRIC,
-    MAX_COOKIE_VALUE_LEN, SESSION_PURPOSE,
+    MAX_COOKIE_VALUE_LEN, SESSION_CEILING, SESSION_PURPOSE,
 };
 pub use redis_store::RedisSessionStore;
 pub use session::{Session, SessionCounts};

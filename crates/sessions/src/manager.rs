@@ -36,7 +36,8 @@ pub struct SessionConfig {
     /// one store write per that interval instead of one per request. The price: the idle
     /// timeout is honoured to within that interval. 0 is treated as 1.
     pub renewal_fraction: u32,
-    /// Most active sessions a user may have; signing in beyond it ends the oldest ones.
+    /// Most active sessions a user may have; signing in beyond it ends the oldest ones. `None`
+    /// (the default) still stops at [`SESSION_CEILING`].
     pub max_sessions_per_user: Option<u32>,
     /// Recorded in each session this node creates ("which node signed me in").
     pub node_name: String,
@@ -56,7 +57,19 @@ impl Default for SessionConfig {
     }
 }
 
+/// The most sessions one user can hold whatever the configuration: beyond it, signing in ends
+/// the oldest. No person has a thousand devices; without a ceiling one account signing in in a
+/// loop could grow its per-user data without bound, and every write for that user (a Lua script
+/// over the user's hash on Redis) would cost time proportional to it, for every node.
+pub const SESSION_CEILING: u32 = 1000;
+
 impl SessionConfig {
+    /// The cap actually applied: the configured one, at most [`SESSION_CEILING`].
+    pub fn effective_cap(&self) -> u32 {
+        self.max_sessions_per_user
+            .map_or(SESSION_CEILING, |cap| cap.min(SESSION_CEILING))
+    }
+
     /// The least time between two renewals of one session.
     pub fn renewal_interval(&self) -> Duration {
         let fraction = i32::try_from(self.renewal_fraction.max(1)).unwrap_or(i32::MAX);
@@ -205,7 +218,7 @@ impl SessionManager {
         let evicted = self
             .inner
             .store
-            .insert(&session, config.max_sessions_per_user, now)
+            .insert(&session, Some(config.effective_cap()), now)
             .await?;
         event("created", &session.id, user_id);
         for id in &evicted {
@@ -368,6 +381,8 @@ mod tests {
         touches: AtomicUsize,
         /// Plays a sign-out from another node landing between a request's read and its renewal.
         revoke_before_touch: std::sync::atomic::AtomicBool,
+        /// The cap the last insert was given.
+        last_cap: std::sync::Mutex<Option<u32>>,
     }
 
     #[async_trait]
@@ -378,6 +393,7 @@ mod tests {
             cap: Option<u32>,
             now: DateTime<Utc>,
         ) -> Result<Vec<SessionId>, StoreError> {
+            *self.last_cap.lock().unwrap_or_else(|p| p.into_inner()) = cap;
             self.inner.insert(session, cap, now).await
         }
         async fn get(
@@ -474,6 +490,7 @@ mod tests {
             inner,
             touches: AtomicUsize::new(0),
             revoke_before_touch: Default::default(),
+            last_cap: Default::default(),
         });
         // An odd sub-millisecond start proves times are normalised to the stores' precision.
         let start = DateTime::parse_from_rfc3339("2025-03-01T08:00:00.123456789Z")
@@ -780,6 +797,24 @@ mod tests {
         ));
         f.manager.resolve(&second.cookie_value).await.unwrap();
         f.manager.resolve(&third.cookie_value).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn every_insert_is_capped_at_most_at_the_ceiling() {
+        for (configured, applied) in [
+            (None, SESSION_CEILING),
+            (Some(3), 3),
+            (Some(SESSION_CEILING + 5), SESSION_CEILING),
+        ] {
+            let f = fixture(SessionConfig {
+                max_sessions_per_user: configured,
+                ..SessionConfig::default()
+            })
+            .await;
+            f.manager.start("u", &firefox()).await.unwrap();
+            let cap = *f.store.last_cap.lock().unwrap();
+            assert_eq!(cap, Some(applied), "{configured:?}");
+        }
     }
 
     #[tokio::test]

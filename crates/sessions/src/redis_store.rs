@@ -641,7 +641,10 @@ impl<C: KeyScan> SessionStore for RedisSessionStore<C> {
                     Ok::<_, StoreError>(raw.map(|raw| (user_id, raw)))
                 });
                 for (user_id, raw) in try_join_all(fetches).await?.into_iter().flatten() {
-                    let session = record::decode(user_id, id, &raw)?;
+                    // One damaged record must not hide every other from the admin tools.
+                    let Some(session) = decoded_or_logged(user_id, id, &raw) else {
+                        continue;
+                    };
                     if session.is_active(now) {
                         return Ok(Some(session));
                     }
@@ -676,14 +679,19 @@ impl<C: KeyScan> SessionStore for RedisSessionStore<C> {
                                 continue;
                             }
                         }
-                        let id = id_from_field(&field)?;
-                        let session = record::decode(user_id, &id, &raw)?;
+                        let Ok(id) = id_from_field(&field) else {
+                            tracing::warn!(user_id = %user_id, "session store: a user hash holds a field that is not a session id; skipped");
+                            continue;
+                        };
+                        let Some(session) = decoded_or_logged(user_id, &id, &raw) else {
+                            continue;
+                        };
                         if session.is_active(now) {
                             kept.push(session);
                         }
                     }
                 }
-                if kept.len() >= 2 * limit.saturating_add(FETCH_BATCH) {
+                if kept.len() >= limit.saturating_add(FETCH_BATCH).saturating_mul(2) {
                     keep_best(&mut kept, limit);
                     // Ties on last_seen_at are ordered by id, so only strictly older ones go.
                     if kept.len() == limit {
@@ -794,6 +802,17 @@ fn bulk(value: &Value) -> Result<&[u8], StoreError> {
         other => Err(StoreError::Corrupt(format!(
             "expected a string from a session script, got {other:?}"
         ))),
+    }
+}
+
+/// Decodes a record for the admin listings; a damaged one is logged (ids only) and skipped.
+fn decoded_or_logged(user_id: &str, id: &SessionId, raw: &[u8]) -> Option<Session> {
+    match record::decode(user_id, id, raw) {
+        Ok(session) => Some(session),
+        Err(error) => {
+            tracing::warn!(user_id, session = %id, %error, "session store: unreadable session record skipped by an admin listing");
+            None
+        }
     }
 }
 

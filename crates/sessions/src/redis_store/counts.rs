@@ -145,7 +145,7 @@ pub(super) fn count_invocation(index: &str, now_ms: i64) -> ([String; 2], [Strin
 /// Applies [`Moves`]. Fields reaching exactly 0 are deleted; negative values are kept, so that
 /// two writers of one user whose calls arrive in the other order still add up (a -1 may come
 /// before its +1). Once a minute (field `t` remembers the last), index fields of minutes before
-/// the previous one are deleted: they no longer count, and sessions that simply expired leave
+/// the previous one (by the earlier of the caller's clock and Redis's `TIME`) are deleted: they no longer count, and sessions that simply expired leave
 /// their +1 behind there. The index key's expiry only ever moves later, to a minute after the
 /// latest minute key touched, so everything vanishes once nothing can count any more.
 const LUA_MOVE: &str = r#"
@@ -169,17 +169,20 @@ for k = 2, #KEYS do
   redis.call('PEXPIREAT', KEYS[k], expires)
   if expires > want then want = expires end
 end
+-- The sweep deletes counts for good, so it never goes past Redis's own clock: a node whose
+-- clock runs ahead must not drop minutes that still count for everyone else.
+local sweep = math.min(current, math.floor(tonumber(redis.call('TIME')[1]) / 60))
 -- HMGET, not HGET: commandstats then tells this apart from the hot path's HGET.
-if tonumber(redis.call('HMGET', index, 't')[1] or '0') < current then
+if tonumber(redis.call('HMGET', index, 't')[1] or '0') < sweep then
   local stale = {}
   for _, f in ipairs(redis.call('HKEYS', index)) do
     local m = tonumber(string.sub(f, 2))
-    if m and m < current - 1 then stale[#stale + 1] = f end
+    if m and m < sweep - 1 then stale[#stale + 1] = f end
   end
   for i = 1, #stale, 1000 do
     redis.call('HDEL', index, unpack(stale, i, math.min(i + 999, #stale)))
   end
-  redis.call('HSET', index, 't', current)
+  redis.call('HSET', index, 't', sweep)
 end
 local t = redis.call('PEXPIRETIME', index)
 if t == -1 or (t >= 0 and t < want) then redis.call('PEXPIREAT', index, want) end

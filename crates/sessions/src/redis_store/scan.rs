@@ -75,10 +75,15 @@ single_server_key_scan!(ConnectionManager, MultiplexedConnection);
 impl KeyScan for ClusterConnection {
     async fn scan_targets(&mut self) -> RedisResult<Vec<ScanTarget>> {
         let reply: Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(self).await?;
-        Ok(masters_from_cluster_slots(&reply)
-            .into_iter()
-            .map(ScanTarget::master_of)
-            .collect())
+        let masters = masters_from_cluster_slots(&reply);
+        if masters.is_empty() {
+            // An empty answer would make every listing report "no session" instead of failing.
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Parse,
+                "CLUSTER SLOTS named no master to scan",
+            )));
+        }
+        Ok(masters.into_iter().map(ScanTarget::master_of).collect())
     }
 
     async fn query_target(&mut self, target: &ScanTarget, cmd: &Cmd) -> RedisResult<Value> {
