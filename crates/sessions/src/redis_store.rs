@@ -613,7 +613,12 @@ impl<C: KeyScan> SessionStore for RedisSessionStore<C> {
         }
         let mut sessions = Vec::with_capacity(flat.len() / 2);
         for pair in flat.chunks_exact(2) {
-            let session = record::decode(user_id, &field_id(&pair[0])?, bulk(&pair[1])?)?;
+            // One damaged record must not take the whole "where you're signed in" page down;
+            // it is logged, left out, and still ended by "sign out everywhere else".
+            let Some(session) = decoded_or_logged(user_id, &field_id(&pair[0])?, bulk(&pair[1])?)
+            else {
+                continue;
+            };
             if session.is_active(now) {
                 sessions.push(session);
             }
@@ -805,12 +810,12 @@ fn bulk(value: &Value) -> Result<&[u8], StoreError> {
     }
 }
 
-/// Decodes a record for the admin listings; a damaged one is logged (ids only) and skipped.
+/// Decodes a record for the listings; a damaged one is logged (ids only) and skipped.
 fn decoded_or_logged(user_id: &str, id: &SessionId, raw: &[u8]) -> Option<Session> {
     match record::decode(user_id, id, raw) {
         Ok(session) => Some(session),
         Err(error) => {
-            tracing::warn!(user_id, session = %id, %error, "session store: unreadable session record skipped by an admin listing");
+            tracing::warn!(user_id, session = %id, %error, "session store: unreadable session record left out of a listing");
             None
         }
     }

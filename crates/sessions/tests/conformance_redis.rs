@@ -241,8 +241,19 @@ async fn list_all_keeps_the_most_recent_of_many() {
     }
 }
 
+/// Writes `value` into field `field` of the hash `key`, behind the store's back.
+async fn plant(conn: &mut ConnectionManager, key: &str, field: &[u8], value: &[u8]) {
+    let _: () = redis::cmd("HSET")
+        .arg(key)
+        .arg(field)
+        .arg(value)
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
-async fn corrupt_records_are_errors_not_panics() {
+async fn corrupt_records_are_errors_or_left_out_never_panics() {
     let server = server();
     let mut conn = connect(&server).await;
     let store = RedisSessionStore::new(conn.clone(), "rf:".to_owned());
@@ -254,22 +265,28 @@ async fn corrupt_records_are_errors_not_panics() {
     // A record whose header claims a far expiry but whose body is garbage.
     let mut garbage = vec![2u8, 0x0f, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0];
     garbage.extend_from_slice(b"\xff\xff\xff");
-    let _: () = redis::cmd("HSET")
-        .arg(store.user_key(&user))
-        .arg(&field[..])
-        .arg(&garbage)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    plant(&mut conn, &store.user_key(&user), &field, &garbage).await;
     assert!(matches!(
         store.get(&user, &s.id, now).await,
         Err(StoreError::Corrupt(_))
     ));
-    assert!(matches!(
-        store.list_for_user(&user, now).await,
-        Err(StoreError::Corrupt(_))
-    ));
-    // The admin listings log a damaged record and go on: one bad record hides nothing else.
+    // The listings log a damaged record and go on: one bad record hides nothing else.
+    let mine = sample_session(&user, now);
+    store.insert(&mine, None, now).await.unwrap();
+    assert_eq!(
+        store.list_for_user(&user, now).await.unwrap(),
+        vec![mine.clone()]
+    );
+    // "Sign out everywhere else" still ends it.
+    assert_eq!(
+        store
+            .remove_for_user(&user, Some(&mine.id), now)
+            .await
+            .unwrap(),
+        vec![s.id.clone()]
+    );
+    plant(&mut conn, &store.user_key(&user), &field, &garbage).await;
+    store.remove(&user, &mine.id, now).await.unwrap();
     let other_user = unique_user("intact");
     let intact = sample_session(&other_user, now);
     store.insert(&intact, None, now).await.unwrap();
@@ -277,13 +294,7 @@ async fn corrupt_records_are_errors_not_panics() {
     assert_eq!(store.find(&s.id, now).await.unwrap(), None);
     assert_eq!(store.find(&intact.id, now).await.unwrap(), Some(intact));
     // Too short to hold an expiry: the scripts prune it as expired.
-    let _: () = redis::cmd("HSET")
-        .arg(store.user_key(&user))
-        .arg(&field[..])
-        .arg("x")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    plant(&mut conn, &store.user_key(&user), &field, b"x").await;
     assert!(store.list_for_user(&user, now).await.unwrap().is_empty());
     assert_eq!(cli(&server, &["EXISTS", &store.user_key(&user)]), "0");
 }
