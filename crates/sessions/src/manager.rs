@@ -254,10 +254,21 @@ impl SessionManager {
         let store = &self.inner.store;
         let config = &self.inner.config;
         let now = self.now();
-        let mut session = store
-            .get(user_id, &id, now)
-            .await?
-            .ok_or(ResolveError::NotFound)?;
+        let found = match store.get(user_id, &id, now).await {
+            Err(StoreError::Corrupt(detail)) => {
+                // The record cannot be read, so the session cannot be checked: it ends here
+                // (the client is asked to sign in again) rather than answering 503 on every
+                // request until the damaged record expires.
+                tracing::error!(session = %id, user_id, %detail, "unreadable session record; ending the session");
+                if let Err(error) = store.remove(user_id, &id, now).await {
+                    tracing::warn!(%error, session = %id, "could not delete an unreadable session record");
+                }
+                count("revoked");
+                return Err(ResolveError::NotFound);
+            }
+            other => other?,
+        };
+        let mut session = found.ok_or(ResolveError::NotFound)?;
         if session.user_id != user_id || session.id != id || !session.is_active(now) {
             // A store handing back another session, or an expired one, breaks its contract;
             // never let that sign anyone in.
@@ -383,6 +394,8 @@ mod tests {
         revoke_before_touch: std::sync::atomic::AtomicBool,
         /// The cap the last insert was given.
         last_cap: std::sync::Mutex<Option<u32>>,
+        /// Plays a damaged record: `get` answers `Corrupt`.
+        corrupt_get: std::sync::atomic::AtomicBool,
     }
 
     #[async_trait]
@@ -402,6 +415,9 @@ mod tests {
             id: &SessionId,
             now: DateTime<Utc>,
         ) -> Result<Option<Session>, StoreError> {
+            if self.corrupt_get.load(Ordering::SeqCst) {
+                return Err(StoreError::Corrupt("test".to_owned()));
+            }
             self.inner.get(user_id, id, now).await
         }
         async fn touch(&self, session: &Session, now: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -491,6 +507,7 @@ mod tests {
             touches: AtomicUsize::new(0),
             revoke_before_touch: Default::default(),
             last_cap: Default::default(),
+            corrupt_get: Default::default(),
         });
         // An odd sub-millisecond start proves times are normalised to the stores' precision.
         let start = DateTime::parse_from_rfc3339("2025-03-01T08:00:00.123456789Z")
@@ -797,6 +814,20 @@ mod tests {
         ));
         f.manager.resolve(&second.cookie_value).await.unwrap();
         f.manager.resolve(&third.cookie_value).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_record_ends_the_session_instead_of_failing_every_request() {
+        let f = fixture(SessionConfig::default()).await;
+        let started = f.manager.start("u", &firefox()).await.unwrap();
+        f.store.corrupt_get.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            f.manager.resolve(&started.cookie_value).await,
+            Err(ResolveError::NotFound)
+        ));
+        f.store.corrupt_get.store(false, Ordering::SeqCst);
+        // Deleted, not just refused once.
+        assert!(f.manager.list("u").await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -11,7 +11,9 @@ pub enum StoreError {
     /// The backing store cannot be reached or timed out; callers answer `503`.
     #[error("session store unavailable: {0}")]
     Unavailable(String),
-    /// The store answered with data this code cannot read (a corrupt record); never a client's fault.
+    /// The store answered with data this code cannot read (a corrupt record); never a client's
+    /// fault. [`crate::SessionManager::resolve`] ends such a session rather than failing every
+    /// request that carries it.
     #[error("session store returned a malformed record: {0}")]
     Corrupt(String),
 }
