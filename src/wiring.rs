@@ -184,17 +184,21 @@ fn has_credentials(url: &str) -> bool {
 async fn connect_redis(url: &str, ca_file: Option<&Path>) -> Result<ConnectionManager, StartError> {
     let shown = redact(url);
     let invalid = |e: redis::RedisError| StartError(format!("invalid --redis URL {shown}: {e}"));
+    let info = url
+        .into_connection_info()
+        .map_err(invalid)?
+        .set_tcp_settings(tcp_settings());
     let client = if is_tls_url(url) {
         match tls_roots(ca_file)? {
             Some(root_cert) => redis::Client::build_with_tls(
-                url,
+                info,
                 TlsCertificates {
                     client_tls: None,
                     root_cert: Some(root_cert),
                 },
             )
             .map_err(|e| tls_setup_failure(ca_file, &e))?,
-            None => redis::Client::open(url).map_err(invalid)?,
+            None => redis::Client::open(info).map_err(invalid)?,
         }
     } else {
         if ca_file.is_some() {
@@ -202,7 +206,7 @@ async fn connect_redis(url: &str, ca_file: Option<&Path>) -> Result<ConnectionMa
                 "--redis-ca-file is for TLS, but --redis {shown} is not a rediss:// URL"
             )));
         }
-        redis::Client::open(url).map_err(invalid)?
+        redis::Client::open(info).map_err(invalid)?
     };
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(REDIS_TIMEOUT))
@@ -227,6 +231,13 @@ async fn connect_redis(url: &str, ca_file: Option<&Path>) -> Result<ConnectionMa
             "cannot reach Redis at {shown}: timed out"
         ))),
     }
+}
+
+/// Socket options of every Redis connection: `TCP_NODELAY`, so a request's command leaves at
+/// once instead of waiting (Nagle) for the previous one's acknowledgement; every authenticated
+/// request waits on one such round trip, so a delayed segment is a delayed response.
+fn tcp_settings() -> redis::io::tcp::TcpSettings {
+    redis::io::tcp::TcpSettings::default().set_nodelay(true)
 }
 
 /// A connection is made without a command when no credentials are given, so a server that
@@ -288,6 +299,7 @@ async fn connect_cluster(
     // The response timeout also bounds a whole request with its retries and MOVED/ASK
     // redirects, so the default retry count can stay (it rides out a failover or resharding).
     let mut builder = ClusterClient::builder(nodes)
+        .tcp_settings(tcp_settings())
         .connection_timeout(REDIS_TIMEOUT)
         .response_timeout(REDIS_TIMEOUT);
     if tls > 0 {

@@ -90,8 +90,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let readiness = state.readiness.clone();
+    let upkeep = state.metrics.clone().map(spawn_metrics_upkeep);
     let app = router(state);
-    axum::serve(
+    let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
@@ -100,5 +101,32 @@ pub async fn serve(
         readiness.start_draining();
         tracing::info!("draining: readiness is 503, finishing requests in flight");
     })
-    .await
+    .await;
+    if let Some(upkeep) = upkeep {
+        upkeep.abort();
+    }
+    served
+}
+
+/// How often the metrics recorder's histograms are drained (the exporter's own default).
+pub const METRICS_UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Drains the recorder's histogram samples every [`METRICS_UPKEEP_INTERVAL`].
+///
+/// A recorder installed with `PrometheusBuilder::install_recorder` (no HTTP listener of its own)
+/// leaves upkeep to the caller: without it every observation of a histogram (one per request
+/// here) stays queued until the next scrape, so memory grows with traffic on a node nobody
+/// scrapes, and the first scrape pays for all of it at once. [`serve`] runs this for the handle
+/// in its state; an app that renders the handle itself should too.
+pub fn spawn_metrics_upkeep(
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    })
 }
