@@ -178,8 +178,11 @@ pub enum SessionsCommand {
         #[arg(long)]
         user: Option<String>,
     },
-    /// Count active sessions and signed-in users.
+    /// Count active sessions and signed-in users, or one user's active sessions with --user.
     Count {
+        /// Count only this user's active sessions.
+        #[arg(long)]
+        user: Option<String>,
         /// JSON instead of text.
         #[arg(long)]
         json: bool,

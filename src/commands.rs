@@ -247,7 +247,21 @@ pub async fn sessions(services: &Services, command: SessionsCommand) -> Result<(
                 .map_err(err)?;
             println!("revoked {count} sessions of {email}");
         }
-        SessionsCommand::Count { json } => {
+        SessionsCommand::Count {
+            user: Some(email),
+            json,
+        } => {
+            let count = manager
+                .count_for_user(&user_id_of(services, &email).await?)
+                .await
+                .map_err(err)?;
+            if json {
+                println!("{}", json!({"user": email, "active_sessions": count}));
+            } else {
+                println!("active sessions of {email}: {count}");
+            }
+        }
+        SessionsCommand::Count { user: None, json } => {
             let counts = manager.counts().await.map_err(err)?;
             if json {
                 println!(

@@ -480,6 +480,80 @@ async fn health_readiness_metrics_and_node_header() {
     assert!(metrics.contains("ringfence_active_sessions"));
 }
 
+/// The value of one sample line of the Prometheus text (`name{labels} value`); `None` if absent.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_follow_sign_ins_and_sign_outs() {
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node("solo", data.path(), &[]);
+    let base = node.url();
+    let scrape = || async {
+        reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let anonymous = reqwest::Client::new();
+    register_api(&anonymous, &base, "alice@example.com").await;
+    register_api(&anonymous, &base, "bob@example.com").await;
+    let (laptop, phone, bob) = (browser(), browser(), browser());
+    login_api(
+        &laptop,
+        &base,
+        "alice@example.com",
+        "Mozilla/5.0 (X11; Linux x86_64)",
+    )
+    .await;
+    login_api(&phone, &base, "alice@example.com", "Mozilla/5.0 (iPhone)").await;
+    let bobs = login_api(&bob, &base, "bob@example.com", "curl/8").await;
+
+    let metrics = scrape().await;
+    let events = |event: &str| format!("ringfence_session_events_total{{event=\"{event}\"}}");
+    assert_eq!(
+        sample(&metrics, "ringfence_active_sessions"),
+        Some(3.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "ringfence_signed_in_users"),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(sample(&metrics, "ringfence_users"), Some(2.0), "{metrics}");
+    assert_eq!(sample(&metrics, "ringfence_ready"), Some(1.0), "{metrics}");
+    assert_eq!(sample(&metrics, &events("created")), Some(3.0), "{metrics}");
+    assert_eq!(sample(&metrics, &events("revoked")), None, "{metrics}");
+
+    let csrf = bobs["csrf_token"].as_str().unwrap();
+    let r = bob
+        .post(format!("{base}/api/v1/logout"))
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let metrics = scrape().await;
+    assert_eq!(
+        sample(&metrics, "ringfence_active_sessions"),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "ringfence_signed_in_users"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(sample(&metrics, &events("revoked")), Some(1.0), "{metrics}");
+}
+
 #[test]
 fn admin_cli_on_the_embedded_store() {
     let data = tempfile::tempdir().unwrap();

@@ -232,6 +232,25 @@ async fn cli_sees_the_fleet_state() {
     let counts: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(counts["active_sessions"], 1);
     assert_eq!(counts["signed_in_users"], 1);
+    // One user's count: the only user, so all the active sessions are theirs.
+    let store = [
+        "--redis",
+        redis.as_str(),
+        "--database",
+        &fleet._postgres.url(),
+    ];
+    let per_user = |email: &str| {
+        let mut args = vec!["sessions", "count", "--json", "--user", email];
+        args.extend_from_slice(&store);
+        cli(&args, None)
+    };
+    let (ok, out, err) = per_user("ops@example.com");
+    assert!(ok, "{err}");
+    let mine: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(mine["active_sessions"], counts["active_sessions"]);
+    assert_eq!(mine["user"], "ops@example.com");
+    let (ok, _, err) = per_user("nobody@example.com");
+    assert!(!ok && err.contains("no user"), "{err}");
     let (ok, out, _) = cli(
         &[
             "keys",

@@ -3,10 +3,12 @@
 //! Every handler is annotated for the OpenAPI document ([`crate::openapi`]), and its responses
 //! are typed structs, so the document is generated from the same code that answers.
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use ringfence_accounts::User;
 use ringfence_axum::{CsrfHeader, CurrentSession, CurrentUser, RequestAuth, CSRF_HEADER};
 use ringfence_sessions::SessionId;
 use serde::{Deserialize, Serialize};
@@ -89,6 +91,28 @@ pub struct StatsResponse {
     active_sessions: u64,
     /// Users with at least one active session.
     signed_in_users: u64,
+    /// The user asked for with `?email=`, with their own count; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<UserStats>,
+}
+
+/// One user's sessions count (`GET /api/v1/admin/stats?email=…`).
+#[derive(Serialize, ToSchema)]
+pub struct UserStats {
+    /// The user's id.
+    id: String,
+    /// The normalized e-mail address.
+    email: String,
+    /// That user's active sessions.
+    active_sessions: u64,
+}
+
+/// The query of `GET /api/v1/admin/stats`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatsQuery {
+    /// Also count this user's active sessions.
+    email: Option<String>,
 }
 
 /// Every error: `{"error":{"code","message"}}`.
@@ -276,13 +300,16 @@ pub async fn change_password(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `GET /api/v1/admin/stats`: counts, for administrators.
-#[utoipa::path(get, path = "/api/v1/admin/stats", tag = "admin",
-    responses((status = 200, body = StatsResponse), (status = 401, body = ErrorResponse),
-        (status = 403, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
+/// `GET /api/v1/admin/stats`: counts, for administrators; with `?email=` one user's too.
+#[utoipa::path(get, path = "/api/v1/admin/stats", tag = "admin", params(StatsQuery),
+    responses((status = 200, body = StatsResponse), (status = 400, body = ErrorResponse),
+        (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
+        (status = 404, body = ErrorResponse, description = "no user with that e-mail"),
+        (status = 503, body = ErrorResponse)))]
 pub async fn admin_stats(
     State(state): State<AppState>,
     current: CurrentUser,
+    query: Result<Query<StatsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     if !current.user.is_admin {
         return Err(ApiError::new(
@@ -291,14 +318,40 @@ pub async fn admin_stats(
             "administrators only",
         ));
     }
+    let Query(query) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed", &e.body_text()))?;
+    let user = match query.email.as_deref().map(str::trim) {
+        Some(email) => {
+            let (user, active_sessions) = user_session_count(&state, email).await?;
+            Some(UserStats {
+                id: user.id,
+                email: user.email,
+                active_sessions,
+            })
+        }
+        None => None,
+    };
     let users = state.ringfence.accounts().count().await?;
     let counts = state.ringfence.sessions().counts().await?;
     let body = StatsResponse {
         users,
         active_sessions: counts.active_sessions,
         signed_in_users: counts.signed_in_users,
+        user,
     };
     Ok(Json(body).into_response())
+}
+
+/// The user with this e-mail and their active sessions count; `404` when there is none.
+pub async fn user_session_count(state: &AppState, email: &str) -> Result<(User, u64), ApiError> {
+    let user = state
+        .ringfence
+        .accounts()
+        .user_by_email(email)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no user with that e-mail address"))?;
+    let count = state.ringfence.sessions().count_for_user(&user.id).await?;
+    Ok((user, count))
 }
 
 /// Whose sessions an administrator ends.

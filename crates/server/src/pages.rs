@@ -4,7 +4,8 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use ringfence_accounts::{AccountError, User};
@@ -399,6 +400,8 @@ pub async fn change_password(
 struct AdminPage {
     layout: Layout,
     notice: Option<String>,
+    /// The e-mail looked up with `?email=` and that user's active sessions.
+    lookup: Option<(String, u64)>,
     users: u64,
     active_sessions: u64,
     signed_in_users: u64,
@@ -406,12 +409,31 @@ struct AdminPage {
     keys: Vec<KeyRow>,
 }
 
-/// `GET /admin`: counts and key ring state, for admins.
+/// The admin page's query: `?email=` looks up one user's sessions count.
+#[derive(Deserialize)]
+pub struct AdminQuery {
+    email: Option<String>,
+}
+
+/// `GET /admin`: counts and key ring state, for admins; `?email=` adds one user's count.
 pub async fn admin(
     State(state): State<AppState>,
     auth: RequestAuth,
+    query: Result<Query<AdminQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    admin_page(&state, &auth, None).await
+    let Ok(Query(query)) = query else {
+        return Err(PageError::status(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "That address could not be read.",
+        ));
+    };
+    let email = query
+        .email
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
+    admin_page(&state, &auth, email, None).await
 }
 
 /// The admin form that signs a user out everywhere.
@@ -453,13 +475,14 @@ pub async fn admin_revoke_user(
             ))
         }
     };
-    admin_page(&state, &auth, Some(notice)).await
+    admin_page(&state, &auth, None, Some(notice)).await
 }
 
 async fn admin_page(
     state: &AppState,
     auth: &RequestAuth,
-    notice: Option<String>,
+    lookup_email: Option<&str>,
+    mut notice: Option<String>,
 ) -> Result<Response, PageError> {
     let (ctx, user, _) = signed_in(state, auth).await?;
     if !user.is_admin {
@@ -468,6 +491,22 @@ async fn admin_page(
             "Admins only",
             "This page is for administrators.",
         ));
+    }
+    let mut lookup = None;
+    if let Some(email) = lookup_email {
+        match crate::api::user_session_count(state, email).await {
+            Ok((found, count)) => lookup = Some((found.email, count)),
+            Err(e) if e.status() == StatusCode::NOT_FOUND => {
+                notice = Some(format!("There is no user {email}."));
+            }
+            Err(e) => {
+                return Err(PageError::status(
+                    e.status(),
+                    "Temporarily unavailable",
+                    e.message(),
+                ))
+            }
+        }
     }
     let users = state.ringfence.accounts().count().await?;
     let counts = state.ringfence.sessions().counts().await?;
@@ -483,6 +522,7 @@ async fn admin_page(
     Ok(AdminPage {
         layout: ctx.layout,
         notice,
+        lookup,
         users,
         active_sessions: counts.active_sessions,
         signed_in_users: counts.signed_in_users,

@@ -375,6 +375,62 @@ pub async fn counts_follow_expiry_and_removal<S: SessionStore>(store: &S, now: D
     assert_eq!(store.counts(later).await.unwrap(), counts(0, 0));
 }
 
+/// Per-user counts, and the global counts staying exact while expired sessions are pruned by
+/// reads, writes and counting in every order.
+pub async fn counts_per_user_and_through_pruning<S: SessionStore>(store: &S, now: DateTime<Utc>) {
+    let alice = unique_user("per-user-a");
+    let bob = unique_user("per-user-b");
+    let mut kept = Vec::new();
+    for n in 0..3 {
+        let mut s = sample_session(&alice, now);
+        if n > 0 {
+            s.idle_expires_at = now + minutes(90);
+            kept.push(s.id.clone());
+        }
+        store.insert(&s, None, now).await.unwrap();
+    }
+    let bob_first = sample_session(&bob, now); // idles out at +30
+    store.insert(&bob_first, None, now).await.unwrap();
+    let counts = |sessions, users| SessionCounts {
+        active_sessions: sessions,
+        signed_in_users: users,
+    };
+    assert_eq!(store.count_for_user(&alice, now).await.unwrap(), 3);
+    assert_eq!(store.count_for_user(&bob, now).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .count_for_user(&unique_user("nobody"), now)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.counts(now).await.unwrap(), counts(4, 2));
+
+    // At +30 one of Alice's and Bob's only session are over, before anything pruned them.
+    let later = now + minutes(30);
+    assert_eq!(store.count_for_user(&alice, later).await.unwrap(), 2);
+    assert_eq!(store.count_for_user(&bob, later).await.unwrap(), 0);
+    // Bob signs in again: his dead session goes and he is one signed-in user, not two or none.
+    let bob_again = sample_session(&bob, later);
+    store.insert(&bob_again, None, later).await.unwrap();
+    assert_eq!(store.counts(later).await.unwrap(), counts(3, 2));
+    // Counting twice at the same instant (SQLite prunes while it counts) changes nothing.
+    assert_eq!(store.counts(later).await.unwrap(), counts(3, 2));
+    assert_eq!(store.get(&bob, &bob_first.id, later).await.unwrap(), None);
+    assert_eq!(store.counts(later).await.unwrap(), counts(3, 2));
+
+    assert!(store.remove(&alice, &kept[0], later).await.unwrap());
+    assert_eq!(store.count_for_user(&alice, later).await.unwrap(), 1);
+    assert_eq!(store.counts(later).await.unwrap(), counts(2, 2));
+    store.remove_for_user(&alice, None, later).await.unwrap();
+    assert_eq!(store.count_for_user(&alice, later).await.unwrap(), 0);
+    assert_eq!(store.counts(later).await.unwrap(), counts(1, 1));
+    // Bob's new session idles out at +60: nobody is left.
+    let end = later + minutes(30);
+    assert_eq!(store.count_for_user(&bob, end).await.unwrap(), 0);
+    assert_eq!(store.counts(end).await.unwrap(), counts(0, 0));
+}
+
 /// With a cap, inserting past it evicts the user's oldest sessions by `created_at`.
 pub async fn cap_evicts_oldest<S: SessionStore>(store: &S, now: DateTime<Utc>) {
     let user = unique_user("cap");
@@ -503,6 +559,7 @@ where
     check!(remove_for_user_with_and_without_keep);
     check!(list_for_user_sorted_and_pruned);
     check!(counts_follow_expiry_and_removal);
+    check!(counts_per_user_and_through_pruning);
     check!(cap_evicts_oldest);
     check!(find_and_list_all);
     assert!(

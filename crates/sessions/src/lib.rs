@@ -16,6 +16,7 @@
 
 pub mod conformance;
 mod device;
+pub mod events;
 mod id;
 mod manager;
 pub mod redis_store;
@@ -24,10 +25,11 @@ pub mod sqlite_store;
 mod store;
 
 pub use device::{cap_user_agent, device_label, ClientInfo, MAX_IP_LEN, MAX_USER_AGENT_LEN};
+pub use events::EVENTS_METRIC;
 pub use id::{SessionId, SessionSecret, ID_BYTES, SECRET_LEN};
 pub use manager::{
-    ResolveError, SessionConfig, SessionManager, StartedSession, EVENTS_METRIC,
-    MAX_COOKIE_VALUE_LEN, SESSION_CEILING, SESSION_PURPOSE,
+    ResolveError, SessionConfig, SessionManager, StartedSession, MAX_COOKIE_VALUE_LEN,
+    SESSION_CEILING, SESSION_PURPOSE,
 };
 pub use redis_store::RedisSessionStore;
 pub use session::{Session, SessionCounts};

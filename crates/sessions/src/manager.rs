@@ -9,6 +9,7 @@ use ringfence_keyring::{KeyRing, Protector, SharedClock};
 use zeroize::Zeroizing;
 
 use crate::device::device_label;
+use crate::events::{self, Event};
 use crate::id::SECRET_LEN;
 use crate::{
     ClientInfo, Session, SessionCounts, SessionId, SessionSecret, SessionStore, StoreError,
@@ -20,9 +21,6 @@ pub const SESSION_PURPOSE: &str = "ringfence.session.v1";
 /// Longest cookie value [`SessionManager::resolve`] looks at. A real one is about 100 bytes;
 /// anything larger is refused before any decoding or cryptography.
 pub const MAX_COOKIE_VALUE_LEN: usize = 4096;
-
-/// Name of the counter of session events (label `event`: created, renewed, revoked, expired).
-pub const EVENTS_METRIC: &str = "ringfence_session_events_total";
 
 /// Session policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,10 +218,9 @@ impl SessionManager {
             .store
             .insert(&session, Some(config.effective_cap()), now)
             .await?;
-        event("created", &session.id, user_id);
+        events::session(Event::Created, &session.id, user_id);
         for id in &evicted {
-            tracing::info!(event = "revoked", reason = "cap", session = %id, user_id, "session revoked");
-            count("revoked");
+            events::session_because(Event::Revoked, "cap", id, user_id);
         }
         Ok(StartedSession {
             session,
@@ -263,7 +260,7 @@ impl SessionManager {
                 if let Err(error) = store.remove(user_id, &id, now).await {
                     tracing::warn!(%error, session = %id, "could not delete an unreadable session record");
                 }
-                count("revoked");
+                events::session_because(Event::Revoked, "unreadable", &id, user_id);
                 return Err(ResolveError::NotFound);
             }
             other => other?,
@@ -281,8 +278,8 @@ impl SessionManager {
             if let Err(error) = store.remove(user_id, &id, now).await {
                 tracing::warn!(%error, session = %id, "could not delete a session past its timeout");
             }
-            tracing::info!(event = "expired", session = %id, user_id, "session expired");
-            count("expired");
+            let reason = if absolute_over { "absolute" } else { "idle" };
+            events::session_because(Event::Expired, reason, &id, user_id);
             return Err(ResolveError::Expired);
         }
 
@@ -293,8 +290,7 @@ impl SessionManager {
                 // Revoked between our read and our write: it stays revoked.
                 return Err(ResolveError::NotFound);
             }
-            tracing::debug!(event = "renewed", session = %id, user_id, "session renewed");
-            count("renewed");
+            events::session(Event::Renewed, &id, user_id);
         }
         Ok(session)
     }
@@ -309,7 +305,7 @@ impl SessionManager {
     pub async fn end_by_id(&self, user_id: &str, id: &SessionId) -> Result<bool, StoreError> {
         let removed = self.inner.store.remove(user_id, id, self.now()).await?;
         if removed {
-            event("revoked", id, user_id);
+            events::session(Event::Revoked, id, user_id);
         }
         Ok(removed)
     }
@@ -332,7 +328,7 @@ impl SessionManager {
             .remove_for_user(user_id, keep, self.now())
             .await?;
         for id in &removed {
-            event("revoked", id, user_id);
+            events::session(Event::Revoked, id, user_id);
         }
         Ok(u64::try_from(removed.len()).unwrap_or(u64::MAX))
     }
@@ -340,6 +336,11 @@ impl SessionManager {
     /// A user's active sessions, most recently seen first.
     pub async fn list(&self, user_id: &str) -> Result<Vec<Session>, StoreError> {
         self.inner.store.list_for_user(user_id, self.now()).await
+    }
+
+    /// How many active sessions a user has (admin tools).
+    pub async fn count_for_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        self.inner.store.count_for_user(user_id, self.now()).await
     }
 
     /// Any user's active session by id (admin tools).
@@ -361,16 +362,6 @@ impl SessionManager {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.inner.store.ping().await
     }
-}
-
-fn event(event: &'static str, id: &SessionId, user_id: &str) {
-    // `id` is the hash of the secret: safe to log, useless as a cookie.
-    tracing::info!(event, session = %id, user_id, "session {event}");
-    count(event);
-}
-
-fn count(event: &'static str) {
-    metrics::counter!(EVENTS_METRIC, "event" => event).increment(1);
 }
 
 #[cfg(test)]

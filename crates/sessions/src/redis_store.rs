@@ -248,8 +248,11 @@ impl<C: KeyScan> RedisSessionStore<C> {
             invocation.arg(arg);
         }
         let mut conn = self.conn.clone();
-        if let Err(error) = invocation.invoke_async::<Value>(&mut conn).await {
-            tracing::warn!(%error, "session store: counts update failed; the counts heal when the bucket passes");
+        match invocation.invoke_async::<i64>(&mut conn).await {
+            Ok(expired) => crate::events::expired_unnamed(u64::try_from(expired).unwrap_or(0)),
+            Err(error) => {
+                tracing::warn!(%error, "session store: counts update failed; the counts heal when the bucket passes");
+            }
         }
     }
 

@@ -1,14 +1,23 @@
 //! Sessions in SQLite: the embedded, zero-setup store for a single node.
 //!
 //! SQLite is the single-node store: every node would need the same file, so a fleet uses
-//! [`crate::RedisSessionStore`] instead. That is also why [`SessionStore::counts`] here is an
-//! index range count (`COUNT(*)` over the expiry index, which also covers `user_id`) rather than
-//! a maintained counter: it is cheap at one node's scale and can never drift.
+//! [`crate::RedisSessionStore`] instead.
 //!
 //! Table `sessions` (migration `migrations/sqlite/2001_sessions.sql`): one row per session, times
 //! as INTEGER unix milliseconds, plus `expires_at = MIN(idle_expires_at, absolute_expires_at)`.
-//! The per-user index is the `(user_id)` index; expiry checks, pruning and counts use the
+//! The per-user index is the `(user_id)` index; expiry checks and pruning use the
 //! `(expires_at, user_id)` index.
+//!
+//! **Counts** (migration `2002_session_totals.sql`): table `session_totals` holds one row, the
+//! number of session rows and of distinct users with a row, kept by `AFTER INSERT` and `AFTER
+//! DELETE` triggers inside the same transaction as every change, so it cannot drift.
+//! [`SessionStore::counts`] deletes every expired row first (by the expiry index: each row is
+//! deleted once in its life, so the cost is the sessions that expired since the last count, not
+//! all of them) and then reads that row: exact to the millisecond, never a scan of the live
+//! sessions. A user's count is the `(user_id)` index range of their rows.
+//!
+//! **Expiry events**: every statement that deletes expired rows returns their ids, and each is
+//! logged and counted as `expired` ([`crate::events`]) once its transaction has committed.
 //!
 //! Every write runs in a `BEGIN IMMEDIATE` transaction: it takes the write lock up front, so two
 //! writers queue on the busy timeout instead of failing with `SQLITE_BUSY` when a read lock
@@ -24,6 +33,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
+use crate::events::{self, Event};
 use crate::{Session, SessionCounts, SessionId, SessionStore, StoreError};
 
 /// Expired rows of any user deleted per insert: enough to outpace creation (one row per
@@ -68,6 +78,28 @@ impl SqliteSessionStore {
     }
 }
 
+/// Expired rows a transaction deleted, reported once it has committed (a rolled-back
+/// transaction deleted nothing).
+#[derive(Default)]
+struct Expired(Vec<(String, String)>);
+
+impl Expired {
+    /// Commits `tx`, then logs and counts each expired session it deleted.
+    async fn commit(self, tx: sqlx::Transaction<'static, sqlx::Sqlite>) -> Result<(), StoreError> {
+        tx.commit().await.map_err(map_sqlx_error)?;
+        for (id, user_id) in &self.0 {
+            match SessionId::parse(id) {
+                Some(id) => events::session(Event::Expired, &id, user_id),
+                None => tracing::warn!(
+                    user_id,
+                    "deleted an expired session row with a malformed id"
+                ),
+            }
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl SessionStore for SqliteSessionStore {
     async fn insert(
@@ -78,16 +110,18 @@ impl SessionStore for SqliteSessionStore {
     ) -> Result<Vec<SessionId>, StoreError> {
         let now_ms = millis(now);
         let mut tx = self.begin_write().await?;
-        prune_user(&mut tx, &session.user_id, now_ms).await?;
-        sqlx::query(
+        let mut expired = Expired::default();
+        prune_user(&mut tx, &session.user_id, now_ms, &mut expired).await?;
+        let batch: Vec<(String, String)> = sqlx::query_as(
             "DELETE FROM sessions WHERE id IN \
-             (SELECT id FROM sessions WHERE expires_at <= ? LIMIT ?)",
+             (SELECT id FROM sessions WHERE expires_at <= ? LIMIT ?) RETURNING id, user_id",
         )
         .bind(now_ms)
         .bind(GLOBAL_PRUNE_BATCH)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
         .map_err(map_sqlx_error)?;
+        expired.0.extend(batch);
 
         sqlx::query(
             "INSERT INTO sessions (id, user_id, created_at, last_seen_at, idle_expires_at, \
@@ -133,7 +167,7 @@ impl SessionStore for SqliteSessionStore {
                 evicted.push(parse_id(&id)?);
             }
         }
-        tx.commit().await.map_err(map_sqlx_error)?;
+        expired.commit(tx).await?;
         Ok(evicted)
     }
 
@@ -160,15 +194,17 @@ impl SessionStore for SqliteSessionStore {
         // Found a dead row: the rare moment a read pays for a write, and it clears all of this
         // user's dead rows at once.
         let mut tx = self.begin_write().await?;
-        prune_user(&mut tx, user_id, now_ms).await?;
-        tx.commit().await.map_err(map_sqlx_error)?;
+        let mut expired = Expired::default();
+        prune_user(&mut tx, user_id, now_ms, &mut expired).await?;
+        expired.commit(tx).await?;
         Ok(None)
     }
 
     async fn touch(&self, session: &Session, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let now_ms = millis(now);
         let mut tx = self.begin_write().await?;
-        prune_user(&mut tx, &session.user_id, now_ms).await?;
+        let mut expired = Expired::default();
+        prune_user(&mut tx, &session.user_id, now_ms, &mut expired).await?;
         // The absolute expiry is the stored one: a renewal can never push it out.
         let result = sqlx::query(
             "UPDATE sessions SET last_seen_at = ?, idle_expires_at = ?, \
@@ -184,7 +220,7 @@ impl SessionStore for SqliteSessionStore {
         .execute(&mut *tx)
         .await
         .map_err(map_sqlx_error)?;
-        tx.commit().await.map_err(map_sqlx_error)?;
+        expired.commit(tx).await?;
         Ok(result.rows_affected() > 0)
     }
 
@@ -195,14 +231,15 @@ impl SessionStore for SqliteSessionStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        prune_user(&mut tx, user_id, millis(now)).await?;
+        let mut expired = Expired::default();
+        prune_user(&mut tx, user_id, millis(now), &mut expired).await?;
         let result = sqlx::query("DELETE FROM sessions WHERE id = ? AND user_id = ?")
             .bind(id.as_str())
             .bind(user_id)
             .execute(&mut *tx)
             .await
             .map_err(map_sqlx_error)?;
-        tx.commit().await.map_err(map_sqlx_error)?;
+        expired.commit(tx).await?;
         Ok(result.rows_affected() > 0)
     }
 
@@ -213,7 +250,8 @@ impl SessionStore for SqliteSessionStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<SessionId>, StoreError> {
         let mut tx = self.begin_write().await?;
-        prune_user(&mut tx, user_id, millis(now)).await?;
+        let mut expired = Expired::default();
+        prune_user(&mut tx, user_id, millis(now), &mut expired).await?;
         // An id is never empty, so "" as `keep` matches nothing and one statement serves both.
         let keep = keep.map(SessionId::as_str).unwrap_or("");
         let ids: Vec<String> =
@@ -223,7 +261,7 @@ impl SessionStore for SqliteSessionStore {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(map_sqlx_error)?;
-        tx.commit().await.map_err(map_sqlx_error)?;
+        expired.commit(tx).await?;
         ids.iter().map(|id| parse_id(id)).collect()
     }
 
@@ -234,7 +272,8 @@ impl SessionStore for SqliteSessionStore {
     ) -> Result<Vec<Session>, StoreError> {
         let now_ms = millis(now);
         let mut tx = self.begin_write().await?;
-        prune_user(&mut tx, user_id, now_ms).await?;
+        let mut expired = Expired::default();
+        prune_user(&mut tx, user_id, now_ms, &mut expired).await?;
         let query = format!(
             "SELECT {COLUMNS} FROM sessions WHERE user_id = ? AND expires_at > ? \
              ORDER BY last_seen_at DESC, id ASC"
@@ -245,8 +284,20 @@ impl SessionStore for SqliteSessionStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(map_sqlx_error)?;
-        tx.commit().await.map_err(map_sqlx_error)?;
+        expired.commit(tx).await?;
         rows.iter().map(decode).collect()
+    }
+
+    async fn count_for_user(&self, user_id: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions WHERE user_id = ? AND expires_at > ?",
+        )
+        .bind(user_id)
+        .bind(millis(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_sqlx_error)?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     async fn find(
@@ -279,15 +330,21 @@ impl SessionStore for SqliteSessionStore {
     }
 
     async fn counts(&self, now: DateTime<Utc>) -> Result<SessionCounts, StoreError> {
-        // Both counts are range scans of the covering (expires_at, user_id) index; see the
-        // module docs for why a single-node store does not maintain counters.
-        let (sessions, users): (i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), COUNT(DISTINCT user_id) FROM sessions WHERE expires_at > ?",
-        )
-        .bind(millis(now))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_sqlx_error)?;
+        // The totals count every row, so the expired ones go first (see the module docs).
+        let mut tx = self.begin_write().await?;
+        let swept: Vec<(String, String)> =
+            sqlx::query_as("DELETE FROM sessions WHERE expires_at <= ? RETURNING id, user_id")
+                .bind(millis(now))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_sqlx_error)?;
+        let (sessions, users): (i64, i64) =
+            sqlx::query_as("SELECT sessions, users FROM session_totals WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_sqlx_error)?
+                .ok_or_else(|| StoreError::Corrupt("session_totals has no row".to_owned()))?;
+        Expired(swept).commit(tx).await?;
         Ok(SessionCounts {
             active_sessions: u64::try_from(sessions).unwrap_or(0),
             signed_in_users: u64::try_from(users).unwrap_or(0),
@@ -303,19 +360,25 @@ impl SessionStore for SqliteSessionStore {
     }
 }
 
-/// Deletes the user's expired rows (the per-user half of pruning).
+/// Deletes the user's expired rows (the per-user half of pruning), noting them in `expired`.
 async fn prune_user(
     conn: &mut SqliteConnection,
     user_id: &str,
     now_ms: i64,
+    expired: &mut Expired,
 ) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM sessions WHERE user_id = ? AND expires_at <= ?")
-        .bind(user_id)
-        .bind(now_ms)
-        .execute(conn)
-        .await
-        .map(|_| ())
-        .map_err(map_sqlx_error)
+    let ids: Vec<String> = sqlx::query_scalar(
+        "DELETE FROM sessions WHERE user_id = ? AND expires_at <= ? RETURNING id",
+    )
+    .bind(user_id)
+    .bind(now_ms)
+    .fetch_all(conn)
+    .await
+    .map_err(map_sqlx_error)?;
+    expired
+        .0
+        .extend(ids.into_iter().map(|id| (id, user_id.to_owned())));
+    Ok(())
 }
 
 fn decode(row: &SqliteRow) -> Result<Session, StoreError> {

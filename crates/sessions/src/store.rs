@@ -74,6 +74,14 @@ pub trait SessionStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Vec<Session>, StoreError>;
 
+    /// How many active sessions the user has (the per-user count of the admin tools). The
+    /// default lists them; a backend with a cheaper way overrides it. Bounded by the user's
+    /// sessions (at most [`crate::SESSION_CEILING`]), never by everyone's.
+    async fn count_for_user(&self, user_id: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let sessions = self.list_for_user(user_id, now).await?;
+        Ok(u64::try_from(sessions.len()).unwrap_or(u64::MAX))
+    }
+
     /// Finds a session by id alone (admin tools); may be slower than [`SessionStore::get`].
     async fn find(&self, id: &SessionId, now: DateTime<Utc>)
         -> Result<Option<Session>, StoreError>;
@@ -82,6 +90,9 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn list_all(&self, limit: usize, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError>;
 
     /// Active sessions and signed-in users, in O(log n) or better (no scan of all sessions).
+    ///
+    /// A store may delete records that have expired by `now` while it counts (SQLite does, so
+    /// that its maintained totals hold only live rows).
     ///
     /// Resolution: SQLite counts to the millisecond; Redis counts to the second (its counters
     /// are per-second buckets, see [`crate::redis_store`]). With a whole-second `now` both are

@@ -11,6 +11,8 @@ use ringfence_sessions::conformance::{self, base_now, sample_session, unique_use
 use ringfence_sessions::{RedisSessionStore, SessionCounts, SessionStore, StoreError};
 use ringfence_testkit::{RedisOptions, RedisServer};
 
+mod common;
+
 fn server() -> RedisServer {
     RedisServer::start_with(RedisOptions {
         appendonly: false,
@@ -157,6 +159,66 @@ async fn keys_are_one_hash_per_user_and_count_buckets() {
             active_sessions: 3,
             signed_in_users: 3
         }
+    );
+}
+
+#[tokio::test]
+async fn the_count_sweep_reports_expired_sessions_once() {
+    let captured = common::Captured::start();
+    let server = server();
+    let mut conn = connect(&server).await;
+    let store = RedisSessionStore::new(conn.clone(), "sweep:".to_owned());
+    let now = base_now();
+    let minute = now.timestamp().div_euclid(60);
+    // What the counts hold after sessions expired while nobody wrote: three sessions (of two
+    // users) left in minutes that have passed, and one that was signed out in that time (its
+    // -1 met its +1, so its field is gone). Redis's own clock bounds the sweep, so the planted
+    // minutes are minutes of the real past.
+    let _: () = redis::cmd("HSET")
+        .arg(store.counts_key())
+        .arg(format!("s{}", minute - 5))
+        .arg(2)
+        .arg(format!("u{}", minute - 5))
+        .arg(1)
+        .arg(format!("s{}", minute - 3))
+        .arg(1)
+        .arg(format!("u{}", minute - 3))
+        .arg(1)
+        .arg("t")
+        .arg(minute - 6)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(captured.events("expired"), 0);
+
+    // The next write anywhere sweeps them, once.
+    store
+        .insert(&sample_session(&unique_user("sweep"), now), None, now)
+        .await
+        .unwrap();
+    assert_eq!(captured.events("expired"), 3);
+    let lines = captured.event_lines("expired", "sessions=3");
+    assert_eq!(lines.len(), 1, "{:?}", captured.log_lines());
+    store
+        .insert(&sample_session(&unique_user("sweep"), now), None, now)
+        .await
+        .unwrap();
+    assert_eq!(captured.events("expired"), 3);
+    assert_eq!(
+        store.counts(now).await.unwrap(),
+        SessionCounts {
+            active_sessions: 2,
+            signed_in_users: 2
+        }
+    );
+    let left: Vec<String> = redis::cmd("HKEYS")
+        .arg(store.counts_key())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        left.iter().all(|f| !f.ends_with(&(minute - 5).to_string())),
+        "{left:?}"
     );
 }
 

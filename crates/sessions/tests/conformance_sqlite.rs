@@ -10,6 +10,8 @@ use ringfence_sessions::{SessionStore, SqliteSessionStore, StoreError};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::SqlitePool;
 
+mod common;
+
 async fn pool(path: &Path) -> SqlitePool {
     let options = SqliteConnectOptions::new()
         .filename(path)
@@ -65,7 +67,7 @@ async fn migrate_is_idempotent_and_ignores_other_crates_versions() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(versions, vec![1, 2001]);
+    assert_eq!(versions, vec![1, 2001, 2002]);
     store.ping().await.unwrap();
 }
 
@@ -154,4 +156,79 @@ async fn corrupt_rows_and_closed_pools_are_errors_not_panics() {
         store.get("victim", &s.id, now).await,
         Err(StoreError::Unavailable(_))
     ));
+}
+
+#[tokio::test]
+async fn expired_rows_are_logged_and_counted_once_as_they_go() {
+    let captured = common::Captured::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir.path().join("expired.db")).await;
+    let now = base_now();
+    let (alice, bob) = (unique_user("exp-a"), unique_user("exp-b"));
+    let a = sample_session(&alice, now); // both idle out at +30
+    let b = sample_session(&bob, now);
+    store.insert(&a, None, now).await.unwrap();
+    store.insert(&b, None, now).await.unwrap();
+    assert_eq!(captured.events("expired"), 0);
+
+    // A request for Alice's session finds it dead and deletes it.
+    let later = now + Duration::minutes(30);
+    assert_eq!(store.get(&alice, &a.id, later).await.unwrap(), None);
+    assert_eq!(captured.events("expired"), 1);
+    assert_eq!(
+        captured.event_lines("expired", a.id.as_str()).len(),
+        1,
+        "{:?}",
+        captured.log_lines()
+    );
+    // Nobody asks for Bob's: counting deletes it.
+    assert_eq!(store.counts(later).await.unwrap().active_sessions, 0);
+    assert_eq!(captured.events("expired"), 2);
+    assert_eq!(captured.event_lines("expired", b.id.as_str()).len(), 1);
+    // Each expiry once.
+    assert_eq!(store.counts(later).await.unwrap().signed_in_users, 0);
+    assert_eq!(store.get(&alice, &a.id, later).await.unwrap(), None);
+    assert_eq!(captured.events("expired"), 2);
+    // Revocations are not expiries.
+    let c = sample_session(&alice, later);
+    store.insert(&c, None, later).await.unwrap();
+    assert!(store.remove(&alice, &c.id, later).await.unwrap());
+    assert_eq!(captured.events("expired"), 2);
+}
+
+#[tokio::test]
+async fn totals_start_from_the_rows_already_there() {
+    // A database from before the totals table: the migration counts what it holds.
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool(&dir.path().join("upgrade.db")).await;
+    let mut first = sqlx::migrate!("migrations/sqlite");
+    first.migrations.to_mut().retain(|m| m.version < 2002);
+    first.set_ignore_missing(true);
+    first.run(&pool).await.unwrap();
+    let now = base_now();
+    for (user, id) in [("u1", "a"), ("u1", "b"), ("u2", "c")] {
+        let mut s = sample_session(user, now);
+        s.device = id.to_owned();
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, created_at, last_seen_at, idle_expires_at, \
+             absolute_expires_at, expires_at, ip, user_agent, device, node) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, 'n')",
+        )
+        .bind(s.id.as_str())
+        .bind(user)
+        .bind(s.created_at.timestamp_millis())
+        .bind(s.last_seen_at.timestamp_millis())
+        .bind(s.idle_expires_at.timestamp_millis())
+        .bind(s.absolute_expires_at.timestamp_millis())
+        .bind(s.expires_at().timestamp_millis())
+        .bind(&s.device)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let store = SqliteSessionStore::new(pool);
+    store.migrate().await.unwrap();
+    let counts = store.counts(now).await.unwrap();
+    assert_eq!((counts.active_sessions, counts.signed_in_users), (3, 2));
+    assert_eq!(store.count_for_user("u1", now).await.unwrap(), 2);
 }

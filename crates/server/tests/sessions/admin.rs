@@ -12,6 +12,16 @@ async fn stats(device: &Device, node: &Node) -> Value {
     reply.json()
 }
 
+async fn stats_of(device: &Device, node: &Node, email: &str) -> Value {
+    let path = format!(
+        "/api/v1/admin/stats?email={}",
+        email.replace('@', "%40").replace(' ', "%20")
+    );
+    let reply = device.get(node, &path).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.json()
+}
+
 async fn admin_counts(backend: Backend) {
     let d = Deployment::single(backend, None).await;
     let node = d.node(0);
@@ -51,6 +61,49 @@ async fn admin_counts(backend: Backend) {
         stats(&admin, node).await,
         json!({"users": 3, "active_sessions": 4, "signed_in_users": 3})
     );
+
+    // Per user: the API with ?email= and the page's lookup form.
+    let alice = stats_of(&admin, node, "alice@example.com").await;
+    assert_eq!(alice["user"]["active_sessions"], 2, "{alice}");
+    assert_eq!(alice["user"]["email"], "alice@example.com");
+    assert_eq!(alice["active_sessions"], 4);
+    let upper = stats_of(&admin, node, "  Bob@Example.com ").await;
+    assert_eq!(upper["user"]["active_sessions"], 1, "{upper}");
+    let reply = admin
+        .get(node, "/api/v1/admin/stats?email=nobody%40example.com")
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+    assert_eq!(reply.json()["error"]["code"], "not_found", "{}", reply.body);
+    let reply = admin.get(node, "/api/v1/admin/stats?email=%ZZ").await;
+    assert!(
+        matches!(
+            reply.status,
+            StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND
+        ),
+        "{}: {}",
+        reply.status,
+        reply.body
+    );
+    let page = admin.get(node, "/admin?email=alice%40example.com").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains(
+            "<strong>alice@example.com</strong>: <span class=\"num\">2</span> active sessions"
+        ),
+        "{}",
+        page.body
+    );
+    let page = admin.get(node, "/admin?email=nobody%40example.com").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("There is no user nobody@example.com."),
+        "{}",
+        page.body
+    );
+    let reply = alice_laptop
+        .get(node, "/api/v1/admin/stats?email=bob%40example.com")
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
 
     // Not for everyone.
     let reply = alice_laptop.get(node, "/api/v1/admin/stats").await;
@@ -110,6 +163,50 @@ async fn admin_counts(backend: Backend) {
         stats(&admin, node).await,
         json!({"users": 3, "active_sessions": 2, "signed_in_users": 2})
     );
+
+    // The page's "sign a user out everywhere" form: without its token refused, with it done.
+    let page = admin.get(node, "/admin").await;
+    let reply = admin
+        .form(
+            node,
+            "/admin/revoke-user",
+            &[("email", "alice@example.com")],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert_eq!(alice_laptop.me(node).await, StatusCode::OK);
+    let reply = admin
+        .form(
+            node,
+            "/admin/revoke-user",
+            &[("email", "alice@example.com"), ("_csrf", &page.form_csrf())],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(
+        reply
+            .body
+            .contains("Signed alice@example.com out of 1 session."),
+        "{}",
+        reply.body
+    );
+    assert_eq!(alice_laptop.me(node).await, StatusCode::UNAUTHORIZED);
+    let reply = admin
+        .form(
+            node,
+            "/admin/revoke-user",
+            &[
+                ("email", "nobody@example.com"),
+                ("_csrf", &page.form_csrf()),
+            ],
+        )
+        .await;
+    assert!(
+        reply.body.contains("There is no user nobody@example.com."),
+        "{}",
+        reply.body
+    );
+    alice_laptop.login(node, "alice@example.com").await;
 
     // Past the admin's absolute timeout everything is over, whatever the activity.
     for _ in 0..=(12 * 60 / 5) {

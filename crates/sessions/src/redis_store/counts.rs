@@ -142,12 +142,21 @@ pub(super) fn count_invocation(index: &str, now_ms: i64) -> ([String; 2], [Strin
     )
 }
 
-/// Applies [`Moves`]. Fields reaching exactly 0 are deleted; negative values are kept, so that
-/// two writers of one user whose calls arrive in the other order still add up (a -1 may come
-/// before its +1). Once a minute (field `t` remembers the last), index fields of minutes before
-/// the previous one (by the earlier of the caller's clock and Redis's `TIME`) are deleted: they no longer count, and sessions that simply expired leave
-/// their +1 behind there. The index key's expiry only ever moves later, to a minute after the
-/// latest minute key touched, so everything vanishes once nothing can count any more.
+/// Applies [`Moves`] and returns how many sessions the sweep found expired. Fields reaching
+/// exactly 0 are deleted; negative values are kept, so that two writers of one user whose calls
+/// arrive in the other order still add up (a -1 may come before its +1). Once a minute (field
+/// `t` remembers the last), index fields of minutes before the previous one (by the earlier of
+/// the caller's clock and Redis's `TIME`) are deleted: they no longer count, and sessions that
+/// simply expired leave their +1 behind there. The index key's expiry only ever moves later, to
+/// a minute after the latest minute key touched, so everything vanishes once nothing can count
+/// any more.
+///
+/// What the sweep deletes of the sessions kind is exactly the sessions whose time ran out in
+/// those minutes: a session ended early or renewed took its +1 out of its bucket (a -1) when
+/// that happened, so what is left was still there when the bucket passed. The sweep runs once
+/// per minute for the whole fleet (the `t` field, inside this script), so the sum it returns
+/// counts each expiry once: the caller reports it as `expired` events ([`crate::events`]). A
+/// sum that comes out negative (a -1 whose +1 was lost with a failed call) is reported as 0.
 const LUA_MOVE: &str = r#"
 local index = KEYS[1]
 local current = tonumber(ARGV[1])
@@ -173,11 +182,17 @@ end
 -- clock runs ahead must not drop minutes that still count for everyone else.
 local sweep = math.min(current, math.floor(tonumber(redis.call('TIME')[1]) / 60))
 -- HMGET, not HGET: commandstats then tells this apart from the hot path's HGET.
+local expired = 0
 if tonumber(redis.call('HMGET', index, 't')[1] or '0') < sweep then
   local stale = {}
-  for _, f in ipairs(redis.call('HKEYS', index)) do
+  local flat = redis.call('HGETALL', index)
+  for i = 1, #flat, 2 do
+    local f = flat[i]
     local m = tonumber(string.sub(f, 2))
-    if m and m < sweep - 1 then stale[#stale + 1] = f end
+    if m and m < sweep - 1 then
+      stale[#stale + 1] = f
+      if string.sub(f, 1, 1) == 's' then expired = expired + tonumber(flat[i + 1]) end
+    end
   end
   for i = 1, #stale, 1000 do
     redis.call('HDEL', index, unpack(stale, i, math.min(i + 999, #stale)))
@@ -186,7 +201,8 @@ if tonumber(redis.call('HMGET', index, 't')[1] or '0') < sweep then
 end
 local t = redis.call('PEXPIRETIME', index)
 if t == -1 or (t >= 0 and t < want) then redis.call('PEXPIREAT', index, want) end
-return 1
+if expired < 0 then expired = 0 end
+return expired
 "#;
 
 /// KEYS: `P{c}:n`, `P{c}:n:<current minute>`. ARGV: current minute, current second of it.
