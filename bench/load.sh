@@ -9,19 +9,34 @@
 #   l. GET /limit/redis-get on the peer app             one Redis GET and nothing else: the
 #                                                        limit for one round trip per request
 #   d. the same on the peer with with_always_save      the peer sliding its expiry (GET + SET)
-#   e. sign-in storm: (b) while a second wrk posts valid sign-ins for another user (argon2)
-#   f. scale: Redis memory per session and GET /api/v1/sessions latency at 1k and 1M sessions
+#   r. p99 rounds: ROUNDS rounds of (b) and (c) as     the p99 comparison: one closed-loop run
+#      paired legs in ABBA order (round 1 ringfence     per app is noise; the report gives the
+#      then peer, round 2 peer then ringfence, ...)     per-round ratios, their median and range
+#   f1. scale at 1k sessions: Redis memory per session and GET /api/v1/sessions latency
+#   e. sign-in storm: (b) idle once more (the storm's adjacent baseline, ringfence_me_prestorm),
+#      then (b) while a second wrk posts valid sign-ins for another user (argon2)
+#   f2. the same at SCALE_TOTAL (1M) sessions (SCALE_1M=1)
+#
+# Every wrk leg (a-e, and f's listings on one connection) is measure(): a WARMUP-second warm-up
+# (none for the storm leg, which follows the storm's own 1.5 s start), then DURATION seconds of
+# wrk -tTHREADS -cCONNS with bench/wrk_report.lua, the server's and redis-server's CPU ticks from
+# /proc/PID/stat, wrk's own CPU (bash `times`), Redis INFO commandstats, and the machine during
+# the leg: the 1-minute load average at its end and /proc/stat deltas (all, idle, iowait, steal),
+# from which the report shows steal+iowait and the CPU that processes other than the leg's own
+# (server, redis-server, wrk) used.
 #
 # Everything runs on loopback, on free ports, in a temp dir that the exit trap removes together
 # with every process this script started.
 #
-#   bench/load.sh                              # the whole run (about 4-6 minutes on 2 cores)
+#   bench/load.sh                              # the whole run (about 7-9 minutes on 2 cores)
 #   SCALE_1M=0 bench/load.sh                   # skip the 1M-session step
+#   ROUNDS=0 bench/load.sh                     # skip the p99 rounds
 #   DURATION=30 CONNS=64 THREADS=2 bench/load.sh
 #
 # Tunables (environment): THREADS (2), CONNS (32), DURATION (10, seconds), WARMUP (2, seconds),
-# LOGIN_CONNS (8, the storm's connections), PEER_ALWAYS_SAVE_RUN (1: run d), SCALE_1M (1),
-# SCALE_TOTAL (1000000), SCALE_PER_USER (2, synthetic sessions per synthetic user),
+# ROUNDS (6: rounds of step r, a positive even number so that each app goes first equally often,
+# or 0 to skip it), LOGIN_CONNS (8, the storm's connections), PEER_ALWAYS_SAVE_RUN (1: run d),
+# SCALE_1M (1), SCALE_TOTAL (1000000), SCALE_PER_USER (2, synthetic sessions per synthetic user),
 # FILL_CONCURRENCY (64, inserts in flight while filling), LIST_DURATION (5, seconds),
 # SKIP_BUILD (0), RESULTS (a file to copy the raw results to).
 set -euo pipefail
@@ -32,6 +47,7 @@ THREADS="${THREADS:-2}"
 CONNS="${CONNS:-32}"
 DURATION="${DURATION:-10}"
 WARMUP="${WARMUP:-2}"
+ROUNDS="${ROUNDS:-6}"
 LOGIN_CONNS="${LOGIN_CONNS:-8}"
 PEER_ALWAYS_SAVE_RUN="${PEER_ALWAYS_SAVE_RUN:-1}"
 SCALE_1M="${SCALE_1M:-1}"
@@ -46,6 +62,8 @@ LUA="$ROOT/bench/wrk_report.lua"
 for n in THREADS CONNS DURATION WARMUP LOGIN_CONNS SCALE_TOTAL SCALE_PER_USER FILL_CONCURRENCY LIST_DURATION; do
     [[ "${!n}" =~ ^[1-9][0-9]*$ ]] || { echo "load.sh: $n must be a positive integer, not '${!n}'" >&2; exit 2; }
 done
+[[ "$ROUNDS" =~ ^(0|[1-9][0-9]*)$ ]] && [ $((ROUNDS % 2)) = 0 ] \
+    || { echo "load.sh: ROUNDS must be 0 or a positive even integer, not '$ROUNDS'" >&2; exit 2; }
 for tool in redis-server redis-cli wrk curl python3; do
     command -v "$tool" >/dev/null || { echo "load.sh: $tool is not installed" >&2; exit 2; }
 done
@@ -201,6 +219,18 @@ redis_calls() {
         if (name !~ /^(info|config)/) printf "%s=%s ", name, calls }'
 }
 
+# The machine's CPU ticks since boot, all CPUs, from the first line of /proc/stat: "all idle
+# iowait steal" (user nice system idle iowait irq softirq steal; guest time is inside user).
+sys_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $5, $6, $9; exit }' /proc/stat; }
+
+# CPU time (user + system) of this shell's waited-for children, in microseconds, from the second
+# line of bash's `times` ("XmY.YYYs XmY.YYYs"). `times` must run in this shell, not in a $(...)
+# subshell (whose children start from zero), so it writes to a file.
+children_us() {
+    awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { f = $i; gsub(/s$/, "", f); gsub(/,/, ".", f)
+        split(f, a, "m"); t += a[1] * 60 + a[2] }; printf "%.0f\n", t * 1e6 }' "$1"
+}
+
 # measure NAME SERVER_PID WRK_ARGS...: warm-up, then one measured wrk run; appends a result row.
 measure() {
     local name=$1 pid=$2 out="$TMP/wrk-$1.txt"
@@ -209,16 +239,23 @@ measure() {
         wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" --timeout 10s -s "$LUA" "$@" >/dev/null
     fi
     rcli CONFIG RESETSTAT >/dev/null
-    local cpu0 rcpu0 cpu1 rcpu1 calls
-    cpu0=$(cpu_ticks "$pid"); rcpu0=$(cpu_ticks "$REDIS_PID")
+    local cpu0 rcpu0 cpu1 rcpu1 calls sys0 sys1 wrk_us load1
+    cpu0=$(cpu_ticks "$pid"); rcpu0=$(cpu_ticks "$REDIS_PID"); sys0=$(sys_ticks)
+    times >"$TMP/times0"
     wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s -s "$LUA" "$@" >"$out"
-    cpu1=$(cpu_ticks "$pid"); rcpu1=$(cpu_ticks "$REDIS_PID")
+    times >"$TMP/times1"
+    cpu1=$(cpu_ticks "$pid"); rcpu1=$(cpu_ticks "$REDIS_PID"); sys1=$(sys_ticks)
     calls=$(redis_calls)
+    wrk_us=$(($(children_us "$TMP/times1") - $(children_us "$TMP/times0")))
+    load1=$(cut -d' ' -f1 /proc/loadavg)
+    local -a s0 s1
+    read -r -a s0 <<<"$sys0"; read -r -a s1 <<<"$sys1"
     printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$(grep '^WRK_RESULT' "$out" | cut -d' ' -f2-)" \
-        "server_ticks=$((cpu1 - cpu0)) redis_ticks=$((rcpu1 - rcpu0)) clk_tck=$CLK_TCK" \
-        "$calls" "" >>"$RESULTS_TSV"
+        "server_ticks=$((cpu1 - cpu0)) redis_ticks=$((rcpu1 - rcpu0)) clk_tck=$CLK_TCK wrk_us=$wrk_us" \
+        "$calls" "load1=$load1 sys_all_ticks=$((s1[0] - s0[0])) sys_idle_ticks=$((s1[1] - s0[1])) sys_iowait_ticks=$((s1[2] - s0[2])) sys_steal_ticks=$((s1[3] - s0[3]))" \
+        >>"$RESULTS_TSV"
     grep -q '^WRK_RESULT' "$out" || { echo "load.sh: wrk printed no result for $name:" >&2; cat "$out" >&2; exit 1; }
-    echo "  $name: $(grep -E 'Requests/sec' "$out" | tr -s ' ')"
+    echo "  $name: $(grep -E 'Requests/sec' "$out" | tr -s ' ') (load average $load1)"
 }
 
 # Background traffic (ringfence polls the key ring revision every 500 ms): measured while idle
@@ -238,6 +275,32 @@ measure peer_me "$PEER_PID" -H "Cookie: $PEER_COOKIE" "$PEER_URL/api/v1/me"
 measure limit_redis_get "$PEER_PID" "$PEER_URL/limit/redis-get"
 if [ "$PEER_ALWAYS_SAVE_RUN" = 1 ]; then
     measure peer_me_always_save "$PEER_SAVE_PID" -H "Cookie: $PEER_SAVE_COOKIE" "$PEER_SAVE_URL/api/v1/me"
+fi
+
+# --- p99 rounds: ringfence /me and peer /me as paired legs, ABBA -------------------------------
+
+# One closed-loop run per app, in a fixed order, gave p99 ratios of 0.89x-1.24x from run to run:
+# the order and whatever else the machine did in those seconds decide more than the apps. Here
+# each round measures both apps back to back, the order alternating (ringfence first in odd
+# rounds, the peer first in even ones), so drift and order cancel out over the rounds and the
+# report can show the per-round ratios and their spread.
+if [ "$ROUNDS" -gt 0 ]; then
+    echo
+    echo "p99 rounds: $ROUNDS rounds of ringfence /me and peer /me, ABBA order"
+    for round in $(seq "$ROUNDS"); do
+        # The peer's session is never written again (no always_save), so its Redis TTL (30 min)
+        # runs from the sign-in: stop, rather than measure 401s, on a run that long.
+        check_me "$RF/api/v1/me" "$RF_COOKIE"
+        check_me "$PEER_URL/api/v1/me" "$PEER_COOKIE"
+        if [ $((round % 2)) = 1 ]; then order="ringfence peer"; else order="peer ringfence"; fi
+        for app in $order; do
+            if [ "$app" = ringfence ]; then
+                measure "round${round}_ringfence_me" "$RF_PID" -H "Cookie: $RF_COOKIE" "$RF/api/v1/me"
+            else
+                measure "round${round}_peer_me" "$PEER_PID" -H "Cookie: $PEER_COOKIE" "$PEER_URL/api/v1/me"
+            fi
+        done
+    done
 fi
 
 # --- scale: memory per session and listing, at 1k sessions --------------------------------------
@@ -300,7 +363,9 @@ listing 1k
 # --- sign-in storm -----------------------------------------------------------------------------
 
 echo
-echo "sign-in storm: wrk -t1 -c$LOGIN_CONNS POST /api/v1/login ($STORM_EMAIL) during (b)"
+echo "sign-in storm: wrk -t1 -c$LOGIN_CONNS POST /api/v1/login ($STORM_EMAIL) during (b), after (b) idle as its baseline"
+# The storm's baseline: the same route idle, immediately before (step b ran minutes earlier).
+measure ringfence_me_prestorm "$RF_PID" -H "Cookie: $RF_COOKIE" "$RF/api/v1/me"
 STORM_BODY=$(printf '{"email":"%s","password":"%s"}' "$STORM_EMAIL" "$PASSWORD")
 WRK_BODY="$STORM_BODY" wrk -t1 -c"$LOGIN_CONNS" -d"$((DURATION + 3))s" --timeout 10s -s "$LUA" \
     "$RF/api/v1/login" >"$TMP/wrk-storm-login.txt" &
