@@ -311,13 +311,7 @@ pub async fn admin_stats(
     current: CurrentUser,
     query: Result<Query<StatsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    if !current.user.is_admin {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "administrators only",
-        ));
-    }
+    require_admin(&current)?;
     let Query(query) =
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed", &e.body_text()))?;
     let user = match query.email.as_deref().map(str::trim) {
@@ -342,14 +336,32 @@ pub async fn admin_stats(
     Ok(Json(body).into_response())
 }
 
-/// The user with this e-mail and their active sessions count; `404` when there is none.
-pub async fn user_session_count(state: &AppState, email: &str) -> Result<(User, u64), ApiError> {
-    let user = state
+/// `403` unless the signed-in user is an administrator.
+fn require_admin(current: &CurrentUser) -> Result<(), ApiError> {
+    if current.user.is_admin {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "administrators only",
+        ))
+    }
+}
+
+/// The user with this e-mail (an administrator's lookup); `404` when there is none.
+async fn user_by_email(state: &AppState, email: &str) -> Result<User, ApiError> {
+    state
         .ringfence
         .accounts()
         .user_by_email(email)
         .await?
-        .ok_or_else(|| ApiError::not_found("no user with that e-mail address"))?;
+        .ok_or_else(|| ApiError::not_found("no user with that e-mail address"))
+}
+
+/// The user with this e-mail and their active sessions count; `404` when there is none.
+pub async fn user_session_count(state: &AppState, email: &str) -> Result<(User, u64), ApiError> {
+    let user = user_by_email(state, email).await?;
     let count = state.ringfence.sessions().count_for_user(&user.id).await?;
     Ok((user, count))
 }
@@ -373,25 +385,14 @@ pub async fn admin_revoke_user(
     _csrf: CsrfHeader,
     ApiJson(body): ApiJson<RevokeUser>,
 ) -> Result<Response, ApiError> {
-    if !current.user.is_admin {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "administrators only",
-        ));
-    }
+    require_admin(&current)?;
     let revoked = revoke_user_everywhere(&state, &body.email).await?;
     Ok(Json(RevokedResponse { revoked }).into_response())
 }
 
 /// Ends every session of the user with this e-mail; `404` when there is none.
 pub async fn revoke_user_everywhere(state: &AppState, email: &str) -> Result<u64, ApiError> {
-    let user = state
-        .ringfence
-        .accounts()
-        .user_by_email(email)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no user with that e-mail address"))?;
+    let user = user_by_email(state, email).await?;
     let revoked = state.ringfence.sessions().end_all(&user.id).await?;
     tracing::warn!(user = %user.id, revoked, "administrator signed a user out everywhere");
     Ok(revoked)
