@@ -554,6 +554,28 @@ async fn metrics_follow_sign_ins_and_sign_outs() {
     assert_eq!(sample(&metrics, &events("revoked")), Some(1.0), "{metrics}");
 }
 
+#[tokio::test]
+async fn timeout_flags_set_the_session_expiries() {
+    let data = tempfile::tempdir().unwrap();
+    let flags = ["--idle-timeout", "90s", "--absolute-timeout", "2h"].map(str::to_owned);
+    let node = start_node("timeouts", data.path(), &flags);
+    let base = node.url();
+    register_api(&reqwest::Client::new(), &base, "clock@example.com").await;
+    let login = login_api(&browser(), &base, "clock@example.com", "curl/8").await;
+    let time = |field: &str| {
+        let text = login["session"][field].as_str().unwrap_or_default();
+        chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap_or_else(|e| panic!("{field} {text:?}: {e}"))
+    };
+    let created = time("created_at");
+    assert_eq!((time("expires_at") - created).num_seconds(), 90, "{login}");
+    assert_eq!(
+        (time("absolute_expires_at") - created).num_seconds(),
+        2 * 3600,
+        "{login}"
+    );
+}
+
 #[test]
 fn admin_cli_on_the_embedded_store() {
     let data = tempfile::tempdir().unwrap();
