@@ -406,6 +406,7 @@ async fn memory_per_session_with(
     users: usize,
     per_user: usize,
     redis_args: &[&str],
+    user_agent: &str,
 ) -> (f64, BTreeMap<&'static str, f64>) {
     let server = RedisServer::start_with(RedisOptions {
         appendonly: false,
@@ -421,6 +422,7 @@ async fn memory_per_session_with(
         for _ in 0..per_user {
             let mut s = sample_session(&user, now);
             s.ip = Some("203.0.113.195".into());
+            s.user_agent = Some(user_agent.to_owned());
             s.node = "node-1".into();
             store.insert(&s, None, now).await.unwrap();
         }
@@ -455,10 +457,17 @@ async fn memory_per_session_with(
     (by_kind.values().sum(), by_kind)
 }
 
+/// The 70-byte User-Agent the memory figures are quoted for (Firefox on Linux).
+const FIREFOX_UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+/// A longer, very common one (111 bytes): Chrome on Windows.
+const CHROME_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
+    (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
 #[tokio::test]
 async fn memory_per_session() {
     for per_user in [1, 2, 5] {
-        let (total, by_kind) = memory_per_session_with(1000 / per_user, per_user, &[]).await;
+        let (total, by_kind) =
+            memory_per_session_with(1000 / per_user, per_user, &[], FIREFOX_UA).await;
         println!("{per_user} session(s) per user: {total:.1} bytes per session {by_kind:.1?}");
         // The goal of layout v2: at most 400 bytes at one session per user (v1: 749).
         assert!(total <= 400.0, "{total} bytes per session");
@@ -467,12 +476,29 @@ async fn memory_per_session() {
     // printed for the operations guide, not a promise.
     for per_user in [1, 2, 5] {
         let args = ["--hash-max-listpack-value", "256"];
-        let (total, by_kind) = memory_per_session_with(1000 / per_user, per_user, &args).await;
+        let (total, by_kind) =
+            memory_per_session_with(1000 / per_user, per_user, &args, FIREFOX_UA).await;
         println!(
             "hash-max-listpack-value 256, {per_user} session(s) per user: {total:.1} bytes per \
              session {by_kind:.1?}"
         );
         assert!(total <= 400.0, "{total} bytes per session");
+    }
+    // Chrome's longer User-Agent makes a 160-byte record, one allocator size class up (192
+    // instead of 128 bytes with the string header): printed for the docs; the bound is that
+    // size class, not the 400-byte goal, which is quoted for the 70-byte one.
+    for (per_user, args) in [
+        (1, &[][..]),
+        (5, &[][..]),
+        (1, &["--hash-max-listpack-value", "256"][..]),
+    ] {
+        let (total, by_kind) =
+            memory_per_session_with(1000 / per_user, per_user, args, CHROME_UA).await;
+        println!(
+            "Chrome User-Agent, {per_user} session(s) per user {args:?}: {total:.1} bytes per \
+             session {by_kind:.1?}"
+        );
+        assert!(total <= 440.0, "{total} bytes per session");
     }
 }
 
