@@ -577,6 +577,26 @@ async fn timeout_flags_set_the_session_expiries() {
 }
 
 #[test]
+fn commands_starting_together_on_a_fresh_data_dir_all_succeed() {
+    // sqlx's SQLite migrator takes no lock: processes migrating one new file at the same moment
+    // used to fail with a unique violation on `_sqlx_migrations`.
+    for _ in 0..3 {
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().display().to_string();
+        let runs: Vec<_> = (0..8)
+            .map(|_| {
+                let dir = dir.clone();
+                std::thread::spawn(move || cli(&["users", "list", "--data-dir", &dir], None))
+            })
+            .collect();
+        for run in runs {
+            let (ok, out, err) = run.join().unwrap();
+            assert!(ok, "stdout {out:?}, stderr {err:?}");
+        }
+    }
+}
+
+#[test]
 fn admin_cli_on_the_embedded_store() {
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().display().to_string();

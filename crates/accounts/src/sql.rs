@@ -8,6 +8,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use ringfence_sessions::migrations::run_alongside_others;
 use sqlx::migrate::MigrateError;
 use sqlx::{PgPool, Row, SqlitePool};
 
@@ -213,7 +214,9 @@ impl SqliteUserStore {
     pub async fn migrate(&self) -> Result<(), UserStoreError> {
         let mut migrator = sqlx::migrate!("migrations/sqlite");
         migrator.set_ignore_missing(true);
-        migrator.run(&self.pool).await.map_err(migrate_error)
+        run_alongside_others(|| migrator.run(&self.pool))
+            .await
+            .map_err(migrate_error)
     }
 }
 
@@ -236,7 +239,9 @@ impl PostgresUserStore {
     pub async fn migrate(&self) -> Result<(), UserStoreError> {
         let mut migrator = sqlx::migrate!("migrations/postgres");
         migrator.set_ignore_missing(true);
-        migrator.run(&self.pool).await.map_err(migrate_error)
+        run_alongside_others(|| migrator.run(&self.pool))
+            .await
+            .map_err(migrate_error)
     }
 }
 

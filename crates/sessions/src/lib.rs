@@ -19,6 +19,7 @@ mod device;
 pub mod events;
 mod id;
 mod manager;
+pub mod migrations;
 pub mod redis_store;
 mod session;
 pub mod sqlite_store;

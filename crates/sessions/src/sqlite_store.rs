@@ -67,7 +67,9 @@ impl SqliteSessionStore {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let mut migrator = sqlx::migrate!("migrations/sqlite");
         migrator.set_ignore_missing(true);
-        migrator.run(&self.pool).await.map_err(map_migrate_error)
+        crate::migrations::run_alongside_others(|| migrator.run(&self.pool))
+            .await
+            .map_err(map_migrate_error)
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {

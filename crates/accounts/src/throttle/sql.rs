@@ -101,7 +101,9 @@ macro_rules! impl_attempt_store {
             pub async fn migrate(&self) -> Result<(), AttemptStoreError> {
                 let mut migrator = sqlx::migrate!($dir);
                 migrator.set_ignore_missing(true);
-                migrator.run(&self.pool).await.map_err(migrate_error)
+                ringfence_sessions::migrations::run_alongside_others(|| migrator.run(&self.pool))
+                    .await
+                    .map_err(migrate_error)
             }
 
             /// The pool this store uses.

@@ -1,0 +1,45 @@
+//! sqlx migrations that several processes may start at the same moment on one database.
+//!
+//! sqlx's SQLite migrator takes no lock: two processes opening a fresh database file together
+//! (a node starting while an admin command runs, or several nodes on one file) both find a
+//! migration missing, both apply it (every migration of this project is idempotent: `IF NOT
+//! EXISTS`, `INSERT OR REPLACE`), and the slower one fails to record it with a unique violation
+//! on `_sqlx_migrations`. Its transaction rolled back and the migration is in place, so running
+//! the migrator once more finds it applied and goes on. PostgreSQL's migrator holds an
+//! advisory lock and never loses that race; the retry costs it nothing.
+
+use std::future::Future;
+use std::time::Duration;
+
+use sqlx::migrate::MigrateError;
+
+/// How often a migrator that lost the race is run again before its error is returned.
+const ATTEMPTS: u32 = 5;
+
+/// Runs `migrate` (a closure calling `Migrator::run`), again when it lost the race to record a
+/// migration another process applied at the same moment.
+pub async fn run_alongside_others<F, Fut>(mut migrate: F) -> Result<(), MigrateError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), MigrateError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match migrate().await {
+            Err(error) if attempt < ATTEMPTS && lost_the_race(&error) => {
+                tracing::debug!(%error, attempt, "another process applied the same migration; checking again");
+                tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn lost_the_race(error: &MigrateError) -> bool {
+    let inner = match error {
+        MigrateError::Execute(inner) | MigrateError::ExecuteMigration(inner, _) => inner,
+        _ => return false,
+    };
+    matches!(inner, sqlx::Error::Database(db) if db.is_unique_violation())
+}
