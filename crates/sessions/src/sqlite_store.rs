@@ -78,6 +78,19 @@ impl SqliteSessionStore {
             .await
             .map_err(map_sqlx_error)
     }
+
+    /// Starts a write for one user: the write lock, then that user's expired rows deleted (the
+    /// per-user half of pruning), to be reported when the transaction commits.
+    async fn begin_user_write(
+        &self,
+        user_id: &str,
+        now_ms: i64,
+    ) -> Result<(sqlx::Transaction<'static, sqlx::Sqlite>, Expired), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut expired = Expired::default();
+        prune_user(&mut tx, user_id, now_ms, &mut expired).await?;
+        Ok((tx, expired))
+    }
 }
 
 /// Expired rows a transaction deleted, reported once it has committed (a rolled-back
@@ -111,9 +124,7 @@ impl SessionStore for SqliteSessionStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<SessionId>, StoreError> {
         let now_ms = millis(now);
-        let mut tx = self.begin_write().await?;
-        let mut expired = Expired::default();
-        prune_user(&mut tx, &session.user_id, now_ms, &mut expired).await?;
+        let (mut tx, mut expired) = self.begin_user_write(&session.user_id, now_ms).await?;
         let batch: Vec<(String, String)> = sqlx::query_as(
             "DELETE FROM sessions WHERE id IN \
              (SELECT id FROM sessions WHERE expires_at <= ? LIMIT ?) RETURNING id, user_id",
@@ -195,18 +206,14 @@ impl SessionStore for SqliteSessionStore {
         }
         // Found a dead row: the rare moment a read pays for a write, and it clears all of this
         // user's dead rows at once.
-        let mut tx = self.begin_write().await?;
-        let mut expired = Expired::default();
-        prune_user(&mut tx, user_id, now_ms, &mut expired).await?;
+        let (tx, expired) = self.begin_user_write(user_id, now_ms).await?;
         expired.commit(tx).await?;
         Ok(None)
     }
 
     async fn touch(&self, session: &Session, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let now_ms = millis(now);
-        let mut tx = self.begin_write().await?;
-        let mut expired = Expired::default();
-        prune_user(&mut tx, &session.user_id, now_ms, &mut expired).await?;
+        let (mut tx, expired) = self.begin_user_write(&session.user_id, now_ms).await?;
         // The absolute expiry is the stored one: a renewal can never push it out.
         let result = sqlx::query(
             "UPDATE sessions SET last_seen_at = ?, idle_expires_at = ?, \
@@ -232,9 +239,7 @@ impl SessionStore for SqliteSessionStore {
         id: &SessionId,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let mut expired = Expired::default();
-        prune_user(&mut tx, user_id, millis(now), &mut expired).await?;
+        let (mut tx, expired) = self.begin_user_write(user_id, millis(now)).await?;
         let result = sqlx::query("DELETE FROM sessions WHERE id = ? AND user_id = ?")
             .bind(id.as_str())
             .bind(user_id)
@@ -251,9 +256,7 @@ impl SessionStore for SqliteSessionStore {
         keep: Option<&SessionId>,
         now: DateTime<Utc>,
     ) -> Result<Vec<SessionId>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let mut expired = Expired::default();
-        prune_user(&mut tx, user_id, millis(now), &mut expired).await?;
+        let (mut tx, expired) = self.begin_user_write(user_id, millis(now)).await?;
         // An id is never empty, so "" as `keep` matches nothing and one statement serves both.
         let keep = keep.map(SessionId::as_str).unwrap_or("");
         let ids: Vec<String> =
@@ -273,9 +276,7 @@ impl SessionStore for SqliteSessionStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<Session>, StoreError> {
         let now_ms = millis(now);
-        let mut tx = self.begin_write().await?;
-        let mut expired = Expired::default();
-        prune_user(&mut tx, user_id, now_ms, &mut expired).await?;
+        let (mut tx, expired) = self.begin_user_write(user_id, now_ms).await?;
         let query = format!(
             "SELECT {COLUMNS} FROM sessions WHERE user_id = ? AND expires_at > ? \
              ORDER BY last_seen_at DESC, id ASC"
