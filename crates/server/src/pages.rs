@@ -461,21 +461,36 @@ pub async fn admin_revoke_user(
         ));
     }
     let email = form.email.trim();
-    let notice = match crate::api::revoke_user_everywhere(&state, email).await {
+    let notice = match admin_lookup(
+        crate::api::revoke_user_everywhere(&state, email).await,
+        email,
+    )? {
         Ok(n) => format!(
             "Signed {email} out of {n} session{}.",
             if n == 1 { "" } else { "s" }
         ),
-        Err(e) if e.status() == StatusCode::NOT_FOUND => format!("There is no user {email}."),
-        Err(e) => {
-            return Err(PageError::status(
-                e.status(),
-                "Temporarily unavailable",
-                e.message(),
-            ))
-        }
+        Err(no_such_user) => no_such_user,
     };
     admin_page(&state, &auth, None, Some(notice)).await
+}
+
+/// What an administrator's action on the user with `email` gives the page: the value, or (no
+/// such user) the notice to show instead; a store failure is the error page.
+fn admin_lookup<T>(
+    result: Result<T, ApiError>,
+    email: &str,
+) -> Result<Result<T, String>, PageError> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(e) if e.status() == StatusCode::NOT_FOUND => {
+            Ok(Err(format!("There is no user {email}.")))
+        }
+        Err(e) => Err(PageError::status(
+            e.status(),
+            "Temporarily unavailable",
+            e.message(),
+        )),
+    }
 }
 
 async fn admin_page(
@@ -494,18 +509,9 @@ async fn admin_page(
     }
     let mut lookup = None;
     if let Some(email) = lookup_email {
-        match crate::api::user_session_count(state, email).await {
+        match admin_lookup(crate::api::user_session_count(state, email).await, email)? {
             Ok((found, count)) => lookup = Some((found.email, count)),
-            Err(e) if e.status() == StatusCode::NOT_FOUND => {
-                notice = Some(format!("There is no user {email}."));
-            }
-            Err(e) => {
-                return Err(PageError::status(
-                    e.status(),
-                    "Temporarily unavailable",
-                    e.message(),
-                ))
-            }
+            Err(no_such_user) => notice = Some(no_such_user),
         }
     }
     let users = state.ringfence.accounts().count().await?;
