@@ -42,6 +42,11 @@ async fn postgres_user_store_conformance() {
         set_admin,
         list_order,
         count,
+        status_flags,
+        delete,
+        change_email,
+        concurrent_email_change,
+        list_by_id,
         run_all,
     );
 
@@ -51,6 +56,8 @@ async fn postgres_user_store_conformance() {
     conformance::list_order(&s).await;
     conformance::count(&s).await;
     conformance::duplicate_email(&s).await;
+    conformance::change_email(&s).await;
+    conformance::list_by_id(&s).await;
     db.close().await;
 
     // Through Database::user_store, as the server opens it.

@@ -33,6 +33,11 @@ conformance_tests!(
     set_admin,
     list_order,
     count,
+    status_flags,
+    delete,
+    change_email,
+    concurrent_email_change,
+    list_by_id,
     run_all,
 );
 
@@ -48,6 +53,11 @@ async fn all_checks_share_one_store() {
     conformance::set_admin(&store).await;
     conformance::list_order(&store).await;
     conformance::count(&store).await;
+    conformance::status_flags(&store).await;
+    conformance::delete(&store).await;
+    conformance::change_email(&store).await;
+    conformance::concurrent_email_change(&store).await;
+    conformance::list_by_id(&store).await;
 }
 
 #[tokio::test]
