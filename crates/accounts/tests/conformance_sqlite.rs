@@ -104,3 +104,39 @@ async fn closed_pool_is_unavailable_not_a_panic() {
     );
     assert!(store.ping().await.is_err());
 }
+
+#[tokio::test]
+async fn accounts_made_before_the_upgrade_are_unverified_and_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("users.db").display());
+    let db = Database::connect(&url).await.unwrap();
+    let pool = db.sqlite_pool().unwrap();
+    // The schema as it was before migration 3003, with an account in it.
+    let mut before = sqlx::migrate!("migrations/sqlite");
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version <= 3002)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(pool).await.unwrap();
+    let t = chrono::Utc::now();
+    sqlx::query(
+        "INSERT INTO users (id, email, password_hash, is_admin, created_at, password_changed_at) \
+         VALUES ('old-user', 'old@example.com', '$argon2id$h', TRUE, $1, $1)",
+    )
+    .bind(t)
+    .execute(pool)
+    .await
+    .unwrap();
+
+    let users = db.user_store().await.unwrap();
+    let old = users.by_id("old-user").await.unwrap().unwrap().user;
+    assert!(!old.email_verified, "nobody verified it");
+    assert!(!old.disabled);
+    assert!(old.is_admin);
+    assert_eq!(users.list_after(None, 10).await.unwrap(), vec![old]);
+    conformance::run_all_on_populated(users.as_ref()).await;
+    db.close().await;
+}
