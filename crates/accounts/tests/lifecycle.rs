@@ -5,56 +5,17 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{Duration, DurationRound};
+use common::mail::MailCollector;
 use common::{client, fixture, Fixture, GOOD_PASSWORD, OTHER_PASSWORD};
 use ringfence_accounts::{
-    AccountError, AccountMail, AccountMailer, Accounts, Email, MailFlowSettings, MailToken,
-    ThrottlePolicy, User,
+    AccountError, AccountMail, Accounts, MailFlowSettings, MailToken, ThrottlePolicy, User,
 };
 
 const ALICE: &str = "alice@example.com";
 const THIRD_PASSWORD: &str = "orange submarine under a quiet moon";
-
-/// Every mail the service queued, in order, with its recipient.
-#[derive(Clone, Default)]
-struct MailCollector {
-    mails: Arc<Mutex<Vec<(String, AccountMail)>>>,
-}
-
-impl AccountMailer for MailCollector {
-    fn send(&self, to: &Email, mail: AccountMail) {
-        self.mails
-            .lock()
-            .unwrap()
-            .push((to.as_str().to_owned(), mail));
-    }
-}
-
-impl MailCollector {
-    fn all(&self) -> Vec<(String, AccountMail)> {
-        self.mails.lock().unwrap().clone()
-    }
-
-    fn kinds_to(&self, to: &str) -> Vec<&'static str> {
-        self.all()
-            .iter()
-            .filter(|(t, _)| t == to)
-            .map(|(_, m)| m.kind())
-            .collect()
-    }
-
-    /// The token of the last mail of `kind` to `to`.
-    fn token(&self, to: &str, kind: &str) -> String {
-        self.all()
-            .iter()
-            .rev()
-            .find(|(t, m)| t == to && m.kind() == kind)
-            .and_then(|(_, m)| m.token().map(|t| t.as_str().to_owned()))
-            .unwrap_or_else(|| panic!("no {kind} mail to {to} in {:?}", self.all()))
-    }
-}
 
 struct MailFixture {
     f: Fixture,
