@@ -11,7 +11,8 @@ use chrono::{Duration, DurationRound};
 use common::mail::MailCollector;
 use common::{client, fixture, Fixture, GOOD_PASSWORD, OTHER_PASSWORD};
 use ringfence_accounts::{
-    AccountError, AccountMail, Accounts, MailFlowSettings, MailToken, ThrottlePolicy, User,
+    AccountError, AccountMail, Accounts, MailFlowSettings, MailToken, MailTokenRecord,
+    MailTokenStore, ThrottlePolicy, TokenHash, TokenPurpose, TokenStoreError, User,
 };
 
 const ALICE: &str = "alice@example.com";
@@ -849,4 +850,67 @@ async fn the_store_keeps_only_token_hashes() {
         assert!(!hash.contains(&token) && !binding.contains(&token));
         assert!(!binding.contains("alice"));
     }
+}
+
+/// A real token store whose writes take `delay`: stands for a slow database.
+struct SlowTokens {
+    inner: Arc<dyn MailTokenStore>,
+    delay: std::time::Duration,
+}
+
+#[async_trait::async_trait]
+impl MailTokenStore for SlowTokens {
+    async fn insert(
+        &self,
+        token: &TokenHash,
+        record: &MailTokenRecord,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), TokenStoreError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.insert(token, record, now).await
+    }
+
+    async fn find(
+        &self,
+        token: &TokenHash,
+        purpose: TokenPurpose,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<MailTokenRecord>, TokenStoreError> {
+        self.inner.find(token, purpose, now).await
+    }
+
+    async fn take(
+        &self,
+        token: &TokenHash,
+        purpose: TokenPurpose,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<MailTokenRecord>, TokenStoreError> {
+        self.inner.take(token, purpose, now).await
+    }
+}
+
+#[tokio::test]
+async fn forgot_password_answers_before_the_lookup_and_the_mail() {
+    let m = mail_fixture().await;
+    m.register(ALICE).await;
+    let delay = std::time::Duration::from_secs(2);
+    let accounts = m.accounts.clone().with_mail_tokens(Arc::new(SlowTokens {
+        inner: m.f.db.mail_token_store().await.unwrap(),
+        delay,
+    }));
+    for email in [ALICE, "nobody@example.com"] {
+        let started = std::time::Instant::now();
+        accounts
+            .request_password_reset(email, Some("203.0.113.7"))
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() < delay / 2,
+            "{email}: answered after {:?}, before the token was stored",
+            started.elapsed()
+        );
+    }
+    assert_eq!(m.mail.kinds_to(ALICE), ["verify_email"], "not mailed yet");
+    accounts.wait_for_mail_jobs().await;
+    assert_eq!(m.mail.kinds_to(ALICE), ["verify_email", "reset_password"]);
 }
