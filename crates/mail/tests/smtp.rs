@@ -176,3 +176,53 @@ async fn a_relay_whose_certificate_does_not_verify_gets_no_mail() {
     assert!(stats.failed_attempts >= 1);
     assert!(server.messages().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_the_url_authenticate_after_starttls_and_never_reach_the_log() {
+    let logs = common::logs();
+    let pki = TestPki::generate().unwrap();
+    let ca = std::fs::read(pki.ca_file()).unwrap();
+    // '@', ':' and '/' travel percent-encoded in the URL and arrive decoded.
+    let password = "Pa55:w/rd@relay";
+    let server = SmtpServer::start_with_auth(&pki, "mailer@example.org", password).unwrap();
+    assert!(server
+        .url()
+        .contains("mailer%40example.org:Pa55%3Aw%2Frd%40relay@"));
+    let url = SmtpUrl::parse(&server.url()).unwrap();
+    assert_eq!(url.password(), Some(password));
+    let transport = SmtpTransport::with_ca_pem(&url, "auth.example.test", &ca).unwrap();
+    assert!(!format!("{transport:?}").contains("Pa55"));
+    let mailer = Mailer::start(composer(), Arc::new(transport), fast_policy()).unwrap();
+    mailer
+        .send("auth@example.org", ringfence_mail::Letter::PasswordChanged)
+        .unwrap();
+    assert!(mailer.flush(WAIT).await, "{:?}", mailer.stats());
+    let got = server.wait_for_messages(1, WAIT).unwrap();
+    assert_eq!(got[0].header("To"), Some("auth@example.org"));
+    let server_log = std::fs::read_to_string(server.log_path()).unwrap();
+    assert!(server_log.contains("accepted"), "{server_log}");
+
+    // A wrong password is refused for good (535): given up at once, not retried for a day.
+    let wrong = server.url().replace("Pa55%3Aw", "Wrong%3Aw");
+    let url = SmtpUrl::parse(&wrong).unwrap();
+    let transport = SmtpTransport::with_ca_pem(&url, "auth.example.test", &ca).unwrap();
+    let mailer = Mailer::start(composer(), Arc::new(transport), fast_policy()).unwrap();
+    mailer
+        .send("auth@example.org", ringfence_mail::Letter::PasswordChanged)
+        .unwrap();
+    assert!(mailer.flush(WAIT).await);
+    let stats = mailer.stats();
+    assert_eq!(
+        (stats.sent, stats.failed_attempts, stats.dropped),
+        (0, 1, 1),
+        "{stats:?}"
+    );
+    let log = logs.text();
+    assert!(log.contains("refused for good"), "{log}");
+    assert!(
+        log.contains("reason=\"rejected\"") || log.contains("reason=rejected"),
+        "{log}"
+    );
+    assert!(!log.contains("Pa55") && !log.contains("Wrong:w"), "{log}");
+    assert_eq!(server.messages().unwrap().len(), 1);
+}

@@ -29,7 +29,48 @@ enum Mode {
     StartTls,
     /// TLS from the first byte (SMTPS).
     Implicit,
+    /// STARTTLS, then AUTH (PLAIN or LOGIN) with the server's one account, both required.
+    StartTlsAuth,
 }
+
+/// The one account of an authenticating server; `Debug` leaves the password out.
+#[derive(Clone)]
+struct Account {
+    user: String,
+    password: String,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// aiosmtpd's command line cannot take an authenticator: this starts its SMTP class directly,
+/// with the same Mailbox handler, STARTTLS and AUTH required. The account comes in through the
+/// environment, not argv (which `ps` shows).
+const AUTH_SERVER: &str = r#"
+import asyncio, os, ssl, sys
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+port, maildir, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+user = os.environ["TESTKIT_SMTP_USER"].encode()
+password = os.environ["TESTKIT_SMTP_PASSWORD"].encode()
+def authenticator(server, session, envelope, mechanism, auth_data):
+    ok = isinstance(auth_data, LoginPassword) and auth_data.login == user and auth_data.password == password
+    print("AUTH", mechanism, "accepted" if ok else "refused", flush=True)
+    return AuthResult(success=ok, handled=False)
+tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+tls.load_cert_chain(cert, key)
+handler = Mailbox(maildir)
+loop = asyncio.new_event_loop()
+asyncio.set_event_loop(loop)
+factory = lambda: SMTP(handler, tls_context=tls, require_starttls=True, authenticator=authenticator, auth_required=True, auth_require_tls=True)
+loop.run_until_complete(loop.create_server(factory, "127.0.0.1", port))
+loop.run_forever()
+"#;
 
 /// An `aiosmtpd` process on `127.0.0.1` that accepts every message and stores it in a maildir.
 ///
@@ -40,6 +81,7 @@ pub struct SmtpServer {
     child: Option<Child>,
     port: u16,
     mode: Mode,
+    account: Option<Account>,
     log: PathBuf,
     maildir: PathBuf,
     // Declared last: dropped after the process is gone.
@@ -49,22 +91,37 @@ pub struct SmtpServer {
 impl SmtpServer {
     /// A plain-text server (`smtp://127.0.0.1:PORT`), ready to accept when this returns.
     pub fn start() -> io::Result<SmtpServer> {
-        Self::start_inner(Mode::Plain, None)
+        Self::start_inner(Mode::Plain, None, None)
     }
 
     /// A server that requires STARTTLS (`smtp://127.0.0.1:PORT?tls=required`) with the
     /// certificate of `pki` (for `127.0.0.1` and `localhost`; clients must trust its CA).
     pub fn start_starttls(pki: &TestPki) -> io::Result<SmtpServer> {
-        Self::start_inner(Mode::StartTls, Some(pki))
+        Self::start_inner(Mode::StartTls, Some(pki), None)
     }
 
     /// A server speaking TLS from the first byte (`smtps://127.0.0.1:PORT`) with the certificate
     /// of `pki`.
     pub fn start_smtps(pki: &TestPki) -> io::Result<SmtpServer> {
-        Self::start_inner(Mode::Implicit, Some(pki))
+        Self::start_inner(Mode::Implicit, Some(pki), None)
     }
 
-    fn start_inner(mode: Mode, pki: Option<&TestPki>) -> io::Result<SmtpServer> {
+    /// A server that requires STARTTLS and then AUTH (PLAIN or LOGIN) as `user` with `password`
+    /// before it takes a message; [`SmtpServer::url`] carries the credentials, percent-encoded.
+    /// Each AUTH attempt is a line `AUTH <mechanism> accepted|refused` in the log.
+    pub fn start_with_auth(pki: &TestPki, user: &str, password: &str) -> io::Result<SmtpServer> {
+        let account = Account {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        };
+        Self::start_inner(Mode::StartTlsAuth, Some(pki), Some(account))
+    }
+
+    fn start_inner(
+        mode: Mode,
+        pki: Option<&TestPki>,
+        account: Option<Account>,
+    ) -> io::Result<SmtpServer> {
         if !Path::new(PYTHON).is_file() {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -79,12 +136,13 @@ impl SmtpServer {
             std::fs::copy(pki.key_file(), dir.path().join("tls-server.key"))?;
         }
         let (port, child) = process::launch_on_free_port(PORT_ATTEMPTS, "aiosmtpd", |port| {
-            launch(dir.path(), &log, &maildir, port, mode)
+            launch(dir.path(), &log, &maildir, port, mode, account.as_ref())
         })?;
         Ok(SmtpServer {
             child: Some(child),
             port,
             mode,
+            account,
             log,
             maildir,
             dir,
@@ -92,11 +150,21 @@ impl SmtpServer {
     }
 
     /// The URL for ringfence's `--smtp-url`: `smtp://127.0.0.1:PORT`,
-    /// `smtp://127.0.0.1:PORT?tls=required` (STARTTLS) or `smtps://127.0.0.1:PORT`.
+    /// `smtp://127.0.0.1:PORT?tls=required` (STARTTLS), `smtps://127.0.0.1:PORT`, or
+    /// `smtp://USER:PASSWORD@127.0.0.1:PORT?tls=required` for [`SmtpServer::start_with_auth`].
     pub fn url(&self) -> String {
+        let userinfo = self.account.as_ref().map_or(String::new(), |a| {
+            format!(
+                "{}:{}@",
+                percent_encode(&a.user),
+                percent_encode(&a.password)
+            )
+        });
         match self.mode {
             Mode::Plain => format!("smtp://127.0.0.1:{}", self.port),
-            Mode::StartTls => format!("smtp://127.0.0.1:{}?tls=required", self.port),
+            Mode::StartTls | Mode::StartTlsAuth => {
+                format!("smtp://{userinfo}127.0.0.1:{}?tls=required", self.port)
+            }
             Mode::Implicit => format!("smtps://127.0.0.1:{}", self.port),
         }
     }
@@ -146,7 +214,14 @@ impl SmtpServer {
     pub fn restart(&mut self) -> io::Result<()> {
         self.stop();
         let child = process::relaunch_on_port(self.port, Duration::from_secs(5), |port| {
-            launch(self.dir.path(), &self.log, &self.maildir, port, self.mode)
+            launch(
+                self.dir.path(),
+                &self.log,
+                &self.maildir,
+                port,
+                self.mode,
+                self.account.as_ref(),
+            )
         })?;
         self.child = Some(child);
         Ok(())
@@ -216,6 +291,7 @@ fn launch(
     maildir: &Path,
     port: u16,
     mode: Mode,
+    account: Option<&Account>,
 ) -> Result<Child, LaunchError> {
     let fatal = LaunchError::Fatal;
     let out = OpenOptions::new()
@@ -225,24 +301,32 @@ fn launch(
         .map_err(fatal)?;
     let err = out.try_clone().map_err(fatal)?;
     let mut cmd = Command::new(PYTHON);
-    cmd.current_dir(dir)
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")]);
-    match mode {
-        Mode::Plain => {}
-        Mode::StartTls => {
-            cmd.args(["--tlscert", "tls-server.pem", "--tlskey", "tls-server.key"]);
+    cmd.current_dir(dir);
+    if let (Mode::StartTlsAuth, Some(account)) = (mode, account) {
+        cmd.args(["-c", AUTH_SERVER, &port.to_string()])
+            .arg(maildir)
+            .args(["tls-server.pem", "tls-server.key"])
+            .env("TESTKIT_SMTP_USER", &account.user)
+            .env("TESTKIT_SMTP_PASSWORD", &account.password);
+    } else {
+        cmd.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")]);
+        match mode {
+            Mode::Plain | Mode::StartTlsAuth => {}
+            Mode::StartTls => {
+                cmd.args(["--tlscert", "tls-server.pem", "--tlskey", "tls-server.key"]);
+            }
+            Mode::Implicit => {
+                cmd.args([
+                    "--smtpscert",
+                    "tls-server.pem",
+                    "--smtpskey",
+                    "tls-server.key",
+                ]);
+            }
         }
-        Mode::Implicit => {
-            cmd.args([
-                "--smtpscert",
-                "tls-server.pem",
-                "--smtpskey",
-                "tls-server.key",
-            ]);
-        }
+        cmd.args(["-c", "aiosmtpd.handlers.Mailbox"]).arg(maildir);
     }
-    cmd.args(["-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(maildir)
+    cmd
         // Python buffers stderr lines anyway; unbuffered keeps the log complete at a kill.
         .env("PYTHONUNBUFFERED", "1")
         .stdin(Stdio::null())
@@ -500,6 +584,19 @@ fn decode_qp(body: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters (for URL user info).
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 fn bad(why: &str) -> io::Error {
