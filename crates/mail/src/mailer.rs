@@ -142,7 +142,10 @@ impl Mailer {
         let handle = runtime.spawn(worker(counters, transport, rx));
         *shared.worker.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         tracing::info!(transport = %description, "mail delivery ready");
+        // Registered at zero, so a dashboard or alert sees the series before the first mail.
         metrics::gauge!("ringfence_mail_queue").set(0.0);
+        metrics::counter!("ringfence_mail_sent_total").increment(0);
+        metrics::counter!("ringfence_mail_dropped_total").increment(0);
         Ok(Mailer { shared })
     }
 
@@ -267,7 +270,16 @@ async fn worker(
         let job = tokio::select! {
             received = rx.recv() => match received {
                 Some(job) => job,
-                None => return,
+                None => {
+                    // Every Mailer handle is gone without a shutdown.
+                    if !retrying.is_empty() {
+                        tracing::error!(
+                            undelivered = retrying.len(),
+                            "mail delivery stopped with mails still waiting for a retry"
+                        );
+                    }
+                    return;
+                }
             },
             () = sleep_until(next_due), if next_due.is_some() => {
                 let now = Instant::now();

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 /// A finished message: the RFC 5322 bytes and the envelope (sender and recipient) to deliver
 /// them with.
 ///
-/// `Debug` shows the recipient's kind of letter and Message-ID, never the body: the body of an
-/// action mail holds a token.
+/// `Debug` shows the kind of letter and the Message-ID, never the body: the body of an action
+/// mail holds a token.
 #[derive(Clone)]
 pub struct Email {
     pub(crate) envelope: lettre::address::Envelope,

@@ -104,3 +104,30 @@ fn an_outbox_that_cannot_be_created_is_a_clear_error() {
     assert!(e.starts_with("outbox directory "), "{e}");
     assert!(e.contains("not-a-dir"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbox_that_cannot_be_written_is_retried_until_it_can() {
+    let data = tempfile::tempdir().unwrap();
+    let outbox = Outbox::in_data_dir(data.path()).unwrap();
+    let dir = outbox.dir().to_path_buf();
+    let mailer = Mailer::start(composer(), Arc::new(outbox), fast_policy()).unwrap();
+    // A file where the directory was: every write fails, whoever runs the test (root included).
+    std::fs::remove_dir(&dir).unwrap();
+    std::fs::write(&dir, b"in the way").unwrap();
+
+    mailer
+        .send("a@example.org", ringfence_mail::Letter::PasswordChanged)
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while mailer.stats().failed_attempts < 2 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", mailer.stats());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(logs().text().contains("reason=\"io\"") || logs().text().contains("reason=io"));
+
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    assert!(mailer.flush(WAIT).await, "{:?}", mailer.stats());
+    assert_eq!(mailer.stats().sent, 1);
+    assert_eq!(eml_files(&dir).len(), 1);
+}
