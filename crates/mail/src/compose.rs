@@ -3,7 +3,8 @@
 use std::time::SystemTime;
 
 use base64::Engine;
-use lettre::message::{header, Mailbox, MultiPart};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{header, Body, Mailbox, MultiPart, SinglePart};
 use lettre::Address;
 use rand::RngCore;
 
@@ -96,7 +97,19 @@ impl Composer {
             .date(SystemTime::now())
             .message_id(Some(message_id.clone()))
             .header(header::MIME_VERSION_1_0)
-            .multipart(MultiPart::alternative_plain_html(text, html))
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_PLAIN)
+                            .body(body(&wrap(&text, TEXT_WIDTH))),
+                    )
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_HTML)
+                            .body(body(&html)),
+                    ),
+            )
             .map_err(|e| MailError::Message(e.to_string()))?;
         Ok(Email {
             envelope: message.envelope().clone(),
@@ -119,5 +132,80 @@ impl Composer {
             .trim_start_matches('[')
             .trim_end_matches(']');
         format!("<{id}@{host}>")
+    }
+}
+
+/// Prose in the text part is wrapped to this many columns; a link, having no spaces, stays whole.
+const TEXT_WIDTH: usize = 76;
+
+/// The longest line RFC 5322 allows, without its CRLF.
+const MAX_LINE: usize = 998;
+
+/// A part's body as `7bit` when it can be (ASCII, no line over 998 characters), so that the link
+/// stays whole and readable in an `.eml` file or a mail's source; otherwise lettre's choice
+/// (quoted-printable or base64), e.g. for a non-ASCII app or passkey name.
+fn body(text: &str) -> Body {
+    let plain = text.is_ascii()
+        && !text.contains(['\0', '\r'])
+        && text.lines().all(|l| l.len() <= MAX_LINE);
+    if plain {
+        let crlf = text.replace('\n', "\r\n");
+        Body::dangerous_pre_encoded(crlf.into_bytes(), ContentTransferEncoding::SevenBit)
+    } else {
+        Body::new(text.to_owned())
+    }
+}
+
+/// Wraps every line longer than `width` at spaces (a word longer than `width` gets a line of
+/// its own, unbroken).
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / width);
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        if line.chars().count() <= width {
+            out.push_str(line);
+            continue;
+        }
+        let mut column = 0;
+        for word in line.split(' ') {
+            let len = word.chars().count();
+            if column > 0 && column + 1 + len > width {
+                out.push('\n');
+                column = 0;
+            } else if column > 0 {
+                out.push(' ');
+                column += 1;
+            }
+            out.push_str(word);
+            column += len;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prose_wraps_and_links_stay_whole() {
+        let link = format!(
+            "https://example.com/reset-password?token={}",
+            "a".repeat(60)
+        );
+        let text = format!("{} end\n\n{link}\nshort", "word ".repeat(30).trim_end());
+        let wrapped = wrap(&text, 20);
+        assert!(
+            wrapped.lines().all(|l| l.len() <= 20 || l == link),
+            "{wrapped}"
+        );
+        assert!(wrapped.lines().any(|l| l == link));
+        assert_eq!(
+            wrapped.replace('\n', " ").split_whitespace().count(),
+            text.split_whitespace().count()
+        );
+        assert!(wrapped.ends_with("\nshort"));
     }
 }

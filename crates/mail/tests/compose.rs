@@ -111,3 +111,30 @@ fn the_mailer_outside_a_runtime_is_an_error() {
     let e = Mailer::start(composer(), std::sync::Arc::new(outbox), Default::default()).unwrap_err();
     assert!(matches!(e, MailError::NoRuntime), "{e:?}");
 }
+
+#[test]
+fn ascii_parts_travel_as_7bit_with_the_link_whole_and_non_ascii_ones_are_encoded() {
+    let letter = Letter::ResetPassword {
+        token: ActionToken::new(TOKEN).unwrap(),
+        valid_for: Duration::from_secs(3600),
+    };
+    let mail = composer().compose("a@example.org", &letter).unwrap();
+    let raw = String::from_utf8(mail.bytes().to_vec()).unwrap();
+    let link = format!("{}/reset-password?token={TOKEN}", common::PUBLIC_URL);
+    assert!(raw.contains(&format!("\r\n{link}\r\n")), "{raw}");
+    assert!(raw.contains("Content-Transfer-Encoding: 7bit"));
+    assert!(raw.split("\r\n").all(|l| l.len() <= 998));
+
+    let url = PublicUrl::parse("https://auth.example.test").unwrap();
+    let cafe = Composer::new("Café Ümlaut", url, None).unwrap();
+    let mail = cafe.compose("a@example.org", &letter).unwrap();
+    assert!(
+        mail.bytes().is_ascii(),
+        "non-ASCII must be encoded on the wire"
+    );
+    let parsed = ReceivedMail::parse(mail.bytes()).unwrap();
+    let text = parsed.text().unwrap().replace('\n', " ");
+    assert!(text.contains("your Café Ümlaut account"), "{text}");
+    assert!(parsed.html().unwrap().contains("Café Ümlaut"));
+    assert_eq!(common::links(parsed.text().unwrap()), vec![link]);
+}
