@@ -16,7 +16,8 @@
 //!   `ringfence_mail_dropped_total` and the gauge `ringfence_mail_queue`.
 //!
 //! The crate depends on no other ringfence crate; the account side calls it through
-//! [`Mailer::send`].
+//! [`Mailer::send`]. The server builds the [`Mailer`] from its flags with
+//! [`Mailer::from_settings`] ([`MailSettings`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ringfence_mail::MailError> {
@@ -55,6 +56,7 @@ mod letter;
 pub(crate) mod links;
 mod mailer;
 mod outbox;
+mod settings;
 mod smtp;
 mod smtp_url;
 mod transport;
@@ -65,6 +67,7 @@ pub use letter::Letter;
 pub use links::{Action, ActionToken, PublicUrl, MAX_TOKEN_LEN};
 pub use mailer::{MailStats, Mailer, RetryPolicy};
 pub use outbox::Outbox;
+pub use settings::MailSettings;
 pub use smtp::{SmtpTransport, SMTP_TIMEOUT};
 pub use smtp_url::{SmtpSecurity, SmtpUrl};
 pub use transport::{Email, FailureReason, Transport, TransportError};

@@ -154,6 +154,10 @@ impl Mailer {
     /// An `Err` means the mail was not queued: the address or letter is invalid, the queue is
     /// full ([`MailError::QueueFull`], already logged and counted) or the mailer was shut down.
     /// None of these should fail the user's action: log it if you must, and answer as usual.
+    ///
+    /// Composing takes some microseconds. Where the answer must not tell whether an account
+    /// exists (forgot password), look the account up and send from a spawned task, off the
+    /// request path, so known and unknown addresses take the same time.
     pub fn send(&self, to: &str, letter: Letter) -> Result<(), MailError> {
         let s = &self.shared;
         if s.stopped.load(Ordering::Acquire) {

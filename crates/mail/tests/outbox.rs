@@ -131,3 +131,60 @@ async fn an_outbox_that_cannot_be_written_is_retried_until_it_can() {
     assert_eq!(mailer.stats().sent, 1);
     assert_eq!(eml_files(&dir).len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_without_an_smtp_url_write_to_the_outbox_and_bad_flags_are_one_line_errors() {
+    use ringfence_mail::MailSettings;
+    let data = tempfile::tempdir().unwrap();
+    let settings = |public_url, smtp_url, mail_from| MailSettings {
+        app_name: "ringfence",
+        public_url,
+        smtp_url,
+        mail_from,
+        data_dir: data.path(),
+        policy: fast_policy(),
+    };
+    let mailer = Mailer::from_settings(settings("http://localhost:8080", None, None)).unwrap();
+    assert_eq!(mailer.composer().from_address(), "ringfence@localhost");
+    mailer
+        .send("a@example.org", ringfence_mail::Letter::PasswordChanged)
+        .unwrap();
+    assert!(mailer.flush(WAIT).await);
+    assert_eq!(eml_files(&data.path().join("outbox")).len(), 1);
+
+    let smtp = Mailer::from_settings(settings(
+        "https://auth.example.test",
+        Some("smtp://relay.example.test:2525"),
+        Some("Acme <noreply@example.test>"),
+    ))
+    .unwrap();
+    assert!(format!("{smtp:?}").contains("smtp://relay.example.test:2525"));
+
+    for (public_url, smtp_url, mail_from, want) in [
+        ("localhost:8080", None, None, "invalid public URL"),
+        (
+            "https://a.test",
+            Some("smtp://u:hunter2@relay:99999"),
+            None,
+            "invalid SMTP URL",
+        ),
+        (
+            "https://a.test",
+            Some("imap://relay"),
+            None,
+            "smtp:// or smtps://",
+        ),
+        (
+            "https://a.test",
+            None,
+            Some("nobody"),
+            "invalid mail address `nobody`",
+        ),
+    ] {
+        let e = Mailer::from_settings(settings(public_url, smtp_url, mail_from))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{e}");
+        assert!(!e.contains('\n') && !e.contains("hunter2"), "{e}");
+    }
+}
