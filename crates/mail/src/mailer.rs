@@ -116,12 +116,18 @@ struct Job {
 
 impl Mailer {
     /// Starts the background task on the current Tokio runtime and logs where mail goes.
+    /// A zero `first_backoff` or `capacity` in `policy` counts as 1 ms or 1 mail.
     pub fn start(
         composer: Composer,
         transport: Arc<dyn Transport>,
         policy: RetryPolicy,
     ) -> Result<Mailer, MailError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| MailError::NoRuntime)?;
+        // A zero backoff would retry in a tight loop, a zero capacity refuse every mail.
+        let mut policy = policy;
+        policy.first_backoff = policy.first_backoff.max(Duration::from_millis(1));
+        policy.max_backoff = policy.max_backoff.max(policy.first_backoff);
+        policy.capacity = policy.capacity.max(1);
         let (jobs, rx) = mpsc::unbounded_channel();
         let description = transport.describe();
         let counters = Arc::new(Counters {
