@@ -4,7 +4,7 @@
 # (e.g. `scripts/test.sh -p ringfence-sessions`, `scripts/test.sh -- --nocapture`).
 #
 # The tests never use the distribution's services: ringfence-testkit starts its own
-# redis-server, PostgreSQL and HAProxy on free loopback ports in temporary directories.
+# redis-server, PostgreSQL, HAProxy and aiosmtpd on free loopback ports in temporary directories.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,6 +33,10 @@ have_postgres || missing+=(postgresql)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 # Validates deploy/docker-compose.yml (no Docker engine needed) when Compose v2 is absent.
 docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+
+# The SMTP server of the mail tests (ringfence-testkit's SmtpServer runs Debian's interpreter).
+have_aiosmtpd() { [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1; }
+have_aiosmtpd || missing+=(python3-aiosmtpd)
 
 # Headless Chromium and its WebDriver server for the browser test (tests/browser.rs).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
@@ -86,6 +90,7 @@ if ((${#missing[@]} > 0)); then
     command -v wrk >/dev/null 2>&1 || still+=(wrk)
     command -v chromium >/dev/null 2>&1 || still+=(chromium)
     command -v chromedriver >/dev/null 2>&1 || still+=(chromium-driver)
+    have_aiosmtpd || still+=(python3-aiosmtpd)
     if ((${#still[@]} > 0)); then
         say "still missing after installing: ${still[*]}"
         exit 1

@@ -1,6 +1,7 @@
 //! Real processes for tests: `redis-server` (plain, TLS, or a whole Redis Cluster), PostgreSQL,
-//! HAProxy and `ringfence` nodes, each on a free port of `127.0.0.1` with its own temporary
-//! directory, plus a throwaway test CA ([`TestPki`]) for TLS.
+//! HAProxy, an SMTP server (`aiosmtpd`: [`SmtpServer`], which reads back what it received) and
+//! `ringfence` nodes, each on a free port of `127.0.0.1` with its own temporary directory, plus a
+//! throwaway test CA ([`TestPki`]) for TLS.
 //!
 //! The API is synchronous (plain `std::process`), so it works from sync tests and from async
 //! tests alike; starting a server blocks until it is ready or a bounded wait runs out, and the
@@ -17,6 +18,7 @@ mod node;
 mod postgres;
 mod process;
 mod redis;
+mod smtp;
 mod tls;
 
 pub use cluster::{ClusterOptions, RedisCluster};
@@ -25,4 +27,5 @@ pub use node::NodeProcess;
 pub use postgres::PostgresServer;
 pub use process::{free_port, try_free_port};
 pub use redis::{RedisOptions, RedisServer};
+pub use smtp::{MailPart, ReceivedMail, SmtpServer};
 pub use tls::TestPki;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::process;
+use crate::process::{self, LaunchError};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const INITDB_TIMEOUT: Duration = Duration::from_secs(120);
@@ -38,11 +38,6 @@ pub struct PostgresServer {
     next_db: AtomicU64,
     // Declared last: dropped after the process is gone.
     dir: TempDir,
-}
-
-enum LaunchError {
-    PortTaken(io::Error),
-    Fatal(io::Error),
 }
 
 impl PostgresServer {
@@ -107,21 +102,12 @@ impl PostgresServer {
             next_db: AtomicU64::new(1),
             dir,
         };
-        let mut last = None;
-        for _ in 0..PORT_ATTEMPTS {
-            let port = process::try_free_port()?;
-            match server.launch(port) {
-                Ok(child) => {
-                    server.child = Some(child);
-                    server.port = port;
-                    server.psql_in("postgres", &format!("CREATE DATABASE \"{USER}\""))?;
-                    return Ok(server);
-                }
-                Err(LaunchError::PortTaken(e)) => last = Some(e),
-                Err(LaunchError::Fatal(e)) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| io::Error::other("postgres did not start")))
+        let (port, child) =
+            process::launch_on_free_port(PORT_ATTEMPTS, "postgres", |port| server.launch(port))?;
+        server.child = Some(child);
+        server.port = port;
+        server.psql_in("postgres", &format!("CREATE DATABASE \"{USER}\""))?;
+        Ok(server)
     }
 
     /// `postgres://ringfence@127.0.0.1:PORT/ringfence`
@@ -209,18 +195,10 @@ impl PostgresServer {
     /// Stops the server if it runs and starts it again on the same port and data directory.
     pub fn restart(&mut self) -> io::Result<()> {
         self.stop();
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            match self.launch(self.port) {
-                Ok(child) => {
-                    self.child = Some(child);
-                    return Ok(());
-                }
-                Err(LaunchError::PortTaken(e)) if Instant::now() >= deadline => return Err(e),
-                Err(LaunchError::PortTaken(_)) => thread::sleep(Duration::from_millis(100)),
-                Err(LaunchError::Fatal(e)) => return Err(e),
-            }
-        }
+        let child =
+            process::relaunch_on_port(self.port, Duration::from_secs(2), |port| self.launch(port))?;
+        self.child = Some(child);
+        Ok(())
     }
 
     /// Whether the postmaster process is alive.

@@ -149,6 +149,53 @@ pub(crate) fn tail(path: &Path, lines: usize) -> String {
     }
 }
 
+/// How starting a server on a given port failed.
+pub(crate) enum LaunchError {
+    /// The server exited because the port was taken: worth another port (or another try later).
+    PortTaken(io::Error),
+    /// Anything else: reported as it is.
+    Fatal(io::Error),
+}
+
+/// Runs `launch` on fresh free ports until a server does not find its port taken, at most
+/// `attempts` times; returns the port and what `launch` gave. `what` names the server in the
+/// error when every port was taken.
+pub(crate) fn launch_on_free_port<T>(
+    attempts: usize,
+    what: &str,
+    mut launch: impl FnMut(u16) -> Result<T, LaunchError>,
+) -> io::Result<(u16, T)> {
+    let mut last = None;
+    for _ in 0..attempts {
+        let port = try_free_port()?;
+        match launch(port) {
+            Ok(started) => return Ok((port, started)),
+            Err(LaunchError::PortTaken(e)) => last = Some(e),
+            Err(LaunchError::Fatal(e)) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other(format!("{what} did not start"))))
+}
+
+/// Runs `launch` on `port` again (a restart), retrying for up to `patience` while the port is
+/// still taken: the old socket may linger briefly, or another process may have grabbed the port
+/// in between, which is then reported, not retried elsewhere.
+pub(crate) fn relaunch_on_port<T>(
+    port: u16,
+    patience: Duration,
+    mut launch: impl FnMut(u16) -> Result<T, LaunchError>,
+) -> io::Result<T> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match launch(port) {
+            Ok(started) => return Ok(started),
+            Err(LaunchError::PortTaken(e)) if Instant::now() >= deadline => return Err(e),
+            Err(LaunchError::PortTaken(_)) => thread::sleep(Duration::from_millis(100)),
+            Err(LaunchError::Fatal(e)) => return Err(e),
+        }
+    }
+}
+
 /// Whether a server's log says it died because its port was taken, the one failure a new port fixes.
 pub(crate) fn log_says_port_taken(path: &Path) -> bool {
     let t = tail(path, 40).to_ascii_lowercase();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::process::{self, POLL};
+use crate::process::{self, LaunchError, POLL};
 use crate::tls::TestPki;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -80,12 +80,6 @@ impl std::fmt::Debug for CliUser {
     }
 }
 
-enum LaunchError {
-    /// The server exited because the port was taken: worth another port.
-    PortTaken(io::Error),
-    Fatal(io::Error),
-}
-
 impl RedisServer {
     /// Starts a server with [`RedisOptions::default`] and waits until it answers PING.
     pub fn start() -> io::Result<RedisServer> {
@@ -127,26 +121,18 @@ impl RedisServer {
             }
             None => None,
         };
-        let mut last = None;
-        for _ in 0..PORT_ATTEMPTS {
-            let port = process::try_free_port()?;
-            match launch(dir.path(), &log, port, &options, tls.as_ref()) {
-                Ok(child) => {
-                    return Ok(RedisServer {
-                        child: Some(child),
-                        port,
-                        options,
-                        tls,
-                        cli_user: None,
-                        log,
-                        dir,
-                    })
-                }
-                Err(LaunchError::PortTaken(e)) => last = Some(e),
-                Err(LaunchError::Fatal(e)) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| io::Error::other("redis-server did not start")))
+        let (port, child) = process::launch_on_free_port(PORT_ATTEMPTS, "redis-server", |port| {
+            launch(dir.path(), &log, port, &options, tls.as_ref())
+        })?;
+        Ok(RedisServer {
+            child: Some(child),
+            port,
+            options,
+            tls,
+            cli_user: None,
+            log,
+            dir,
+        })
     }
 
     /// `redis://127.0.0.1:PORT/`, or `rediss://127.0.0.1:PORT/` for a TLS server.
@@ -205,26 +191,18 @@ impl RedisServer {
     /// directory, waiting until it answers PING.
     pub fn restart(&mut self) -> io::Result<()> {
         self.stop();
-        // The old socket may linger briefly; redis sets SO_REUSEADDR, but another process may
-        // also have grabbed the port in between, which is then reported, not retried elsewhere.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            match launch(
+        // redis sets SO_REUSEADDR, but the old socket may still linger briefly.
+        let child = process::relaunch_on_port(self.port, Duration::from_secs(2), |port| {
+            launch(
                 self.dir.path(),
                 &self.log,
-                self.port,
+                port,
                 &self.options,
                 self.tls.as_ref(),
-            ) {
-                Ok(child) => {
-                    self.child = Some(child);
-                    return Ok(());
-                }
-                Err(LaunchError::PortTaken(e)) if Instant::now() >= deadline => return Err(e),
-                Err(LaunchError::PortTaken(_)) => thread::sleep(Duration::from_millis(100)),
-                Err(LaunchError::Fatal(e)) => return Err(e),
-            }
-        }
+            )
+        })?;
+        self.child = Some(child);
+        Ok(())
     }
 
     /// Whether the server process is alive.

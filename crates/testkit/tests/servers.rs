@@ -1,6 +1,6 @@
 //! The harness against the real programs.
 
-use ringfence_testkit::{free_port, PostgresServer, RedisOptions, RedisServer};
+use ringfence_testkit::{free_port, PostgresServer, RedisOptions, RedisServer, SmtpServer};
 
 #[test]
 fn free_ports_are_distinct_within_a_process() {
@@ -101,6 +101,7 @@ fn handles_are_send_and_sync_so_they_can_live_in_statics() {
     fn check<T: Send + Sync>() {}
     check::<RedisServer>();
     check::<PostgresServer>();
+    check::<SmtpServer>();
 }
 
 #[test]
