@@ -154,6 +154,12 @@ impl AccountMail {
         self.link().map(|l| l.expires_at)
     }
 
+    /// How long an action mail's link works from when it was sent (to state in the mail);
+    /// `None` for a notice.
+    pub fn valid_for(&self) -> Option<chrono::Duration> {
+        self.link().map(|l| l.valid_for)
+    }
+
     /// The token of an action mail; `None` for a notice.
     pub fn token(&self) -> Option<&MailToken> {
         self.link().map(|l| &l.token)
@@ -169,6 +175,7 @@ mod tests {
         let link = IssuedToken {
             token: MailToken::generate(),
             expires_at: DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
+            valid_for: chrono::Duration::hours(1),
         };
         let reset = AccountMail::ResetPassword { link: link.clone() };
         assert_eq!(
@@ -176,6 +183,7 @@ mod tests {
             Some(format!("/reset-password?token={}", link.token.as_str()))
         );
         assert_eq!(reset.expires_at(), Some(link.expires_at));
+        assert_eq!(reset.valid_for(), Some(chrono::Duration::hours(1)));
         assert!(!format!("{reset:?}").contains(link.token.as_str()));
         let change = AccountMail::ConfirmEmailChange {
             link: link.clone(),

@@ -95,6 +95,7 @@ async fn registration_mails_a_verification_link_that_works_once() {
         ),
         "verification links work 24 hours"
     );
+    assert_eq!(mail.valid_for(), Some(Duration::hours(24)));
 
     let verified = m.accounts.verify_email(&token).await.unwrap();
     assert_eq!(verified.id, user.id);
@@ -743,6 +744,7 @@ async fn an_admin_reset_link_works_without_mail_and_the_mailed_one_too() {
             .duration_trunc(Duration::milliseconds(1))
             .unwrap()
     );
+    assert_eq!(issued.valid_for, Duration::hours(1));
     m.accounts
         .reset_password(issued.token.as_str(), OTHER_PASSWORD)
         .await

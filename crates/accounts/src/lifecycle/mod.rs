@@ -272,7 +272,11 @@ impl Accounts {
         };
         store.insert(&token.hash(), &stored, now).await?;
         tracing::info!(user_id = %record.user.id, purpose = purpose.as_str(), "mail token issued");
-        Ok(IssuedToken { token, expires_at })
+        Ok(IssuedToken {
+            token,
+            expires_at,
+            valid_for: lifetime,
+        })
     }
 
     /// Issues a token and queues the action mail `build` makes of it, to `to`.

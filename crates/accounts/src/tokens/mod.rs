@@ -142,6 +142,9 @@ pub struct IssuedToken {
     pub token: MailToken,
     /// When it expires (whole milliseconds, as stores keep it).
     pub expires_at: DateTime<Utc>,
+    /// How long it works from its issue: the lifetime a mail states ("this link works for
+    /// 1 hour").
+    pub valid_for: chrono::Duration,
 }
 
 /// What a store keeps for one token.
