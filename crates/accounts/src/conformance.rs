@@ -28,6 +28,8 @@ fn user(email: &Email, admin: bool, at: DateTime<Utc>) -> User {
         is_admin: admin,
         created_at: at,
         password_changed_at: at,
+        email_verified: false,
+        disabled: false,
     }
 }
 
@@ -89,6 +91,17 @@ pub async fn missing_rows(store: &dyn UserStore) {
         .await
         .expect("set_password_hash"));
     assert!(!store.set_admin(&id, true).await.expect("set_admin"));
+    assert!(!store
+        .set_email_verified(&id, true)
+        .await
+        .expect("set_email_verified"));
+    assert!(!store.set_disabled(&id, true).await.expect("set_disabled"));
+    assert!(!store.delete(&id).await.expect("delete"));
+    let to = email(&format!("nobody-new-{}@example.com", unique()));
+    assert!(!store
+        .change_email(&id, &e, &to, true)
+        .await
+        .expect("change_email"));
 }
 
 /// A second account with the same e-mail, typed in another case, is refused with `EmailTaken`
@@ -228,6 +241,244 @@ pub async fn list_order(store: &dyn UserStore) {
         .is_empty());
 }
 
+/// `email_verified` and `disabled` are stored as inserted and changed one at a time, and
+/// nothing else changes with them.
+pub async fn status_flags(store: &dyn UserStore) {
+    let e = email(&format!("flags-{}@example.com", unique()));
+    let u = user(&e, false, t0());
+    store.insert(&u, "$argon2id$h").await.expect("insert");
+    let read =
+        |id: String| async move { store.by_id(&id).await.expect("by_id").expect("found").user };
+    let found = read(u.id.clone()).await;
+    assert!(
+        !found.email_verified && !found.disabled,
+        "new accounts: unverified, enabled"
+    );
+
+    assert!(store.set_email_verified(&u.id, true).await.expect("verify"));
+    let found = read(u.id.clone()).await;
+    assert!(found.email_verified);
+    assert!(!found.disabled);
+    assert!(store.set_disabled(&u.id, true).await.expect("disable"));
+    let found = read(u.id.clone()).await;
+    assert_eq!(
+        found,
+        User {
+            email_verified: true,
+            disabled: true,
+            ..u.clone()
+        },
+        "only the two flags changed"
+    );
+    let by_email = store.by_email(&e).await.expect("by_email").expect("found");
+    assert!(by_email.user.disabled, "by_email reads the flags too");
+    assert_eq!(by_email.password_hash, "$argon2id$h");
+    assert!(store.set_disabled(&u.id, false).await.expect("enable"));
+    assert!(store
+        .set_email_verified(&u.id, false)
+        .await
+        .expect("unverify"));
+    assert_eq!(read(u.id.clone()).await, u);
+
+    // Inserted with the flags set, they survive the round trip.
+    let e2 = email(&format!("flags-set-{}@example.com", unique()));
+    let v = User {
+        email_verified: true,
+        disabled: true,
+        ..user(&e2, true, t0())
+    };
+    store.insert(&v, "$argon2id$h").await.expect("insert");
+    assert_eq!(read(v.id.clone()).await, v);
+}
+
+/// `delete` removes the account (and frees its address); a second delete finds nothing.
+pub async fn delete(store: &dyn UserStore) {
+    let e = email(&format!("delete-{}@example.com", unique()));
+    let u = user(&e, false, t0());
+    let other = user(
+        &email(&format!("keep-{}@example.com", unique())),
+        false,
+        t0(),
+    );
+    store.insert(&u, "$argon2id$h").await.expect("insert");
+    store.insert(&other, "$argon2id$h").await.expect("insert");
+    let before = store.count().await.expect("count");
+    assert!(store.delete(&u.id).await.expect("delete"));
+    assert!(store.by_id(&u.id).await.expect("by_id").is_none());
+    assert!(store.by_email(&e).await.expect("by_email").is_none());
+    assert!(
+        !store.delete(&u.id).await.expect("delete again"),
+        "already gone"
+    );
+    assert_eq!(store.count().await.expect("count"), before - 1);
+    assert!(
+        store.by_id(&other.id).await.expect("by_id").is_some(),
+        "other accounts stay"
+    );
+    // The address can be registered again, by a new account.
+    store
+        .insert(&user(&e, false, t0()), "$argon2id$h")
+        .await
+        .expect("the address is free again");
+}
+
+/// `change_email` moves an account from its present address to a free one and sets the
+/// verified flag; a stale `from` changes nothing; an address in use is `EmailTaken`.
+pub async fn change_email(store: &dyn UserStore) {
+    let tag = unique();
+    let old = email(&format!("old-{tag}@example.com"));
+    let new = email(&format!("new-{tag}@example.com"));
+    let taken = email(&format!("taken-{tag}@example.com"));
+    let u = user(&old, false, t0());
+    let holder = user(&taken, false, t0());
+    store.insert(&u, "$argon2id$h").await.expect("insert");
+    store.insert(&holder, "$argon2id$h").await.expect("insert");
+
+    match store.change_email(&u.id, &old, &taken, true).await {
+        Err(UserStoreError::EmailTaken) => {}
+        other => panic!("an address in use must be EmailTaken, got {other:?}"),
+    }
+    let found = store.by_id(&u.id).await.expect("by_id").expect("found");
+    assert_eq!(found.user, u, "a refused change changes nothing");
+
+    assert!(store
+        .change_email(&u.id, &old, &new, true)
+        .await
+        .expect("change"));
+    let found = store
+        .by_email(&new)
+        .await
+        .expect("by_email")
+        .expect("found");
+    assert_eq!(
+        found.user,
+        User {
+            email: new.as_str().to_owned(),
+            email_verified: true,
+            ..u.clone()
+        }
+    );
+    assert_eq!(found.password_hash, "$argon2id$h");
+    assert!(store.by_email(&old).await.expect("by_email").is_none());
+    assert!(
+        !store
+            .change_email(&u.id, &old, &taken, true)
+            .await
+            .expect("stale change"),
+        "a change from an address the account no longer has does nothing"
+    );
+    // The old address is free for someone else.
+    store
+        .insert(&user(&old, false, t0()), "$argon2id$h")
+        .await
+        .expect("old address free");
+    // Back again, unverified this time.
+    let back = email(&format!("back-{tag}@example.com"));
+    assert!(store
+        .change_email(&u.id, &new, &back, false)
+        .await
+        .expect("change"));
+    assert!(
+        !store
+            .by_id(&u.id)
+            .await
+            .expect("by_id")
+            .expect("found")
+            .user
+            .email_verified
+    );
+}
+
+/// Two accounts racing for one free address: exactly one gets it, the other is `EmailTaken`.
+pub async fn concurrent_email_change(store: &dyn UserStore) {
+    for round in 0..5 {
+        let tag = unique();
+        let target = email(&format!("race-{tag}@example.com"));
+        let mut racers = Vec::new();
+        for i in 0..4 {
+            let e = email(&format!("racer-{i}-{tag}@example.com"));
+            let u = user(&e, false, t0());
+            store.insert(&u, "$argon2id$h").await.expect("insert");
+            racers.push((u, e));
+        }
+        let changes = racers
+            .iter()
+            .map(|(u, e)| store.change_email(&u.id, e, &target, true));
+        let results = futures_util::future::join_all(changes).await;
+        let mut won = 0;
+        for result in results {
+            match result {
+                Ok(true) => won += 1,
+                Err(UserStoreError::EmailTaken) => {}
+                other => panic!("round {round}: unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            won, 1,
+            "round {round}: exactly one account gets the address"
+        );
+        let holder = store
+            .by_email(&target)
+            .await
+            .expect("by_email")
+            .expect("someone has it");
+        assert!(racers.iter().any(|(u, _)| u.id == holder.user.id));
+    }
+}
+
+/// `list_after` pages through every account in byte order of the id, without gaps or
+/// repeats, from any starting id.
+pub async fn list_by_id(store: &dyn UserStore) {
+    let tag = unique();
+    for i in 0..7 {
+        let e = email(&format!("byid-{tag}-{i}@example.com"));
+        store
+            .insert(&user(&e, i % 3 == 0, t0()), "$argon2id$h")
+            .await
+            .expect("insert");
+    }
+    let all = store.list_after(None, 100_000).await.expect("list all");
+    assert_eq!(all.len() as u64, store.count().await.expect("count"));
+    let ids: Vec<&str> = all.iter().map(|u| u.id.as_str()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(ids, sorted, "ordered by id, byte-wise");
+    for u in &all {
+        let found = store.by_id(&u.id).await.expect("by_id").expect("found");
+        assert_eq!(*u, found.user, "listed users are complete");
+    }
+
+    let mut paged: Vec<User> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list_after(after.as_deref(), 3).await.expect("page");
+        assert!(page.len() <= 3, "limit respected");
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        paged.extend(page);
+        assert!(paged.len() <= all.len(), "paging terminates");
+    }
+    assert_eq!(paged, all, "pages concatenate to the full list");
+    assert!(store.list_after(None, 0).await.expect("limit 0").is_empty());
+    let last = all.last().expect("not empty").id.clone();
+    assert!(store
+        .list_after(Some(&last), 10)
+        .await
+        .expect("after the last")
+        .is_empty());
+    // An id that is no account's still marks a place in the order.
+    let from_middle = store
+        .list_after(Some(&all[2].id[..4]), 100_000)
+        .await
+        .expect("from a prefix");
+    assert!(from_middle.iter().all(|u| u.id.as_str() > &all[2].id[..4]));
+    assert!(store
+        .list_after(Some("~"), 10)
+        .await
+        .expect("after everything")
+        .is_empty());
+}
+
 /// `count` follows inserts (and is not fooled by a refused duplicate).
 pub async fn count(store: &dyn UserStore) {
     let before = store.count().await.expect("count");
@@ -253,6 +504,11 @@ pub async fn count(store: &dyn UserStore) {
 pub async fn empty(store: &dyn UserStore) {
     assert_eq!(store.count().await.expect("count"), 0);
     assert!(store.list(10, 0).await.expect("list").is_empty());
+    assert!(store
+        .list_after(None, 10)
+        .await
+        .expect("list_after")
+        .is_empty());
 }
 
 /// The store answers a ping.
@@ -263,6 +519,11 @@ pub async fn ping(store: &dyn UserStore) {
 /// Every check, on one fresh (migrated, empty) store.
 pub async fn run_all(store: &dyn UserStore) {
     empty(store).await;
+    run_all_on_populated(store).await;
+}
+
+/// Every check but [`empty`], on a migrated store that may hold accounts already.
+pub async fn run_all_on_populated(store: &dyn UserStore) {
     ping(store).await;
     insert_and_find(store).await;
     missing_rows(store).await;
@@ -271,4 +532,9 @@ pub async fn run_all(store: &dyn UserStore) {
     set_admin(store).await;
     list_order(store).await;
     count(store).await;
+    status_flags(store).await;
+    delete(store).await;
+    change_email(store).await;
+    concurrent_email_change(store).await;
+    list_by_id(store).await;
 }

@@ -9,6 +9,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 use crate::sql::store_error;
+use crate::tokens::{
+    MailTokenStore, PostgresMailTokenStore, SqliteMailTokenStore, TokenStoreError,
+};
 use crate::{
     AttemptStore, AttemptStoreError, PostgresAttemptStore, PostgresUserStore, SqliteAttemptStore,
     SqliteUserStore, UserStore, UserStoreError,
@@ -124,6 +127,23 @@ impl Database {
             }
             Database::Postgres(pool) => {
                 let store = PostgresAttemptStore::new(pool.clone());
+                store.migrate().await?;
+                Arc::new(store)
+            }
+        })
+    }
+
+    /// The mail-link token store on this database, with the migrations applied: the store for
+    /// a node without Redis (see [`crate::tokens`]).
+    pub async fn mail_token_store(&self) -> Result<Arc<dyn MailTokenStore>, TokenStoreError> {
+        Ok(match self {
+            Database::Sqlite(pool) => {
+                let store = SqliteMailTokenStore::new(pool.clone());
+                store.migrate().await?;
+                Arc::new(store)
+            }
+            Database::Postgres(pool) => {
+                let store = PostgresMailTokenStore::new(pool.clone());
                 store.migrate().await?;
                 Arc::new(store)
             }

@@ -1,5 +1,6 @@
 //! The error type of the accounts service.
 
+use crate::tokens::TokenStoreError;
 use crate::{AttemptStoreError, PasswordRejection, UserStoreError};
 
 /// Why an account operation failed. Every message can be shown to the person using the app;
@@ -33,6 +34,18 @@ pub enum AccountError {
     /// The account does not exist (any more).
     #[error("no such account")]
     UserNotFound,
+    /// A mail-link token that is malformed, unknown, already used, expired, of another purpose,
+    /// or void because the account's password or address changed since it was sent. HTTP `400`.
+    #[error("this link is invalid or has expired; please ask for a new one")]
+    InvalidToken,
+    /// The right password of an account an administrator disabled (a wrong one gets
+    /// [`AccountError::InvalidCredentials`]). HTTP `403`.
+    #[error("this account is disabled")]
+    AccountDisabled,
+    /// The right password, but the address is not verified and the deployment requires it;
+    /// a verification mail was sent. HTTP `403`.
+    #[error("please confirm your e-mail address first: follow the link in the mail we sent you")]
+    EmailNotVerified,
     /// Every password-hashing thread stayed busy for longer than the hasher waits
     /// ([`crate::HASH_QUEUE_LIMIT`]): the node is saturated. HTTP `503` with a `Retry-After`;
     /// nothing was checked or changed.
@@ -66,6 +79,9 @@ impl AccountError {
             AccountError::Throttled { .. } => "too_many_attempts",
             AccountError::CurrentPasswordIncorrect => "current_password_incorrect",
             AccountError::UserNotFound => "user_not_found",
+            AccountError::InvalidToken => "invalid_token",
+            AccountError::AccountDisabled => "account_disabled",
+            AccountError::EmailNotVerified => "email_not_verified",
             AccountError::Busy => "busy",
             AccountError::Store(_) => "store_unavailable",
             AccountError::Corrupt(_) => "corrupt_data",
@@ -85,6 +101,9 @@ impl AccountError {
                 | AccountError::Throttled { .. }
                 | AccountError::CurrentPasswordIncorrect
                 | AccountError::UserNotFound
+                | AccountError::InvalidToken
+                | AccountError::AccountDisabled
+                | AccountError::EmailNotVerified
         )
     }
 
@@ -118,6 +137,19 @@ impl From<AttemptStoreError> for AccountError {
             }
             AttemptStoreError::Corrupt(msg) => {
                 AccountError::Corrupt(format!("sign-in attempt store: {msg}"))
+            }
+        }
+    }
+}
+
+impl From<TokenStoreError> for AccountError {
+    fn from(e: TokenStoreError) -> Self {
+        match e {
+            TokenStoreError::Unavailable(msg) | TokenStoreError::Migration(msg) => {
+                AccountError::Store(format!("mail token store: {msg}"))
+            }
+            TokenStoreError::Corrupt(msg) => {
+                AccountError::Corrupt(format!("mail token store: {msg}"))
             }
         }
     }

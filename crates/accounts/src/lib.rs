@@ -10,6 +10,12 @@
 //!   [`PostgresUserStore`] with the same SQL; [`conformance`] is the suite both pass.
 //! - [`Database`]: opens either from a URL.
 //! - [`Accounts`]: the service (register, authenticate, change password, admin operations).
+//! - [`lifecycle`]: the flows over mail (address verification, forgotten passwords, address
+//!   changes, notices) and administrators' control of accounts (disable, enable, delete, set a
+//!   password), with mails queued through the [`AccountMailer`] seam ([`notify`]) and the
+//!   single-use tokens of mail links kept behind the [`MailTokenStore`] seam ([`tokens`]):
+//!   Redis ([`RedisMailTokenStore`]), SQLite ([`SqliteMailTokenStore`]) or PostgreSQL
+//!   ([`PostgresMailTokenStore`]), held to [`tokens_conformance`].
 //! - [`throttle`]: failed sign-ins counted per account and per client address, with growing,
 //!   capped locks ([`Accounts::with_throttle`]); counters in Redis ([`RedisAttemptStore`]),
 //!   SQLite ([`SqliteAttemptStore`]) or PostgreSQL ([`PostgresAttemptStore`]) behind the
@@ -41,12 +47,16 @@ mod email;
 mod error;
 mod hash_pool;
 mod hasher;
+pub mod lifecycle;
+pub mod notify;
 mod policy;
 mod service;
 mod sql;
 mod store;
 pub mod throttle;
 pub mod throttle_conformance;
+pub mod tokens;
+pub mod tokens_conformance;
 mod user_cache;
 
 pub use database::{Database, ACQUIRE_TIMEOUT, CONNECT_TIMEOUT, SQLITE_BUSY_TIMEOUT};
@@ -54,6 +64,8 @@ pub use email::{Email, MAX_EMAIL_LEN, MAX_LOCAL_LEN};
 pub use error::AccountError;
 pub use hash_pool::HashPriority;
 pub use hasher::{Argon2Params, PasswordHasher, Verification, HASH_QUEUE_LIMIT};
+pub use lifecycle::MailFlowSettings;
+pub use notify::{AccountMail, AccountMailer, SecondFactor};
 pub use policy::{common_password_count, is_common_password, PasswordPolicy, PasswordRejection};
 pub use service::{Accounts, CLOCK_SKEW_ALLOWANCE, REGISTRATIONS_METRIC, SIGN_IN_METRIC};
 pub use sql::{PostgresUserStore, SqliteUserStore};
@@ -62,5 +74,9 @@ pub use throttle::{
     normalize_address, AttemptStore, AttemptStoreError, FailureCount, PostgresAttemptStore,
     RedisAttemptStore, SqliteAttemptStore, Throttle, ThrottleKey, ThrottleKeys, ThrottleKind,
     ThrottlePolicy,
+};
+pub use tokens::{
+    IssuedToken, MailToken, MailTokenRecord, MailTokenStore, PostgresMailTokenStore,
+    RedisMailTokenStore, SqliteMailTokenStore, TokenHash, TokenPurpose, TokenStoreError,
 };
 pub use user_cache::DEFAULT_USER_CACHE_TTL;

@@ -8,6 +8,8 @@ use rand::RngCore;
 use ringfence_keyring::SharedClock;
 use ringfence_sessions::{Session, SessionId, SessionManager};
 
+use crate::lifecycle::MailFlows;
+use crate::notify::AccountMail;
 use crate::user_cache::{UserCache, DEFAULT_USER_CACHE_TTL};
 use crate::{
     AccountError, AttemptStore, Email, PasswordHasher, PasswordPolicy, Throttle, ThrottleKeys,
@@ -37,6 +39,7 @@ struct Inner {
     clock: SharedClock,
     throttle: Option<Throttle>,
     cache: UserCache,
+    mail: MailFlows,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -67,6 +70,7 @@ impl Accounts {
                 clock,
                 throttle: None,
                 cache: UserCache::new(DEFAULT_USER_CACHE_TTL),
+                mail: MailFlows::default(),
             }),
         }
     }
@@ -99,8 +103,34 @@ impl Accounts {
                 clock: Arc::clone(&inner.clock),
                 throttle,
                 cache: UserCache::new(cache_ttl),
+                mail: inner.mail.clone(),
             }),
         }
+    }
+
+    /// The same service with other mail flows (see [`crate::lifecycle`]).
+    pub(crate) fn with_mail_flows(self, mail: MailFlows) -> Self {
+        let mut next = self.rebuilt(self.inner.throttle.clone(), self.inner.cache.ttl());
+        // `next` was made just now, so nobody else holds it: the update always happens.
+        if let Some(inner) = Arc::get_mut(&mut next.inner) {
+            inner.mail = mail;
+        }
+        next
+    }
+
+    /// The mail flows' stores, mailer and settings.
+    pub(crate) fn mail(&self) -> &MailFlows {
+        &self.inner.mail
+    }
+
+    /// The session manager (to end a user's sessions).
+    pub(crate) fn sessions(&self) -> &SessionManager {
+        &self.inner.sessions
+    }
+
+    /// Drops this node's cached copy of a user it just changed.
+    pub(crate) fn forget_cached(&self, user_id: &str) {
+        self.inner.cache.forget(user_id);
     }
 
     /// The throttle, when one is configured.
@@ -125,7 +155,7 @@ impl Accounts {
 
     /// Timestamps are stored with microsecond precision (PostgreSQL's), so a returned [`User`]
     /// equals the one read back later on every backend.
-    fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         self.inner.clock.now().trunc_subsecs(6)
     }
 
@@ -134,6 +164,7 @@ impl Accounts {
         let user = self.create(email, password, false).await?;
         metrics::counter!(REGISTRATIONS_METRIC).increment(1);
         tracing::info!(user_id = %user.id, "account registered");
+        self.send_verification_after_registration(&user).await;
         Ok(user)
     }
 
@@ -161,6 +192,8 @@ impl Accounts {
             is_admin: admin,
             created_at: now,
             password_changed_at: now,
+            email_verified: false,
+            disabled: false,
         };
         self.inner.users.insert(&user, &hash).await?;
         Ok(user)
@@ -179,6 +212,8 @@ impl Accounts {
     /// [`AccountError::InvalidCredentials`]; an unknown e-mail costs one full hash
     /// verification like a wrong password, so timing does not tell them apart either.
     /// A hash made with old parameters is replaced while the plaintext is at hand.
+    /// The right password of a disabled account, or of an unverified address under
+    /// `require_verified_email`, is refused after all checks (see `Accounts::admit`).
     ///
     /// With a throttle ([`Accounts::with_throttle`]):
     /// - a locked e-mail or address gets [`AccountError::Throttled`] before the password is
@@ -200,7 +235,10 @@ impl Accounts {
         password: &str,
         client_ip: Option<&str>,
     ) -> Result<User, AccountError> {
-        let result = self.sign_in(email, password, client_ip).await;
+        let result = match self.sign_in(email, password, client_ip).await {
+            Ok(user) => self.admit(user).await,
+            failed => failed,
+        };
         match &result {
             Ok(_) => metrics::counter!(SIGN_IN_METRIC, "result" => "ok").increment(1),
             Err(AccountError::InvalidCredentials) => {
@@ -358,6 +396,7 @@ impl Accounts {
         }
         self.inner.cache.forget(user_id);
         tracing::info!(user_id, "password changed");
+        self.notify(&record.user, AccountMail::PasswordChanged);
         // The password is changed at this point; if the sessions cannot be ended the caller
         // still has to learn it, since a stolen session would survive the change.
         let ended = self
@@ -396,6 +435,7 @@ impl Accounts {
     }
 
     /// The account a signed-in request acts for: the hot path of every authenticated request.
+    /// `None` when it no longer exists or is disabled.
     ///
     /// A copy this node read within the cache's time to live ([`Accounts::with_user_cache_ttl`])
     /// is reused, but only one read at least [`CLOCK_SKEW_ALLOWANCE`] after `session.created_at`:
@@ -413,7 +453,7 @@ impl Accounts {
         // from this one: the margin absorbs clocks up to that far apart.
         let fresh_since = session.created_at + CLOCK_SKEW_ALLOWANCE;
         if let Some(user) = cache.get(&session.user_id, fresh_since, now) {
-            return Ok(Some(user));
+            return Ok(admitted_to_session(user));
         }
         // Stamped before the read: the copy is at least this fresh.
         let read_at = now;
@@ -422,7 +462,7 @@ impl Accounts {
             Some(user) => cache.put(user, read_at),
             None => cache.forget(&session.user_id),
         }
-        Ok(user)
+        Ok(user.and_then(admitted_to_session))
     }
 
     /// One account by e-mail (admin tools: `sessions list --user EMAIL`). `None` also for a
@@ -450,8 +490,14 @@ impl Accounts {
     }
 }
 
+/// A disabled account has no sessions: disabling ends them, and one a sign-in racing the
+/// disabling started is refused here.
+fn admitted_to_session(user: User) -> Option<User> {
+    (!user.disabled).then_some(user)
+}
+
 /// The error for a lock ending at `until`; the wait is at least 1 ms.
-fn throttled(until: DateTime<Utc>, now: DateTime<Utc>) -> AccountError {
+pub(crate) fn throttled(until: DateTime<Utc>, now: DateTime<Utc>) -> AccountError {
     AccountError::Throttled {
         retry_after: (until - now).max(chrono::Duration::milliseconds(1)),
     }

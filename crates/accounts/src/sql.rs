@@ -14,34 +14,69 @@ use sqlx::{PgPool, Row, SqlitePool};
 
 use crate::{Email, User, UserRecord, UserStore, UserStoreError};
 
-const INSERT: &str =
-    "INSERT INTO users (id, email, password_hash, is_admin, created_at, password_changed_at) \
-     VALUES ($1, $2, $3, $4, $5, $6)";
-const BY_EMAIL: &str =
-    "SELECT id, email, password_hash, is_admin, created_at, password_changed_at \
-     FROM users WHERE email = $1";
-const BY_ID: &str = "SELECT id, email, password_hash, is_admin, created_at, password_changed_at \
-     FROM users WHERE id = $1";
+const INSERT: &str = "INSERT INTO users (id, email, password_hash, is_admin, created_at, \
+     password_changed_at, email_verified, disabled) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+/// The columns of a [`User`], in every query that reads one.
+macro_rules! user_columns {
+    () => {
+        "id, email, is_admin, created_at, password_changed_at, email_verified, disabled"
+    };
+}
+const BY_EMAIL: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    ", password_hash FROM users WHERE email = $1"
+);
+const BY_ID: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    ", password_hash FROM users WHERE id = $1"
+);
 const SET_PASSWORD_HASH: &str =
     "UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3";
 const SET_ADMIN: &str = "UPDATE users SET is_admin = $1 WHERE id = $2";
 // `id` breaks ties only in theory (e-mails are unique) but keeps paging deterministic.
-const LIST: &str = "SELECT id, email, is_admin, created_at, password_changed_at \
-     FROM users ORDER BY email, id LIMIT $1 OFFSET $2";
+const LIST: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users ORDER BY email, id LIMIT $1 OFFSET $2"
+);
+// Ids are compared byte-wise on both backends (PostgreSQL: `id COLLATE "C"`, migration 3003).
+const LIST_AFTER: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users WHERE id > $1 ORDER BY id LIMIT $2"
+);
+const SET_EMAIL_VERIFIED: &str = "UPDATE users SET email_verified = $1 WHERE id = $2";
+const SET_DISABLED: &str = "UPDATE users SET disabled = $1 WHERE id = $2";
+const DELETE: &str = "DELETE FROM users WHERE id = $1";
+// Conditional on the old address, so a change confirmed twice (or racing another change)
+// applies once; the unique index on `email` refuses an address another account holds.
+const CHANGE_EMAIL: &str =
+    "UPDATE users SET email = $1, email_verified = $2 WHERE id = $3 AND email = $4";
 const COUNT: &str = "SELECT COUNT(*) AS n FROM users";
 const PING: &str = "SELECT 1";
 
 /// Classifies a sqlx error: undecodable data is the store's fault (`Corrupt`), everything
 /// else (I/O, timeouts, pool closed, server errors) means the store is not usable right now.
 pub(crate) fn store_error(e: sqlx::Error) -> UserStoreError {
-    match e {
-        sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::Decode(_)
-        | sqlx::Error::ColumnNotFound(_)
-        | sqlx::Error::ColumnIndexOutOfBounds { .. }
-        | sqlx::Error::TypeNotFound { .. } => UserStoreError::Corrupt(e.to_string()),
-        other => UserStoreError::Unavailable(other.to_string()),
+    if is_unreadable(&e) {
+        UserStoreError::Corrupt(e.to_string())
+    } else {
+        UserStoreError::Unavailable(e.to_string())
     }
+}
+
+/// Whether a sqlx error says the data could not be read (the store's fault, not the network's).
+pub(crate) fn is_unreadable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::ColumnIndexOutOfBounds { .. }
+            | sqlx::Error::TypeNotFound { .. }
+    )
 }
 
 fn insert_error(e: sqlx::Error) -> UserStoreError {
@@ -82,7 +117,16 @@ macro_rules! impl_user_store {
                     is_admin: row.try_get("is_admin")?,
                     created_at: row.try_get("created_at")?,
                     password_changed_at: row.try_get("password_changed_at")?,
+                    email_verified: row.try_get("email_verified")?,
+                    disabled: row.try_get("disabled")?,
                 })
+            }
+
+            fn users_from_rows(rows: &[$row]) -> Result<Vec<User>, UserStoreError> {
+                rows.iter()
+                    .map(Self::user_from_row)
+                    .collect::<Result<_, _>>()
+                    .map_err(store_error)
             }
 
             fn record_from_row(row: &$row) -> Result<UserRecord, sqlx::Error> {
@@ -96,6 +140,22 @@ macro_rules! impl_user_store {
             pub fn pool(&self) -> &$pool {
                 &self.pool
             }
+
+            /// Sets one boolean column (`$1`) of the account `$2`; `false` when it is missing.
+            async fn update_flag(
+                &self,
+                sql: &'static str,
+                id: &str,
+                value: bool,
+            ) -> Result<bool, UserStoreError> {
+                let done = sqlx::query(sql)
+                    .bind(value)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(store_error)?;
+                Ok(done.rows_affected() > 0)
+            }
         }
 
         #[async_trait]
@@ -108,6 +168,8 @@ macro_rules! impl_user_store {
                     .bind(user.is_admin)
                     .bind(user.created_at)
                     .bind(user.password_changed_at)
+                    .bind(user.email_verified)
+                    .bind(user.disabled)
                     .execute(&self.pool)
                     .await
                     .map_err(insert_error)?;
@@ -155,13 +217,7 @@ macro_rules! impl_user_store {
             }
 
             async fn set_admin(&self, id: &str, admin: bool) -> Result<bool, UserStoreError> {
-                let done = sqlx::query(SET_ADMIN)
-                    .bind(admin)
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(store_error)?;
-                Ok(done.rows_affected() > 0)
+                self.update_flag(SET_ADMIN, id, admin).await
             }
 
             async fn list(&self, limit: u32, offset: u32) -> Result<Vec<User>, UserStoreError> {
@@ -172,10 +228,61 @@ macro_rules! impl_user_store {
                     .fetch_all(&self.pool)
                     .await
                     .map_err(store_error)?;
-                rows.iter()
-                    .map(Self::user_from_row)
-                    .collect::<Result<_, _>>()
-                    .map_err(store_error)
+                Self::users_from_rows(&rows)
+            }
+
+            async fn set_email_verified(
+                &self,
+                id: &str,
+                verified: bool,
+            ) -> Result<bool, UserStoreError> {
+                self.update_flag(SET_EMAIL_VERIFIED, id, verified).await
+            }
+
+            async fn set_disabled(&self, id: &str, disabled: bool) -> Result<bool, UserStoreError> {
+                self.update_flag(SET_DISABLED, id, disabled).await
+            }
+
+            async fn delete(&self, id: &str) -> Result<bool, UserStoreError> {
+                let done = sqlx::query(DELETE)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(store_error)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn change_email(
+                &self,
+                id: &str,
+                from: &Email,
+                to: &Email,
+                verified: bool,
+            ) -> Result<bool, UserStoreError> {
+                let done = sqlx::query(CHANGE_EMAIL)
+                    .bind(to.as_str())
+                    .bind(verified)
+                    .bind(id)
+                    .bind(from.as_str())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(insert_error)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn list_after(
+                &self,
+                after: Option<&str>,
+                limit: u32,
+            ) -> Result<Vec<User>, UserStoreError> {
+                // Every id is greater than the empty string.
+                let rows = sqlx::query(LIST_AFTER)
+                    .bind(after.unwrap_or(""))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(store_error)?;
+                Self::users_from_rows(&rows)
             }
 
             async fn count(&self) -> Result<u64, UserStoreError> {

@@ -19,6 +19,12 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     /// When the password was last set by its owner or an admin (not by a transparent rehash).
     pub password_changed_at: DateTime<Utc>,
+    /// The owner proved they read mail at `email` (a verification link, a password reset link
+    /// or a confirmed address change). Accounts made before this field existed start `false`.
+    pub email_verified: bool,
+    /// An administrator disabled the account: its right password gets
+    /// [`crate::AccountError::AccountDisabled`] and it has no sessions.
+    pub disabled: bool,
 }
 
 /// A user together with the stored password hash; only the accounts service sees this.
@@ -89,6 +95,35 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// One page of accounts ordered by e-mail.
     async fn list(&self, limit: u32, offset: u32) -> Result<Vec<User>, UserStoreError>;
+
+    /// Marks the address verified or not; `false` when no such account exists.
+    async fn set_email_verified(&self, id: &str, verified: bool) -> Result<bool, UserStoreError>;
+
+    /// Disables or enables the account; `false` when no such account exists.
+    async fn set_disabled(&self, id: &str, disabled: bool) -> Result<bool, UserStoreError>;
+
+    /// Deletes the account; `false` when no such account exists.
+    async fn delete(&self, id: &str) -> Result<bool, UserStoreError>;
+
+    /// Moves the account from the address `from` to `to` and sets `email_verified`, in one
+    /// statement: [`UserStoreError::EmailTaken`] when another account holds `to` at that moment
+    /// (the unique index decides, so two accounts racing for one address cannot both get it);
+    /// `false` when no account with this id has the address `from` (any more).
+    async fn change_email(
+        &self,
+        id: &str,
+        from: &Email,
+        to: &Email,
+        verified: bool,
+    ) -> Result<bool, UserStoreError>;
+
+    /// One page of accounts ordered by id (byte order): those with an id greater than `after`
+    /// (all when `None`), at most `limit`. Stable under inserts and deletes, unlike an offset.
+    async fn list_after(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<User>, UserStoreError>;
 
     /// Number of accounts.
     async fn count(&self) -> Result<u64, UserStoreError>;

@@ -123,6 +123,8 @@ mod tests {
             is_admin: admin,
             created_at: t,
             password_changed_at: t,
+            email_verified: false,
+            disabled: false,
         }
     }
 

@@ -393,6 +393,8 @@ async fn corrupt_stored_hash_is_invalid_credentials() {
             is_admin: false,
             created_at: now,
             password_changed_at: now,
+            email_verified: false,
+            disabled: false,
         };
         f.users.insert(&user, hash).await.unwrap();
         let err = f

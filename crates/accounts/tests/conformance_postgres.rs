@@ -42,6 +42,11 @@ async fn postgres_user_store_conformance() {
         set_admin,
         list_order,
         count,
+        status_flags,
+        delete,
+        change_email,
+        concurrent_email_change,
+        list_by_id,
         run_all,
     );
 
@@ -51,6 +56,8 @@ async fn postgres_user_store_conformance() {
     conformance::list_order(&s).await;
     conformance::count(&s).await;
     conformance::duplicate_email(&s).await;
+    conformance::change_email(&s).await;
+    conformance::list_by_id(&s).await;
     db.close().await;
 
     // Through Database::user_store, as the server opens it.
@@ -107,5 +114,55 @@ async fn stopped_server_is_unavailable() {
     let err = store.count().await.unwrap_err();
     assert!(matches!(err, UserStoreError::Unavailable(_)), "{err:?}");
     assert!(store.ping().await.is_err());
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_made_before_the_upgrade_are_unverified_and_enabled() {
+    let server = start_server().await;
+    let url = server.fresh_database().unwrap();
+    let db = Database::connect(&url).await.unwrap();
+    let pool = db.postgres_pool().unwrap();
+    // The schema as it was before migration 3003, with accounts in it.
+    let mut before = sqlx::migrate!("migrations/postgres");
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version <= 3002)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(pool).await.unwrap();
+    let t = chrono::Utc::now();
+    // Ids a locale-aware collation would order differently from byte order.
+    for (id, email) in [
+        ("b-old", "b@example.com"),
+        ("B-old", "c@example.com"),
+        ("a_old", "a@example.com"),
+    ] {
+        sqlx::query(
+            "INSERT INTO users (id, email, password_hash, is_admin, created_at, password_changed_at) \
+             VALUES ($1, $2, '$argon2id$h', FALSE, $3, $3)",
+        )
+        .bind(id)
+        .bind(email)
+        .bind(t)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
+    let users = db.user_store().await.unwrap();
+    let listed = users.list_after(None, 10).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|u| u.id.as_str()).collect();
+    assert_eq!(ids, ["B-old", "a_old", "b-old"], "byte order");
+    for user in &listed {
+        assert!(!user.email_verified && !user.disabled, "{user:?}");
+    }
+    assert_eq!(
+        users.list_after(Some("B-old"), 1).await.unwrap()[0].id,
+        "a_old"
+    );
+    conformance::run_all_on_populated(users.as_ref()).await;
     db.close().await;
 }

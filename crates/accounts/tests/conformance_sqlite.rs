@@ -33,6 +33,11 @@ conformance_tests!(
     set_admin,
     list_order,
     count,
+    status_flags,
+    delete,
+    change_email,
+    concurrent_email_change,
+    list_by_id,
     run_all,
 );
 
@@ -48,6 +53,11 @@ async fn all_checks_share_one_store() {
     conformance::set_admin(&store).await;
     conformance::list_order(&store).await;
     conformance::count(&store).await;
+    conformance::status_flags(&store).await;
+    conformance::delete(&store).await;
+    conformance::change_email(&store).await;
+    conformance::concurrent_email_change(&store).await;
+    conformance::list_by_id(&store).await;
 }
 
 #[tokio::test]
@@ -93,4 +103,40 @@ async fn closed_pool_is_unavailable_not_a_panic() {
         "{err:?}"
     );
     assert!(store.ping().await.is_err());
+}
+
+#[tokio::test]
+async fn accounts_made_before_the_upgrade_are_unverified_and_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("users.db").display());
+    let db = Database::connect(&url).await.unwrap();
+    let pool = db.sqlite_pool().unwrap();
+    // The schema as it was before migration 3003, with an account in it.
+    let mut before = sqlx::migrate!("migrations/sqlite");
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version <= 3002)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(pool).await.unwrap();
+    let t = chrono::Utc::now();
+    sqlx::query(
+        "INSERT INTO users (id, email, password_hash, is_admin, created_at, password_changed_at) \
+         VALUES ('old-user', 'old@example.com', '$argon2id$h', TRUE, $1, $1)",
+    )
+    .bind(t)
+    .execute(pool)
+    .await
+    .unwrap();
+
+    let users = db.user_store().await.unwrap();
+    let old = users.by_id("old-user").await.unwrap().unwrap().user;
+    assert!(!old.email_verified, "nobody verified it");
+    assert!(!old.disabled);
+    assert!(old.is_admin);
+    assert_eq!(users.list_after(None, 10).await.unwrap(), vec![old]);
+    conformance::run_all_on_populated(users.as_ref()).await;
+    db.close().await;
 }

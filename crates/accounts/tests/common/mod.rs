@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod mail;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};

@@ -1,0 +1,6 @@
+-- Account status (issue 14). Accounts that existed before this migration count as unverified:
+-- nobody proved they read mail at their address, and marking them verified would let an account
+-- registered with someone else's address pass `--require-verified-email`. Such a user gets a
+-- verification mail when they next sign in with the right password (see docs/ARCHITECTURE.md).
+ALTER TABLE users ADD COLUMN email_verified BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE users ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT FALSE;
