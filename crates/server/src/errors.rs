@@ -93,7 +93,10 @@ impl From<AccountError> for ApiError {
             AccountError::InvalidCredentials | AccountError::UserNotFound => {
                 StatusCode::UNAUTHORIZED
             }
-            AccountError::CurrentPasswordIncorrect => StatusCode::FORBIDDEN,
+            AccountError::CurrentPasswordIncorrect
+            | AccountError::AccountDisabled
+            | AccountError::EmailNotVerified => StatusCode::FORBIDDEN,
+            AccountError::InvalidToken => StatusCode::BAD_REQUEST,
             AccountError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             AccountError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             AccountError::Store(_)
