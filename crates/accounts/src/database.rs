@@ -1,11 +1,13 @@
 //! Opening the account database from a URL.
 
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use ringfence_keyring::private_files;
 use sqlx::{PgPool, SqlitePool};
 
 use crate::sql::store_error;
@@ -57,7 +59,9 @@ impl Database {
 
     async fn connect_sqlite(url: &str) -> Result<Database, UserStoreError> {
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| UserStoreError::InvalidUrl(format!("SQLite URL: {e}")))?
+            .map_err(|e| UserStoreError::InvalidUrl(format!("SQLite URL: {e}")))?;
+        make_private(url, options.get_filename())?;
+        let options = options
             .create_if_missing(true)
             // WAL lets readers proceed while one connection writes; NORMAL sync is durable
             // across application crashes in WAL mode and much cheaper than FULL.
@@ -161,6 +165,34 @@ impl Database {
             Database::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+/// Makes the SQLite file at `path` readable by its owner only, before SQLite opens it.
+///
+/// SQLite creates a database with mode `0644` (less the umask), and its `-wal`, `-shm` and
+/// `-journal` files with the database's own mode. So the database is created here first, empty
+/// (an empty file is an empty database) and `0600`, and an existing one, with its companions,
+/// is tightened when group or others could read it (with a warning: the data was exposed).
+/// In-memory databases have no file.
+fn make_private(url: &str, path: &Path) -> Result<(), UserStoreError> {
+    let name = path.to_string_lossy();
+    if name == ":memory:" || name.starts_with("file:") || url.contains("mode=memory") {
+        return Ok(());
+    }
+    let failed = |e: std::io::Error| {
+        UserStoreError::Unavailable(format!("SQLite file {}: {e}", path.display()))
+    };
+    private_files::create_file(path).map_err(failed)?;
+    let mut companions = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut companion = path.as_os_str().to_owned();
+        companion.push(suffix);
+        companions.push(companion.into());
+    }
+    for file in companions {
+        private_files::tighten(&file).map_err(failed)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ringfence_accounts::User;
-use ringfence_axum::{CsrfHeader, CurrentSession, CurrentUser, RequestAuth, CSRF_HEADER};
+use ringfence_axum::{
+    CsrfHeader, CurrentSession, CurrentUser, RequestAuth, RequireAdmin, CSRF_HEADER,
+};
 use ringfence_sessions::SessionId;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -307,11 +309,10 @@ pub async fn change_password(
         (status = 404, body = ErrorResponse, description = "no user with that e-mail"),
         (status = 503, body = ErrorResponse)))]
 pub async fn admin_stats(
+    _admin: RequireAdmin,
     State(state): State<AppState>,
-    current: CurrentUser,
     query: Result<Query<StatsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    require_admin(&current)?;
     let Query(query) =
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed", &e.body_text()))?;
     let user = match query.email.as_deref().map(str::trim) {
@@ -334,19 +335,6 @@ pub async fn admin_stats(
         user,
     };
     Ok(Json(body).into_response())
-}
-
-/// `403` unless the signed-in user is an administrator.
-fn require_admin(current: &CurrentUser) -> Result<(), ApiError> {
-    if current.user.is_admin {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "administrators only",
-        ))
-    }
 }
 
 /// The user with this e-mail (an administrator's lookup); `404` when there is none.
@@ -380,12 +368,11 @@ pub struct RevokeUser {
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse, description = "no such user"),
         (status = 503, body = ErrorResponse)))]
 pub async fn admin_revoke_user(
-    State(state): State<AppState>,
-    current: CurrentUser,
+    _admin: RequireAdmin,
     _csrf: CsrfHeader,
+    State(state): State<AppState>,
     ApiJson(body): ApiJson<RevokeUser>,
 ) -> Result<Response, ApiError> {
-    require_admin(&current)?;
     let revoked = revoke_user_everywhere(&state, &body.email).await?;
     Ok(Json(RevokedResponse { revoked }).into_response())
 }
