@@ -95,7 +95,10 @@ fn finding_13_the_compose_file_holds_no_secret() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "config without secrets succeeded");
     assert!(err.contains("compose-secrets.sh"), "{err}");
-    for (name, other) in [("POSTGRES_PASSWORD", "REDIS_PASSWORD"), ("REDIS_PASSWORD", "POSTGRES_PASSWORD")] {
+    for (name, other) in [
+        ("POSTGRES_PASSWORD", "REDIS_PASSWORD"),
+        ("REDIS_PASSWORD", "POSTGRES_PASSWORD"),
+    ] {
         let out = compose_config(&[(other, "given")]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "config without {name} succeeded");
@@ -106,16 +109,41 @@ fn finding_13_the_compose_file_holds_no_secret() {
         ("POSTGRES_PASSWORD", "pg-test-secret"),
         ("REDIS_PASSWORD", "redis-test-secret"),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let config = String::from_utf8_lossy(&out.stdout);
     // The database, the nodes' URLs and Redis all get the secrets given, and nothing else.
-    assert_eq!(config.matches("postgres://ringfence:pg-test-secret@postgres").count(), 2, "{config}");
-    assert_eq!(config.matches("redis://:redis-test-secret@redis:6379/").count(), 2, "{config}");
-    assert!(config.contains("POSTGRES_PASSWORD: pg-test-secret"), "{config}");
-    assert!(config.contains("REDISCLI_AUTH: redis-test-secret"), "{config}");
+    assert_eq!(
+        config
+            .matches("postgres://ringfence:pg-test-secret@postgres")
+            .count(),
+        2,
+        "{config}"
+    );
+    assert_eq!(
+        config
+            .matches("redis://:redis-test-secret@redis:6379/")
+            .count(),
+        2,
+        "{config}"
+    );
+    assert!(
+        config.contains("POSTGRES_PASSWORD: pg-test-secret"),
+        "{config}"
+    );
+    assert!(
+        config.contains("REDISCLI_AUTH: redis-test-secret"),
+        "{config}"
+    );
     assert!(config.contains("--requirepass"), "{config}");
     let text = std::fs::read_to_string(root().join("deploy/docker-compose.yml")).unwrap();
-    assert!(!text.contains("ringfence:ringfence@"), "a committed password");
+    assert!(
+        !text.contains("ringfence:ringfence@"),
+        "a committed password"
+    );
 
     // The generator: 0600, 256-bit URL-safe secrets, existing values kept.
     use std::os::unix::fs::PermissionsExt;
@@ -126,13 +154,21 @@ fn finding_13_the_compose_file_holds_no_secret() {
             .env("COMPOSE_ENV_FILE", &env_file)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::fs::read_to_string(&env_file).unwrap()
     };
     let first = generate();
     let mode = std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    let values: Vec<&str> = first.lines().filter_map(|l| l.split_once('=')).map(|(_, v)| v).collect();
+    let values: Vec<&str> = first
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(_, v)| v)
+        .collect();
     assert_eq!(values.len(), 2, "{first}");
     assert_ne!(values[0], values[1]);
     for value in &values {

@@ -142,7 +142,10 @@ async fn finding_4_loose_modes_found_at_start_are_tightened() {
     assert_private(&data);
     let log = log_with(&node, "ringfence.db");
     assert!(log.contains("tightened the mode"), "{log}");
-    assert!(log.contains("ringfence.db"), "the log names the file: {log}");
+    assert!(
+        log.contains("ringfence.db"),
+        "the log names the file: {log}"
+    );
 }
 
 #[tokio::test]
@@ -155,10 +158,7 @@ async fn finding_4_a_readable_master_key_file_is_warned_about() {
     let warning = "master key file is readable by group or others";
 
     chmod(&key, 0o644);
-    let node = start_with_umask_022(
-        &root.path().join("loose"),
-        &["--master-key-file", &key_arg],
-    );
+    let node = start_with_umask_022(&root.path().join("loose"), &["--master-key-file", &key_arg]);
     let log = log_with(&node, warning);
     assert!(log.contains(warning), "{log}");
     assert!(log.contains(&key_arg), "the warning names the file: {log}");
@@ -166,10 +166,7 @@ async fn finding_4_a_readable_master_key_file_is_warned_about() {
     drop(node);
 
     chmod(&key, 0o600);
-    let node = start_with_umask_022(
-        &root.path().join("tight"),
-        &["--master-key-file", &key_arg],
-    );
+    let node = start_with_umask_022(&root.path().join("tight"), &["--master-key-file", &key_arg]);
     register(&node.url(), "tight@example.com").await;
     let log = node.output();
     assert!(!log.contains(warning), "{log}");

@@ -283,7 +283,11 @@ async fn finding_11_admin_routes_check_the_caller_first() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
-    assert_eq!(mallory.me(node).await, StatusCode::OK, "nothing was revoked");
+    assert_eq!(
+        mallory.me(node).await,
+        StatusCode::OK,
+        "nothing was revoked"
+    );
     // The admin reads: an unreadable query (the field twice) is 403 too.
     for path in [
         "/api/v1/admin/stats?email=a&email=b",
@@ -292,7 +296,12 @@ async fn finding_11_admin_routes_check_the_caller_first() {
         "/admin",
     ] {
         let reply = mallory.get(node, path).await;
-        assert_eq!(reply.status, StatusCode::FORBIDDEN, "GET {path}: {}", reply.body);
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "GET {path}: {}",
+            reply.body
+        );
     }
 
     // Signed out, the API says 401 and the pages send the browser to sign in, before any body.
