@@ -657,12 +657,8 @@ async fn finding_12_schemathesis_finds_nothing_against_a_live_node() {
     // only, so they get a run of their own, last, with a session of their own.
     let ending = "^/api/v1/(logout|sessions/\\{id\\}|admin/revoke-user)$";
     let (client, cookie, csrf) = sign_in_admin(&base).await;
-    let (ok, report) = run_schemathesis(
-        &base,
-        (&cookie, &csrf),
-        &["--exclude-path-regex", ending],
-    )
-    .await;
+    let (ok, report) =
+        run_schemathesis(&base, (&cookie, &csrf), &["--exclude-path-regex", ending]).await;
     assert!(ok, "schemathesis found failures:\n{report}");
     assert_eq!(
         client
@@ -675,12 +671,8 @@ async fn finding_12_schemathesis_finds_nothing_against_a_live_node() {
         "the session outlived the run: the operations were reached signed in"
     );
     let (_, cookie, csrf) = sign_in_admin(&base).await;
-    let (ok, report) = run_schemathesis(
-        &base,
-        (&cookie, &csrf),
-        &["--include-path-regex", ending],
-    )
-    .await;
+    let (ok, report) =
+        run_schemathesis(&base, (&cookie, &csrf), &["--include-path-regex", ending]).await;
     assert!(ok, "schemathesis found failures:\n{report}");
     let log = node.output();
     assert!(!log.contains("panicked"), "{log}");
