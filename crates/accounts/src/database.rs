@@ -182,7 +182,10 @@ fn make_private(url: &str, path: &Path) -> Result<(), UserStoreError> {
     let failed = |e: std::io::Error| {
         UserStoreError::Unavailable(format!("SQLite file {}: {e}", path.display()))
     };
-    private_files::create_file(path).map_err(failed)?;
+    // A read-only open of a missing file must keep failing, not find an empty database.
+    if !url.contains("mode=ro") {
+        private_files::create_file(path).map_err(failed)?;
+    }
     let mut companions = vec![path.to_path_buf()];
     for suffix in ["-wal", "-shm", "-journal"] {
         let mut companion = path.as_os_str().to_owned();
@@ -231,6 +234,13 @@ mod tests {
             .unwrap();
         assert_eq!(db.backend(), "sqlite");
         assert!(path.exists());
+        #[cfg(unix)]
+        {
+            // Owner only, whatever the umask (finding 4 of issue 13).
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
         let pool = db.sqlite_pool().unwrap();
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(pool)
