@@ -42,6 +42,13 @@ have_aiosmtpd || missing+=(python3-aiosmtpd)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 
+# Debian's Python with venv, for the schemathesis run of tests/openapi.rs (installed from PyPI
+# into a virtualenv below, never into the system's Python).
+system_python=/usr/bin/python3
+[[ -x $system_python ]] || system_python="$(command -v python3 || true)"
+have_venv() { [[ -n $system_python ]] && "$system_python" -c 'import ensurepip, venv' >/dev/null 2>&1; }
+have_venv || missing+=(python3 python3-venv)
+
 if ((${#missing[@]} > 0)); then
     sudo_cmd=()
     can_install=false
@@ -91,11 +98,30 @@ if ((${#missing[@]} > 0)); then
     command -v chromium >/dev/null 2>&1 || still+=(chromium)
     command -v chromedriver >/dev/null 2>&1 || still+=(chromium-driver)
     have_aiosmtpd || still+=(python3-aiosmtpd)
+    [[ -x $system_python ]] || system_python="$(command -v python3 || true)"
+    have_venv || still+=(python3-venv)
     if ((${#still[@]} > 0)); then
         say "still missing after installing: ${still[*]}"
         exit 1
     fi
 fi
+
+# schemathesis (PyPI), pinned, in a virtualenv of its own under the user's cache: the OpenAPI
+# fuzzing test of tests/openapi.rs runs it against a live node (it finds it through
+# RINGFENCE_SCHEMATHESIS, or at this default place).
+schemathesis_version=4.32.5
+schemathesis_venv="${XDG_CACHE_HOME:-$HOME/.cache}/ringfence/schemathesis-venv"
+if [[ "$("$schemathesis_venv/bin/st" --version 2>/dev/null || true)" != *" $schemathesis_version" ]]; then
+    say "installing schemathesis $schemathesis_version into $schemathesis_venv"
+    mkdir -p "$(dirname "$schemathesis_venv")"
+    if ! "$system_python" -m venv --clear "$schemathesis_venv" ||
+        ! "$schemathesis_venv/bin/pip" install --quiet --disable-pip-version-check \
+            "schemathesis==$schemathesis_version"; then
+        say "could not install schemathesis $schemathesis_version (PyPI) into $schemathesis_venv"
+        exit 1
+    fi
+fi
+export RINGFENCE_SCHEMATHESIS="$schemathesis_venv/bin/st"
 
 # `cargo test --workspace -p X` would still build and test everything: let -p narrow it.
 scope=(--workspace)

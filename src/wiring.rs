@@ -14,7 +14,7 @@ use ringfence_accounts::{
     ThrottlePolicy,
 };
 use ringfence_keyring::{
-    DirectoryKeyRepository, KeyRepository, KeyRing, KeyRingConfig, MasterKey,
+    private_files, DirectoryKeyRepository, KeyRepository, KeyRing, KeyRingConfig, MasterKey,
     PostgresKeyRepository, RedisKeyRepository, SharedClock, SystemClock,
 };
 use ringfence_sessions::{
@@ -359,6 +359,20 @@ fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}", path.display())
 }
 
+/// Reads a master key file, warning when group or others may read it. The file is the
+/// operator's (perhaps a mounted secret the service may not change), so it is reported rather
+/// than changed.
+fn load_master_key(path: &Path) -> Result<MasterKey, StartError> {
+    if let Ok(Some(mode)) = private_files::readable_by_others(path) {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format_args!("{mode:o}"),
+            "the master key file is readable by group or others: anyone who can read it can read every key; chmod 600 it"
+        );
+    }
+    MasterKey::from_file(path).map_err(|e| StartError(e.to_string()))
+}
+
 /// Opens every store and builds the services.
 pub async fn open(
     args: &StoreArgs,
@@ -366,20 +380,22 @@ pub async fn open(
     session_config: SessionConfig,
 ) -> Result<Services, StartError> {
     let clock = SystemClock::shared();
-    std::fs::create_dir_all(&args.data_dir).map_err(|e| {
+    // 0700 whatever the umask (and tightened when an older version left it open): it holds the
+    // key files and the database.
+    private_files::create_dir(&args.data_dir).map_err(|e| {
         StartError(format!(
             "cannot create data dir {}: {e}",
             args.data_dir.display()
         ))
     })?;
     let master_key = match &args.master_key_file {
-        Some(path) => Some(MasterKey::from_file(path).map_err(|e| StartError(e.to_string()))?),
+        Some(path) => Some(load_master_key(path)?),
         None => None,
     };
     let previous_master_keys = args
         .previous_master_key_files
         .iter()
-        .map(|path| MasterKey::from_file(path).map_err(|e| StartError(e.to_string())))
+        .map(|path| load_master_key(path))
         .collect::<Result<Vec<_>, _>>()?;
     let keyring_config = KeyRingConfig {
         master_key,

@@ -1,6 +1,7 @@
 //! The deploy files stay valid: both HAProxy configs pass `haproxy -c`, the compose file passes
 //! `docker-compose config` (the test script installs Debian's docker-compose; no Docker engine
-//! is needed to validate), and the Dockerfile builds the binary the contract names.
+//! is needed to validate) and holds no secret, and the Dockerfile builds the binary the contract
+//! names.
 
 use std::path::Path;
 use std::process::Command;
@@ -35,28 +36,42 @@ fn haproxy_configs_are_valid() {
     }
 }
 
-#[test]
-fn compose_file_is_valid() {
+/// `docker compose config` (Compose v2 as a docker plugin when present, else Debian's
+/// docker-compose) on the compose file, with exactly the secrets in `envs` and an empty env
+/// file, so a deploy/.env generated on this machine cannot stand in for them.
+fn compose_config(envs: &[(&str, &str)]) -> std::process::Output {
     let file = root().join("deploy/docker-compose.yml");
-    // Compose v2 as a docker plugin when present, else Debian's docker-compose.
+    let empty = tempfile::NamedTempFile::new().unwrap();
     let v2 = Command::new("docker")
         .args(["compose", "version"])
         .output()
         .is_ok_and(|o| o.status.success());
-    let out = if v2 {
-        Command::new("docker")
-            .args(["compose", "-f"])
-            .arg(&file)
-            .arg("config")
-            .output()
+    let mut command = if v2 {
+        let mut c = Command::new("docker");
+        c.arg("compose");
+        c
     } else {
         Command::new("docker-compose")
-            .arg("-f")
-            .arg(&file)
-            .arg("config")
-            .output()
-    }
-    .expect("docker-compose is installed by scripts/test.sh");
+    };
+    command
+        .arg("--env-file")
+        .arg(empty.path())
+        .arg("-f")
+        .arg(&file)
+        .arg("config")
+        .env_remove("POSTGRES_PASSWORD")
+        .env_remove("REDIS_PASSWORD")
+        .envs(envs.iter().copied())
+        .output()
+        .expect("docker-compose is installed by scripts/test.sh")
+}
+
+#[test]
+fn compose_file_is_valid() {
+    let out = compose_config(&[
+        ("POSTGRES_PASSWORD", "pg-test-secret"),
+        ("REDIS_PASSWORD", "redis-test-secret"),
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -69,6 +84,98 @@ fn compose_file_is_valid() {
             "service {service} missing"
         );
     }
+}
+
+/// Finding 13 of issue 13: the compose file commits no password. Compose refuses it without
+/// the secrets (naming the script that makes them), uses the given ones everywhere they are
+/// needed, and deploy/compose-secrets.sh generates them into a 0600 file, keeping existing ones.
+#[test]
+fn finding_13_the_compose_file_holds_no_secret() {
+    let out = compose_config(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "config without secrets succeeded");
+    assert!(err.contains("compose-secrets.sh"), "{err}");
+    for (name, other) in [
+        ("POSTGRES_PASSWORD", "REDIS_PASSWORD"),
+        ("REDIS_PASSWORD", "POSTGRES_PASSWORD"),
+    ] {
+        let out = compose_config(&[(other, "given")]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "config without {name} succeeded");
+        assert!(err.contains(name), "{err}");
+    }
+
+    let out = compose_config(&[
+        ("POSTGRES_PASSWORD", "pg-test-secret"),
+        ("REDIS_PASSWORD", "redis-test-secret"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = String::from_utf8_lossy(&out.stdout);
+    // The database, the nodes' URLs and Redis all get the secrets given, and nothing else.
+    assert_eq!(
+        config
+            .matches("postgres://ringfence:pg-test-secret@postgres")
+            .count(),
+        2,
+        "{config}"
+    );
+    assert_eq!(
+        config
+            .matches("redis://:redis-test-secret@redis:6379/")
+            .count(),
+        2,
+        "{config}"
+    );
+    assert!(
+        config.contains("POSTGRES_PASSWORD: pg-test-secret"),
+        "{config}"
+    );
+    assert!(
+        config.contains("REDISCLI_AUTH: redis-test-secret"),
+        "{config}"
+    );
+    assert!(config.contains("--requirepass"), "{config}");
+    let text = std::fs::read_to_string(root().join("deploy/docker-compose.yml")).unwrap();
+    assert!(
+        !text.contains("ringfence:ringfence@"),
+        "a committed password"
+    );
+
+    // The generator: 0600, 256-bit URL-safe secrets, existing values kept.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join(".env");
+    let generate = || {
+        let out = Command::new(root().join("deploy/compose-secrets.sh"))
+            .env("COMPOSE_ENV_FILE", &env_file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(&env_file).unwrap()
+    };
+    let first = generate();
+    let mode = std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let values: Vec<&str> = first
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(values.len(), 2, "{first}");
+    assert_ne!(values[0], values[1]);
+    for value in &values {
+        assert_eq!(value.len(), 64, "{value}");
+        assert!(value.chars().all(|c| c.is_ascii_hexdigit()), "{value}");
+    }
+    assert_eq!(generate(), first, "existing secrets are kept");
 }
 
 #[test]

@@ -1,9 +1,11 @@
 //! Opening the account database from a URL.
 
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ringfence_keyring::private_files;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
@@ -60,7 +62,9 @@ impl Database {
 
     async fn connect_sqlite(url: &str) -> Result<Database, UserStoreError> {
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| UserStoreError::InvalidUrl(format!("SQLite URL: {e}")))?
+            .map_err(|e| UserStoreError::InvalidUrl(format!("SQLite URL: {e}")))?;
+        make_private(url, options.get_filename())?;
+        let options = options
             .create_if_missing(true)
             // WAL lets readers proceed while one connection writes; NORMAL sync is durable
             // across application crashes in WAL mode and much cheaper than FULL.
@@ -183,6 +187,37 @@ impl Database {
     }
 }
 
+/// Makes the SQLite file at `path` readable by its owner only, before SQLite opens it.
+///
+/// SQLite creates a database with mode `0644` (less the umask), and its `-wal`, `-shm` and
+/// `-journal` files with the database's own mode. So the database is created here first, empty
+/// (an empty file is an empty database) and `0600`, and an existing one, with its companions,
+/// is tightened when group or others could read it (with a warning: the data was exposed).
+/// In-memory databases have no file.
+fn make_private(url: &str, path: &Path) -> Result<(), UserStoreError> {
+    let name = path.to_string_lossy();
+    if name == ":memory:" || name.starts_with("file:") || url.contains("mode=memory") {
+        return Ok(());
+    }
+    let failed = |e: std::io::Error| {
+        UserStoreError::Unavailable(format!("SQLite file {}: {e}", path.display()))
+    };
+    // A read-only open of a missing file must keep failing, not find an empty database.
+    if !url.contains("mode=ro") {
+        private_files::create_file(path).map_err(failed)?;
+    }
+    let mut companions = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut companion = path.as_os_str().to_owned();
+        companion.push(suffix);
+        companions.push(companion.into());
+    }
+    for file in companions {
+        private_files::tighten(&file).map_err(failed)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +254,13 @@ mod tests {
             .unwrap();
         assert_eq!(db.backend(), "sqlite");
         assert!(path.exists());
+        #[cfg(unix)]
+        {
+            // Owner only, whatever the umask (finding 4 of issue 13).
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
         let pool = db.sqlite_pool().unwrap();
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(pool)

@@ -62,6 +62,38 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
     }
 }
 
+/// The signed-in user, who is an administrator; rejects with `401` when not signed in (or the
+/// user is gone) and `403` ([`AuthError::Forbidden`]) when the user is not an administrator.
+///
+/// It looks the user up exactly as [`CurrentUser`] does. Put it FIRST among a handler's
+/// arguments, before the body extractor: axum runs extractors in argument order, and a caller
+/// who may not use the route must get `403` whatever body they send, not `415` or `422` that
+/// tell them what the route would have accepted (and without the body being read at all).
+///
+/// ```ignore
+/// async fn disable(RequireAdmin { user, .. }: RequireAdmin, Json(body): Json<Disable>) { … }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RequireAdmin {
+    /// The administrator.
+    pub user: User,
+    /// The administrator's session.
+    pub session: Session,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequireAdmin {
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let CurrentUser { user, session } = CurrentUser::from_request_parts(parts, state).await?;
+        if user.is_admin {
+            Ok(RequireAdmin { user, session })
+        } else {
+            Err(AuthError::Forbidden)
+        }
+    }
+}
+
 /// Proof that a cookie-authenticated API write carries a valid `X-CSRF-Token`; rejects `403`.
 #[derive(Debug, Clone, Copy)]
 pub struct CsrfHeader;

@@ -12,7 +12,7 @@
 //! sliding renewal is due) and puts a [`RequestAuth`] in the request's extensions. Handlers use
 //! it to sign in ([`RequestAuth::sign_in`]), sign out, make and check antiforgery tokens;
 //! the layer writes the resulting cookies into the response. Extractors ([`CurrentSession`],
-//! [`CurrentUser`], [`CsrfHeader`]) reject with the contract's JSON errors.
+//! [`CurrentUser`], [`RequireAdmin`], [`CsrfHeader`]) reject with the contract's JSON errors.
 //!
 //! See `examples/minimal.rs` in the repository for a complete app.
 
@@ -30,5 +30,5 @@ pub use auth::{RequestAuth, SessionState};
 pub use client::{client_info, TrustedProxies};
 pub use cookies::{CookieNames, CSRF_COOKIE, SESSION_COOKIE};
 pub use error::{error_response, AuthError};
-pub use extract::{CsrfHeader, CurrentSession, CurrentUser, CSRF_HEADER};
+pub use extract::{CsrfHeader, CurrentSession, CurrentUser, RequireAdmin, CSRF_HEADER};
 pub use layer::{Ringfence, RingfenceLayer, RingfenceService};

@@ -28,6 +28,7 @@ pub mod conformance;
 pub mod document;
 mod key;
 pub mod payload;
+pub mod private_files;
 mod protector;
 pub mod repository;
 mod ring;

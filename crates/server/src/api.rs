@@ -1,15 +1,22 @@
 //! The JSON API (`/api/v1`). Cookie-authenticated writes carry `X-CSRF-Token`.
 //!
 //! Every handler is annotated for the OpenAPI document ([`crate::openapi`]), and its responses
-//! are typed structs, so the document is generated from the same code that answers.
+//! are typed structs, so the document is generated from the same code that answers. Each
+//! annotation lists every status the handler can answer and its security (the session cookie,
+//! and the CSRF header on cookie-authenticated writes).
+//!
+//! Extractors run in argument order: admin handlers take [`RequireAdmin`] first, so a caller who
+//! is not an administrator gets `403` before the body or query is read.
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ringfence_accounts::User;
-use ringfence_axum::{CsrfHeader, CurrentSession, CurrentUser, RequestAuth, CSRF_HEADER};
+use ringfence_axum::{
+    CsrfHeader, CurrentSession, CurrentUser, RequestAuth, RequireAdmin, CSRF_HEADER,
+};
 use ringfence_sessions::SessionId;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -133,12 +140,15 @@ pub struct ErrorDetail {
 
 /// `POST /api/v1/register`: creates an account (does not sign in).
 #[utoipa::path(post, path = "/api/v1/register", request_body = Credentials, tag = "accounts",
+    security(()),
     responses(
         (status = 201, body = RegisterResponse),
         (status = 400, body = ErrorResponse, description = "malformed JSON"),
         (status = 409, body = ErrorResponse, description = "e-mail taken"),
-        (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
-        (status = 422, body = ErrorResponse, description = "invalid e-mail or weak password"),
+        (status = 413, body = ErrorResponse, description = "body over 64 KiB"),
+        (status = 415, body = ErrorResponse, description = "not application/json"),
+        (status = 422, body = ErrorResponse, description = "JSON of the wrong shape, invalid e-mail or weak password"),
+        (status = 429, body = ErrorResponse, description = "too many registrations from this address; see Retry-After"),
         (status = 503, body = ErrorResponse)))]
 pub async fn register(
     State(state): State<AppState>,
@@ -157,10 +167,14 @@ pub async fn register(
 
 /// `POST /api/v1/login`: signs in and sets the session cookie.
 #[utoipa::path(post, path = "/api/v1/login", request_body = Credentials, tag = "sessions",
+    security(()),
     responses(
         (status = 200, body = LoginResponse, description = "signed in; the session cookie is set"),
-        (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse, description = "wrong e-mail or password"),
-        (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse), (status = 422, body = ErrorResponse),
+        (status = 400, body = ErrorResponse, description = "malformed JSON"),
+        (status = 401, body = ErrorResponse, description = "wrong e-mail or password"),
+        (status = 413, body = ErrorResponse, description = "body over 64 KiB"),
+        (status = 415, body = ErrorResponse, description = "not application/json"),
+        (status = 422, body = ErrorResponse, description = "JSON of the wrong shape"),
         (status = 429, body = ErrorResponse, description = "too many failed attempts; see Retry-After"),
         (status = 503, body = ErrorResponse)))]
 pub async fn login(
@@ -185,8 +199,10 @@ pub async fn login(
 /// `POST /api/v1/logout`: ends this session. Signed in, it needs the CSRF header like every
 /// write; without a session there is nothing to end and it answers `204` all the same.
 #[utoipa::path(post, path = "/api/v1/logout", tag = "sessions",
-    params(("X-CSRF-Token" = Option<String>, Header, description = "required when signed in")),
-    responses((status = 204), (status = 403, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
+    security((), ("session_cookie" = [], "csrf_header" = [])),
+    responses((status = 204, description = "signed out (or was not signed in)"),
+        (status = 403, body = ErrorResponse, description = "signed in, but the CSRF header is missing or wrong"),
+        (status = 503, body = ErrorResponse)))]
 pub async fn logout(auth: RequestAuth, headers: HeaderMap) -> Result<Response, ApiError> {
     if auth.session()?.is_some() {
         let token = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
@@ -198,6 +214,7 @@ pub async fn logout(auth: RequestAuth, headers: HeaderMap) -> Result<Response, A
 
 /// `GET /api/v1/me`: the signed-in user, this session, the node, a CSRF token.
 #[utoipa::path(get, path = "/api/v1/me", tag = "sessions",
+    security(("session_cookie" = [])),
     responses((status = 200, body = MeResponse), (status = 401, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
 pub async fn me(
     State(state): State<AppState>,
@@ -215,6 +232,7 @@ pub async fn me(
 
 /// `GET /api/v1/sessions`: every device the user is signed in on.
 #[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions",
+    security(("session_cookie" = [])),
     responses((status = 200, body = SessionsResponse), (status = 401, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
 pub async fn sessions(
     State(state): State<AppState>,
@@ -230,17 +248,24 @@ pub async fn sessions(
 
 /// `DELETE /api/v1/sessions/{id}`: signs that device out, on every node.
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions",
-    params(("id" = String, Path, description = "session id"), ("X-CSRF-Token" = String, Header)),
-    responses((status = 204), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
+    params(("id" = String, Path, description = "session id")),
+    security(("session_cookie" = [], "csrf_header" = [])),
+    responses((status = 204), (status = 401, body = ErrorResponse),
+        (status = 403, body = ErrorResponse, description = "the CSRF header is missing or wrong"),
         (status = 404, body = ErrorResponse, description = "the user has no such session"), (status = 503, body = ErrorResponse)))]
 pub async fn revoke(
     State(state): State<AppState>,
     auth: RequestAuth,
     CurrentSession(current): CurrentSession,
     _csrf: CsrfHeader,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let id = SessionId::parse(&id).ok_or_else(|| ApiError::not_found("no such session"))?;
+    // An id that is not even UTF-8 once percent-decoded names no session either: the same 404
+    // in the contract's shape, not axum's plain-text 400.
+    let id = id
+        .ok()
+        .and_then(|Path(id)| SessionId::parse(&id))
+        .ok_or_else(|| ApiError::not_found("no such session"))?;
     if id == current.id {
         auth.sign_out().await?;
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -259,9 +284,10 @@ pub async fn revoke(
 
 /// `POST /api/v1/sessions/revoke-others`: signs out every other device.
 #[utoipa::path(post, path = "/api/v1/sessions/revoke-others", tag = "sessions",
-    params(("X-CSRF-Token" = String, Header)),
+    security(("session_cookie" = [], "csrf_header" = [])),
     responses((status = 200, body = RevokedResponse), (status = 401, body = ErrorResponse),
-        (status = 403, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
+        (status = 403, body = ErrorResponse, description = "the CSRF header is missing or wrong"),
+        (status = 503, body = ErrorResponse)))]
 pub async fn revoke_others(
     State(state): State<AppState>,
     CurrentSession(current): CurrentSession,
@@ -277,10 +303,16 @@ pub async fn revoke_others(
 
 /// `POST /api/v1/password`: changes the password; every other session is signed out.
 #[utoipa::path(post, path = "/api/v1/password", request_body = PasswordChange, tag = "accounts",
-    params(("X-CSRF-Token" = String, Header)),
-    responses((status = 204), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
+    security(("session_cookie" = [], "csrf_header" = [])),
+    responses((status = 204, description = "changed; every other session is signed out"),
+        (status = 400, body = ErrorResponse, description = "malformed JSON"),
+        (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse, description = "bad CSRF token or wrong current password"),
-        (status = 422, body = ErrorResponse, description = "weak new password"), (status = 503, body = ErrorResponse)))]
+        (status = 413, body = ErrorResponse, description = "body over 64 KiB"),
+        (status = 415, body = ErrorResponse, description = "not application/json"),
+        (status = 422, body = ErrorResponse, description = "JSON of the wrong shape or weak new password"),
+        (status = 429, body = ErrorResponse, description = "too many wrong current passwords; see Retry-After"),
+        (status = 503, body = ErrorResponse)))]
 pub async fn change_password(
     State(state): State<AppState>,
     CurrentSession(current): CurrentSession,
@@ -302,16 +334,18 @@ pub async fn change_password(
 
 /// `GET /api/v1/admin/stats`: counts, for administrators; with `?email=` one user's too.
 #[utoipa::path(get, path = "/api/v1/admin/stats", tag = "admin", params(StatsQuery),
-    responses((status = 200, body = StatsResponse), (status = 400, body = ErrorResponse),
-        (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
+    security(("session_cookie" = [])),
+    responses((status = 200, body = StatsResponse),
+        (status = 400, body = ErrorResponse, description = "unreadable query (a field twice)"),
+        (status = 401, body = ErrorResponse),
+        (status = 403, body = ErrorResponse, description = "not an administrator"),
         (status = 404, body = ErrorResponse, description = "no user with that e-mail"),
         (status = 503, body = ErrorResponse)))]
 pub async fn admin_stats(
+    _admin: RequireAdmin,
     State(state): State<AppState>,
-    current: CurrentUser,
     query: Result<Query<StatsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    require_admin(&current)?;
     let Query(query) =
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed", &e.body_text()))?;
     let user = match query.email.as_deref().map(str::trim) {
@@ -334,19 +368,6 @@ pub async fn admin_stats(
         user,
     };
     Ok(Json(body).into_response())
-}
-
-/// `403` unless the signed-in user is an administrator.
-fn require_admin(current: &CurrentUser) -> Result<(), ApiError> {
-    if current.user.is_admin {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "administrators only",
-        ))
-    }
 }
 
 /// The user with this e-mail (an administrator's lookup); `404` when there is none.
@@ -375,17 +396,22 @@ pub struct RevokeUser {
 
 /// `POST /api/v1/admin/revoke-user`: signs a user out everywhere (administrators only).
 #[utoipa::path(post, path = "/api/v1/admin/revoke-user", request_body = RevokeUser, tag = "admin",
-    params(("X-CSRF-Token" = String, Header)),
-    responses((status = 200, body = RevokedResponse), (status = 401, body = ErrorResponse),
-        (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse, description = "no such user"),
+    security(("session_cookie" = [], "csrf_header" = [])),
+    responses((status = 200, body = RevokedResponse),
+        (status = 400, body = ErrorResponse, description = "malformed JSON"),
+        (status = 401, body = ErrorResponse),
+        (status = 403, body = ErrorResponse, description = "not an administrator, or the CSRF header is missing or wrong"),
+        (status = 404, body = ErrorResponse, description = "no such user"),
+        (status = 413, body = ErrorResponse, description = "body over 64 KiB"),
+        (status = 415, body = ErrorResponse, description = "not application/json"),
+        (status = 422, body = ErrorResponse, description = "JSON of the wrong shape"),
         (status = 503, body = ErrorResponse)))]
 pub async fn admin_revoke_user(
-    State(state): State<AppState>,
-    current: CurrentUser,
+    _admin: RequireAdmin,
     _csrf: CsrfHeader,
+    State(state): State<AppState>,
     ApiJson(body): ApiJson<RevokeUser>,
 ) -> Result<Response, ApiError> {
-    require_admin(&current)?;
     let revoked = revoke_user_everywhere(&state, &body.email).await?;
     Ok(Json(RevokedResponse { revoked }).into_response())
 }

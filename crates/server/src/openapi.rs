@@ -3,9 +3,35 @@
 //! checks the answers against it, so it stays true.
 
 use axum::Json;
-use utoipa::OpenApi;
+use ringfence_axum::SESSION_COOKIE;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 use crate::api;
+
+/// The security schemes the operations name: the session cookie, and the antiforgery header
+/// cookie-authenticated writes carry.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "session_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                SESSION_COOKIE,
+                "the session cookie POST /api/v1/login sets",
+            ))),
+        );
+        components.add_security_scheme(
+            "csrf_header",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-CSRF-Token",
+                "the csrf_token of the login response or of GET /api/v1/me",
+            ))),
+        );
+    }
+}
 
 /// The document.
 #[derive(OpenApi)]
@@ -13,7 +39,8 @@ use crate::api;
     info(title = "ringfence", description = "Accounts and sessions shared by every node of a fleet. Cookie-authenticated writes carry X-CSRF-Token (from login or GET /api/v1/me)."),
     paths(api::register, api::login, api::logout, api::me, api::sessions, api::revoke,
           api::revoke_others, api::change_password, api::admin_stats, api::admin_revoke_user),
-    tags((name = "accounts"), (name = "sessions"), (name = "admin"))
+    tags((name = "accounts"), (name = "sessions"), (name = "admin")),
+    modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;
 

@@ -5,11 +5,12 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use ringfence_accounts::{AccountError, User};
-use ringfence_axum::RequestAuth;
+use ringfence_axum::{AuthError, RequestAuth, RequireAdmin};
 use ringfence_sessions::{Session, SessionId};
 use serde::Deserialize;
 
@@ -42,13 +43,41 @@ async fn context(state: &AppState, auth: &RequestAuth) -> Result<PageContext, Pa
             .map(|user| (user, session)),
         None => None,
     };
-    let layout = Layout {
-        node: state.node_name.to_string(),
-        email: signed_in.as_ref().map(|(u, _)| u.email.clone()),
-        is_admin: signed_in.as_ref().is_some_and(|(u, _)| u.is_admin),
-        csrf: auth.csrf_token()?,
-    };
+    let layout = Layout::new(state, auth, signed_in.as_ref().map(|(u, _)| u))?;
     Ok(PageContext { layout, signed_in })
+}
+
+impl Layout {
+    /// The header for `user` (or a signed-out visitor).
+    fn new(state: &AppState, auth: &RequestAuth, user: Option<&User>) -> Result<Self, PageError> {
+        Ok(Layout {
+            node: state.node_name.to_string(),
+            email: user.map(|u| u.email.clone()),
+            is_admin: user.is_some_and(|u| u.is_admin),
+            csrf: auth.csrf_token()?,
+        })
+    }
+}
+
+/// [`RequireAdmin`] for pages: not signed in sends the browser to the sign-in page, signed in
+/// but not an administrator is a `403` page. Admin page handlers take it first, before the form,
+/// so a caller who may not use the page gets `403` whatever they post.
+pub struct PageAdmin(User);
+
+impl<S: Send + Sync> FromRequestParts<S> for PageAdmin {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match RequireAdmin::from_request_parts(parts, state).await {
+            Ok(admin) => Ok(PageAdmin(admin.user)),
+            Err(AuthError::Forbidden) => Err(PageError::status(
+                StatusCode::FORBIDDEN,
+                "Admins only",
+                "This page is for administrators.",
+            )),
+            Err(other) => Err(other.into()),
+        }
+    }
 }
 
 async fn signed_in(
@@ -417,6 +446,7 @@ pub struct AdminQuery {
 
 /// `GET /admin`: counts and key ring state, for admins; `?email=` adds one user's count.
 pub async fn admin(
+    PageAdmin(admin): PageAdmin,
     State(state): State<AppState>,
     auth: RequestAuth,
     query: Result<Query<AdminQuery>, QueryRejection>,
@@ -433,7 +463,7 @@ pub async fn admin(
         .as_deref()
         .map(str::trim)
         .filter(|e| !e.is_empty());
-    admin_page(&state, &auth, email, None).await
+    admin_page(&state, &auth, &admin, email, None).await
 }
 
 /// The admin form that signs a user out everywhere.
@@ -447,19 +477,12 @@ pub struct RevokeUserForm {
 
 /// `POST /admin/revoke-user`: signs a user out on every device.
 pub async fn admin_revoke_user(
+    PageAdmin(admin): PageAdmin,
     State(state): State<AppState>,
     auth: RequestAuth,
     PageForm(form): PageForm<RevokeUserForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&auth, form.csrf.as_deref()).await?;
-    let (_, user, _) = signed_in(&state, &auth).await?;
-    if !user.is_admin {
-        return Err(PageError::status(
-            StatusCode::FORBIDDEN,
-            "Admins only",
-            "This page is for administrators.",
-        ));
-    }
     let email = form.email.trim();
     let notice = match admin_lookup(
         crate::api::revoke_user_everywhere(&state, email).await,
@@ -471,7 +494,7 @@ pub async fn admin_revoke_user(
         ),
         Err(no_such_user) => no_such_user,
     };
-    admin_page(&state, &auth, None, Some(notice)).await
+    admin_page(&state, &auth, &admin, None, Some(notice)).await
 }
 
 /// What an administrator's action on the user with `email` gives the page: the value, or (no
@@ -496,17 +519,10 @@ fn admin_lookup<T>(
 async fn admin_page(
     state: &AppState,
     auth: &RequestAuth,
+    admin: &User,
     lookup_email: Option<&str>,
     mut notice: Option<String>,
 ) -> Result<Response, PageError> {
-    let (ctx, user, _) = signed_in(state, auth).await?;
-    if !user.is_admin {
-        return Err(PageError::status(
-            StatusCode::FORBIDDEN,
-            "Admins only",
-            "This page is for administrators.",
-        ));
-    }
     let mut lookup = None;
     if let Some(email) = lookup_email {
         match admin_lookup(crate::api::user_session_count(state, email).await, email)? {
@@ -526,7 +542,7 @@ async fn admin_page(
         .map(|k| KeyRow::new(k, Some(k.id) == default, now))
         .collect();
     Ok(AdminPage {
-        layout: ctx.layout,
+        layout: Layout::new(state, auth, Some(admin))?,
         notice,
         lookup,
         users,

@@ -7,8 +7,12 @@
 //!   .lock           advisory lock file: writers hold an exclusive lock while they compare
 //!                   the revision and write, so processes sharing the directory never race
 //! ```
+//!
+//! The directory is `0700` and every file in it `0600`, whatever the umask (see
+//! [`crate::private_files`]); what an older version left readable by others is tightened when
+//! the repository opens.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -16,6 +20,7 @@ use async_trait::async_trait;
 
 use super::{KeyRepository, RawDocument, RepositoryError, Revision, RingSnapshot};
 use crate::document::KeyDocument;
+use crate::private_files;
 
 /// Stores key documents in a directory.
 #[derive(Debug, Clone)]
@@ -24,10 +29,13 @@ pub struct DirectoryKeyRepository {
 }
 
 impl DirectoryKeyRepository {
-    /// A repository in `dir`, created (with parents) if missing.
+    /// A repository in `dir`, created (with parents, `0700`) if missing. An existing directory
+    /// or file of the repository that group or others could read is tightened (`0700` / `0600`)
+    /// with a warning.
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self, RepositoryError> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        private_files::create_dir(&dir).map_err(|e| io_error(&dir, e))?;
+        tighten_files(&dir)?;
         Ok(Self { dir })
     }
 
@@ -66,11 +74,29 @@ fn read_revision(dir: &Path) -> Result<Revision, RepositoryError> {
     }
 }
 
-/// Writes a file atomically: a temp file in the same directory, flushed, then renamed.
+/// Tightens every file of the repository (key documents, revision, lock, temp files) that
+/// group or others could read.
+fn tighten_files(dir: &Path) -> Result<(), RepositoryError> {
+    let entries = fs::read_dir(dir).map_err(|e| io_error(dir, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| io_error(dir, e))?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let ours = (name.starts_with("key-") && name.ends_with(".json"))
+            || (name.starts_with('.') && name.ends_with(".tmp"))
+            || name == "revision"
+            || name == ".lock";
+        if ours {
+            private_files::tighten(&path).map_err(|e| io_error(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a file atomically: a temp file (`0600`) in the same directory, flushed, then renamed.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), RepositoryError> {
     let target = dir.join(name);
     let temp = dir.join(format!(".{name}.tmp"));
-    let mut file = File::create(&temp).map_err(|e| io_error(&temp, e))?;
+    let mut file = private_files::open_for_write(&temp, true).map_err(|e| io_error(&temp, e))?;
     file.write_all(bytes).map_err(|e| io_error(&temp, e))?;
     file.sync_all().map_err(|e| io_error(&temp, e))?;
     fs::rename(&temp, &target).map_err(|e| io_error(&target, e))
@@ -116,14 +142,11 @@ fn compare_and_write_dir(
     expected: Revision,
     documents: &[KeyDocument],
 ) -> Result<bool, RepositoryError> {
-    fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    // Made again (private) when it was deleted under a running node.
+    private_files::create_dir(dir).map_err(|e| io_error(dir, e))?;
     let lock_path = dir.join(".lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| io_error(&lock_path, e))?;
+    let lock =
+        private_files::open_for_write(&lock_path, false).map_err(|e| io_error(&lock_path, e))?;
     // Exclusive advisory lock across processes; released when `lock` is dropped.
     lock.lock().map_err(|e| io_error(&lock_path, e))?;
     if read_revision(dir)? != expected {

@@ -230,3 +230,89 @@ async fn admin_counts_sqlite() {
 async fn admin_counts_redis() {
     admin_counts(Backend::Redis).await;
 }
+
+/// Finding 11 of issue 13: a signed-in non-administrator gets `403` from every admin route
+/// whatever the body or query, not the `400`/`415`/`422` that would tell them what the route
+/// accepts. The caller is checked before anything of the request is read.
+#[tokio::test]
+async fn finding_11_admin_routes_check_the_caller_first() {
+    let d = Deployment::single(Backend::Sqlite, None).await;
+    let node = d.node(0);
+    d.add_user("mallory@example.com", false).await;
+    let mallory = Device::new(FIREFOX_LINUX, "203.0.113.7");
+    mallory.login(node, "mallory@example.com").await;
+    let page = mallory.get(node, "/").await;
+    let page_csrf = page.form_csrf();
+
+    // Bodies every body extractor refuses in its own way: wrong content type, not JSON, JSON of
+    // the wrong shape, a form of the wrong shape.
+    let bodies: [(&str, &str); 5] = [
+        ("text/plain", "garbage"),
+        ("application/json", "{not json"),
+        ("application/json", "[1, 2, 3]"),
+        ("application/x-www-form-urlencoded", "%zz=%zz&&=="),
+        ("application/octet-stream", "\u{0}\u{1}\u{2}"),
+    ];
+    for path in ["/api/v1/admin/revoke-user", "/admin/revoke-user"] {
+        for (content_type, bytes) in bodies {
+            let reply = mallory.post_raw(node, path, content_type, bytes).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::FORBIDDEN,
+                "POST {path} ({content_type}) {bytes:?}: {}",
+                reply.body
+            );
+        }
+    }
+    // A well-formed request is refused just the same, with the antiforgery token it needs.
+    let reply = mallory
+        .api(
+            node,
+            Method::POST,
+            "/api/v1/admin/revoke-user",
+            Some(json!({"email": "mallory@example.com"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    assert_eq!(reply.json()["error"]["code"], "forbidden");
+    let reply = mallory
+        .form(
+            node,
+            "/admin/revoke-user",
+            &[("email", "mallory@example.com"), ("_csrf", &page_csrf)],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    assert_eq!(
+        mallory.me(node).await,
+        StatusCode::OK,
+        "nothing was revoked"
+    );
+    // The admin reads: an unreadable query (the field twice) is 403 too.
+    for path in [
+        "/api/v1/admin/stats?email=a&email=b",
+        "/admin?email=a&email=b",
+        "/api/v1/admin/stats",
+        "/admin",
+    ] {
+        let reply = mallory.get(node, path).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "GET {path}: {}",
+            reply.body
+        );
+    }
+
+    // Signed out, the API says 401 and the pages send the browser to sign in, before any body.
+    let anonymous = Device::new(FIREFOX_LINUX, "203.0.113.8");
+    let reply = anonymous
+        .post_raw(node, "/api/v1/admin/revoke-user", "text/plain", "garbage")
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    let reply = anonymous
+        .post_raw(node, "/admin/revoke-user", "text/plain", "garbage")
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(reply.location(), "/login");
+}

@@ -378,6 +378,9 @@ impl Device {
             Body::None => request,
             Body::Json(value) => request.json(&value),
             Body::Form(fields) => request.form(&fields),
+            Body::Raw(content_type, bytes) => request
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(bytes),
         };
         let response = request.send().await.unwrap();
         let status = response.status();
@@ -428,6 +431,19 @@ impl Device {
     pub async fn send_json(&self, node: &Node, path: &str, body: Value) -> Reply {
         self.send(node, Method::POST, path, Body::Json(body), false, false)
             .await
+    }
+
+    /// A post of `bytes` as they are, under `content_type`, with the `X-CSRF-Token` header when
+    /// the device has a token (what a client sends when it gets the body wrong).
+    pub async fn post_raw(
+        &self,
+        node: &Node,
+        path: &str,
+        content_type: &'static str,
+        bytes: &'static str,
+    ) -> Reply {
+        let body = Body::Raw(content_type, bytes);
+        self.send(node, Method::POST, path, body, true, false).await
     }
 
     /// A form post (fields as given; add `_csrf` yourself).
@@ -486,6 +502,8 @@ enum Body {
     None,
     Json(Value),
     Form(Vec<(String, String)>),
+    /// Bytes sent as they are, under this `Content-Type`.
+    Raw(&'static str, &'static str),
 }
 
 /// Parses an RFC 3339 timestamp from the API.
