@@ -20,7 +20,7 @@ mod redis;
 mod tls;
 
 pub use cluster::{ClusterOptions, RedisCluster};
-pub use haproxy::HaProxy;
+pub use haproxy::{HaProxy, HaProxyOptions};
 pub use node::NodeProcess;
 pub use postgres::PostgresServer;
 pub use process::{free_port, try_free_port};
