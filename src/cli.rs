@@ -63,7 +63,7 @@ pub struct StoreArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the web server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Inspect and manage the key ring.
     #[command(subcommand)]
     Keys(KeysCommand),

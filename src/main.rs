@@ -72,7 +72,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), StartError> {
     match cli.command {
-        Command::Serve(args) => serve(&cli.store, args).await,
+        Command::Serve(args) => serve(&cli.store, *args).await,
         Command::Keys(command) => {
             // Only a revocation replaces the default key on the spot; `keys new` makes exactly
             // one key and `keys list` none.
