@@ -241,6 +241,63 @@ async fn finding_02_slow_clients_do_not_hold_the_node() {
     );
 }
 
+#[tokio::test]
+async fn finding_02_reaching_the_connection_cap_is_logged_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(
+        "capped",
+        dir.path(),
+        &args(&["--max-connections", "10", "--header-read-timeout", "2s"]),
+    );
+    // Ten connections that never send a byte take every slot.
+    let mut idle = Vec::new();
+    for _ in 0..10 {
+        idle.push(tokio::net::TcpStream::connect(node.addr()).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The next request waits in the backlog until the header timeout frees slots, then is served.
+    let response = plain_client()
+        .get(format!("{}/readyz", node.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let output = node.output();
+    assert!(output.contains("connection limit reached"), "{output}");
+    assert!(!output.contains("unreachable"), "{output}");
+}
+
+#[tokio::test]
+async fn finding_02_a_stalled_body_is_closed_after_the_idle_connection_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(
+        "stalled-body",
+        dir.path(),
+        &args(&["--idle-connection-timeout", "2s"]),
+    );
+    let mut stream = tokio::net::TcpStream::connect(node.addr()).await.unwrap();
+    stream
+        .write_all(
+            b"POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"email\":",
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(6), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a stalled body kept its connection for 6 s");
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+}
+
 /// The `Set-Cookie` lines of a raw HTTP/1.1 exchange.
 fn raw_exchange(addr: SocketAddr, request: &str) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
