@@ -242,6 +242,32 @@ async fn finding_02_slow_clients_do_not_hold_the_node() {
 }
 
 #[tokio::test]
+async fn finding_02_idle_keep_alive_connections_are_closed_after_the_header_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(
+        "keep-alive",
+        dir.path(),
+        &args(&["--header-read-timeout", "2s"]),
+    );
+    let mut stream = tokio::net::TcpStream::connect(node.addr()).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // Kept alive, then nothing: closed once the wait for the next head exceeds the timeout.
+    let idle_since = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(6), stream.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "an idle keep-alive connection stayed open"
+    );
+    assert!(idle_since.elapsed() >= Duration::from_millis(1500));
+}
+
+#[tokio::test]
 async fn finding_02_reaching_the_connection_cap_is_logged_as_such() {
     let dir = tempfile::tempdir().unwrap();
     let node = start_node(

@@ -194,6 +194,15 @@ where
             parts.extensions.insert(auth.clone());
             let mut response = inner.call(Request::from_parts(parts, body)).await?;
             auth.finish(&mut response, had_session_cookie);
+            if ringfence.public_url().is_some_and(PublicUrl::is_https) {
+                // Users reach the app over HTTPS only: browsers should never try plain HTTP.
+                response
+                    .headers_mut()
+                    .entry(axum::http::header::STRICT_TRANSPORT_SECURITY)
+                    .or_insert(axum::http::HeaderValue::from_static(
+                        crate::public_url::STRICT_TRANSPORT_SECURITY,
+                    ));
+            }
             Ok(response)
         })
     }

@@ -33,4 +33,4 @@ pub use cookies::{CookieNames, CSRF_COOKIE, SESSION_COOKIE};
 pub use error::{error_response, AuthError};
 pub use extract::{CsrfHeader, CurrentSession, CurrentUser, CSRF_HEADER};
 pub use layer::{Ringfence, RingfenceLayer, RingfenceService};
-pub use public_url::{PublicUrl, PublicUrlError};
+pub use public_url::{PublicUrl, PublicUrlError, STRICT_TRANSPORT_SECURITY};

@@ -4,6 +4,11 @@ use std::fmt;
 
 use axum::http::Uri;
 
+/// The `Strict-Transport-Security` value sent with an `https://` public URL: one year, what
+/// browsers' preload lists ask for; no `includeSubDomains`: sibling hosts are not ours to force
+/// onto HTTPS.
+pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
+
 /// The address users reach the app at (`--public-url`): the base of every link the app builds
 /// (a password-reset link in a mail, say) and the scheme its cookies are made for.
 ///

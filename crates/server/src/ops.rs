@@ -158,16 +158,12 @@ pub(crate) fn common_headers(
     if https {
         headers.push((
             header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static(HSTS),
+            HeaderValue::from_static(ringfence_axum::STRICT_TRANSPORT_SECURITY),
             true,
         ));
     }
     headers.into()
 }
-
-/// One year, the value browsers' preload lists ask for; no `includeSubDomains`: sibling hosts
-/// are not ours to force onto HTTPS.
-const HSTS: &str = "max-age=31536000";
 
 /// The method as a metrics label: one of the standard methods, or `other`. Methods are
 /// client-chosen tokens; as labels they made a new series per made-up method (finding 1).
