@@ -134,7 +134,9 @@ async fn accept_loop(
     mut accepting: watch::Receiver<bool>,
 ) -> GracefulShutdown {
     let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(options.max_connections));
+    // Clamped: a library user's 0 would never accept, and more than the semaphore holds panics.
+    let cap = options.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let permits = Arc::new(Semaphore::new(cap));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -148,7 +150,7 @@ async fn accept_loop(
             Err(_) => {
                 if due(&mut last_cap_log) {
                     tracing::warn!(
-                        max_connections = options.max_connections,
+                        max_connections = cap,
                         "connection limit reached: new connections wait in the listen backlog until one closes (raise --max-connections if this is real traffic)"
                     );
                 }
@@ -172,7 +174,7 @@ async fn accept_loop(
                     if due(&mut last_accept_log) {
                         tracing::error!(
                             %error,
-                            open = options.max_connections - permits.available_permits(),
+                            open = cap - permits.available_permits(),
                             "cannot accept connections: the process ran out of file descriptors; lower --max-connections or raise the open-files limit"
                         );
                     }
