@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use ringfence_axum::PublicUrl;
 
 /// Shared key ring and server-side sessions for apps that run on more than one node.
 #[derive(Debug, Parser)]
@@ -62,7 +63,7 @@ pub struct StoreArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the web server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Inspect and manage the key ring.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -86,11 +87,11 @@ pub struct ServeArgs {
     /// This node never creates keys; it waits (not ready) until a key exists.
     #[arg(long, env = "RINGFENCE_NO_KEY_GENERATION", value_parser = parse_flag, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
     pub no_key_generation: bool,
-    /// A session unused this long is over (90s, 30m, 12h, 14d).
-    #[arg(long, env = "RINGFENCE_IDLE_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
+    /// A session unused this long is over (90s, 30m, 12h, 14d; 1s to 366d).
+    #[arg(long, env = "RINGFENCE_IDLE_TIMEOUT", default_value = "30m", value_parser = |t: &str| SESSION_TIMEOUT.parse(t))]
     pub idle_timeout: chrono::Duration,
-    /// A session this old is over, however active.
-    #[arg(long, env = "RINGFENCE_ABSOLUTE_TIMEOUT", default_value = "12h", value_parser = parse_duration)]
+    /// A session this old is over, however active (1s to 366d, not shorter than --idle-timeout).
+    #[arg(long, env = "RINGFENCE_ABSOLUTE_TIMEOUT", default_value = "12h", value_parser = |t: &str| SESSION_TIMEOUT.parse(t))]
     pub absolute_timeout: chrono::Duration,
     /// Believe X-Forwarded-For / -Proto only from these peers (CIDR; repeatable).
     #[arg(
@@ -103,9 +104,35 @@ pub struct ServeArgs {
     /// ceiling: 1,000).
     #[arg(long, env = "RINGFENCE_MAX_SESSIONS_PER_USER")]
     pub max_sessions_per_user: Option<u32>,
-    /// How long a key protects new payloads (at least 7 days).
-    #[arg(long, env = "RINGFENCE_KEY_LIFETIME", default_value = "90d", value_parser = parse_duration)]
+    /// How long a key protects new payloads (7d to 3650d).
+    #[arg(long, env = "RINGFENCE_KEY_LIFETIME", default_value = "90d", value_parser = |t: &str| KEY_LIFETIME.parse(t))]
     pub key_lifetime: chrono::Duration,
+    /// Where users reach the app: the base of every link in a mail (absolute http(s) URL, no
+    /// query or fragment; never taken from a request's Host). An https:// URL makes every cookie
+    /// Secure and adds Strict-Transport-Security. Default: http://localhost:PORT when listening
+    /// on loopback, else http:// + the listen address.
+    #[arg(long, env = "RINGFENCE_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<PublicUrl>,
+    /// On SIGTERM/SIGINT keep accepting and serving this long with /readyz at 503, so the
+    /// balancer takes the node out first (0s to 10m; a second signal skips the wait).
+    #[arg(long, env = "RINGFENCE_DRAIN_DELAY", default_value = "3s", value_parser = |t: &str| DRAIN_DELAY.parse(t))]
+    pub drain_delay: chrono::Duration,
+    /// Serve /metrics on this address and no longer on the main one. Without it, /metrics on
+    /// the main listener answers only clients connected directly from loopback.
+    #[arg(long, env = "RINGFENCE_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// A request's head must arrive in full within this, counted from when the node starts
+    /// waiting for it (on a kept-alive connection: from the previous response), so it also ends
+    /// idle keep-alive connections (1s to 10m).
+    #[arg(long, env = "RINGFENCE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = |t: &str| CONNECTION_TIMEOUT.parse(t))]
+    pub header_read_timeout: chrono::Duration,
+    /// A connection on which no byte moves either way for this long is closed (1s to 10m).
+    #[arg(long, env = "RINGFENCE_IDLE_CONNECTION_TIMEOUT", default_value = "60s", value_parser = |t: &str| CONNECTION_TIMEOUT.parse(t))]
+    pub idle_connection_timeout: chrono::Duration,
+    /// Most connections open at once; beyond it new ones wait in the kernel's backlog
+    /// (lowered at start to what the open-files limit allows).
+    #[arg(long, env = "RINGFENCE_MAX_CONNECTIONS", default_value = "10000", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
 }
 
 /// `ringfence keys …`.
@@ -189,14 +216,75 @@ pub enum SessionsCommand {
     },
 }
 
-/// `90s`, `30m`, `12h`, `14d` (anything humantime reads).
-pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
-    let std = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("not a duration ({e}); use e.g. 90s, 30m, 12h, 14d"))?;
-    if std.is_zero() {
-        return Err("must be longer than zero".to_owned());
+/// The range a duration flag accepts, both ends included and named in its error.
+///
+/// Every duration flag has one: a duration is added to the current time (session expiries, key
+/// expiries), and an unbounded one (`100000000y`) overflowed the calendar at start or at every
+/// sign-in. The upper ends are far beyond any sensible setting and far below any overflow.
+#[derive(Debug, Clone, Copy)]
+pub struct DurationRange {
+    min: std::time::Duration,
+    max: std::time::Duration,
+    min_text: &'static str,
+    max_text: &'static str,
+}
+
+const fn days(n: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(n * 86_400)
+}
+
+/// `--idle-timeout`, `--absolute-timeout`: 1 second to 366 days.
+pub const SESSION_TIMEOUT: DurationRange = DurationRange {
+    min: std::time::Duration::from_secs(1),
+    max: days(366),
+    min_text: "1s",
+    max_text: "366d",
+};
+/// `--key-lifetime`: 7 days (the key ring's minimum) to 3650 days.
+pub const KEY_LIFETIME: DurationRange = DurationRange {
+    min: days(7),
+    max: days(3650),
+    min_text: "7d",
+    max_text: "3650d",
+};
+/// `--drain-delay`: 0 to 10 minutes.
+pub const DRAIN_DELAY: DurationRange = DurationRange {
+    min: std::time::Duration::ZERO,
+    max: std::time::Duration::from_secs(600),
+    min_text: "0s",
+    max_text: "10m",
+};
+/// `--header-read-timeout`, `--idle-connection-timeout`: 1 second to 10 minutes.
+pub const CONNECTION_TIMEOUT: DurationRange = DurationRange {
+    min: std::time::Duration::from_secs(1),
+    max: std::time::Duration::from_secs(600),
+    min_text: "1s",
+    max_text: "10m",
+};
+
+impl DurationRange {
+    /// Parses `text` (`90s`, `30m`, `12h`, `14d`) and checks it is within the range.
+    pub fn parse(&self, text: &str) -> Result<chrono::Duration, String> {
+        let std = parse_std_duration(text)?;
+        if std < self.min || std > self.max {
+            return Err(format!(
+                "must be between {} and {}",
+                self.min_text, self.max_text
+            ));
+        }
+        chrono::Duration::from_std(std).map_err(|_| "duration too long".to_owned())
     }
-    chrono::Duration::from_std(std).map_err(|_| "duration too long".to_owned())
+}
+
+/// `90s`, `30m`, `12h`, `14d` (anything humantime reads).
+fn parse_std_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("not a duration ({e}); use e.g. 90s, 30m, 12h, 14d"))
+}
+
+/// `--public-url`: an absolute http(s) URL without query or fragment.
+pub fn parse_public_url(text: &str) -> Result<PublicUrl, String> {
+    PublicUrl::parse(text.trim()).map_err(|e| e.to_string())
 }
 
 /// An RFC 3339 time.
@@ -224,16 +312,32 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(
-            parse_duration("90s").unwrap(),
+            SESSION_TIMEOUT.parse("90s").unwrap(),
             chrono::Duration::seconds(90)
         );
         assert_eq!(
-            parse_duration("30m").unwrap(),
+            SESSION_TIMEOUT.parse("30m").unwrap(),
             chrono::Duration::minutes(30)
         );
-        assert_eq!(parse_duration("14d").unwrap(), chrono::Duration::days(14));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("0s").is_err());
+        assert!(SESSION_TIMEOUT.parse("soon").is_err());
+        assert_eq!(
+            SESSION_TIMEOUT.parse("14d").unwrap(),
+            chrono::Duration::days(14)
+        );
+        assert_eq!(DRAIN_DELAY.parse("0s").unwrap(), chrono::Duration::zero());
+        for (range, text) in [
+            (SESSION_TIMEOUT, "100000000y"),
+            (SESSION_TIMEOUT, "367d"),
+            (SESSION_TIMEOUT, "0s"),
+            (KEY_LIFETIME, "6d"),
+            (KEY_LIFETIME, "100000000y"),
+            (DRAIN_DELAY, "11m"),
+            (CONNECTION_TIMEOUT, "0s"),
+        ] {
+            let error = range.parse(text).unwrap_err();
+            assert!(error.starts_with("must be between"), "{text}: {error}");
+        }
+        assert!(KEY_LIFETIME.parse("soon").is_err());
     }
 
     #[test]

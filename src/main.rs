@@ -3,14 +3,15 @@
 
 mod cli;
 mod commands;
+mod limits;
 mod wiring;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use ringfence_axum::{Ringfence, TrustedProxies};
+use ringfence_axum::{PublicUrl, Ringfence, TrustedProxies};
 use ringfence_keyring::KeyRingConfig;
-use ringfence_server::AppState;
+use ringfence_server::{AppState, ServeOptions, Server};
 use ringfence_sessions::SessionConfig;
 use tracing_subscriber::EnvFilter;
 
@@ -71,7 +72,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), StartError> {
     match cli.command {
-        Command::Serve(args) => serve(&cli.store, args).await,
+        Command::Serve(args) => serve(&cli.store, *args).await,
         Command::Keys(command) => {
             // Only a revocation replaces the default key on the spot; `keys new` makes exactly
             // one key and `keys list` none.
@@ -119,12 +120,45 @@ async fn serve(store: &StoreArgs, args: ServeArgs) -> Result<(), StartError> {
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
     let trusted = TrustedProxies::parse(&args.trusted_proxies)
         .map_err(|e| StartError(format!("--trusted-proxy: {e}")))?;
+    // Before anything else can fail slowly: a signal during start-up then still stops the node.
+    let stops = stop_signals()
+        .map_err(|e| StartError(format!("cannot install the signal handlers: {e}")))?;
+    let options = ServeOptions {
+        header_read_timeout: to_std(args.header_read_timeout),
+        idle_connection_timeout: to_std(args.idle_connection_timeout),
+        max_connections: limits::fit_connection_cap(args.max_connections),
+        drain_delay: to_std(args.drain_delay),
+        ..ServeOptions::default()
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| StartError(format!("cannot listen on {}: {e}", args.listen)))?;
     let address = listener
         .local_addr()
         .map_err(|e| StartError(format!("cannot read the listening address: {e}")))?;
+    let metrics_listener = match &args.metrics_listen {
+        Some(metrics_address) => Some(
+            tokio::net::TcpListener::bind(metrics_address)
+                .await
+                .map_err(|e| {
+                    StartError(format!(
+                        "--metrics-listen: cannot listen on {metrics_address}: {e}"
+                    ))
+                })?,
+        ),
+        None => None,
+    };
+    let public_url = match args.public_url.clone() {
+        Some(url) => {
+            tracing::info!(public_url = %url, "public URL");
+            url
+        }
+        None => {
+            let url = PublicUrl::for_listen_address(address);
+            tracing::info!(public_url = %url, "public URL not set: using the listen address (set --public-url to where users reach the app)");
+            url
+        }
+    };
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| StartError(format!("cannot install the metrics recorder: {e}")))?;
@@ -147,11 +181,21 @@ async fn serve(store: &StoreArgs, args: ServeArgs) -> Result<(), StartError> {
         services.sessions.clone(),
         services.accounts.clone(),
         trusted,
-    );
+    )
+    .with_public_url(public_url);
     let state = AppState::new(ringfence, &node_name, Some(metrics));
     tracing::info!(node = %node_name, keys = %services.keyring.describe_store(), database = services.database.backend(), "ringfence node starting");
+    let mut server = Server::new(listener).options(options);
+    if let Some(metrics_listener) = metrics_listener {
+        if let Ok(metrics_address) = metrics_listener.local_addr() {
+            println!(
+                "ringfence node {node_name} serves /metrics on http://{metrics_address}/metrics"
+            );
+        }
+        server = server.metrics_listener(metrics_listener);
+    }
     println!("ringfence node {node_name} listening on http://{address}");
-    let result = ringfence_server::serve(listener, state, shutdown_signal()).await;
+    let result = server.run(state, stops).await;
     refresh.abort();
     services.database.close().await;
     result.map_err(|e| StartError(format!("server failed: {e}")))?;
@@ -159,24 +203,25 @@ async fn serve(store: &StoreArgs, args: ServeArgs) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+fn to_std(duration: chrono::Duration) -> std::time::Duration {
+    // The flags' ranges (cli.rs) keep every value non-negative and small.
+    duration.to_std().unwrap_or_default()
+}
+
+/// One item per SIGTERM or SIGINT: the first starts the drain, a second skips its delay.
+fn stop_signals() -> std::io::Result<std::pin::Pin<Box<dyn futures_util::Stream<Item = ()> + Send>>>
+{
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate())?;
+    let interrupt = signal(SignalKind::interrupt())?;
+    Ok(Box::pin(futures_util::stream::unfold(
+        (term, interrupt),
+        |(mut term, mut interrupt)| async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
+            Some(((), (term, interrupt)))
+        },
+    )))
 }

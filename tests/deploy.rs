@@ -30,6 +30,8 @@ fn haproxy_configs_are_valid() {
             "option httpchk GET /readyz",
             "option redispatch",
             "retries",
+            // Finding 8: the balancer sets the scheme itself, never passing a client's on.
+            "http-request set-header X-Forwarded-Proto http if !{ ssl_fc }",
         ] {
             assert!(text.contains(needed), "{config} lacks {needed}");
         }

@@ -1,5 +1,7 @@
 //! A rolling restart of every node behind a real HAProxy under steady traffic loses no request
-//! and signs nobody out; a node killed outright (SIGKILL) leaves users signed in via the other.
+//! and signs nobody out, behind the shipped configuration (with `retry-on`) and behind a plain
+//! one (no retries: the drain delay alone must keep requests from failing); a node killed
+//! outright (SIGKILL) leaves users signed in via the other.
 
 mod common;
 
@@ -10,11 +12,22 @@ use std::time::Duration;
 
 use common::*;
 use reqwest::StatusCode;
-use ringfence_testkit::{free_port, HaProxy, NodeProcess, RedisServer};
+use ringfence_testkit::{free_port, HaProxy, HaProxyOptions, NodeProcess, RedisServer};
 
 /// Starts a node on a fixed port (a restart must come back where the balancer expects it).
 fn node_on(name: &str, port: u16, dir: &Path, redis: &RedisServer, database: &str) -> NodeProcess {
-    let args: Vec<String> = [
+    node_with(name, port, dir, redis, database, &[])
+}
+
+fn node_with(
+    name: &str,
+    port: u16,
+    dir: &Path,
+    redis: &RedisServer,
+    database: &str,
+    extra: &[&str],
+) -> NodeProcess {
+    let mut args: Vec<String> = [
         "serve",
         "--listen",
         &format!("127.0.0.1:{port}"),
@@ -32,6 +45,7 @@ fn node_on(name: &str, port: u16, dir: &Path, redis: &RedisServer, database: &st
     .iter()
     .map(|s| s.to_string())
     .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
     NodeProcess::start(Path::new(env!("CARGO_BIN_EXE_ringfence")), &args, &[]).expect("start node")
 }
 
@@ -155,5 +169,139 @@ async fn rolling_restart_under_traffic_loses_nothing() {
             ),
         };
         assert_eq!(r.status(), StatusCode::OK, "request {i} after SIGKILL");
+    }
+}
+
+/// Steady traffic through the balancer until stopped: (succeeded, failures).
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failures: Arc<std::sync::Mutex<Vec<String>>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(client: &reqwest::Client, lb: &str, csrf: &str, workers: u64) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let workers = (0..workers)
+            .map(|worker| {
+                let (client, lb, csrf) = (client.clone(), lb.to_owned(), csrf.to_owned());
+                let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+                tokio::spawn(async move {
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        i += 1;
+                        let request = if (i + worker).is_multiple_of(5) {
+                            client.get(format!("{lb}/api/v1/sessions"))
+                        } else {
+                            client
+                                .get(format!("{lb}/api/v1/me"))
+                                .header("x-csrf-token", &csrf)
+                        };
+                        match request.send().await {
+                            Ok(r) if r.status() == StatusCode::OK => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(r) => failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("status {}", r.status())),
+                            Err(e) => failures.lock().unwrap().push(format!("error {e}")),
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            ok,
+            failures,
+            workers,
+        }
+    }
+
+    async fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for worker in self.workers {
+            worker.await.unwrap();
+        }
+        let failures = self.failures.lock().unwrap().clone();
+        (self.ok.load(Ordering::Relaxed), failures)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn finding_14_rolling_restarts_behind_a_plain_balancer_lose_nothing() {
+    // Checks every 200 ms, down after 2 failures: the balancer takes a draining node out within
+    // about 400 ms plus a check's round trip, well inside the nodes' 1 s drain delay.
+    let options = HaProxyOptions {
+        check_interval: Duration::from_millis(200),
+        fall: 2,
+        rise: 1,
+        ..HaProxyOptions::plain()
+    };
+    let drain = ["--drain-delay", "1s"];
+    let redis = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("users.db").display());
+    let names = ["node1", "node2"];
+    let ports = [free_port(), free_port()];
+    let mut nodes: Vec<NodeProcess> = names
+        .iter()
+        .zip(ports)
+        .map(|(name, port)| node_with(name, port, dir.path(), &redis, &database, &drain))
+        .collect();
+    let backends: Vec<(String, std::net::SocketAddr)> = names
+        .iter()
+        .zip(&nodes)
+        .map(|(n, p)| (n.to_string(), p.addr()))
+        .collect();
+    let haproxy = HaProxy::start_with(&backends, &options).unwrap();
+    let config = std::fs::read_to_string(haproxy.config_path()).unwrap();
+    assert!(!config.contains("retry-on"), "a plain config: {config}");
+    for name in names {
+        haproxy
+            .wait_for_server_status(name, "UP", Duration::from_secs(10))
+            .unwrap();
+    }
+    let lb = haproxy.url();
+    let client = browser();
+    register_api(&client, &lb, "plain@example.com").await;
+    let login = login_api(&client, &lb, "plain@example.com", "curl/8").await;
+    let csrf = login["csrf_token"].as_str().unwrap().to_owned();
+
+    let load = Load::start(&client, &lb, &csrf, 4);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for round in 0..5 {
+        for (i, name) in names.iter().enumerate() {
+            nodes[i].terminate();
+            let status = nodes[i]
+                .wait_exit(Duration::from_secs(20))
+                .unwrap()
+                .unwrap_or_else(|| panic!("{name} exits on SIGTERM (round {round})"));
+            assert!(
+                status.success(),
+                "{name} exits 0 after draining: {status:?}"
+            );
+            nodes[i] = node_with(name, ports[i], dir.path(), &redis, &database, &drain);
+            haproxy
+                .wait_for_server_status(name, "UP", Duration::from_secs(15))
+                .unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (ok, failures) = load.finish().await;
+    assert!(ok > 200, "steady traffic ran: {ok} requests");
+    if !failures.is_empty() {
+        let log = std::fs::read_to_string(haproxy.log_path()).unwrap_or_default();
+        let tail: String = log.lines().rev().take(60).collect::<Vec<_>>().join("\n");
+        panic!(
+            "{} failed requests (of {}) during 5 rolling restarts behind a plain balancer: {failures:?}\nhaproxy log, newest first:\n{tail}",
+            failures.len(),
+            ok + failures.len(),
+        );
     }
 }

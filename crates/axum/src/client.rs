@@ -45,6 +45,10 @@ impl TrustedProxies {
 
 /// The client as seen through trusted proxies: (address, came over HTTPS).
 ///
+/// HTTPS is known only from a trusted proxy's `X-Forwarded-Proto` (ringfence itself listens
+/// in plain HTTP behind a TLS-terminating proxy); never from the request line, which the client
+/// writes.
+///
 /// The address is the TCP peer unless the peer is a trusted proxy; then it is the right-most
 /// `X-Forwarded-For` entry that is not itself a trusted proxy (entries further left are
 /// client-supplied and could be forged).
@@ -76,9 +80,8 @@ pub fn client_info(parts: &Parts, trusted: &TrustedProxies) -> (ClientInfo, bool
             .and_then(|v| v.to_str().ok())
             .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"));
     }
-    if parts.uri.scheme_str() == Some("https") {
-        secure = true;
-    }
+    // Not `parts.uri.scheme_str()`: an absolute-form request line (`GET https://host/ HTTP/1.1`)
+    // is the client's say-so, sent over whatever connection it likes.
     let user_agent = parts
         .headers
         .get(axum::http::header::USER_AGENT)
@@ -142,6 +145,20 @@ mod tests {
         );
         assert_eq!(info.ip.as_deref(), Some("198.51.100.7"));
         assert!(secure);
+    }
+
+    #[test]
+    fn finding_08_absolute_form_https_request_line_is_not_https() {
+        let trusted = TrustedProxies::none();
+        let (mut parts, ()) = Request::builder()
+            .uri("https://victim.example/login")
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts.extensions.insert(ConnectInfo(
+            "203.0.113.9:5000".parse::<SocketAddr>().unwrap(),
+        ));
+        assert!(!client_info(&parts, &trusted).1);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::auth::RequestAuth;
 use crate::client::{client_info, TrustedProxies};
 use crate::cookies::{self, CSRF_COOKIE, SESSION_COOKIE};
 use crate::csrf::Antiforgery;
+use crate::public_url::PublicUrl;
 
 struct Inner {
     keyring: KeyRing,
@@ -23,6 +24,7 @@ struct Inner {
     accounts: Accounts,
     antiforgery: Antiforgery,
     trusted_proxies: TrustedProxies,
+    public_url: Option<PublicUrl>,
 }
 
 /// The ringfence services an app runs with: key ring, sessions, accounts, antiforgery. Cheap to
@@ -59,8 +61,36 @@ impl Ringfence {
                 accounts,
                 antiforgery,
                 trusted_proxies,
+                public_url: None,
             }),
         }
+    }
+
+    /// The same services, with users reaching the app at `public_url`: the base of the links
+    /// the app builds ([`Ringfence::public_url`]). An `https://` URL makes every cookie `Secure`
+    /// (and `__Host-` named) whatever the connection from the proxy says.
+    pub fn with_public_url(self, public_url: PublicUrl) -> Self {
+        let inner = &self.inner;
+        Self {
+            inner: Arc::new(Inner {
+                keyring: inner.keyring.clone(),
+                sessions: inner.sessions.clone(),
+                accounts: inner.accounts.clone(),
+                antiforgery: inner.antiforgery.clone(),
+                trusted_proxies: inner.trusted_proxies.clone(),
+                public_url: Some(public_url),
+            }),
+        }
+    }
+
+    /// Where users reach the app, when configured ([`Ringfence::with_public_url`]).
+    pub fn public_url(&self) -> Option<&PublicUrl> {
+        self.inner.public_url.as_ref()
+    }
+
+    /// The proxies whose forwarded headers are believed.
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.inner.trusted_proxies
     }
 
     /// The tower layer to put on a router.
@@ -91,7 +121,14 @@ impl Ringfence {
 
     /// Resolves the request's cookies into a [`RequestAuth`]: at most one session-store read.
     async fn authenticate(&self, parts: &axum::http::request::Parts) -> (RequestAuth, bool) {
-        let (client, secure) = client_info(parts, &self.inner.trusted_proxies);
+        let (client, over_https) = client_info(parts, &self.inner.trusted_proxies);
+        // Users reach an https:// public URL over TLS whatever the hop from the proxy was.
+        let secure = over_https
+            || self
+                .inner
+                .public_url
+                .as_ref()
+                .is_some_and(PublicUrl::is_https);
         let [session_cookie, anon_cookie] =
             cookies::read(&parts.headers, [SESSION_COOKIE, CSRF_COOKIE], secure);
         let state = match session_cookie {
@@ -157,6 +194,15 @@ where
             parts.extensions.insert(auth.clone());
             let mut response = inner.call(Request::from_parts(parts, body)).await?;
             auth.finish(&mut response, had_session_cookie);
+            if ringfence.public_url().is_some_and(PublicUrl::is_https) {
+                // Users reach the app over HTTPS only: browsers should never try plain HTTP.
+                response
+                    .headers_mut()
+                    .entry(axum::http::header::STRICT_TRANSPORT_SECURITY)
+                    .or_insert(axum::http::HeaderValue::from_static(
+                        crate::public_url::STRICT_TRANSPORT_SECURITY,
+                    ));
+            }
             Ok(response)
         })
     }

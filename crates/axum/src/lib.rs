@@ -25,6 +25,7 @@ mod csrf;
 mod error;
 mod extract;
 mod layer;
+mod public_url;
 
 pub use auth::{RequestAuth, SessionState};
 pub use client::{client_info, TrustedProxies};
@@ -32,3 +33,4 @@ pub use cookies::{CookieNames, CSRF_COOKIE, SESSION_COOKIE};
 pub use error::{error_response, AuthError};
 pub use extract::{CsrfHeader, CurrentSession, CurrentUser, RequireAdmin, CSRF_HEADER};
 pub use layer::{Ringfence, RingfenceLayer, RingfenceService};
+pub use public_url::{PublicUrl, PublicUrlError, STRICT_TRANSPORT_SECURITY};

@@ -30,6 +30,20 @@ pub(crate) fn nanos(time: DateTime<Utc>) -> i64 {
         })
 }
 
+/// `time + duration`, saturating at the ends of the calendar instead of panicking.
+///
+/// Every place a configured duration (a key lifetime, a session timeout) is added to a time goes
+/// through this: a library user handing in `Duration::MAX` gets a time that never comes, not a
+/// panic at every sign-in. (`ringfence serve` also bounds every duration flag at start.)
+pub fn add_saturating(time: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
+    time.checked_add_signed(duration)
+        .unwrap_or(if duration < Duration::zero() {
+            DateTime::<Utc>::MIN_UTC
+        } else {
+            DateTime::<Utc>::MAX_UTC
+        })
+}
+
 /// A shareable clock handle.
 pub type SharedClock = Arc<dyn Clock>;
 
@@ -121,5 +135,21 @@ mod tests {
         assert_eq!(manual.now_nanos(), i64::MAX);
         manual.set(DateTime::<Utc>::MIN_UTC);
         assert_eq!(manual.now_nanos(), i64::MIN);
+    }
+}
+
+#[cfg(test)]
+mod saturating_tests {
+    use super::*;
+
+    #[test]
+    fn finding_09_adding_a_huge_duration_saturates() {
+        let now = Utc::now();
+        assert_eq!(add_saturating(now, Duration::MAX), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(add_saturating(now, Duration::MIN), DateTime::<Utc>::MIN_UTC);
+        assert_eq!(
+            add_saturating(now, Duration::days(1)),
+            now + Duration::days(1)
+        );
     }
 }

@@ -33,7 +33,7 @@ mod protector;
 pub mod repository;
 mod ring;
 
-pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use clock::{add_saturating, Clock, ManualClock, SharedClock, SystemClock};
 pub use document::{DocumentError, KeyDocument, MasterKey, MasterKeyError};
 pub use key::{Key, KeyId, KeyInfo, KeyMaterial, KeyStatus, ParseKeyIdError};
 pub use protector::{ProtectError, Protector, TimeLimitedProtector, UnprotectError};

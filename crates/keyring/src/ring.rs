@@ -911,7 +911,7 @@ fn new_key(now: DateTime<Utc>, activates_at: DateTime<Utc>, lifetime: Duration) 
             id: KeyId::generate(),
             created_at: now,
             activates_at,
-            expires_at: activates_at + lifetime,
+            expires_at: crate::clock::add_saturating(activates_at, lifetime),
             revoked_at: None,
         },
         material: KeyMaterial::generate(),

@@ -8,6 +8,7 @@
 
 mod api;
 mod body;
+mod connections;
 mod errors;
 pub mod openapi;
 mod ops;
@@ -16,7 +17,6 @@ mod state;
 mod views;
 
 use std::future::Future;
-use std::net::SocketAddr;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderValue;
@@ -24,15 +24,22 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use tower::ServiceBuilder;
 
+pub use connections::ServeOptions;
+pub use ringfence_axum::PublicUrl;
 pub use state::{AppState, Readiness};
 
 /// Largest request body accepted (forms and JSON are tiny; anything bigger is refused `413`).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// Every route of the contract, with the ringfence layer, body limit and common headers.
+/// `/metrics` answers only clients connected directly from loopback (see [`Server`] for a
+/// separate metrics listener).
 pub fn router(state: AppState) -> Router {
-    let node =
-        HeaderValue::from_str(&state.node_name).unwrap_or(HeaderValue::from_static("ringfence"));
+    routes(state, true)
+}
+
+/// The routes, with `/metrics` (loopback-only) or without it (served on its own listener).
+fn routes(state: AppState, with_metrics: bool) -> Router {
     let ringfence = state.ringfence.clone();
     let app = Router::new()
         .route("/", get(pages::home))
@@ -66,46 +73,119 @@ pub fn router(state: AppState) -> Router {
         .fallback(api::not_found)
         .layer(ringfence.layer())
         .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        // One composite layer: every `Router::layer` call wraps each route in another boxed
-        // service that axum clones per request. `finish_requests` sits inside the router (a
-        // route layer, not around the router) because it reads the `MatchedPath` set per route.
-        .layer(
-            ServiceBuilder::new()
-                .layer(DefaultBodyLimit::max(BODY_LIMIT))
-                .layer(axum::middleware::from_fn_with_state(
-                    ops::common_headers(node),
-                    ops::finish_requests,
-                )),
-        );
-    app.with_state(state)
+        .route("/readyz", get(ops::readyz));
+    let app = if with_metrics {
+        app.route("/metrics", get(ops::metrics_local_only))
+    } else {
+        app
+    };
+    finish(app, state)
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` resolves, then finishes requests in
-/// flight. Readiness turns `503` as soon as `shutdown` resolves, before the listener closes.
+/// The router of a separate metrics listener (`--metrics-listen`): `/metrics` for anyone who
+/// reaches that address, nothing else.
+pub fn metrics_router(state: AppState) -> Router {
+    let app = Router::new()
+        .route("/metrics", get(ops::metrics))
+        .fallback(api::not_found);
+    finish(app, state)
+}
+
+/// The layers every router gets: body limit, request accounting and the common headers.
+fn finish(app: Router<AppState>, state: AppState) -> Router {
+    let node =
+        HeaderValue::from_str(&state.node_name).unwrap_or(HeaderValue::from_static("ringfence"));
+    let https = state.public_url().is_some_and(PublicUrl::is_https);
+    // One composite layer: every `Router::layer` call wraps each route in another boxed
+    // service that axum clones per request. `finish_requests` sits inside the router (a
+    // route layer, not around the router) because it reads the `MatchedPath` set per route.
+    app.layer(
+        ServiceBuilder::new()
+            .layer(DefaultBodyLimit::max(BODY_LIMIT))
+            .layer(axum::middleware::from_fn_with_state(
+                ops::common_headers(node, https),
+                ops::finish_requests,
+            )),
+    )
+    .with_state(state)
+}
+
+/// Serves `router(state)` on `listener` with the default [`ServeOptions`] but no drain delay
+/// until `shutdown` resolves, then stops accepting and finishes requests in flight. Readiness
+/// turns `503` as soon as `shutdown` resolves. See [`Server`] for the rest.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let readiness = state.readiness.clone();
-    let upkeep = state.metrics.clone().map(spawn_metrics_upkeep);
-    let app = router(state);
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        readiness.start_draining();
-        tracing::info!("draining: readiness is 503, finishing requests in flight");
-    })
-    .await;
-    if let Some(upkeep) = upkeep {
-        upkeep.abort();
+    Server::new(listener)
+        .options(ServeOptions {
+            drain_delay: std::time::Duration::ZERO,
+            ..ServeOptions::default()
+        })
+        .run(state, Box::pin(futures_util::stream::once(shutdown)))
+        .await
+}
+
+/// The server: listeners and [`ServeOptions`]. `Server::new(listener).run(state, stops)`.
+#[derive(Debug)]
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    metrics_listener: Option<tokio::net::TcpListener>,
+    options: ServeOptions,
+}
+
+impl Server {
+    /// Serves on `listener` with the default [`ServeOptions`].
+    pub fn new(listener: tokio::net::TcpListener) -> Self {
+        Self {
+            listener,
+            metrics_listener: None,
+            options: ServeOptions::default(),
+        }
     }
-    served
+
+    /// Serves `/metrics` on `listener` (to anyone who reaches it), and no longer on the main
+    /// listener.
+    pub fn metrics_listener(mut self, listener: tokio::net::TcpListener) -> Self {
+        self.metrics_listener = Some(listener);
+        self
+    }
+
+    /// Timeouts, connection cap, drain delay.
+    pub fn options(mut self, options: ServeOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Serves until `stops` yields or ends (SIGTERM, say), then drains: readiness turns `503`
+    /// at once, the server keeps accepting and serving for [`ServeOptions::drain_delay`] (a
+    /// second item of `stops` cuts it short), then stops accepting, lets requests in flight
+    /// finish, closes idle keep-alive connections and returns.
+    pub async fn run(
+        self,
+        state: AppState,
+        stops: impl futures_util::Stream<Item = ()> + Send + Unpin,
+    ) -> std::io::Result<()> {
+        let readiness = state.readiness.clone();
+        let upkeep = state.metrics.clone().map(spawn_metrics_upkeep);
+        let main = routes(state.clone(), self.metrics_listener.is_none());
+        let metrics = self
+            .metrics_listener
+            .map(|listener| (listener, metrics_router(state)));
+        let served = connections::run(
+            (self.listener, main),
+            metrics,
+            readiness,
+            self.options,
+            stops,
+        )
+        .await;
+        if let Some(upkeep) = upkeep {
+            upkeep.abort();
+        }
+        served
+    }
 }
 
 /// How often the metrics recorder's histograms are drained (the exporter's own default).

@@ -3,8 +3,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -62,6 +64,29 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// `/metrics` on the main listener (no `--metrics-listen`): only for clients connected directly
+/// from loopback, since it tells user and session counts to whoever asks.
+///
+/// A request with `X-Forwarded-For` or `Forwarded` is refused even from a loopback peer: a proxy
+/// on the same machine (HAProxy, a sidecar) forwards the whole internet from loopback, and a
+/// scraper talking to the node directly sends neither header.
+pub async fn metrics_local_only(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let forwarded =
+        headers.contains_key("x-forwarded-for") || headers.contains_key(header::FORWARDED);
+    if !peer.ip().is_loopback() || forwarded {
+        return ringfence_axum::error_response(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "metrics are served only to clients on this machine, or on --metrics-listen",
+        );
+    }
+    metrics(State(state)).await
+}
+
 /// Prometheus text format. Session and user counts are read at scrape time (they are O(log n)).
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let Some(handle) = &state.metrics else {
@@ -96,9 +121,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// The headers every response carries: `(name, value, overriding)`. Handlers may set their own
-/// value for the others (`Cache-Control` on the stylesheet, say).
-pub(crate) fn common_headers(node: HeaderValue) -> Arc<[(HeaderName, HeaderValue, bool)]> {
-    Arc::new([
+/// value for the others (`Cache-Control` on the stylesheet, say). With `https` (an `https://`
+/// public URL) that includes `Strict-Transport-Security`: browsers then never try plain HTTP.
+pub(crate) fn common_headers(
+    node: HeaderValue,
+    https: bool,
+) -> Arc<[(HeaderName, HeaderValue, bool)]> {
+    let mut headers = vec![
         (HeaderName::from_static("x-ringfence-node"), node, true),
         (
             header::CONTENT_SECURITY_POLICY,
@@ -125,13 +154,42 @@ pub(crate) fn common_headers(node: HeaderValue) -> Arc<[(HeaderName, HeaderValue
             HeaderValue::from_static("no-store"),
             false,
         ),
-    ])
+    ];
+    if https {
+        headers.push((
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(ringfence_axum::STRICT_TRANSPORT_SECURITY),
+            true,
+        ));
+    }
+    headers.into()
+}
+
+/// The method as a metrics label: one of the standard methods, or `other`. Methods are
+/// client-chosen tokens; as labels they made a new series per made-up method (finding 1).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 /// The content security policy of every page: no inline scripts, no framing, forms only to us.
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Counts requests by route pattern and status, times them, and adds the common headers.
+///
+/// Every label comes from a closed set, so `/metrics` cannot grow with what clients send: the
+/// route is the matched template (`/api/v1/sessions/{id}`, never the path) or `unmatched`, the
+/// method one of [`method_label`]'s, the status a number below 1000.
 ///
 /// One middleware rather than a layer per header: each layer is another boxed service and
 /// future per request, and inserting the headers one by one regrew the header map several
@@ -146,7 +204,7 @@ pub async fn finish_requests(
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let started = Instant::now();
     let mut response = next.run(request).await;
     let map = response.headers_mut();
@@ -162,4 +220,18 @@ pub async fn finish_requests(
     metrics::histogram!("ringfence_http_request_duration_seconds", "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finding_01_methods_map_to_a_closed_set() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        for made_up in ["FOO", "get", "X-1", "PROPFIND"] {
+            let method = Method::from_bytes(made_up.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "other", "{made_up}");
+        }
+    }
 }

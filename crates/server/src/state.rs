@@ -47,4 +47,10 @@ impl AppState {
             metrics,
         }
     }
+
+    /// Where users reach the app (`--public-url`): build links from it, never from a request's
+    /// `Host`.
+    pub fn public_url(&self) -> Option<&ringfence_axum::PublicUrl> {
+        self.ringfence.public_url()
+    }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use ringfence_keyring::{KeyRing, Protector, SharedClock};
+use ringfence_keyring::{add_saturating, KeyRing, Protector, SharedClock};
 use zeroize::Zeroizing;
 
 use crate::device::device_label;
@@ -195,8 +195,8 @@ impl SessionManager {
             user_id: user_id.to_owned(),
             created_at: now,
             last_seen_at: now,
-            idle_expires_at: now + config.idle_timeout,
-            absolute_expires_at: now + config.absolute_timeout,
+            idle_expires_at: add_saturating(now, config.idle_timeout),
+            absolute_expires_at: add_saturating(now, config.absolute_timeout),
             ip: client.stored_ip(),
             device: device_label(user_agent.as_deref()),
             user_agent,
@@ -285,7 +285,7 @@ impl SessionManager {
 
         if now - session.last_seen_at >= config.renewal_interval() {
             session.last_seen_at = now;
-            session.idle_expires_at = now + config.idle_timeout;
+            session.idle_expires_at = add_saturating(now, config.idle_timeout);
             if !store.touch(&session, now).await? {
                 // Revoked between our read and our write: it stays revoked.
                 return Err(ResolveError::NotFound);
@@ -561,6 +561,20 @@ mod tests {
         assert_eq!(f.manager.find(&s.id).await.unwrap().as_ref(), Some(s));
         assert_eq!(f.manager.list_all(10).await.unwrap().len(), 2);
         f.manager.ping().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn finding_09_huge_timeouts_do_not_panic() {
+        let f = fixture(SessionConfig {
+            idle_timeout: Duration::MAX,
+            absolute_timeout: Duration::MAX,
+            renewal_fraction: 1,
+            ..SessionConfig::default()
+        })
+        .await;
+        let started = f.manager.start("u", &firefox()).await.unwrap();
+        f.clock.advance(Duration::days(400));
+        f.manager.resolve(&started.cookie_value).await.unwrap();
     }
 
     #[tokio::test]

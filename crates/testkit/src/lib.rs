@@ -22,7 +22,7 @@ mod smtp;
 mod tls;
 
 pub use cluster::{ClusterOptions, RedisCluster};
-pub use haproxy::HaProxy;
+pub use haproxy::{HaProxy, HaProxyOptions};
 pub use node::NodeProcess;
 pub use postgres::PostgresServer;
 pub use process::{free_port, try_free_port};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use ringfence_testkit::{HaProxy, NodeProcess};
+use ringfence_testkit::{HaProxy, HaProxyOptions, NodeProcess};
 
 /// Answers every request with `200` and a body `NAME xff=<X-Forwarded-For or ->`.
 struct Responder {
@@ -120,6 +120,33 @@ fn haproxy_alternates_between_backends_and_skips_a_dead_one() {
         assert!(get(lb.addr(), "/").starts_with("two "));
     }
     assert!(lb.stats().unwrap().starts_with("# pxname,svname,"));
+}
+
+#[test]
+fn haproxy_plain_options_render_a_config_without_retries() {
+    let one = Responder::start("one");
+    let backends = [("one".to_string(), one.addr)];
+    let shipped = HaProxy::start(&backends).unwrap();
+    let shipped_config = std::fs::read_to_string(shipped.config_path()).unwrap();
+    assert!(shipped_config.contains("retry-on"), "{shipped_config}");
+    let options = HaProxyOptions {
+        check_interval: Duration::from_millis(200),
+        fall: 3,
+        ..HaProxyOptions::plain()
+    };
+    let plain = HaProxy::start_with(&backends, &options).unwrap();
+    let config = std::fs::read_to_string(plain.config_path()).unwrap();
+    assert!(!config.contains("retry-on"), "{config}");
+    assert!(config.contains("option redispatch"), "{config}");
+    assert!(config.contains("inter 200ms fall 3 rise 1"), "{config}");
+    assert!(
+        config.contains("http-request set-header X-Forwarded-Proto http"),
+        "{config}"
+    );
+    plain
+        .wait_for_server_status("one", "UP", Duration::from_secs(5))
+        .unwrap();
+    assert!(get(plain.addr(), "/").starts_with("one "));
 }
 
 #[test]
