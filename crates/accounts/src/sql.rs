@@ -25,6 +25,7 @@ const BY_ID: &str = "SELECT id, email, password_hash, is_admin, created_at, pass
 const SET_PASSWORD_HASH: &str =
     "UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3";
 const SET_ADMIN: &str = "UPDATE users SET is_admin = $1 WHERE id = $2";
+const SET_EMAIL: &str = "UPDATE users SET email = $1 WHERE id = $2";
 // `id` breaks ties only in theory (e-mails are unique) but keeps paging deterministic.
 const LIST: &str = "SELECT id, email, is_admin, created_at, password_changed_at \
      FROM users ORDER BY email, id LIMIT $1 OFFSET $2";
@@ -161,6 +162,16 @@ macro_rules! impl_user_store {
                     .execute(&self.pool)
                     .await
                     .map_err(store_error)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn set_email(&self, id: &str, email: &Email) -> Result<bool, UserStoreError> {
+                let done = sqlx::query(SET_EMAIL)
+                    .bind(email.as_str())
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(insert_error)?;
                 Ok(done.rows_affected() > 0)
             }
 

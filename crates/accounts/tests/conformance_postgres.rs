@@ -42,6 +42,8 @@ async fn postgres_user_store_conformance() {
         set_admin,
         list_order,
         count,
+        set_email,
+        finding_07_stored_lookalike_emails_are_rewritten_or_reported,
         run_all,
     );
 

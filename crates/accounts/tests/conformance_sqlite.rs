@@ -33,6 +33,8 @@ conformance_tests!(
     set_admin,
     list_order,
     count,
+    set_email,
+    finding_07_stored_lookalike_emails_are_rewritten_or_reported,
     run_all,
 );
 
