@@ -139,15 +139,17 @@ pub struct ErrorDetail {
         (status = 409, body = ErrorResponse, description = "e-mail taken"),
         (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse),
         (status = 422, body = ErrorResponse, description = "invalid e-mail or weak password"),
+        (status = 429, body = ErrorResponse, description = "too many registrations from this client; see Retry-After"),
         (status = 503, body = ErrorResponse)))]
 pub async fn register(
     State(state): State<AppState>,
+    auth: RequestAuth,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
     let user = state
         .ringfence
         .accounts()
-        .register(&body.email, &body.password)
+        .register_from(&body.email, &body.password, auth.client().ip.as_deref())
         .await?;
     let body = RegisterResponse {
         user: UserJson::from(&user),
@@ -280,9 +282,12 @@ pub async fn revoke_others(
     params(("X-CSRF-Token" = String, Header)),
     responses((status = 204), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse, description = "bad CSRF token or wrong current password"),
-        (status = 422, body = ErrorResponse, description = "weak new password"), (status = 503, body = ErrorResponse)))]
+        (status = 422, body = ErrorResponse, description = "weak new password"),
+        (status = 429, body = ErrorResponse, description = "too many wrong passwords; see Retry-After"),
+        (status = 503, body = ErrorResponse)))]
 pub async fn change_password(
     State(state): State<AppState>,
+    auth: RequestAuth,
     CurrentSession(current): CurrentSession,
     _csrf: CsrfHeader,
     ApiJson(body): ApiJson<PasswordChange>,
@@ -295,6 +300,7 @@ pub async fn change_password(
             &body.current_password,
             &body.new_password,
             &current.id,
+            auth.client().ip.as_deref(),
         )
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
