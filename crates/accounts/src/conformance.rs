@@ -309,6 +309,11 @@ pub async fn finding_07_stored_lookalike_emails_are_rewritten_or_reported(store:
     let decomposed = stored(format!("e\u{301}ve-{u}@example.com"));
     let twin_old = stored(format!("carol-{u}@xn--exmple-cua.com"));
     let twin_new = stored(format!("carol-{u}@exämple.com"));
+    // Full-width letters map (UTS #46) onto an address another account already has.
+    let wide = stored(format!(
+        "frank-{u}@\u{ff25}\u{ff38}\u{ff21}\u{ff2d}\u{ff30}\u{ff2c}\u{ff25}.com"
+    ));
+    let plain = stored(format!("frank-{u}@example.com"));
     let broken = stored(format!("not-an-address-{u}"));
     for row in [
         &punycode,
@@ -316,6 +321,8 @@ pub async fn finding_07_stored_lookalike_emails_are_rewritten_or_reported(store:
         &decomposed,
         &twin_old,
         &twin_new,
+        &wide,
+        &plain,
         &broken,
     ] {
         store.insert(row, "$argon2id$old").await.expect("insert");
@@ -346,18 +353,21 @@ pub async fn finding_07_stored_lookalike_emails_are_rewritten_or_reported(store:
         email(&decomposed.email).as_str(),
         format!("\u{e9}ve-{u}@example.com")
     );
-    let mut twins = vec![twin_old.id.clone(), twin_new.id.clone()];
-    twins.sort();
-    assert!(
-        report.collisions.iter().any(|group| {
-            let mut group = group.clone();
-            group.sort();
-            group == twins
-        }),
-        "the look-alike pair is reported: {:?}",
-        report.collisions
-    );
-    for twin in [&twin_old, &twin_new] {
+    for pair in [[&twin_old, &twin_new], [&plain, &wide]] {
+        let mut twins = vec![pair[0].id.clone(), pair[1].id.clone()];
+        twins.sort();
+        assert!(
+            report.collisions.iter().any(|group| {
+                let mut group = group.clone();
+                group.sort();
+                group == twins
+            }),
+            "the look-alike pair {} is reported: {:?}",
+            pair[1].email,
+            report.collisions
+        );
+    }
+    for twin in [&twin_old, &twin_new, &wide, &plain] {
         let row = store.by_id(&twin.id).await.expect("by_id").expect("kept");
         assert_eq!(
             row.user.email, twin.email,

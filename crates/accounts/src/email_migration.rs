@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 
 use crate::{AccountError, Email, UserStore};
 
-/// Accounts read per page.
-const PAGE: u32 = 500;
+/// Accounts read per page: few pages keep `OFFSET` paging cheap on a large table.
+const PAGE: u32 = 5_000;
 
 /// What [`normalize_stored_emails`] found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,18 +48,20 @@ impl EmailMigration {
 pub async fn normalize_stored_emails(
     users: &dyn UserStore,
 ) -> Result<EmailMigration, AccountError> {
-    // normal form -> (id, stored e-mail) of every account that has it or would get it.
-    let mut by_normal: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    // Only rows whose normal form differs are kept in memory (normally none): normal form ->
+    // (id, stored e-mail). Rows already in normal form are found through `by_email`.
+    let mut changed: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut report = EmailMigration::default();
     let mut offset = 0u32;
     loop {
         let page = users.list(PAGE, offset).await?;
         for user in &page {
             match Email::parse(&user.email) {
-                Ok(email) => by_normal
+                Ok(email) if email.as_str() == user.email => {}
+                Ok(email) => changed
                     .entry(email.into_string())
                     .or_default()
-                    .push((user.id.clone(), user.email.clone())),
+                    .push(user.id.clone()),
                 Err(_) => report.invalid.push(user.id.clone()),
             }
         }
@@ -69,20 +71,17 @@ pub async fn normalize_stored_emails(
         }
         offset = offset.saturating_add(read);
     }
-    for (normal, accounts) in by_normal {
-        if accounts.len() > 1 {
-            report
-                .collisions
-                .push(accounts.into_iter().map(|(id, _)| id).collect());
-            continue;
-        }
-        let Some((id, stored)) = accounts.into_iter().next() else {
-            continue;
-        };
-        if stored == normal {
-            continue;
-        }
+    for (normal, mut ids) in changed {
         let email = Email::parse(&normal)?;
+        if let Some(holder) = users.by_email(&email).await? {
+            // An account already has the normal form: every changed row is its look-alike.
+            ids.insert(0, holder.user.id);
+        }
+        if ids.len() > 1 {
+            report.collisions.push(ids);
+            continue;
+        }
+        let Some(id) = ids.pop() else { continue };
         match users.set_email(&id, &email).await {
             Ok(_) => report.rewritten.push(id),
             Err(crate::UserStoreError::EmailTaken) => report.collisions.push(vec![id]),
