@@ -72,10 +72,10 @@ impl Accounts {
         }
     }
 
-    /// The same service with sign-in throttling (see [`crate::throttle`]): failed sign-ins are
-    /// counted in `store` per e-mail and, with [`Accounts::authenticate_from`], per client
-    /// address; `policy` is clamped into its valid range ([`ThrottlePolicy::validate`] reports
-    /// bad settings). Without it nothing is throttled.
+    /// The same service with throttling (see [`crate::throttle`]): failed secret checks are
+    /// counted in `store` per (e-mail, client address), per e-mail and per client address, and
+    /// registrations per client address; `policy` is clamped into its valid range
+    /// ([`ThrottlePolicy::validate`] reports bad settings). Without it nothing is throttled.
     pub fn with_throttle(self, store: Arc<dyn AttemptStore>, policy: ThrottlePolicy) -> Self {
         let cache_ttl = self.inner.cache.ttl();
         self.rebuilt(Some(Throttle::new(store, policy)), cache_ttl)
@@ -201,7 +201,7 @@ impl Accounts {
     }
 
     /// Checks an e-mail and password; [`Accounts::authenticate_from`] without a client address
-    /// (only the per-account counter applies).
+    /// (every such caller counts as one unknown address: no address counter applies).
     pub async fn authenticate(&self, email: &str, password: &str) -> Result<User, AccountError> {
         self.authenticate_from(email, password, None).await
     }
@@ -220,8 +220,9 @@ impl Accounts {
     /// - after verifying, the keys are checked again: if failures running in parallel locked
     ///   them meanwhile, the answer is `Throttled` whatever the password was, so a burst of
     ///   parallel guesses cannot learn more than the schedule allows;
-    /// - a wrong password (or unknown e-mail) is counted per e-mail and per address; the right
-    ///   one resets the e-mail's count.
+    /// - a wrong password (or unknown e-mail) is counted per (e-mail, address), per address and,
+    ///   when it starts a new run for that address, per e-mail; the right one resets the
+    ///   e-mail's counts (see [`crate::throttle`] for why one address cannot lock out another).
     ///
     /// When the attempt store cannot be reached, sign-in fails closed with
     /// [`AccountError::Store`] (`503`): failing open would hand an attacker unlimited guesses
