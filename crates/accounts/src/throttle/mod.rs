@@ -656,6 +656,47 @@ mod tests {
     }
 
     #[test]
+    fn the_schedule_table_is_delay_after_up_to_the_cap() {
+        let p = ThrottlePolicy::default();
+        let secs: Vec<i64> = p.schedule_ms(5).iter().map(|ms| ms / 1000).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900]);
+        let tiny = ThrottlePolicy {
+            base_delay: Duration::milliseconds(1),
+            max_delay: Duration::days(1),
+            ..ThrottlePolicy::default()
+        };
+        let table = tiny.schedule_ms(1);
+        assert_eq!(table.len(), 28);
+        assert_eq!(
+            table.last().copied(),
+            Some(Duration::days(1).num_milliseconds())
+        );
+    }
+
+    #[test]
+    fn pair_keys_separate_addresses_and_hide_both() {
+        let email = Email::parse("alice@example.com").unwrap();
+        let a = ThrottleKey::account_address(&email, Some("198.51.100.66"));
+        let b = ThrottleKey::account_address(&email, Some("203.0.113.5"));
+        let unknown = ThrottleKey::account_address(&email, None);
+        assert_ne!(a, b);
+        assert_ne!(a, unknown);
+        assert_eq!(a.kind(), ThrottleKind::AccountAddress);
+        assert!(a.as_str().starts_with("account_address:"));
+        assert!(!a.as_str().contains("alice") && !a.as_str().contains("198."));
+        assert_eq!(
+            a,
+            ThrottleKey::account_address(&email, Some("198.51.100.66:4711"))
+        );
+        let registration = ThrottleKey::registration("198.51.100.66");
+        let address = ThrottleKey::address("198.51.100.66");
+        assert!(registration.as_str().starts_with("registration:"));
+        // Domain separation: the same address gives unrelated digests for the two kinds.
+        let digest = |key: &ThrottleKey| key.as_str().rsplit(':').next().unwrap().to_owned();
+        assert_ne!(digest(&registration), digest(&address));
+    }
+
+    #[test]
     fn bad_policies_are_reported_and_clamped() {
         let bad = ThrottlePolicy {
             account_address_free_attempts: 0,
