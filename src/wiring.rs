@@ -416,6 +416,11 @@ pub async fn open(
         .user_store()
         .await
         .map_err(|e| fail("cannot prepare the user store")(e.to_string()))?;
+    // Rows written before e-mails were normalized with IDNA and NFC: rewrite what is safe,
+    // report (in the log, by account id) what collides; see ringfence_accounts::email_migration.
+    ringfence_accounts::normalize_stored_emails(users.as_ref())
+        .await
+        .map_err(|e| fail("cannot check the stored e-mail addresses")(e.to_string()))?;
 
     // Keys live where every node reaches them: Redis when there is one, else the shared
     // PostgreSQL, else (a single node) files in the data dir.

@@ -516,6 +516,132 @@ pub async fn ping(store: &dyn UserStore) {
     store.ping().await.expect("ping");
 }
 
+/// The e-mail of an account is replaced; an e-mail another account has is refused.
+pub async fn set_email(store: &dyn UserStore) {
+    let first = user(
+        &email(&format!("first-{}@example.com", unique())),
+        false,
+        t0(),
+    );
+    let second = user(
+        &email(&format!("second-{}@example.com", unique())),
+        false,
+        t0(),
+    );
+    store.insert(&first, "$argon2id$a").await.expect("insert");
+    store.insert(&second, "$argon2id$b").await.expect("insert");
+    let renamed = email(&format!("renamed-{}@example.com", unique()));
+    assert!(store
+        .set_email(&first.id, &renamed)
+        .await
+        .expect("set_email"));
+    let found = store.by_email(&renamed).await.expect("by_email");
+    assert_eq!(found.map(|r| r.user.id), Some(first.id.clone()));
+    assert!(matches!(
+        store.set_email(&second.id, &renamed).await,
+        Err(UserStoreError::EmailTaken)
+    ));
+    assert!(!store
+        .set_email(
+            &unique(),
+            &email(&format!("nobody-{}@example.com", unique()))
+        )
+        .await
+        .expect("set_email of a missing account"));
+}
+
+/// Finding 7 of issue 13: rows stored before e-mails were normalized with IDNA and NFC are
+/// rewritten to the normal form when that is safe, and reported (not merged) when two accounts
+/// would get the same address.
+pub async fn finding_07_stored_lookalike_emails_are_rewritten_or_reported(store: &dyn UserStore) {
+    let u = unique();
+    // Written as an older version stored them, not through Email::parse.
+    let stored = |text: String| User {
+        email: text,
+        ..user(&email("placeholder@example.com"), false, t0())
+    };
+    let punycode = stored(format!("bob-{u}@xn--exmple-cua.com"));
+    let upper = stored(format!("Dave-{u}@EXAMPLE.com"));
+    let decomposed = stored(format!("e\u{301}ve-{u}@example.com"));
+    let twin_old = stored(format!("carol-{u}@xn--exmple-cua.com"));
+    let twin_new = stored(format!("carol-{u}@exämple.com"));
+    // Full-width letters map (UTS #46) onto an address another account already has.
+    let wide = stored(format!(
+        "frank-{u}@\u{ff25}\u{ff38}\u{ff21}\u{ff2d}\u{ff30}\u{ff2c}\u{ff25}.com"
+    ));
+    let plain = stored(format!("frank-{u}@example.com"));
+    let broken = stored(format!("not-an-address-{u}"));
+    for row in [
+        &punycode,
+        &upper,
+        &decomposed,
+        &twin_old,
+        &twin_new,
+        &wide,
+        &plain,
+        &broken,
+    ] {
+        store.insert(row, "$argon2id$old").await.expect("insert");
+    }
+    let report = crate::normalize_stored_emails(store)
+        .await
+        .expect("normalize stored e-mails");
+    for row in [&punycode, &upper, &decomposed] {
+        assert!(
+            report.rewritten.contains(&row.id),
+            "{} rewritten",
+            row.email
+        );
+        let normal = email(&row.email);
+        let found = store.by_email(&normal).await.expect("by_email");
+        assert_eq!(
+            found.map(|r| r.user.id),
+            Some(row.id.clone()),
+            "{} found as {normal}",
+            row.email
+        );
+    }
+    assert_eq!(
+        email(&punycode.email).as_str(),
+        format!("bob-{u}@exämple.com")
+    );
+    assert_eq!(
+        email(&decomposed.email).as_str(),
+        format!("\u{e9}ve-{u}@example.com")
+    );
+    for pair in [[&twin_old, &twin_new], [&plain, &wide]] {
+        let mut twins = vec![pair[0].id.clone(), pair[1].id.clone()];
+        twins.sort();
+        assert!(
+            report.collisions.iter().any(|group| {
+                let mut group = group.clone();
+                group.sort();
+                group == twins
+            }),
+            "the look-alike pair {} is reported: {:?}",
+            pair[1].email,
+            report.collisions
+        );
+    }
+    for twin in [&twin_old, &twin_new, &wide, &plain] {
+        let row = store.by_id(&twin.id).await.expect("by_id").expect("kept");
+        assert_eq!(
+            row.user.email, twin.email,
+            "a colliding row is left as it is"
+        );
+    }
+    assert!(report.invalid.contains(&broken.id));
+    assert!(!report.is_clean());
+
+    // A second run finds the rewritten rows done.
+    let again = crate::normalize_stored_emails(store)
+        .await
+        .expect("normalize again");
+    for row in [&punycode, &upper, &decomposed] {
+        assert!(!again.rewritten.contains(&row.id));
+    }
+}
+
 /// Every check, on one fresh (migrated, empty) store.
 pub async fn run_all(store: &dyn UserStore) {
     empty(store).await;
@@ -537,4 +663,6 @@ pub async fn run_all_on_populated(store: &dyn UserStore) {
     change_email(store).await;
     concurrent_email_change(store).await;
     list_by_id(store).await;
+    set_email(store).await;
+    finding_07_stored_lookalike_emails_are_rewritten_or_reported(store).await;
 }

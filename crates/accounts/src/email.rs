@@ -3,6 +3,7 @@
 use std::fmt;
 
 use serde::{Serialize, Serializer};
+use unicode_normalization::UnicodeNormalization;
 
 use crate::AccountError;
 
@@ -11,37 +12,47 @@ pub const MAX_EMAIL_LEN: usize = 254;
 /// Longest local part accepted, in bytes (RFC 5321).
 pub const MAX_LOCAL_LEN: usize = 64;
 
-/// An e-mail address in canonical form: trimmed and lowercased.
+/// An e-mail address in canonical form: trimmed, the local part in Unicode NFC and lowercased,
+/// the domain mapped by IDNA (UTS #46, through the `idna` crate) and shown in its Unicode form.
 ///
-/// Every lookup and every insert goes through this type, so `Alice@Example.com ` and
-/// `alice@example.com` are one account, and stores can compare addresses byte for byte.
-/// The checks are deliberately loose (no attempt at full RFC 5322): they reject what is surely
-/// not an address without rejecting real ones.
+/// Every lookup and every insert goes through this type, so `Alice@Example.com `,
+/// `alice@example.com`, `alice@exämple.com`, `alice@EXÄMPLE.com`, `alice@xn--exmple-cua.com`
+/// and a local part typed with a combining accent (`e` + U+0301) rather than `é` are each one
+/// account, and stores can compare addresses byte for byte. Control characters, whitespace and
+/// the invisible formatting characters used to make two addresses look alike (zero-width
+/// characters, bidirectional overrides, isolates and marks) are refused, not removed.
+///
+/// The local part is otherwise taken as typed (no removal of dots or `+tags`: for most domains
+/// those are different mailboxes). The checks are deliberately loose (no attempt at full
+/// RFC 5322): they reject what is surely not an address without rejecting real ones.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Email(String);
 
 impl Email {
     /// Normalizes and validates user input.
     pub fn parse(input: &str) -> Result<Email, AccountError> {
-        let normalized = input.trim().to_lowercase();
         let invalid = |reason: &str| AccountError::InvalidEmail(reason.to_owned());
+        let trimmed = input.trim();
 
-        if normalized.is_empty() {
+        if trimmed.is_empty() {
             return Err(invalid("the e-mail address is empty"));
         }
-        if normalized.len() > MAX_EMAIL_LEN {
+        // Checked before normalizing, which must not get the chance to hide them, and bounded
+        // before the (linear, but not free) Unicode work.
+        if trimmed.len() > MAX_EMAIL_LEN * 4 {
             return Err(invalid("the e-mail address is too long"));
         }
-        if normalized.chars().any(is_forbidden) {
+        if trimmed.chars().any(is_forbidden) {
             return Err(invalid(
                 "the e-mail address contains spaces or invisible characters",
             ));
         }
-        let mut parts = normalized.split('@');
+        let mut parts = trimmed.split('@');
         let (local, domain) = match (parts.next(), parts.next(), parts.next()) {
             (Some(local), Some(domain), None) => (local, domain),
             _ => return Err(invalid("the e-mail address must contain exactly one '@'")),
         };
+        let local: String = local.to_lowercase().nfc().collect();
         if local.is_empty() {
             return Err(invalid("the part before the '@' is empty"));
         }
@@ -53,18 +64,15 @@ impl Email {
                 "the part before the '@' contains invalid characters",
             ));
         }
-        if !domain.contains('.') {
-            return Err(invalid("the domain must contain a dot"));
+        let domain = canonical_domain(domain).map_err(&invalid)?;
+        let normalized = format!("{local}@{domain}");
+        if normalized.len() > MAX_EMAIL_LEN {
+            return Err(invalid("the e-mail address is too long"));
         }
-        if domain.split('.').any(str::is_empty) {
-            return Err(invalid("the domain has an empty label"));
-        }
-        // Internationalized domains arrive as Unicode letters, so allow any alphanumeric.
-        if !domain
-            .chars()
-            .all(|c| c.is_alphanumeric() || c == '-' || c == '.')
-        {
-            return Err(invalid("the domain contains invalid characters"));
+        if normalized.chars().any(is_forbidden) {
+            return Err(invalid(
+                "the e-mail address contains spaces or invisible characters",
+            ));
         }
         Ok(Email(normalized))
     }
@@ -91,12 +99,40 @@ impl Email {
     }
 }
 
+/// The domain in one canonical form: mapped and checked by IDNA (UTS #46, STD3 rules, DNS
+/// lengths), then shown in Unicode (`xn--exmple-cua.com` and `EXÄMPLE.com` both give
+/// `exämple.com`).
+fn canonical_domain(domain: &str) -> Result<String, &'static str> {
+    if domain.is_empty() {
+        return Err("the domain is empty");
+    }
+    let ascii = idna::domain_to_ascii_strict(domain)
+        .map_err(|_| "the domain contains invalid characters")?;
+    if !ascii.contains('.') {
+        return Err("the domain must contain a dot");
+    }
+    if ascii.split('.').any(str::is_empty) {
+        return Err("the domain has an empty label");
+    }
+    let (unicode, result) = idna::domain_to_unicode(&ascii);
+    result.map_err(|_| "the domain contains invalid characters")?;
+    Ok(unicode)
+}
+
 /// Whitespace, control characters and the invisible formatting characters used to make two
-/// addresses look alike (zero-width spaces and joiners, bidi overrides, BOM).
+/// addresses look alike (zero-width spaces and joiners, bidirectional marks, embeddings,
+/// overrides and isolates, word joiners, BOM).
 fn is_forbidden(c: char) -> bool {
     c.is_whitespace()
         || c.is_control()
-        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
 }
 
 impl fmt::Display for Email {
@@ -176,7 +212,10 @@ mod tests {
 
     #[test]
     fn length_limit_is_inclusive() {
-        let domain = format!("{}.com", "d".repeat(MAX_EMAIL_LEN - 2 - 4));
+        // DNS labels are at most 63 bytes.
+        let label = "d".repeat(63);
+        let last = "d".repeat(MAX_EMAIL_LEN - 2 - 4 - 3 * 64);
+        let domain = format!("{label}.{label}.{label}.{last}.com");
         let ok = format!("a@{domain}");
         assert_eq!(ok.len(), MAX_EMAIL_LEN);
         assert!(Email::parse(&ok).is_ok());

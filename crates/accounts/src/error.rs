@@ -19,11 +19,11 @@ pub enum AccountError {
     /// Sign-in failed: unknown e-mail or wrong password (deliberately indistinguishable).
     #[error("the e-mail address or password is incorrect")]
     InvalidCredentials,
-    /// Too many recent failed sign-ins for this e-mail address or from this client address
-    /// (see [`crate::throttle`]); the password was not checked. HTTP `429` with a
-    /// `Retry-After` of [`AccountError::retry_after_secs`]. The same for every e-mail, known or
-    /// not.
-    #[error("too many sign-in attempts; please wait {} s and try again", whole_seconds(*.retry_after))]
+    /// Too many recent failed secret checks (sign-in, current password) for this e-mail
+    /// address or from this client address, or too many registrations from this client
+    /// address (see [`crate::throttle`]); nothing was checked. HTTP `429` with a `Retry-After`
+    /// of [`AccountError::retry_after_secs`]. The same for every e-mail, known or not.
+    #[error("too many attempts; please wait {} s and try again", whole_seconds(*.retry_after))]
     Throttled {
         /// How long until the lock ends (positive).
         retry_after: chrono::Duration,

@@ -1,8 +1,11 @@
 //! User accounts for ringfence.
 //!
-//! - [`Email`]: the canonical (trimmed, lowercased) form every lookup and insert goes through.
-//! - [`PasswordPolicy`]: NIST SP 800-63B style rules for new passwords (length, a shipped
-//!   blocklist of common passwords, not the e-mail), no composition rules.
+//! - [`Email`]: the canonical form (trimmed; local part NFC and lowercased; domain by IDNA
+//!   UTS #46) every lookup and insert goes through; [`normalize_stored_emails`] brings older
+//!   rows to it at start.
+//! - [`PasswordPolicy`]: NIST SP 800-63B style rules for new passwords (12 to 128 characters, a
+//!   shipped blocklist of common passwords, not the e-mail, a zxcvbn estimate), no composition
+//!   rules.
 //! - [`PasswordHasher`]: argon2id at OWASP parameters on dedicated background-priority threads
 //!   ([`HashPriority`]), bounded by a semaphore, with transparent rehashing when the parameters
 //!   change.
@@ -16,7 +19,8 @@
 //!   single-use tokens of mail links kept behind the [`MailTokenStore`] seam ([`tokens`]):
 //!   Redis ([`RedisMailTokenStore`]), SQLite ([`SqliteMailTokenStore`]) or PostgreSQL
 //!   ([`PostgresMailTokenStore`]), held to [`tokens_conformance`].
-//! - [`throttle`]: failed sign-ins counted per account and per client address, with growing,
+//! - [`throttle`]: failed secret checks counted per (account, client address), per account and
+//!   per client address, and registrations per client address, with growing,
 //!   capped locks ([`Accounts::with_throttle`]); counters in Redis ([`RedisAttemptStore`]),
 //!   SQLite ([`SqliteAttemptStore`]) or PostgreSQL ([`PostgresAttemptStore`]) behind the
 //!   [`AttemptStore`] seam, held to [`throttle_conformance`].
@@ -44,6 +48,7 @@
 pub mod conformance;
 mod database;
 mod email;
+mod email_migration;
 mod error;
 mod hash_pool;
 mod hasher;
@@ -61,12 +66,15 @@ mod user_cache;
 
 pub use database::{Database, ACQUIRE_TIMEOUT, CONNECT_TIMEOUT, SQLITE_BUSY_TIMEOUT};
 pub use email::{Email, MAX_EMAIL_LEN, MAX_LOCAL_LEN};
+pub use email_migration::{normalize_stored_emails, EmailMigration};
 pub use error::AccountError;
 pub use hash_pool::HashPriority;
 pub use hasher::{Argon2Params, PasswordHasher, Verification, HASH_QUEUE_LIMIT};
 pub use lifecycle::MailFlowSettings;
 pub use notify::{AccountMail, AccountMailer, SecondFactor};
-pub use policy::{common_password_count, is_common_password, PasswordPolicy, PasswordRejection};
+pub use policy::{
+    common_password_count, is_common_password, PasswordPolicy, PasswordRejection, MIN_SCORE,
+};
 pub use service::{Accounts, CLOCK_SKEW_ALLOWANCE, REGISTRATIONS_METRIC, SIGN_IN_METRIC};
 pub use sql::{PostgresUserStore, SqliteUserStore};
 pub use store::{User, UserRecord, UserStore, UserStoreError};

@@ -1,5 +1,6 @@
 //! The accounts service: registration, sign-in and password changes.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -12,8 +13,8 @@ use crate::lifecycle::MailFlows;
 use crate::notify::AccountMail;
 use crate::user_cache::{UserCache, DEFAULT_USER_CACHE_TTL};
 use crate::{
-    AccountError, AttemptStore, Email, PasswordHasher, PasswordPolicy, Throttle, ThrottleKeys,
-    ThrottlePolicy, User, UserRecord, UserStore,
+    AccountError, AttemptStore, Email, PasswordHasher, PasswordPolicy, Throttle, ThrottleKey,
+    ThrottleKeys, ThrottlePolicy, User, UserRecord, UserStore,
 };
 
 /// How far apart two nodes' clocks may be for [`Accounts::session_user`]'s freshness rule.
@@ -75,10 +76,10 @@ impl Accounts {
         }
     }
 
-    /// The same service with sign-in throttling (see [`crate::throttle`]): failed sign-ins are
-    /// counted in `store` per e-mail and, with [`Accounts::authenticate_from`], per client
-    /// address; `policy` is clamped into its valid range ([`ThrottlePolicy::validate`] reports
-    /// bad settings). Without it nothing is throttled.
+    /// The same service with throttling (see [`crate::throttle`]): failed secret checks are
+    /// counted in `store` per (e-mail, client address), per e-mail and per client address, and
+    /// registrations per client address; `policy` is clamped into its valid range
+    /// ([`ThrottlePolicy::validate`] reports bad settings). Without it nothing is throttled.
     pub fn with_throttle(self, store: Arc<dyn AttemptStore>, policy: ThrottlePolicy) -> Self {
         let cache_ttl = self.inner.cache.ttl();
         self.rebuilt(Some(Throttle::new(store, policy)), cache_ttl)
@@ -159,9 +160,42 @@ impl Accounts {
         self.inner.clock.now().trunc_subsecs(6)
     }
 
-    /// Self-service registration. Returns the new account; the caller signs it in.
+    /// Self-service registration; [`Accounts::register_from`] without a client address (not
+    /// throttled).
     pub async fn register(&self, email: &str, password: &str) -> Result<User, AccountError> {
-        let user = self.create(email, password, false).await?;
+        self.register_from(email, password, None).await
+    }
+
+    /// Self-service registration from a client at `client_ip`. Returns the new account; the
+    /// caller signs it in.
+    ///
+    /// With a throttle and a known address, registrations that reach the user store (created,
+    /// or refused with [`AccountError::EmailTaken`]) are counted per client address: a locked
+    /// address gets [`AccountError::Throttled`] before anything is checked or hashed. This
+    /// slows down mass account creation and the use of `EmailTaken` (kept: the contract's
+    /// `409`) to find out which addresses have accounts. Input refused by the policy is not
+    /// counted: it reveals nothing.
+    pub async fn register_from(
+        &self,
+        email: &str,
+        password: &str,
+        client_ip: Option<&str>,
+    ) -> Result<User, AccountError> {
+        let throttle = self.inner.throttle.as_ref();
+        let key = client_ip.map(ThrottleKey::registration);
+        if let (Some(throttle), Some(key)) = (throttle, &key) {
+            let now = self.inner.clock.now();
+            if let Some(until) = throttle.check(Some(key), now).await? {
+                return Err(throttled(until, now));
+            }
+        }
+        let result = self.create(email, password, false).await;
+        if let (Some(throttle), Some(key), Ok(_) | Err(AccountError::EmailTaken)) =
+            (throttle, &key, &result)
+        {
+            throttle.record(Some(key), self.inner.clock.now()).await?;
+        }
+        let user = result?;
         metrics::counter!(REGISTRATIONS_METRIC).increment(1);
         tracing::info!(user_id = %user.id, "account registered");
         self.send_verification_after_registration(&user).await;
@@ -200,7 +234,7 @@ impl Accounts {
     }
 
     /// Checks an e-mail and password; [`Accounts::authenticate_from`] without a client address
-    /// (only the per-account counter applies).
+    /// (every such caller counts as one unknown address: no address counter applies).
     pub async fn authenticate(&self, email: &str, password: &str) -> Result<User, AccountError> {
         self.authenticate_from(email, password, None).await
     }
@@ -221,8 +255,9 @@ impl Accounts {
     /// - after verifying, the keys are checked again: if failures running in parallel locked
     ///   them meanwhile, the answer is `Throttled` whatever the password was, so a burst of
     ///   parallel guesses cannot learn more than the schedule allows;
-    /// - a wrong password (or unknown e-mail) is counted per e-mail and per address; the right
-    ///   one resets the e-mail's count.
+    /// - a wrong password (or unknown e-mail) is counted per (e-mail, address), per address and,
+    ///   when it starts a new run for that address, per e-mail; the right one resets the
+    ///   e-mail's counts (see [`crate::throttle`] for why one address cannot lock out another).
     ///
     /// When the attempt store cannot be reached, sign-in fails closed with
     /// [`AccountError::Store`] (`503`): failing open would hand an attacker unlimited guesses
@@ -261,36 +296,98 @@ impl Accounts {
         // A malformed address cannot have an account: nothing to hide, nothing to count per
         // account (the client address still counts).
         let email = Email::parse(email).ok();
-        let Some(throttle) = &self.inner.throttle else {
-            return self.check_credentials(email.as_ref(), password).await;
-        };
         let keys = ThrottleKeys::new(email.as_ref(), client_ip);
+        self.throttled(&keys, || self.check_credentials(email.as_ref(), password))
+            .await
+    }
+
+    /// Checks a secret of the signed-in `user` (the current password now; second-factor codes
+    /// and re-authentication reuse it) for a client at `client_ip`, under the same throttle and
+    /// lockout as sign-in: the same keys, so failures here and at sign-in add up.
+    ///
+    /// `check` answers whether the secret is right; it is only called when no key is locked,
+    /// so a locked key answers [`AccountError::Throttled`] before any hashing. `Ok(false)`
+    /// (a wrong secret) is counted; `Ok(true)` resets the user's counters. Errors of `check`
+    /// are passed on and not counted (the store failed, not the client).
+    pub async fn check_user_secret<F, Fut>(
+        &self,
+        user: &User,
+        client_ip: Option<&str>,
+        check: F,
+    ) -> Result<bool, AccountError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<bool, AccountError>>,
+    {
+        let email = Email::parse(&user.email).map_err(|_| {
+            AccountError::Corrupt(format!("stored e-mail of user {} is malformed", user.id))
+        })?;
+        let keys = ThrottleKeys::new(Some(&email), client_ip);
+        let result = self
+            .throttled(&keys, || async {
+                match check().await? {
+                    true => Ok(()),
+                    false => Err(AccountError::CurrentPasswordIncorrect),
+                }
+            })
+            .await;
+        match result {
+            Ok(()) => Ok(true),
+            Err(AccountError::CurrentPasswordIncorrect) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `password` is the current password of the signed-in `user`, checked through
+    /// [`Accounts::check_user_secret`] (throttled like sign-in).
+    pub async fn check_current_password(
+        &self,
+        user: &UserRecord,
+        password: &str,
+        client_ip: Option<&str>,
+    ) -> Result<bool, AccountError> {
+        self.check_user_secret(&user.user, client_ip, || {
+            self.password_matches(user, password)
+        })
+        .await
+    }
+
+    /// The one throttled path of every secret check: refuse while a key is locked, run
+    /// `attempt`, check again (parallel failures may have locked a key meanwhile), then count a
+    /// wrong secret ([`AccountError::InvalidCredentials`] or
+    /// [`AccountError::CurrentPasswordIncorrect`]) or reset after a right one.
+    async fn throttled<T, F, Fut>(&self, keys: &ThrottleKeys, attempt: F) -> Result<T, AccountError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, AccountError>>,
+    {
+        let Some(throttle) = &self.inner.throttle else {
+            return attempt().await;
+        };
         let now = self.inner.clock.now();
-        if let Some(until) = throttle.locked_until(&keys, now).await? {
+        if let Some(until) = throttle.locked_until(keys, now).await? {
             return Err(throttled(until, now));
         }
-        let result = self.check_credentials(email.as_ref(), password).await;
-        if !matches!(result, Ok(_) | Err(AccountError::InvalidCredentials)) {
+        let result = attempt().await;
+        let wrong = matches!(
+            result,
+            Err(AccountError::InvalidCredentials | AccountError::CurrentPasswordIncorrect)
+        );
+        if !(result.is_ok() || wrong) {
             // The store failed, not the client: nothing to count.
             return result;
         }
-        // Hashing took a while (longer when queued behind a burst of sign-ins).
+        // Hashing took a while (longer when queued behind a burst of checks).
         let now = self.inner.clock.now();
-        if let Some(until) = throttle.locked_until(&keys, now).await? {
+        if let Some(until) = throttle.locked_until(keys, now).await? {
             return Err(throttled(until, now));
         }
-        match result {
-            Ok(user) => {
-                if let Err(e) = throttle.reset_account(&keys).await {
-                    tracing::warn!(user_id = %user.id, error = %e, "resetting the sign-in failure count failed");
-                }
-                Ok(user)
-            }
-            Err(e) => {
-                throttle.record_failure(&keys, now).await?;
-                Err(e)
-            }
+        if wrong {
+            throttle.record_failure(keys, now).await?;
+        } else if let Err(e) = throttle.reset_account(keys).await {
+            tracing::warn!(error = %e, "resetting the failure count after a right secret failed");
         }
+        result
     }
 
     async fn check_credentials(
@@ -365,12 +462,17 @@ impl Accounts {
 
     /// Changes a signed-in user's password and signs out every other session of the user
     /// (keeping `keep`, the session making the request). Returns how many were signed out.
+    ///
+    /// The current password is checked through [`Accounts::check_current_password`] for the
+    /// client at `client_ip`: throttled and locked out like sign-in, so a stolen session cookie
+    /// cannot be used to guess the password at hashing speed.
     pub async fn change_password(
         &self,
         user_id: &str,
         current: &str,
         new: &str,
         keep: &SessionId,
+        client_ip: Option<&str>,
     ) -> Result<u64, AccountError> {
         let record = self
             .inner
@@ -378,7 +480,10 @@ impl Accounts {
             .by_id(user_id)
             .await?
             .ok_or(AccountError::UserNotFound)?;
-        if !self.password_matches(&record, current).await? {
+        if !self
+            .check_current_password(&record, current, client_ip)
+            .await?
+        {
             return Err(AccountError::CurrentPasswordIncorrect);
         }
         let email = Email::parse(&record.user.email).map_err(|_| {

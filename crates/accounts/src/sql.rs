@@ -35,6 +35,7 @@ const BY_ID: &str = concat!(
 const SET_PASSWORD_HASH: &str =
     "UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3";
 const SET_ADMIN: &str = "UPDATE users SET is_admin = $1 WHERE id = $2";
+const SET_EMAIL: &str = "UPDATE users SET email = $1 WHERE id = $2";
 // `id` breaks ties only in theory (e-mails are unique) but keeps paging deterministic.
 const LIST: &str = concat!(
     "SELECT ",
@@ -218,6 +219,16 @@ macro_rules! impl_user_store {
 
             async fn set_admin(&self, id: &str, admin: bool) -> Result<bool, UserStoreError> {
                 self.update_flag(SET_ADMIN, id, admin).await
+            }
+
+            async fn set_email(&self, id: &str, email: &Email) -> Result<bool, UserStoreError> {
+                let done = sqlx::query(SET_EMAIL)
+                    .bind(email.as_str())
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(insert_error)?;
+                Ok(done.rows_affected() > 0)
             }
 
             async fn list(&self, limit: u32, offset: u32) -> Result<Vec<User>, UserStoreError> {

@@ -93,6 +93,11 @@ pub trait UserStore: Send + Sync + 'static {
     /// Grants or revokes admin rights; `false` when no such account exists.
     async fn set_admin(&self, id: &str, admin: bool) -> Result<bool, UserStoreError>;
 
+    /// Replaces the stored e-mail (rewriting a row to the current normal form, see
+    /// [`crate::Accounts::normalize_stored_emails`]); `false` when no such account exists,
+    /// [`UserStoreError::EmailTaken`] when another account has it.
+    async fn set_email(&self, id: &str, email: &Email) -> Result<bool, UserStoreError>;
+
     /// One page of accounts ordered by e-mail.
     async fn list(&self, limit: u32, offset: u32) -> Result<Vec<User>, UserStoreError>;
 

@@ -263,6 +263,50 @@ pub async fn concurrent_failures_all_count(store: &dyn AttemptStore) {
     assert_eq!(fail(store, &key, 100, now).await.failures, n + 1);
 }
 
+/// Policies other than the default (other bases, caps and free attempts) give exactly the locks
+/// [`ThrottlePolicy::delay_after`] computes: the schedule has one definition, which every
+/// backend follows.
+pub async fn schedule_follows_any_policy(store: &dyn AttemptStore) {
+    let policies = [
+        ThrottlePolicy {
+            base_delay: Duration::milliseconds(3),
+            max_delay: Duration::milliseconds(1000),
+            ..ThrottlePolicy::default()
+        },
+        ThrottlePolicy {
+            base_delay: Duration::seconds(7),
+            max_delay: Duration::hours(2),
+            window: Duration::minutes(1),
+            ..ThrottlePolicy::default()
+        },
+        ThrottlePolicy {
+            base_delay: Duration::milliseconds(1),
+            max_delay: Duration::days(1),
+            ..ThrottlePolicy::default()
+        },
+    ];
+    for policy in policies {
+        for free in [1, 4] {
+            let key = fresh_key("account_address");
+            let now = t0();
+            for n in 1..=free + 32 {
+                let count = store
+                    .record_failure(&key, free, &policy, now)
+                    .await
+                    .unwrap_or_else(|e| panic!("record_failure({key}) failed: {e}"));
+                let delay = policy.delay_after(n, free);
+                let expected = (delay > Duration::zero()).then(|| now + delay);
+                // Locks never shorten: at one instant the lock is the largest so far.
+                assert_eq!(count.failures, n);
+                assert_eq!(
+                    count.locked_until, expected,
+                    "failure {n}, {free} free, {policy:?}"
+                );
+            }
+        }
+    }
+}
+
 /// Every check above.
 pub async fn run_all(store: &dyn AttemptStore) {
     counting(store).await;
@@ -274,4 +318,5 @@ pub async fn run_all(store: &dyn AttemptStore) {
     keys_are_independent(store).await;
     lock_never_shortens(store).await;
     concurrent_failures_all_count(store).await;
+    schedule_follows_any_policy(store).await;
 }

@@ -200,7 +200,7 @@ async fn change_password_signs_out_other_sessions() {
     f.clock.advance(Duration::minutes(5));
     let ended = f
         .accounts
-        .change_password(&alice.id, GOOD_PASSWORD, OTHER_PASSWORD, &current.id)
+        .change_password(&alice.id, GOOD_PASSWORD, OTHER_PASSWORD, &current.id, None)
         .await
         .unwrap();
     assert_eq!(ended, 2);
@@ -268,6 +268,7 @@ async fn change_password_refusals_change_nothing() {
             OTHER_PASSWORD,
             "a brand new passphrase",
             &current.id,
+            None,
         )
         .await
         .unwrap_err();
@@ -278,7 +279,7 @@ async fn change_password_refusals_change_nothing() {
 
     let weak = f
         .accounts
-        .change_password(&alice.id, GOOD_PASSWORD, "qwertyuiop123", &current.id)
+        .change_password(&alice.id, GOOD_PASSWORD, "qwertyuiop123", &current.id, None)
         .await
         .unwrap_err();
     assert!(
@@ -293,6 +294,7 @@ async fn change_password_refusals_change_nothing() {
             GOOD_PASSWORD,
             OTHER_PASSWORD,
             &current.id,
+            None,
         )
         .await
         .unwrap_err();
@@ -409,7 +411,7 @@ async fn corrupt_stored_hash_is_invalid_credentials() {
         let session = f.sessions.start(&user.id, &client()).await.unwrap().session;
         let err = f
             .accounts
-            .change_password(&user.id, GOOD_PASSWORD, OTHER_PASSWORD, &session.id)
+            .change_password(&user.id, GOOD_PASSWORD, OTHER_PASSWORD, &session.id, None)
             .await
             .unwrap_err();
         assert!(

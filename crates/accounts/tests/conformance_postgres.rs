@@ -47,6 +47,8 @@ async fn postgres_user_store_conformance() {
         change_email,
         concurrent_email_change,
         list_by_id,
+        set_email,
+        finding_07_stored_lookalike_emails_are_rewritten_or_reported,
         run_all,
     );
 

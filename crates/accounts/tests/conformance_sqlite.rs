@@ -38,6 +38,8 @@ conformance_tests!(
     change_email,
     concurrent_email_change,
     list_by_id,
+    set_email,
+    finding_07_stored_lookalike_emails_are_rewritten_or_reported,
     run_all,
 );
 

@@ -352,7 +352,7 @@ async fn a_password_change_voids_reset_links_and_sends_a_notice() {
             .unwrap()
             .session;
     m.accounts
-        .change_password(&alice.id, GOOD_PASSWORD, OTHER_PASSWORD, &session.id)
+        .change_password(&alice.id, GOOD_PASSWORD, OTHER_PASSWORD, &session.id, None)
         .await
         .unwrap();
     assert_eq!(
@@ -825,7 +825,7 @@ async fn without_a_token_store_registration_works_and_mail_flows_say_why_not() {
         .unwrap()
         .session;
     accounts
-        .change_password(&alice.id, GOOD_PASSWORD, OTHER_PASSWORD, &session.id)
+        .change_password(&alice.id, GOOD_PASSWORD, OTHER_PASSWORD, &session.id, None)
         .await
         .unwrap();
     assert_eq!(mail.kinds_to(ALICE), ["password_changed"]);

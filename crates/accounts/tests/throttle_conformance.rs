@@ -46,6 +46,7 @@ mod sqlite {
         keys_are_independent,
         lock_never_shortens,
         concurrent_failures_all_count,
+        schedule_follows_any_policy,
         run_all,
     );
 }
@@ -200,6 +201,7 @@ async fn redis_store_passes_conformance() {
         keys_are_independent,
         lock_never_shortens,
         concurrent_failures_all_count,
+        schedule_follows_any_policy,
     );
 }
 
@@ -373,6 +375,7 @@ async fn postgres_store_passes_conformance() {
         keys_are_independent,
         lock_never_shortens,
         concurrent_failures_all_count,
+        schedule_follows_any_policy,
         run_all,
     );
 

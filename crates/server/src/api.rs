@@ -152,12 +152,13 @@ pub struct ErrorDetail {
         (status = 503, body = ErrorResponse)))]
 pub async fn register(
     State(state): State<AppState>,
+    auth: RequestAuth,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
     let user = state
         .ringfence
         .accounts()
-        .register(&body.email, &body.password)
+        .register_from(&body.email, &body.password, auth.client().ip.as_deref())
         .await?;
     let body = RegisterResponse {
         user: UserJson::from(&user),
@@ -315,6 +316,7 @@ pub async fn revoke_others(
         (status = 503, body = ErrorResponse)))]
 pub async fn change_password(
     State(state): State<AppState>,
+    auth: RequestAuth,
     CurrentSession(current): CurrentSession,
     _csrf: CsrfHeader,
     ApiJson(body): ApiJson<PasswordChange>,
@@ -327,6 +329,7 @@ pub async fn change_password(
             &body.current_password,
             &body.new_password,
             &current.id,
+            auth.client().ip.as_deref(),
         )
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -225,10 +225,12 @@ async fn credentials_posted(
 ) -> Result<Response, PageError> {
     check_csrf(&auth, form.csrf.as_deref()).await?;
     let accounts = state.ringfence.accounts();
+    let ip = auth.client().ip.clone();
     let result = if is_register {
-        accounts.register(&form.email, &form.password).await
+        accounts
+            .register_from(&form.email, &form.password, ip.as_deref())
+            .await
     } else {
-        let ip = auth.client().ip.clone();
         accounts
             .authenticate_from(&form.email, &form.password, ip.as_deref())
             .await
@@ -389,8 +391,10 @@ pub async fn change_password(
             &form.current_password,
             &form.new_password,
             &current.id,
+            auth.client().ip.as_deref(),
         )
         .await;
+    let mut retry_after = None;
     let (status, error, notice) = match result {
         Ok(others) => (
             StatusCode::OK,
@@ -410,10 +414,11 @@ pub async fn change_password(
                     api.message(),
                 ));
             }
+            retry_after = api.retry_after();
             (api.status(), Some(capitalize(api.message())), None)
         }
     };
-    Ok((
+    let mut response = (
         status,
         PasswordPage {
             layout: ctx.layout,
@@ -421,7 +426,10 @@ pub async fn change_password(
             notice,
         },
     )
-        .into_response())
+        .into_response();
+    // A throttled check says when to come back, as the sign-in form does.
+    crate::errors::with_retry_after(&mut response, retry_after);
+    Ok(response)
 }
 
 #[derive(Template, WebTemplate)]

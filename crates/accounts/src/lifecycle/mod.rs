@@ -80,6 +80,7 @@ impl Default for MailFlowSettings {
                 base_delay: Duration::minutes(1),
                 max_delay: Duration::hours(1),
                 window: Duration::hours(1),
+                ..ThrottlePolicy::default()
             },
         }
     }

@@ -1,42 +1,78 @@
-//! Sign-in throttling: failed sign-ins are counted per account and per client address, and a key
-//! with too many recent failures is locked for a growing, capped delay.
+//! Throttling of every secret check (sign-in, the current password of a signed-in user, and
+//! later second-factor codes) and of registration: failures are counted per key, and a key with
+//! too many recent failures is locked for a growing, capped delay.
 //!
 //! # Keys
 //!
-//! Two counters are kept, each under a key that never contains the e-mail or the address itself:
+//! Each counter lives under a key that never contains the e-mail or the address itself:
 //!
-//! - **account**: `account:<hex SHA-256 of the normalized e-mail>` (see [`Email`]), for every
-//!   well-formed e-mail, whether or not it has an account. Unknown e-mails take exactly the same
-//!   path as known ones, so being throttled says nothing about whether an account exists.
+//! - **account and address**: `account_address:<hex SHA-256 of the normalized e-mail and the
+//!   client address>`: the tight limit ([`ThrottlePolicy::account_address_free_attempts`],
+//!   default 5). It stops one client guessing one account's password. An unknown client
+//!   address counts as one address of its own.
+//! - **account**: `account:<hex SHA-256 of the normalized e-mail>` (see [`Email`]), the loose
+//!   limit ([`ThrottlePolicy::account_free_attempts`], default 10). It counts one failure per
+//!   *run* of an (account, address) counter, that is per client address that starts failing,
+//!   not per failure. It stops guessing spread over many addresses.
 //! - **address**: `address:<hex SHA-256 of the client address>`: an IPv4 address as is, an IPv6
 //!   address reduced to its `/64` (one subscriber usually gets a whole `/64`, so counting single
 //!   IPv6 addresses would let one client rotate through 2^64 of them), an IPv4-mapped IPv6
-//!   address as the IPv4 address.
+//!   address as the IPv4 address ([`ThrottlePolicy::address_free_attempts`], default 20). It
+//!   stops one client trying one password on many accounts.
+//! - **registration**: `registration:<hex SHA-256 of the client address>`: registrations
+//!   (created, or refused with `409` because the address has an account) from one client
+//!   address ([`ThrottlePolicy::registration_free_attempts`], default 10). It slows down both
+//!   mass account creation and using `409` to find out which addresses have accounts.
+//!
+//! The account keys are used for every well-formed e-mail, whether or not it has an account.
+//! Unknown e-mails take exactly the same path as known ones, so being throttled says nothing
+//! about whether an account exists.
 //!
 //! The hash only keeps e-mails and addresses out of key names (Redis `KEYS`, SQL dumps); it is
 //! unsalted, so someone holding a list of candidate e-mails can still test them against it.
 //!
+//! # Lockout is not a weapon, and what that costs
+//!
+//! A per-account limit counting every failure lets anyone lock the owner out, from any address,
+//! for as long as they keep failing. Here one attacking address only ever locks its own
+//! (account, address) counter: it adds one failure to the account counter when its run starts
+//! and nothing after, and the account counter needs failures from
+//! [`ThrottlePolicy::account_free_attempts`] different addresses (runs) before it locks. So the
+//! owner, signing in from another address, is not locked out by one address, nor by fewer than
+//! ten; an attacker with ten addresses (or `/64`s) can still lock the account for everyone
+//! (capped, renewable only by bringing new addresses).
+//!
+//! The price is paid against distributed guessing: each address now gets its own schedule
+//! against an account (5 free, then doubling to one guess per 15 minutes, about 100 a day)
+//! instead of sharing one schedule per account. An attacker with `n` addresses gets about `n`
+//! times as many guesses until the account counter locks, at most
+//! [`ThrottlePolicy::account_free_attempts`] address runs' worth in a window, and then the
+//! account's own schedule; the address counter still caps each address across all accounts.
+//! The password policy (zxcvbn at score 3, about 10^10 guesses) keeps that far from enough.
+//!
 //! # Schedule
 //!
-//! A key with `failures` recent failures and `free` free attempts
-//! ([`ThrottlePolicy::account_free_attempts`], default 5, or
-//! [`ThrottlePolicy::address_free_attempts`], default 20) is locked after each failure for
+//! A key with `failures` recent failures and `free` free attempts (the policy's value for its
+//! kind, [`ThrottlePolicy::free_attempts`]) is locked after each failure for
 //!
 //! ```text
 //! failures <  free:  no lock
 //! failures >= free:  min(base_delay * 2^(failures - free), max_delay)
 //! ```
 //!
-//! counted from the moment of that failure. With the defaults (base 1 s, cap 15 min) an account
-//! key goes:
+//! counted from the moment of that failure. This is the only definition of the schedule:
+//! [`ThrottlePolicy::delay_after`] computes it, the SQL stores call it, and the Redis script
+//! is handed the list of delays it yields ([`ThrottlePolicy::schedule_ms`]) rather than a copy
+//! of the rule. With the defaults (base 1 s, cap 15 min) an (account, address) key goes:
 //!
 //! | failures | 1–4 | 5 | 6 | 7 | 8 | 9 | 10 | 11 | 12 | 13 | 14 | 15 and more |
 //! |---|---|---|---|---|---|---|---|---|---|---|---|---|
 //! | lock | none | 1 s | 2 s | 4 s | 8 s | 16 s | 32 s | 64 s | 128 s | 256 s | 512 s | 15 min |
 //!
-//! and an address key the same fifteen failures later (20 → 1 s, …, 30 and more → 15 min).
+//! an account key the same five failures (address runs) later, an address key fifteen later
+//! (20 → 1 s, …, 30 and more → 15 min).
 //!
-//! - **While a key is locked** every sign-in it covers is refused with
+//! - **While a key is locked** every check it covers is refused with
 //!   [`AccountError::Throttled`] *before* the password is checked, so even the right password
 //!   is refused, and no hashing time is spent. Refused attempts are not counted: the lock only
 //!   grows with failures whose result was revealed.
@@ -46,12 +82,13 @@
 //!   would restart at zero after every capped lock and an attacker would get 15 guesses every
 //!   32 minutes (about 670 a day); with it, the count stays at the cap and the pace is one guess
 //!   per 15 minutes (about 100 a day per account, on top of the address limit).
-//! - **A successful sign-in** resets the account key (not the address key: one user signing in
-//!   must not clear the count of a shared address an attacker is using).
+//! - **A successful check** (sign-in, current password) resets the account and the (account,
+//!   address) keys, not the address key: one user signing in must not clear the count of a
+//!   shared address an attacker is using.
 //!
 //! Every lock therefore ends by itself at most `max_delay` after the last counted failure: there
-//! is no permanent lock an attacker can impose. While an attacker keeps guessing at the allowed
-//! pace, the account stays locked for its owner too; that is the price of per-account limits.
+//! is no permanent lock an attacker can impose, and a lock imposed from one address holds only
+//! for that address (see above).
 //!
 //! # Races
 //!
@@ -103,11 +140,19 @@ const MAX_SPAN: Duration = Duration::days(1);
 /// outside the ranges [`ThrottlePolicy::validate`] describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottlePolicy {
-    /// Failures of one account (e-mail) before the first lock. Default 5.
+    /// Failures of one account (e-mail) from one client address before the first lock of that
+    /// pair. Default 5.
+    pub account_address_free_attempts: u32,
+    /// Runs of failures of one account, one per client address that starts failing, before the
+    /// first lock of the account for every address. Default 10: fewer addresses cannot lock
+    /// the owner out.
     pub account_free_attempts: u32,
     /// Failures from one client address (IPv4 address, IPv6 `/64`) before the first lock.
     /// Default 20: several people may share an address.
     pub address_free_attempts: u32,
+    /// Registrations (created or refused as taken) from one client address before the first
+    /// lock. Default 10.
+    pub registration_free_attempts: u32,
     /// The first lock; every further failure doubles it. Default 1 s, at least 1 ms.
     pub base_delay: Duration,
     /// The longest lock. Default 15 min, at most 1 day.
@@ -120,8 +165,10 @@ pub struct ThrottlePolicy {
 impl Default for ThrottlePolicy {
     fn default() -> Self {
         Self {
-            account_free_attempts: 5,
+            account_address_free_attempts: 5,
+            account_free_attempts: 10,
             address_free_attempts: 20,
+            registration_free_attempts: 10,
             base_delay: Duration::seconds(1),
             max_delay: Duration::minutes(15),
             window: Duration::minutes(15),
@@ -134,7 +181,11 @@ impl ThrottlePolicy {
     /// at least `base_delay` and at most 1 day; `window` between 1 ms and 1 day.
     pub fn validate(&self) -> Result<(), AccountError> {
         let invalid = |what: &str| Err(AccountError::InvalidConfig(format!("throttle: {what}")));
-        if self.account_free_attempts == 0 || self.address_free_attempts == 0 {
+        if self.account_address_free_attempts == 0
+            || self.account_free_attempts == 0
+            || self.address_free_attempts == 0
+            || self.registration_free_attempts == 0
+        {
             return invalid("free attempts must be at least 1");
         }
         if self.base_delay < MIN_DELAY {
@@ -153,8 +204,10 @@ impl ThrottlePolicy {
     pub fn clamped(self) -> Self {
         let base_delay = self.base_delay.clamp(MIN_DELAY, MAX_SPAN);
         Self {
+            account_address_free_attempts: self.account_address_free_attempts.max(1),
             account_free_attempts: self.account_free_attempts.max(1),
             address_free_attempts: self.address_free_attempts.max(1),
+            registration_free_attempts: self.registration_free_attempts.max(1),
             base_delay,
             max_delay: self.max_delay.clamp(base_delay, MAX_SPAN),
             window: self.window.clamp(MIN_DELAY, MAX_SPAN),
@@ -164,8 +217,10 @@ impl ThrottlePolicy {
     /// The free attempts of a kind of key.
     pub fn free_attempts(&self, kind: ThrottleKind) -> u32 {
         match kind {
+            ThrottleKind::AccountAddress => self.account_address_free_attempts,
             ThrottleKind::Account => self.account_free_attempts,
             ThrottleKind::Address => self.address_free_attempts,
+            ThrottleKind::Registration => self.registration_free_attempts,
         }
     }
 
@@ -192,29 +247,58 @@ impl ThrottlePolicy {
         delay.min(max)
     }
 
+    /// The locks of the `free_attempts`-th, the next, … failure up to the first one at the cap
+    /// (that one included), in milliseconds: [`ThrottlePolicy::delay_after`] as a table, for
+    /// stores that cannot call it (the Redis script). At most 28 entries (1 ms doubled 27
+    /// times passes the 1-day cap).
+    pub fn schedule_ms(&self, free_attempts: u32) -> Vec<i64> {
+        let free = free_attempts.max(1);
+        let max = self.clamped().max_delay.num_milliseconds();
+        let mut table = Vec::new();
+        for failures in free..=free.saturating_add(64) {
+            let delay = self.delay_ms(failures, free);
+            table.push(delay);
+            if delay >= max {
+                break;
+            }
+        }
+        table
+    }
+
     pub(crate) fn window_ms(&self) -> i64 {
         self.clamped().window.num_milliseconds()
     }
 }
 
-/// The two kinds of counter.
+/// The kinds of counter (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ThrottleKind {
-    /// Failures for one (normalized) e-mail address.
+    /// Failures for one (normalized) e-mail address from one client address: the tight limit.
+    AccountAddress,
+    /// Runs of failures for one (normalized) e-mail address, one per client address: the
+    /// loose limit.
     Account,
-    /// Failures from one client address.
+    /// Failures from one client address, whatever the account.
     Address,
+    /// Registrations from one client address.
+    Registration,
 }
 
 impl ThrottleKind {
-    /// `"account"` or `"address"`: the first part of the key.
+    /// `"account_address"`, `"account"`, `"address"` or `"registration"`: the first part of
+    /// the key.
     pub fn as_str(self) -> &'static str {
         match self {
+            ThrottleKind::AccountAddress => "account_address",
             ThrottleKind::Account => "account",
             ThrottleKind::Address => "address",
+            ThrottleKind::Registration => "registration",
         }
     }
 }
+
+/// What an unknown client address counts as in an (account, address) key.
+const UNKNOWN_ADDRESS: &str = "unknown";
 
 /// The store key of one counter: `<kind>:<64 hex digits>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -229,10 +313,26 @@ impl ThrottleKey {
         Self::new(ThrottleKind::Account, email.as_str())
     }
 
+    /// The key counting failures for `email` from the client address `ip` (as
+    /// [`normalize_address`] reduces it; an unknown address is one address of its own).
+    pub fn account_address(email: &Email, ip: Option<&str>) -> Self {
+        let address = ip.map_or_else(|| UNKNOWN_ADDRESS.to_owned(), normalize_address);
+        // The NUL cannot occur in a normalized e-mail, so the pair is unambiguous.
+        Self::new(
+            ThrottleKind::AccountAddress,
+            &format!("{}\0{address}", email.as_str()),
+        )
+    }
+
     /// The key counting failures from the client address `ip` (as [`normalize_address`]
     /// reduces it).
     pub fn address(ip: &str) -> Self {
         Self::new(ThrottleKind::Address, &normalize_address(ip))
+    }
+
+    /// The key counting registrations from the client address `ip`.
+    pub fn registration(ip: &str) -> Self {
+        Self::new(ThrottleKind::Registration, &normalize_address(ip))
     }
 
     fn new(kind: ThrottleKind, subject: &str) -> Self {
@@ -354,19 +454,22 @@ pub trait AttemptStore: Send + Sync + 'static {
     async fn reset(&self, key: &str) -> Result<(), AttemptStoreError>;
 }
 
-/// The counters one sign-in touches.
+/// The counters one secret check (a sign-in, a current password) touches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThrottleKeys {
-    /// The account key; `None` for a malformed e-mail (it cannot have an account).
+    /// The (account, address) key; `None` for a malformed e-mail (it cannot have an account).
+    pub account_address: Option<ThrottleKey>,
+    /// The account key; `None` for a malformed e-mail.
     pub account: Option<ThrottleKey>,
     /// The address key; `None` when the client address is unknown.
     pub address: Option<ThrottleKey>,
 }
 
 impl ThrottleKeys {
-    /// The keys of a sign-in for `email` (if well-formed) from `client_ip` (if known).
+    /// The keys of a check for `email` (if well-formed) from `client_ip` (if known).
     pub fn new(email: Option<&Email>, client_ip: Option<&str>) -> Self {
         Self {
+            account_address: email.map(|email| ThrottleKey::account_address(email, client_ip)),
             account: email.map(ThrottleKey::account),
             address: client_ip.map(ThrottleKey::address),
         }
@@ -414,56 +517,89 @@ impl Throttle {
         keys: &ThrottleKeys,
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, AttemptStoreError> {
-        let check = |key: &Option<ThrottleKey>| {
-            let key = key.clone();
-            async move {
-                match key {
-                    Some(key) => self.store.check(key.as_str(), now).await,
-                    None => Ok(None),
-                }
-            }
-        };
-        let (account, address) = tokio::try_join!(check(&keys.account), check(&keys.address))?;
-        Ok(account.max(address))
+        let (pair, account, address) = tokio::try_join!(
+            self.check(keys.account_address.as_ref(), now),
+            self.check(keys.account.as_ref(), now),
+            self.check(keys.address.as_ref(), now),
+        )?;
+        Ok(pair.max(account).max(address))
     }
 
-    /// Counts a failure on every key; returns the latest lock end among them, if any.
+    /// Until when `key` is locked at `now`, if it is (`None` for no key).
+    pub async fn check(
+        &self,
+        key: Option<&ThrottleKey>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, AttemptStoreError> {
+        match key {
+            Some(key) => self.store.check(key.as_str(), now).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Counts a failure on `keys`: on the (account, address) key and the address key always,
+    /// on the account key only when this failure starts a new run of the (account, address)
+    /// key (see the module docs). Returns the latest lock end among them, if any.
     pub async fn record_failure(
         &self,
         keys: &ThrottleKeys,
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, AttemptStoreError> {
-        let record = |key: &Option<ThrottleKey>| {
-            let key = key.clone();
-            async move {
-                let Some(key) = key else { return Ok(None) };
-                let free = self.policy.free_attempts(key.kind());
-                let count = self
-                    .store
-                    .record_failure(key.as_str(), free, &self.policy, now)
-                    .await?;
-                if count.failures == free {
-                    // The first lock of a run: worth a line; the following ones are the
-                    // same story.
-                    tracing::warn!(
-                        key = key.log_id(),
-                        failures = count.failures,
-                        "sign-in throttled after repeated failures"
-                    );
-                }
-                Ok::<_, AttemptStoreError>(count.locked_until)
+        let account = async {
+            let Some(pair_key) = &keys.account_address else {
+                return self.record(keys.account.as_ref(), now).await;
+            };
+            let pair = self.record_key(pair_key, now).await?;
+            if pair.failures != 1 {
+                return Ok(pair.locked_until);
             }
+            let account = self.record(keys.account.as_ref(), now).await?;
+            Ok(pair.locked_until.max(account))
         };
-        let (account, address) = tokio::try_join!(record(&keys.account), record(&keys.address))?;
+        let (account, address) =
+            tokio::try_join!(account, self.record(keys.address.as_ref(), now))?;
         Ok(account.max(address))
     }
 
-    /// Forgets the account key after a successful sign-in.
-    pub async fn reset_account(&self, keys: &ThrottleKeys) -> Result<(), AttemptStoreError> {
-        match &keys.account {
-            Some(key) => self.store.reset(key.as_str()).await,
-            None => Ok(()),
+    /// Counts one failure (or registration) of `key`, if there is one; returns its lock end.
+    pub async fn record(
+        &self,
+        key: Option<&ThrottleKey>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, AttemptStoreError> {
+        match key {
+            Some(key) => Ok(self.record_key(key, now).await?.locked_until),
+            None => Ok(None),
         }
+    }
+
+    async fn record_key(
+        &self,
+        key: &ThrottleKey,
+        now: DateTime<Utc>,
+    ) -> Result<FailureCount, AttemptStoreError> {
+        let free = self.policy.free_attempts(key.kind());
+        let count = self
+            .store
+            .record_failure(key.as_str(), free, &self.policy, now)
+            .await?;
+        if count.failures == free {
+            // The first lock of a run: worth a line; the following ones are the same story.
+            tracing::warn!(
+                key = key.log_id(),
+                failures = count.failures,
+                "throttled after repeated failures"
+            );
+        }
+        Ok(count)
+    }
+
+    /// Forgets the account and (account, address) keys after a successful check.
+    pub async fn reset_account(&self, keys: &ThrottleKeys) -> Result<(), AttemptStoreError> {
+        for key in [&keys.account_address, &keys.account].into_iter().flatten() {
+            self.store.reset(key.as_str()).await?;
+        }
+        Ok(())
     }
 }
 
@@ -520,10 +656,53 @@ mod tests {
     }
 
     #[test]
+    fn the_schedule_table_is_delay_after_up_to_the_cap() {
+        let p = ThrottlePolicy::default();
+        let secs: Vec<i64> = p.schedule_ms(5).iter().map(|ms| ms / 1000).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900]);
+        let tiny = ThrottlePolicy {
+            base_delay: Duration::milliseconds(1),
+            max_delay: Duration::days(1),
+            ..ThrottlePolicy::default()
+        };
+        let table = tiny.schedule_ms(1);
+        assert_eq!(table.len(), 28);
+        assert_eq!(
+            table.last().copied(),
+            Some(Duration::days(1).num_milliseconds())
+        );
+    }
+
+    #[test]
+    fn pair_keys_separate_addresses_and_hide_both() {
+        let email = Email::parse("alice@example.com").unwrap();
+        let a = ThrottleKey::account_address(&email, Some("198.51.100.66"));
+        let b = ThrottleKey::account_address(&email, Some("203.0.113.5"));
+        let unknown = ThrottleKey::account_address(&email, None);
+        assert_ne!(a, b);
+        assert_ne!(a, unknown);
+        assert_eq!(a.kind(), ThrottleKind::AccountAddress);
+        assert!(a.as_str().starts_with("account_address:"));
+        assert!(!a.as_str().contains("alice") && !a.as_str().contains("198."));
+        assert_eq!(
+            a,
+            ThrottleKey::account_address(&email, Some("198.51.100.66:4711"))
+        );
+        let registration = ThrottleKey::registration("198.51.100.66");
+        let address = ThrottleKey::address("198.51.100.66");
+        assert!(registration.as_str().starts_with("registration:"));
+        // Domain separation: the same address gives unrelated digests for the two kinds.
+        let digest = |key: &ThrottleKey| key.as_str().rsplit(':').next().unwrap().to_owned();
+        assert_ne!(digest(&registration), digest(&address));
+    }
+
+    #[test]
     fn bad_policies_are_reported_and_clamped() {
         let bad = ThrottlePolicy {
+            account_address_free_attempts: 0,
             account_free_attempts: 0,
             address_free_attempts: 0,
+            registration_free_attempts: 0,
             base_delay: Duration::zero(),
             max_delay: Duration::days(400),
             window: Duration::seconds(-5),

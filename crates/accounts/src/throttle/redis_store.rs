@@ -31,18 +31,18 @@ use super::{
     ThrottlePolicy,
 };
 
-/// KEYS: the counter. ARGV: now, free attempts, base delay, max delay, window (all ms, the
-/// policy already clamped). Returns {failures, locked_until}.
+/// KEYS: the counter. ARGV: now, free attempts, window (ms), then the schedule: the locks of
+/// the `free`-th, the next, … failure up to the cap, in ms ([`ThrottlePolicy::schedule_ms`]).
+/// Returns {failures, locked_until}.
 ///
-/// Mirrors `ThrottlePolicy::delay_ms` and `sql::next_lock`; the conformance suite holds every
-/// backend to the same numbers. Lua numbers are doubles: exact for millisecond timestamps and
-/// for delays up to the 1-day cap.
+/// The script does not compute delays: it only picks the entry for this failure (the last one
+/// past the end of the table), so the schedule is defined once, in Rust. Lua numbers are
+/// doubles: exact for millisecond timestamps and for delays up to the 1-day cap.
 const LUA_RECORD_FAILURE: &str = r#"
 local now = tonumber(ARGV[1])
 local free = tonumber(ARGV[2])
-local base = tonumber(ARGV[3])
-local cap = tonumber(ARGV[4])
-local window = tonumber(ARGV[5])
+local window = tonumber(ARGV[3])
+local steps = #ARGV - 3
 local v = redis.call('HMGET', KEYS[1], 'failures', 'locked_until', 'forget_at')
 local failures, lock = 0, 0
 local forget = tonumber(v[3])
@@ -51,14 +51,9 @@ if forget and forget > now then
   lock = tonumber(v[2]) or 0
 end
 failures = failures + 1
-if failures >= free then
-  local delay = base
-  local k = failures - free
-  while k > 0 and delay < cap do
-    delay = delay * 2
-    k = k - 1
-  end
-  if delay > cap then delay = cap end
+if failures >= free and steps > 0 then
+  local step = math.min(failures - free + 1, steps)
+  local delay = tonumber(ARGV[3 + step])
   if now + delay > lock then lock = now + delay end
 end
 forget = math.max(lock, now) + window
@@ -170,9 +165,8 @@ where
             .key(self.redis_key(key))
             .arg(now_ms)
             .arg(free_attempts.max(1))
-            .arg(p.base_delay.num_milliseconds())
-            .arg(p.max_delay.num_milliseconds())
             .arg(p.window.num_milliseconds())
+            .arg(p.schedule_ms(free_attempts))
             .invoke_async(&mut conn)
             .await
             .map_err(map_redis_error)?;
