@@ -279,9 +279,10 @@ pub async fn reset_password(
         .reset_password(&form.token, &form.password)
         .await;
     match result {
-        Ok(_) => {
-            // The reset ended every session, this browser's too if it had one.
-            if auth.session()?.is_some() {
+        Ok(user) => {
+            // The reset ended every session of the user; if this browser held one of them,
+            // clear its cookie too.
+            if auth.session()?.is_some_and(|s| s.user_id == user.id) {
                 auth.sign_out().await?;
             }
             Ok(Redirect::to("/login").into_response())
