@@ -10,6 +10,7 @@ mod api;
 mod body;
 mod connections;
 mod errors;
+pub mod mail;
 pub mod openapi;
 mod ops;
 mod pages;
