@@ -196,7 +196,9 @@ pub async fn admin_disable_user(
         .disable(&user.id)
         .await
         .map(|n| format!("Disabled {}; {n} session{} ended.", user.email, plural(n)));
-    tracing::warn!(admin = %admin.id, user = %user.id, "administrator disabled an account");
+    if outcome.is_ok() {
+        tracing::warn!(admin = %admin.id, user = %user.id, "administrator disabled an account");
+    }
     acted(&state, &auth, &admin, &user, outcome).await
 }
 
@@ -215,7 +217,9 @@ pub async fn admin_enable_user(
         .enable(&user.id)
         .await
         .map(|()| format!("Enabled {}.", user.email));
-    tracing::warn!(admin = %admin.id, user = %user.id, "administrator enabled an account");
+    if outcome.is_ok() {
+        tracing::warn!(admin = %admin.id, user = %user.id, "administrator enabled an account");
+    }
     acted(&state, &auth, &admin, &user, outcome).await
 }
 

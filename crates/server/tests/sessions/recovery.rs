@@ -14,6 +14,19 @@ async fn open(device: &Device, node: &Node, path: &str) -> String {
     page.form_csrf()
 }
 
+/// Registers `email` through the page (which signs in and sends the verification mail).
+async fn register(device: &Device, node: &Node, email: &str) {
+    let csrf = open(device, node, "/register").await;
+    let reply = device
+        .form(
+            node,
+            "/register",
+            &[("email", email), ("password", PASSWORD), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+}
+
 async fn forgot_then_reset(backend: Backend) {
     let d = Deployment::start(backend, &["node-a", "node-b"], None).await;
     let (a, b) = (d.node(0), d.node(1));
@@ -178,16 +191,8 @@ async fn mail_link_pages_refuse_missing_malformed_unknown_and_wrong_purpose_toke
     let d = Deployment::single(Backend::Sqlite, None).await;
     let node = d.node(0);
     let browser = Device::new(FIREFOX_LINUX, "198.51.100.63");
-    let csrf = open(&browser, node, "/login").await;
     // Registration through the page sends the verification mail.
-    let reply = browser
-        .form(
-            node,
-            "/register",
-            &[("email", ALICE), ("password", PASSWORD), ("_csrf", &csrf)],
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    register(&browser, node, ALICE).await;
     let verify = d.mail.token(ALICE, "verify_email");
     let csrf = open(&browser, node, "/account/security").await;
 
@@ -325,15 +330,8 @@ async fn security_page_verifies_resends_and_changes_the_address() {
     let d = Deployment::single(Backend::Sqlite, None).await;
     let node = d.node(0);
     let browser = Device::new(FIREFOX_LINUX, "198.51.100.65");
-    let csrf = open(&browser, node, "/register").await;
-    let reply = browser
-        .form(
-            node,
-            "/register",
-            &[("email", ALICE), ("password", PASSWORD), ("_csrf", &csrf)],
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    // Registration through the page sends the verification mail.
+    register(&browser, node, ALICE).await;
     let page = browser.get(node, "/account/security").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("not verified"), "{}", page.body);
