@@ -634,8 +634,12 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
 async fn the_embedded_node_writes_mail_to_the_outbox_and_the_flows_work_from_it() {
     let data = tempfile::tempdir().unwrap();
     let mut args = mail_args(None);
-    args.push("--require-verified-email".to_owned());
-    let node = start_node("solo", data.path(), &args);
+    args.extend([
+        "--require-verified-email".to_owned(),
+        "--drain-delay".to_owned(),
+        "0s".to_owned(),
+    ]);
+    let mut node = start_node("solo", data.path(), &args);
     let base = node.url();
     let email = "solo@example.com";
     register_api(&browser(), &base, email).await;
@@ -768,6 +772,88 @@ async fn the_embedded_node_writes_mail_to_the_outbox_and_the_flows_work_from_it(
         None,
     );
     assert_one_line_failure(&bad_flag, "must be between 1m and 30d", "");
+
+    // The admin API on the embedded stores. The administrator verifies the address with a
+    // reset link the CLI prints (a reset proves the mailbox).
+    let boss = "boss@example.com";
+    assert!(
+        cli_run(
+            &["users", "add", boss, "--admin"],
+            Some(&format!("{PASSWORD}\n"))
+        )
+        .success
+    );
+    let printed = cli_run(&["users", "reset-password", boss, "--print-link"], None);
+    let boss_token = printed.stdout.trim().rsplit('=').next().unwrap().to_owned();
+    let (status, _) = post(
+        &browser(),
+        &format!("{base}/api/v1/password/reset"),
+        json!({"token": boss_token, "new_password": NEW_PASSWORD}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let admin = browser();
+    let (status, login) = sign_in(&admin, &base, boss, NEW_PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    let csrf = login["csrf_token"].as_str().unwrap().to_owned();
+    register_api(&browser(), &base, "victim@example.com").await;
+    let (_, found) = call(
+        &admin,
+        reqwest::Method::GET,
+        &format!("{base}/api/v1/admin/users?email=victim%40example.com"),
+        None,
+    )
+    .await;
+    let id = found["users"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = call(
+        &admin,
+        reqwest::Method::POST,
+        &format!("{base}/api/v1/admin/users/{id}/disable"),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = sign_in(&browser(), &base, "victim@example.com", PASSWORD).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "account_disabled")
+    );
+    let (status, _) = call(
+        &admin,
+        reqwest::Method::DELETE,
+        &format!("{base}/api/v1/admin/users/{id}"),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, found) = call(
+        &admin,
+        reqwest::Method::GET,
+        &format!("{base}/api/v1/admin/users?email=victim%40example.com"),
+        None,
+    )
+    .await;
+    assert_eq!(found["users"], json!([]));
+
+    // A reset asked for just before SIGTERM still reaches the outbox: the node waits for its
+    // mail jobs and the queue before it exits.
+    let before = matching(&outbox(data.path()), boss, "Reset your").len();
+    let (status, _) = post(
+        &browser(),
+        &format!("{base}/api/v1/password/forgot"),
+        json!({"email": boss}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    node.terminate();
+    let exit = node.wait_exit(Duration::from_secs(20)).unwrap();
+    assert!(exit.is_some_and(|e| e.success()), "{}", node.output());
+    assert_eq!(
+        matching(&outbox(data.path()), boss, "Reset your").len(),
+        before + 1
+    );
 }
 
 /// The SMTP relay is down: the answer is unchanged, the failure is logged and counted in
