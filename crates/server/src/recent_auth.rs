@@ -9,6 +9,7 @@
 //! authentication time and the configured window.
 
 use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
 use ringfence_sessions::Session;
 
 use crate::errors::ApiError;
@@ -20,8 +21,7 @@ pub const REAUTH_WINDOW: chrono::Duration = chrono::Duration::minutes(10);
 
 /// `Ok` when `session` authenticated within the window, else `403` `reauth_required`.
 pub fn require_recent_auth(state: &AppState, session: &Session) -> Result<(), ApiError> {
-    let now = state.ringfence.sessions().clock().now();
-    if now - session.created_at <= REAUTH_WINDOW {
+    if is_recent(session.created_at, state.ringfence.sessions().clock().now()) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -29,5 +29,26 @@ pub fn require_recent_auth(state: &AppState, session: &Session) -> Result<(), Ap
             "reauth_required",
             "this needs a recent sign-in: sign in again (or confirm your password) and retry",
         ))
+    }
+}
+
+/// Whether an authentication at `authenticated_at` still counts at `now`.
+fn is_recent(authenticated_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now - authenticated_at <= REAUTH_WINDOW
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_authentication_counts_for_ten_minutes() {
+        let signed_in = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        assert!(is_recent(signed_in, signed_in));
+        assert!(is_recent(signed_in, signed_in + REAUTH_WINDOW));
+        assert!(!is_recent(
+            signed_in,
+            signed_in + REAUTH_WINDOW + chrono::Duration::seconds(1)
+        ));
     }
 }
