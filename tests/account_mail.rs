@@ -155,7 +155,7 @@ fn mail_args(smtp: Option<&SmtpServer>) -> Vec<String> {
 }
 
 struct Fleet {
-    _redis: RedisServer,
+    redis: RedisServer,
     _postgres: PostgresServer,
     nodes: Vec<NodeProcess>,
     haproxy: HaProxy,
@@ -194,7 +194,7 @@ fn fleet(smtp: &SmtpServer) -> Fleet {
             .expect("backend up");
     }
     Fleet {
-        _redis: redis,
+        redis,
         _postgres: postgres,
         nodes,
         haproxy,
@@ -253,6 +253,19 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     let reset_mail = smtp_mail(&smtp, email, "Reset your");
     assert!(matching(&smtp.messages().unwrap(), "nobody@example.com", "").is_empty());
     let token = link_token(&reset_mail, "/reset-password");
+    // The fleet keeps the token in Redis, under the prefix, hashed: the token itself is nowhere.
+    let keys = fleet
+        .redis
+        .redis_cli(&[
+            "--scan",
+            "--pattern",
+            "ringfence:mailtoken:reset_password:*",
+        ])
+        .unwrap();
+    assert_eq!(keys.lines().count(), 1, "{keys}");
+    assert!(!keys.contains(&token));
+    let value = fleet.redis.redis_cli(&["GET", keys.trim()]).unwrap();
+    assert!(!value.contains(&token), "{value}");
 
     // Tampered and wrong-purpose tokens are refused and spend nothing.
     let mut tampered = token.clone().into_bytes();
