@@ -271,7 +271,14 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     let mut tampered = token.clone().into_bytes();
     tampered[5] = if tampered[5] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
-    for bad in [tampered.as_str(), "", "not a token!", &"A".repeat(5000)] {
+    for bad in [
+        tampered.as_str(),
+        "",
+        "not a token!",
+        "é",
+        "../../etc/passwd",
+        &"A".repeat(5000),
+    ] {
         let (status, body) = post(
             &anyone,
             &format!("{n2}/api/v1/password/reset"),
@@ -295,6 +302,17 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
         (status, code(&body)),
         (StatusCode::BAD_REQUEST, "invalid_token"),
         "a reset token is no verification token"
+    );
+    let (status, body) = post(
+        &anyone,
+        &format!("{n2}/api/v1/password/reset"),
+        json!({"token": 12, "new_password": NEW_PASSWORD}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input")
     );
     let huge = "x".repeat(100 * 1024);
     let (status, _) = post(
