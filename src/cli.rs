@@ -68,8 +68,7 @@ pub enum Command {
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Manage user accounts.
-    #[command(subcommand)]
-    Users(UsersCommand),
+    Users(UsersArgs),
     /// Inspect and revoke sessions.
     #[command(subcommand)]
     Sessions(SessionsCommand),
@@ -107,12 +106,9 @@ pub struct ServeArgs {
     /// How long a key protects new payloads (7d to 3650d).
     #[arg(long, env = "RINGFENCE_KEY_LIFETIME", default_value = "90d", value_parser = |t: &str| KEY_LIFETIME.parse(t))]
     pub key_lifetime: chrono::Duration,
-    /// Where users reach the app: the base of every link in a mail (absolute http(s) URL, no
-    /// query or fragment; never taken from a request's Host). An https:// URL makes every cookie
-    /// Secure and adds Strict-Transport-Security. Default: http://localhost:PORT when listening
-    /// on loopback, else http:// + the listen address.
-    #[arg(long, env = "RINGFENCE_PUBLIC_URL", value_parser = parse_public_url)]
-    pub public_url: Option<PublicUrl>,
+    /// `--public-url` and the mail settings.
+    #[command(flatten)]
+    pub mail: MailArgs,
     /// On SIGTERM/SIGINT keep accepting and serving this long with /readyz at 503, so the
     /// balancer takes the node out first (0s to 10m; a second signal skips the wait).
     #[arg(long, env = "RINGFENCE_DRAIN_DELAY", default_value = "3s", value_parser = |t: &str| DRAIN_DELAY.parse(t))]
@@ -133,6 +129,35 @@ pub struct ServeArgs {
     /// (lowered at start to what the open-files limit allows).
     #[arg(long, env = "RINGFENCE_MAX_CONNECTIONS", default_value = "10000", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
+}
+
+/// Where links point and how mail goes: `serve` and the admin commands that send mail take the
+/// same flags.
+#[derive(Debug, Clone, Args)]
+pub struct MailArgs {
+    /// Where users reach the app: the base of every link in a mail (absolute http(s) URL, no
+    /// query or fragment; never taken from a request's Host). An https:// URL makes every cookie
+    /// Secure and adds Strict-Transport-Security. Default: http://localhost:PORT when listening
+    /// on loopback, else http:// + the listen address (admin commands: http://localhost:8080).
+    #[arg(long, env = "RINGFENCE_PUBLIC_URL", value_parser = parse_public_url, global = true)]
+    pub public_url: Option<PublicUrl>,
+    /// smtp://[user:pass@]host:port (plain; ?tls=required for STARTTLS) or smtps://…. Without
+    /// it every mail is written as an .eml file to DATA_DIR/outbox/.
+    #[arg(long, env = "RINGFENCE_SMTP_URL", global = true)]
+    pub smtp_url: Option<String>,
+    /// The From: of every mail (default: ringfence@ + the public URL's host).
+    #[arg(long, env = "RINGFENCE_MAIL_FROM", global = true)]
+    pub mail_from: Option<String>,
+    /// Sign-in with the right password to an unverified address answers 403
+    /// email_not_verified (and sends the verification mail again).
+    #[arg(long, env = "RINGFENCE_REQUIRE_VERIFIED_EMAIL", value_parser = parse_flag, num_args = 0..=1, default_missing_value = "true", default_value = "false", global = true)]
+    pub require_verified_email: bool,
+    /// How long a password-reset link works (1m to 30d).
+    #[arg(long, env = "RINGFENCE_RESET_TOKEN_LIFETIME", default_value = "1h", value_parser = |t: &str| MAIL_TOKEN_LIFETIME.parse(t), global = true)]
+    pub reset_token_lifetime: chrono::Duration,
+    /// How long an address-verification or address-change link works (1m to 30d).
+    #[arg(long, env = "RINGFENCE_EMAIL_TOKEN_LIFETIME", default_value = "24h", value_parser = |t: &str| MAIL_TOKEN_LIFETIME.parse(t), global = true)]
+    pub email_token_lifetime: chrono::Duration,
 }
 
 /// `ringfence keys …`.
@@ -163,6 +188,18 @@ pub enum KeysCommand {
     Rewrap,
 }
 
+/// `ringfence users …`: the subcommand, and the mail flags (the commands that send mail send it
+/// as `serve` would).
+#[derive(Debug, Args)]
+pub struct UsersArgs {
+    /// `--public-url` and the mail settings (accepted after the subcommand too).
+    #[command(flatten)]
+    pub mail: MailArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: UsersCommand,
+}
+
 /// `ringfence users …`.
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
@@ -184,6 +221,36 @@ pub enum UsersCommand {
         /// `on` or `off`.
         #[arg(value_parser = parse_flag, action = clap::ArgAction::Set)]
         admin: bool,
+    },
+    /// Disable the account: every session of the user ends at once; sign-in with the right
+    /// password answers 403 account_disabled.
+    Disable {
+        /// E-mail address.
+        email: String,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        /// E-mail address.
+        email: String,
+    },
+    /// Delete the account: the account, its sessions and its factors are gone.
+    Delete {
+        /// E-mail address.
+        email: String,
+    },
+    /// Set the password (read from standard input); every session of the user ends and a
+    /// notice is mailed.
+    SetPassword {
+        /// E-mail address.
+        email: String,
+    },
+    /// Mail the user a password-reset link, or print the link instead with --print-link.
+    ResetPassword {
+        /// E-mail address.
+        email: String,
+        /// Print the link on standard output instead of mailing it.
+        #[arg(long)]
+        print_link: bool,
     },
 }
 
@@ -253,6 +320,14 @@ pub const DRAIN_DELAY: DurationRange = DurationRange {
     max: std::time::Duration::from_secs(600),
     min_text: "0s",
     max_text: "10m",
+};
+/// `--reset-token-lifetime`, `--email-token-lifetime`: 1 minute to 30 days (what the accounts
+/// service accepts: a link in an old mail must stop working some day).
+pub const MAIL_TOKEN_LIFETIME: DurationRange = DurationRange {
+    min: std::time::Duration::from_secs(60),
+    max: days(30),
+    min_text: "1m",
+    max_text: "30d",
 };
 /// `--header-read-timeout`, `--idle-connection-timeout`: 1 second to 10 minutes.
 pub const CONNECTION_TIMEOUT: DurationRange = DurationRange {
@@ -333,6 +408,8 @@ mod tests {
             (KEY_LIFETIME, "100000000y"),
             (DRAIN_DELAY, "11m"),
             (CONNECTION_TIMEOUT, "0s"),
+            (MAIL_TOKEN_LIFETIME, "59s"),
+            (MAIL_TOKEN_LIFETIME, "31d"),
         ] {
             let error = range.parse(text).unwrap_err();
             assert!(error.starts_with("must be between"), "{text}: {error}");

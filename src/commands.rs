@@ -7,8 +7,10 @@ use ringfence_keyring::KeyId;
 use ringfence_sessions::{Session, SessionId};
 use serde_json::json;
 
-use crate::cli::{KeysCommand, SessionsCommand, UsersCommand};
-use crate::wiring::{Services, StartError};
+use ringfence_axum::PublicUrl;
+
+use crate::cli::{KeysCommand, SessionsCommand, StoreArgs, UsersArgs, UsersCommand};
+use crate::wiring::{self, Services, StartError};
 
 fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -106,21 +108,84 @@ fn print_default(ring: &ringfence_keyring::KeyRing) {
     }
 }
 
-/// `ringfence users …`.
-pub async fn users(services: &Services, command: UsersCommand) -> Result<(), StartError> {
+/// The first line of standard input: the password for `users add` and `users set-password`.
+fn read_password() -> Result<String, StartError> {
+    let mut input = String::new();
+    std::io::stdin()
+        .take(4096)
+        .read_to_string(&mut input)
+        .map_err(|e| StartError(format!("cannot read the password from standard input: {e}")))?;
+    let password = input.lines().next().unwrap_or("").to_owned();
+    if password.is_empty() {
+        return Err(StartError("no password on standard input".to_owned()));
+    }
+    Ok(password)
+}
+
+/// Where links point when `--public-url` is not given to an admin command: where `serve` is on
+/// its default listen address.
+fn admin_public_url(args: &UsersArgs) -> PublicUrl {
+    args.mail.public_url.clone().unwrap_or_else(|| {
+        PublicUrl::for_listen_address(std::net::SocketAddr::from(([127, 0, 0, 1], 8080)))
+    })
+}
+
+/// Whether the command mails someone (a notice or a link), so it needs the mail queue.
+fn sends_mail(command: &UsersCommand) -> bool {
+    matches!(
+        command,
+        UsersCommand::SetPassword { .. }
+            | UsersCommand::ResetPassword {
+                print_link: false,
+                ..
+            }
+    )
+}
+
+/// `ringfence users …`. The commands that send mail send it as `serve` would (the same flags);
+/// they wait for it to be delivered (or written to the outbox) and fail if it was not.
+pub async fn users(
+    services: &mut Services,
+    store: &StoreArgs,
+    args: UsersArgs,
+) -> Result<(), StartError> {
+    let public_url = admin_public_url(&args);
+    let letters = if sends_mail(&args.command) {
+        Some(wiring::attach_mail(
+            services,
+            store,
+            &args.mail,
+            &public_url,
+        )?)
+    } else {
+        services.accounts = services
+            .accounts
+            .clone()
+            .with_mail_settings(wiring::mail_flow_settings(&args.mail)?);
+        None
+    };
+    let result = user_command(services, &public_url, args.command).await;
+    if let Some(letters) = letters {
+        let undelivered = letters.shutdown(crate::MAIL_SHUTDOWN_GRACE).await;
+        if result.is_ok() && undelivered > 0 {
+            return Err(StartError(format!(
+                "the mail could not be delivered within {}s (is the SMTP server reachable?)",
+                crate::MAIL_SHUTDOWN_GRACE.as_secs()
+            )));
+        }
+    }
+    result
+}
+
+async fn user_command(
+    services: &Services,
+    public_url: &PublicUrl,
+    command: UsersCommand,
+) -> Result<(), StartError> {
+    let accounts = &services.accounts;
     match command {
         UsersCommand::Add { email, admin } => {
-            let mut input = String::new();
-            std::io::stdin()
-                .take(4096)
-                .read_to_string(&mut input)
-                .map_err(|e| {
-                    StartError(format!("cannot read the password from standard input: {e}"))
-                })?;
-            let password = input.lines().next().unwrap_or("").to_owned();
-            if password.is_empty() {
-                return Err(StartError("no password on standard input".to_owned()));
-            }
+            let password = read_password()?;
             let user = services
                 .accounts
                 .add_user(&email, &password, admin)
@@ -166,6 +231,60 @@ pub async fn users(services: &Services, command: UsersCommand) -> Result<(), Sta
                 }
                 offset += 500;
             }
+        }
+        UsersCommand::Disable { email } => {
+            let ended = accounts
+                .disable(&user_id_of(services, &email).await?)
+                .await
+                .map_err(err)?;
+            println!("{email} is disabled; {ended} sessions ended");
+        }
+        UsersCommand::Enable { email } => {
+            accounts
+                .enable(&user_id_of(services, &email).await?)
+                .await
+                .map_err(err)?;
+            println!("{email} is enabled");
+        }
+        UsersCommand::Delete { email } => {
+            let ended = accounts
+                .delete(&user_id_of(services, &email).await?)
+                .await
+                .map_err(err)?;
+            println!("{email} is deleted; {ended} sessions ended");
+        }
+        UsersCommand::SetPassword { email } => {
+            let user_id = user_id_of(services, &email).await?;
+            let password = read_password()?;
+            let ended = accounts
+                .set_password(&user_id, &password, None)
+                .await
+                .map_err(err)?;
+            println!("password of {email} set; {ended} sessions ended");
+        }
+        UsersCommand::ResetPassword {
+            email,
+            print_link: true,
+        } => {
+            let issued = accounts
+                .admin_reset_link(&user_id_of(services, &email).await?)
+                .await
+                .map_err(err)?;
+            let mail = ringfence_accounts::AccountMail::ResetPassword { link: issued };
+            let path = mail
+                .link_path()
+                .ok_or_else(|| StartError("no reset link was made".to_owned()))?;
+            println!("{}", public_url.join(&path));
+        }
+        UsersCommand::ResetPassword {
+            email,
+            print_link: false,
+        } => {
+            accounts
+                .send_password_reset(&user_id_of(services, &email).await?)
+                .await
+                .map_err(err)?;
+            println!("reset link mailed to {email}");
         }
     }
     Ok(())

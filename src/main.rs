@@ -80,9 +80,9 @@ async fn run(cli: Cli) -> Result<(), StartError> {
             let services = open_for_admin(&cli.store, generate).await?;
             commands::keys(&services, command).await
         }
-        Command::Users(command) => {
-            let services = open_for_admin(&cli.store, false).await?;
-            commands::users(&services, command).await
+        Command::Users(users) => {
+            let mut services = open_for_admin(&cli.store, false).await?;
+            commands::users(&mut services, &cli.store, users).await
         }
         Command::Sessions(command) => {
             let services = open_for_admin(&cli.store, false).await?;
@@ -148,7 +148,7 @@ async fn serve(store: &StoreArgs, args: ServeArgs) -> Result<(), StartError> {
         ),
         None => None,
     };
-    let public_url = match args.public_url.clone() {
+    let public_url = match args.mail.public_url.clone() {
         Some(url) => {
             tracing::info!(public_url = %url, "public URL");
             url
@@ -174,7 +174,8 @@ async fn serve(store: &StoreArgs, args: ServeArgs) -> Result<(), StartError> {
         node_name: node_name.clone(),
         ..SessionConfig::default()
     };
-    let services = wiring::open(store, keyring_config, session_config).await?;
+    let mut services = wiring::open(store, keyring_config, session_config).await?;
+    let letters = wiring::attach_mail(&mut services, store, &args.mail, &public_url)?;
     let refresh = services.keyring.spawn_refresh();
     let ringfence = Ringfence::with_trusted_proxies(
         services.keyring.clone(),
@@ -182,7 +183,7 @@ async fn serve(store: &StoreArgs, args: ServeArgs) -> Result<(), StartError> {
         services.accounts.clone(),
         trusted,
     )
-    .with_public_url(public_url);
+    .with_public_url(public_url.clone());
     let state = AppState::new(ringfence, &node_name, Some(metrics));
     tracing::info!(node = %node_name, keys = %services.keyring.describe_store(), database = services.database.backend(), "ringfence node starting");
     let mut server = Server::new(listener).options(options);
@@ -196,12 +197,27 @@ async fn serve(store: &StoreArgs, args: ServeArgs) -> Result<(), StartError> {
     }
     println!("ringfence node {node_name} listening on http://{address}");
     let result = server.run(state, stops).await;
+    // Requests have finished: let the mails they queued go out (a reset requested just before
+    // the signal is still looked up and mailed), within a grace period.
+    if tokio::time::timeout(MAIL_SHUTDOWN_GRACE, services.accounts.wait_for_mail_jobs())
+        .await
+        .is_err()
+    {
+        tracing::warn!("mail jobs still running at shutdown");
+    }
+    let undelivered = letters.shutdown(MAIL_SHUTDOWN_GRACE).await;
+    if undelivered > 0 {
+        tracing::error!(undelivered, "mails left undelivered at shutdown");
+    }
     refresh.abort();
     services.database.close().await;
     result.map_err(|e| StartError(format!("server failed: {e}")))?;
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How long a stopping node (or an admin command) waits for queued mails to go out.
+pub const MAIL_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn to_std(duration: chrono::Duration) -> std::time::Duration {
     // The flags' ranges (cli.rs) keep every value non-negative and small.

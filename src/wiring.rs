@@ -9,19 +9,22 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{IntoConnectionInfo, TlsCertificates};
+use ringfence_accounts::tokens::{MailTokenStore, RedisMailTokenStore};
 use ringfence_accounts::{
-    Accounts, AttemptStore, Database, PasswordHasher, PasswordPolicy, RedisAttemptStore,
-    ThrottlePolicy,
+    Accounts, AttemptStore, Database, MailFlowSettings, PasswordHasher, PasswordPolicy,
+    RedisAttemptStore, ThrottlePolicy,
 };
+use ringfence_axum::PublicUrl;
 use ringfence_keyring::{
     private_files, DirectoryKeyRepository, KeyRepository, KeyRing, KeyRingConfig, MasterKey,
     PostgresKeyRepository, RedisKeyRepository, SharedClock, SystemClock,
 };
+use ringfence_server::mail::{start_mailer, AccountLetters, MailOptions};
 use ringfence_sessions::{
     RedisSessionStore, SessionConfig, SessionManager, SessionStore, SqliteSessionStore,
 };
 
-use crate::cli::StoreArgs;
+use crate::cli::{MailArgs, StoreArgs};
 
 /// Store calls that take longer than this fail (answered `503`), so a hung Redis cannot hang
 /// requests.
@@ -497,6 +500,22 @@ pub async fn open(
             .await
             .map_err(|e| fail("cannot prepare the sign-in attempt store")(e.to_string()))?,
     };
+    // Mail-link tokens, like sessions, where every node redeems them: Redis when there is
+    // one, else the accounts database.
+    let mail_tokens: Arc<dyn MailTokenStore> = match &redis {
+        Some(RedisBackend::Single(conn)) => Arc::new(RedisMailTokenStore::new(
+            conn.clone(),
+            args.redis_prefix.clone(),
+        )),
+        Some(RedisBackend::Cluster(conn)) => Arc::new(RedisMailTokenStore::new(
+            conn.clone(),
+            args.redis_prefix.clone(),
+        )),
+        None => database
+            .mail_token_store()
+            .await
+            .map_err(|e| fail("cannot prepare the mail token store")(e.to_string()))?,
+    };
     let accounts = Accounts::new(
         users,
         hasher,
@@ -504,7 +523,8 @@ pub async fn open(
         sessions.clone(),
         clock.clone(),
     )
-    .with_throttle(attempts, ThrottlePolicy::default());
+    .with_throttle(attempts, ThrottlePolicy::default())
+    .with_mail_tokens(mail_tokens);
     Ok(Services {
         keyring,
         sessions,
@@ -512,6 +532,45 @@ pub async fn open(
         clock,
         database,
     })
+}
+
+/// The mail-flow settings the flags give (`--require-verified-email`, the token lifetimes).
+pub fn mail_flow_settings(mail: &MailArgs) -> Result<MailFlowSettings, StartError> {
+    let settings = MailFlowSettings {
+        reset_token_lifetime: mail.reset_token_lifetime,
+        verify_token_lifetime: mail.email_token_lifetime,
+        change_token_lifetime: mail.email_token_lifetime,
+        require_verified_email: mail.require_verified_email,
+        ..MailFlowSettings::default()
+    };
+    settings.validate().map_err(|e| StartError(e.to_string()))?;
+    Ok(settings)
+}
+
+/// Starts the mail queue the flags name (SMTP with `--smtp-url`, else `DATA_DIR/outbox/`) and
+/// hands it, with the mail-flow settings, to the accounts service. Returns the queue's handle
+/// for the shutdown.
+pub fn attach_mail(
+    services: &mut Services,
+    store: &StoreArgs,
+    mail: &MailArgs,
+    public_url: &PublicUrl,
+) -> Result<AccountLetters, StartError> {
+    let settings = mail_flow_settings(mail)?;
+    let mailer = start_mailer(MailOptions {
+        public_url,
+        smtp_url: mail.smtp_url.as_deref(),
+        mail_from: mail.mail_from.as_deref(),
+        data_dir: &store.data_dir,
+    })
+    .map_err(|e| StartError(e.to_string()))?;
+    let letters = AccountLetters::new(mailer);
+    services.accounts = services
+        .accounts
+        .clone()
+        .with_mailer(Arc::new(letters.clone()))
+        .with_mail_settings(settings);
+    Ok(letters)
 }
 
 #[cfg(test)]
