@@ -188,6 +188,17 @@ async fn openapi_document_matches_the_running_api() {
         "POST /api/v1/password",
         "GET /api/v1/admin/stats",
         "POST /api/v1/admin/revoke-user",
+        "POST /api/v1/password/forgot",
+        "POST /api/v1/password/reset",
+        "POST /api/v1/email/verify",
+        "POST /api/v1/email/verification",
+        "POST /api/v1/email/change",
+        "POST /api/v1/email/confirm",
+        "GET /api/v1/admin/users",
+        "DELETE /api/v1/admin/users/{id}",
+        "POST /api/v1/admin/users/{id}/disable",
+        "POST /api/v1/admin/users/{id}/enable",
+        "POST /api/v1/admin/users/{id}/password-reset",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -349,6 +360,90 @@ async fn openapi_document_matches_the_running_api() {
         StatusCode::OK,
     )
     .await;
+    // The mail routes (issue 14): the answers a client without a mail can provoke.
+    let unknown = serde_json::json!({"email": "nobody@example.com"});
+    expect(
+        &doc,
+        "post",
+        "/api/v1/password/forgot",
+        call(&user, Method::POST, "/api/v1/password/forgot").json(&unknown),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let bad_token =
+        serde_json::json!({"token": "not-a-token", "new_password": "an even longer passphrase"});
+    expect(
+        &doc,
+        "post",
+        "/api/v1/password/reset",
+        call(&user, Method::POST, "/api/v1/password/reset").json(&bad_token),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    for path in ["/api/v1/email/verify", "/api/v1/email/confirm"] {
+        expect(
+            &doc,
+            "post",
+            path,
+            call(&user, Method::POST, path).json(&serde_json::json!({"token": "AAAA"})),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+    expect(
+        &doc,
+        "post",
+        "/api/v1/email/verification",
+        call(&admin, Method::POST, "/api/v1/email/verification"),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    expect(
+        &doc,
+        "get",
+        "/api/v1/admin/users",
+        call(&user, Method::GET, "/api/v1/admin/users"),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    expect(
+        &doc,
+        "get",
+        "/api/v1/admin/users",
+        call(&admin, Method::GET, "/api/v1/admin/users?limit=1000"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let listed = call(&admin, Method::GET, "/api/v1/admin/users?limit=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), StatusCode::OK);
+    let listed: Value = listed.json().await.unwrap();
+    check(
+        &listed,
+        &doc["paths"]["/api/v1/admin/users"]["get"]["responses"]["200"]["content"]
+            ["application/json"]["schema"],
+        &doc,
+        "a page of users",
+    )
+    .unwrap();
+    assert_eq!(listed["users"].as_array().unwrap().len(), 1, "{listed}");
+    let found: Value = call(
+        &admin,
+        Method::GET,
+        "/api/v1/admin/users?email=doc%40example.com",
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(found["users"][0]["email"], "doc@example.com", "{found}");
+    assert_eq!(found["users"][0]["email_verified"], false, "{found}");
+    assert_eq!(found["users"][0]["mfa"]["totp"], false, "{found}");
+
     // One user's count, and an unknown one.
     let one = call(
         &admin,
@@ -400,6 +495,31 @@ async fn openapi_document_matches_the_running_api() {
         .await
         .unwrap();
     let admin_csrf = admin_me["csrf_token"].as_str().unwrap().to_owned();
+    for (method, path) in [
+        ("delete", "/api/v1/admin/users/{id}"),
+        ("post", "/api/v1/admin/users/{id}/disable"),
+        ("post", "/api/v1/admin/users/{id}/enable"),
+        ("post", "/api/v1/admin/users/{id}/password-reset"),
+    ] {
+        let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let url = path.replace("{id}", "no-such-user");
+        expect(
+            &doc,
+            method,
+            path,
+            call(&admin, m.clone(), &url).header("x-csrf-token", &admin_csrf),
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+        expect(
+            &doc,
+            method,
+            path,
+            call(&user, m, &url).header("x-csrf-token", &csrf),
+            StatusCode::FORBIDDEN,
+        )
+        .await;
+    }
     let nobody = serde_json::json!({"email": "nobody@example.com"});
     expect(
         &doc,
@@ -508,7 +628,7 @@ async fn finding_12_every_operation_lists_its_statuses_and_security() {
     let cookie = serde_json::json!([{"session_cookie": []}]);
     let write = serde_json::json!([{"session_cookie": [], "csrf_header": []}]);
     let optional_write = serde_json::json!([{}, {"session_cookie": [], "csrf_header": []}]);
-    let operations: [(&str, &str, &[u16], &Value); 10] = [
+    let operations: [(&str, &str, &[u16], &Value); 21] = [
         (
             "post",
             "/api/v1/register",
@@ -552,6 +672,72 @@ async fn finding_12_every_operation_lists_its_statuses_and_security() {
             "post",
             "/api/v1/admin/revoke-user",
             &[200, 400, 401, 403, 404, 413, 415, 422, 503],
+            &write,
+        ),
+        (
+            "post",
+            "/api/v1/password/forgot",
+            &[202, 400, 413, 415, 422, 429, 503],
+            &none,
+        ),
+        (
+            "post",
+            "/api/v1/password/reset",
+            &[204, 400, 413, 415, 422, 503],
+            &none,
+        ),
+        (
+            "post",
+            "/api/v1/email/verify",
+            &[204, 400, 413, 415, 422, 503],
+            &none,
+        ),
+        (
+            "post",
+            "/api/v1/email/verification",
+            &[202, 401, 403, 429, 503],
+            &write,
+        ),
+        (
+            "post",
+            "/api/v1/email/change",
+            &[202, 400, 401, 403, 409, 413, 415, 422, 429, 503],
+            &write,
+        ),
+        (
+            "post",
+            "/api/v1/email/confirm",
+            &[204, 400, 409, 413, 415, 422, 503],
+            &none,
+        ),
+        (
+            "get",
+            "/api/v1/admin/users",
+            &[200, 400, 401, 403, 503],
+            &cookie,
+        ),
+        (
+            "delete",
+            "/api/v1/admin/users/{id}",
+            &[204, 401, 403, 404, 503],
+            &write,
+        ),
+        (
+            "post",
+            "/api/v1/admin/users/{id}/disable",
+            &[204, 401, 403, 404, 503],
+            &write,
+        ),
+        (
+            "post",
+            "/api/v1/admin/users/{id}/enable",
+            &[204, 401, 403, 404, 503],
+            &write,
+        ),
+        (
+            "post",
+            "/api/v1/admin/users/{id}/password-reset",
+            &[204, 401, 403, 404, 503],
             &write,
         ),
     ];
@@ -655,7 +841,9 @@ async fn finding_12_schemathesis_finds_nothing_against_a_live_node() {
     // them) and signing a user out everywhere (it takes the e-mail from GET /api/v1/me, the
     // administrator's own). In the same run they would leave every later operation its 401s
     // only, so they get a run of their own, last, with a session of their own.
-    let ending = "^/api/v1/(logout|sessions/\\{id\\}|admin/revoke-user)$";
+    // The admin actions on a user (they may take the administrator's own id from GET
+    // /api/v1/admin/users) join them.
+    let ending = "^/api/v1/(logout|sessions/\\{id\\}|admin/revoke-user|admin/users/\\{id\\}.*)$";
     let (client, cookie, csrf) = sign_in_admin(&base).await;
     let (ok, report) =
         run_schemathesis(&base, (&cookie, &csrf), &["--exclude-path-regex", ending]).await;

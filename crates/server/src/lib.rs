@@ -6,6 +6,8 @@
 
 #![deny(missing_docs)]
 
+mod account_api;
+mod admin_users_api;
 mod api;
 mod body;
 mod connections;
@@ -14,6 +16,7 @@ pub mod mail;
 pub mod openapi;
 mod ops;
 mod pages;
+mod recent_auth;
 mod state;
 mod views;
 
@@ -70,6 +73,41 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
         .route("/api/v1/password", post(api::change_password))
         .route("/api/v1/admin/stats", get(api::admin_stats))
         .route("/api/v1/admin/revoke-user", post(api::admin_revoke_user))
+        .route(
+            "/api/v1/password/forgot",
+            post(account_api::forgot_password),
+        )
+        .route("/api/v1/password/reset", post(account_api::reset_password))
+        .route("/api/v1/email/verify", post(account_api::verify_email))
+        .route(
+            "/api/v1/email/verification",
+            post(account_api::resend_verification),
+        )
+        .route(
+            "/api/v1/email/change",
+            post(account_api::request_email_change),
+        )
+        .route(
+            "/api/v1/email/confirm",
+            post(account_api::confirm_email_change),
+        )
+        .route("/api/v1/admin/users", get(admin_users_api::list_users))
+        .route(
+            "/api/v1/admin/users/{id}",
+            delete(admin_users_api::delete_user),
+        )
+        .route(
+            "/api/v1/admin/users/{id}/disable",
+            post(admin_users_api::disable_user),
+        )
+        .route(
+            "/api/v1/admin/users/{id}/enable",
+            post(admin_users_api::enable_user),
+        )
+        .route(
+            "/api/v1/admin/users/{id}/password-reset",
+            post(admin_users_api::send_password_reset),
+        )
         .route("/admin/revoke-user", post(pages::admin_revoke_user))
         .route("/api/v1/openapi.json", get(openapi::document))
         .fallback(api::not_found)

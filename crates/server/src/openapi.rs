@@ -7,7 +7,7 @@ use ringfence_axum::SESSION_COOKIE;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api;
+use crate::{account_api, admin_users_api, api};
 
 /// The security schemes the operations name: the session cookie, and the antiforgery header
 /// cookie-authenticated writes carry.
@@ -38,7 +38,12 @@ impl Modify for SecuritySchemes {
 #[openapi(
     info(title = "ringfence", description = "Accounts and sessions shared by every node of a fleet. Cookie-authenticated writes carry X-CSRF-Token (from login or GET /api/v1/me)."),
     paths(api::register, api::login, api::logout, api::me, api::sessions, api::revoke,
-          api::revoke_others, api::change_password, api::admin_stats, api::admin_revoke_user),
+          api::revoke_others, api::change_password, api::admin_stats, api::admin_revoke_user,
+          account_api::forgot_password, account_api::reset_password, account_api::verify_email,
+          account_api::resend_verification, account_api::request_email_change,
+          account_api::confirm_email_change,
+          admin_users_api::list_users, admin_users_api::disable_user, admin_users_api::enable_user,
+          admin_users_api::send_password_reset, admin_users_api::delete_user),
     tags((name = "accounts"), (name = "sessions"), (name = "admin")),
     modifiers(&SecuritySchemes)
 )]

@@ -37,6 +37,8 @@ pub struct UserJson {
     pub email: String,
     /// Whether the user may use the admin page and API.
     pub is_admin: bool,
+    /// Whether the owner proved they read mail at this address.
+    pub email_verified: bool,
 }
 
 impl From<&User> for UserJson {
@@ -45,6 +47,7 @@ impl From<&User> for UserJson {
             id: user.id.clone(),
             email: user.email.clone(),
             is_admin: user.is_admin,
+            email_verified: user.email_verified,
         }
     }
 }

@@ -1,0 +1,992 @@
+//! Issue 14 end to end, with real processes: the account lifecycle over mail through the JSON
+//! API and the admin commands, on a fleet (two nodes behind HAProxy on Redis + PostgreSQL,
+//! mail through a real SMTP server) and on the embedded default (SQLite, mail as `.eml` files
+//! in `DATA_DIR/outbox/`).
+//!
+//! Expired tokens are not tested here: a process test cannot move the nodes' clock, and waiting
+//! out even the shortest lifetime (1 minute) would be slow; the accounts crate tests expiry with
+//! a `ManualClock` (tests/lifecycle.rs there).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use reqwest::{Client, StatusCode};
+use ringfence_testkit::{
+    HaProxy, NodeProcess, PostgresServer, ReceivedMail, RedisServer, SmtpServer,
+};
+use serde_json::{json, Value};
+
+const PUBLIC_URL: &str = "http://app.example.test";
+const NEW_PASSWORD: &str = "a brand new passphrase for the test";
+
+/// A JSON POST (with the CSRF header when given); status and body (`Null` when empty).
+async fn post(client: &Client, url: &str, body: Value, csrf: Option<&str>) -> (StatusCode, Value) {
+    let mut request = client.post(url).json(&body);
+    if let Some(csrf) = csrf {
+        request = request.header("x-csrf-token", csrf);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// An authenticated JSON request without a body.
+async fn call(
+    client: &Client,
+    method: reqwest::Method,
+    url: &str,
+    csrf: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut request = client.request(method, url);
+    if let Some(csrf) = csrf {
+        request = request.header("x-csrf-token", csrf);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Signs in through the API: the status, and the CSRF token on success.
+async fn sign_in(client: &Client, base: &str, email: &str, password: &str) -> (StatusCode, Value) {
+    post(
+        client,
+        &format!("{base}/api/v1/login"),
+        json!({"email": email, "password": password}),
+        None,
+    )
+    .await
+}
+
+/// The error code of an error body.
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_default()
+}
+
+/// The token of the one action link in a mail, checking the link's form on the way.
+fn link_token(mail: &ReceivedMail, page: &str) -> String {
+    let text = mail.text().expect("a text part");
+    let prefix = format!("{PUBLIC_URL}{page}?token=");
+    let start = text
+        .find(&prefix)
+        .unwrap_or_else(|| panic!("no {prefix} link in:\n{text}"))
+        + prefix.len();
+    let token: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    assert!(token.len() >= 22, "{token}");
+    assert_eq!(text.matches("token=").count(), 1, "one link only:\n{text}");
+    token
+}
+
+/// The mails to `to` whose subject contains `subject`.
+fn matching(mails: &[ReceivedMail], to: &str, subject: &str) -> Vec<ReceivedMail> {
+    mails
+        .iter()
+        .filter(|m| m.header("To").is_some_and(|t| t.contains(to)))
+        .filter(|m| m.header("Subject").is_some_and(|s| s.contains(subject)))
+        .cloned()
+        .collect()
+}
+
+/// Waits until a mail to `to` about `subject` has arrived at the SMTP server; returns the
+/// newest.
+fn smtp_mail(smtp: &SmtpServer, to: &str, subject: &str) -> ReceivedMail {
+    wait_mail(|| smtp.messages().unwrap(), to, subject)
+}
+
+/// Every `.eml` in an outbox directory, oldest first.
+fn outbox(data_dir: &Path) -> Vec<ReceivedMail> {
+    let mut files: Vec<_> = std::fs::read_dir(data_dir.join("outbox"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .map(|p| ReceivedMail::parse(&std::fs::read(p).unwrap()).unwrap())
+        .collect()
+}
+
+fn outbox_mail(data_dir: &Path, to: &str, subject: &str) -> ReceivedMail {
+    wait_mail(|| outbox(data_dir), to, subject)
+}
+
+fn wait_mail(read: impl Fn() -> Vec<ReceivedMail>, to: &str, subject: &str) -> ReceivedMail {
+    let mut mails = wait_mails(read, to, subject, 1);
+    mails.pop().expect("one mail at least")
+}
+
+/// Waits until `count` mails to `to` about `subject` are there; returns them, oldest first.
+fn wait_mails(
+    read: impl Fn() -> Vec<ReceivedMail>,
+    to: &str,
+    subject: &str,
+    count: usize,
+) -> Vec<ReceivedMail> {
+    // Long enough for the mail queue's retry backoff after a relay comes back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let mails = matching(&read(), to, subject);
+        if mails.len() >= count {
+            return mails;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {count} mails to {to} about {subject:?}",
+            mails.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The mail flags every node of a test gets.
+fn mail_args(smtp: Option<&SmtpServer>) -> Vec<String> {
+    let mut args = vec!["--public-url".to_owned(), PUBLIC_URL.to_owned()];
+    if let Some(smtp) = smtp {
+        args.extend(["--smtp-url".to_owned(), smtp.url()]);
+    }
+    args
+}
+
+struct Fleet {
+    redis: RedisServer,
+    _postgres: PostgresServer,
+    nodes: Vec<NodeProcess>,
+    haproxy: HaProxy,
+    store_args: Vec<String>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+fn fleet(smtp: &SmtpServer) -> Fleet {
+    let redis = RedisServer::start().expect("redis");
+    let postgres = PostgresServer::start().expect("postgres");
+    let store_args = vec![
+        "--redis".to_owned(),
+        redis.url(),
+        "--database".to_owned(),
+        postgres.url(),
+    ];
+    let mut dirs = Vec::new();
+    let mut nodes = Vec::new();
+    for name in ["node1", "node2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = store_args.clone();
+        args.extend(mail_args(Some(smtp)));
+        args.extend(["--trusted-proxy".to_owned(), "127.0.0.1/32".to_owned()]);
+        nodes.push(start_node(name, dir.path(), &args));
+        dirs.push(dir);
+    }
+    let backends: Vec<(String, std::net::SocketAddr)> = nodes
+        .iter()
+        .zip(["node1", "node2"])
+        .map(|(n, name)| (name.to_owned(), n.addr()))
+        .collect();
+    let haproxy = HaProxy::start(&backends).expect("haproxy");
+    for name in ["node1", "node2"] {
+        haproxy
+            .wait_for_server_status(name, "UP", Duration::from_secs(10))
+            .expect("backend up");
+    }
+    Fleet {
+        redis,
+        _postgres: postgres,
+        nodes,
+        haproxy,
+        store_args,
+        _dirs: dirs,
+    }
+}
+
+impl Fleet {
+    /// `ringfence ARGS` on the fleet's stores (and mail settings).
+    fn cli(&self, args: &[&str], stdin: Option<&str>, smtp: &SmtpServer) -> Run {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.extend(self.store_args.iter().cloned());
+        all.extend(mail_args(Some(smtp)));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        run(&refs, stdin, &[])
+    }
+}
+
+/// The whole reset flow across a fleet, then verification, an e-mail change and the admin
+/// controls, through the API and the CLI: requests on one node, links redeemed on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp() {
+    let smtp = SmtpServer::start().expect("aiosmtpd");
+    let fleet = fleet(&smtp);
+    let (n1, n2) = (fleet.nodes[0].url(), fleet.nodes[1].url());
+    let lb = fleet.haproxy.url();
+    let email = "reset@example.com";
+
+    // Registration sends the verification mail (kept for later).
+    register_api(&browser(), &lb, email).await;
+    let verification = smtp_mail(&smtp, email, "Confirm your e-mail");
+    let on1 = browser();
+    let on2 = browser();
+    assert_eq!(sign_in(&on1, &n1, email, PASSWORD).await.0, StatusCode::OK);
+    assert_eq!(sign_in(&on2, &n2, email, PASSWORD).await.0, StatusCode::OK);
+
+    // Forgot: an unknown address gets the same status and body, and no mail.
+    let anyone = browser();
+    let (unknown_status, unknown_body) = post(
+        &anyone,
+        &format!("{n1}/api/v1/password/forgot"),
+        json!({"email": "nobody@example.com"}),
+        None,
+    )
+    .await;
+    let (known_status, known_body) = post(
+        &anyone,
+        &format!("{n1}/api/v1/password/forgot"),
+        json!({"email": email}),
+        None,
+    )
+    .await;
+    assert_eq!(unknown_status, StatusCode::ACCEPTED);
+    assert_eq!((known_status, &known_body), (unknown_status, &unknown_body));
+    let reset_mail = smtp_mail(&smtp, email, "Reset your");
+    assert!(matching(&smtp.messages().unwrap(), "nobody@example.com", "").is_empty());
+    let token = link_token(&reset_mail, "/reset-password");
+    // The fleet keeps the token in Redis, under the prefix, hashed: the token itself is nowhere.
+    let keys = fleet
+        .redis
+        .redis_cli(&[
+            "--scan",
+            "--pattern",
+            "ringfence:mailtoken:reset_password:*",
+        ])
+        .unwrap();
+    assert_eq!(keys.lines().count(), 1, "{keys}");
+    assert!(!keys.contains(&token));
+    let value = fleet.redis.redis_cli(&["GET", keys.trim()]).unwrap();
+    assert!(!value.contains(&token), "{value}");
+
+    // Tampered and wrong-purpose tokens are refused and spend nothing.
+    let mut tampered = token.clone().into_bytes();
+    tampered[5] = if tampered[5] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    for bad in [
+        tampered.as_str(),
+        "",
+        "not a token!",
+        "é",
+        "../../etc/passwd",
+        &"A".repeat(5000),
+    ] {
+        let (status, body) = post(
+            &anyone,
+            &format!("{n2}/api/v1/password/reset"),
+            json!({"token": bad, "new_password": NEW_PASSWORD}),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid_token")
+        );
+    }
+    let (status, body) = post(
+        &anyone,
+        &format!("{n2}/api/v1/email/verify"),
+        json!({"token": token}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_token"),
+        "a reset token is no verification token"
+    );
+    let (status, body) = post(
+        &anyone,
+        &format!("{n2}/api/v1/password/reset"),
+        json!({"token": 12, "new_password": NEW_PASSWORD}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input")
+    );
+    let huge = "x".repeat(100 * 1024);
+    let (status, _) = post(
+        &anyone,
+        &format!("{n2}/api/v1/password/reset"),
+        json!({"token": huge, "new_password": NEW_PASSWORD}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Two redemptions at once, one per node: exactly one succeeds.
+    let (url1, url2, other) = (
+        format!("{n1}/api/v1/password/reset"),
+        format!("{n2}/api/v1/password/reset"),
+        browser(),
+    );
+    let redeem = json!({"token": token, "new_password": NEW_PASSWORD});
+    let (a, b) = tokio::join!(
+        post(&anyone, &url1, redeem.clone(), None),
+        post(&other, &url2, redeem.clone(), None),
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::NO_CONTENT, StatusCode::BAD_REQUEST],
+        "{a:?} {b:?}"
+    );
+    // Second use: 400 invalid_token.
+    let (status, body) = post(
+        &anyone,
+        &format!("{n1}/api/v1/password/reset"),
+        json!({"token": token, "new_password": NEW_PASSWORD}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_token")
+    );
+    // Earlier sessions ended on both nodes; the old password is refused, the new one works.
+    assert_eq!(
+        call(&on1, reqwest::Method::GET, &format!("{n1}/api/v1/me"), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&on2, reqwest::Method::GET, &format!("{n2}/api/v1/me"), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        sign_in(&browser(), &lb, email, PASSWORD).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // The reset verified the address (the link reached it).
+    let user = browser();
+    let (status, login) = sign_in(&user, &n2, email, NEW_PASSWORD).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(login["user"]["email_verified"], true, "{login}");
+    smtp_mail(&smtp, email, "password was reset");
+    // The verification link sent before the reset is void: the password changed since.
+    let (status, body) = post(
+        &anyone,
+        &format!("{n1}/api/v1/email/verify"),
+        json!({"token": link_token(&verification, "/verify-email")}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_token")
+    );
+
+    // Verification on a fresh account: the mail from registration, redeemed on the other node;
+    // a resend after that sends nothing.
+    let fresh = "verify@example.com";
+    register_api(&browser(), &n1, fresh).await;
+    let mail = smtp_mail(&smtp, fresh, "Confirm your e-mail");
+    let (status, _) = post(
+        &anyone,
+        &format!("{n2}/api/v1/email/verify"),
+        json!({"token": link_token(&mail, "/verify-email")}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let fresh_client = browser();
+    let (_, login) = sign_in(&fresh_client, &n1, fresh, PASSWORD).await;
+    let csrf = login["csrf_token"].as_str().unwrap().to_owned();
+    let (_, me) = call(
+        &fresh_client,
+        reqwest::Method::GET,
+        &format!("{n1}/api/v1/me"),
+        None,
+    )
+    .await;
+    assert_eq!(me["user"]["email_verified"], true, "{me}");
+    let (status, _) = post(
+        &fresh_client,
+        &format!("{n1}/api/v1/email/verification"),
+        json!({}),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    // E-mail change: the new address taken meanwhile refuses the confirmation (409); a change
+    // to a free address completes on the other node, and the old address gets the notice.
+    let (status, _) = post(
+        &fresh_client,
+        &format!("{n1}/api/v1/email/change"),
+        json!({"new_email": "taken@example.com"}),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let confirm = smtp_mail(&smtp, "taken@example.com", "Confirm your new e-mail");
+    register_api(&browser(), &n2, "taken@example.com").await;
+    let (status, body) = post(
+        &anyone,
+        &format!("{n2}/api/v1/email/confirm"),
+        json!({"token": link_token(&confirm, "/confirm-email")}),
+        None,
+    )
+    .await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "email_taken"));
+    let (status, body) = post(
+        &fresh_client,
+        &format!("{n1}/api/v1/email/change"),
+        json!({"new_email": "taken@example.com"}),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "email_taken"));
+    let (status, _) = post(
+        &fresh_client,
+        &format!("{n1}/api/v1/email/change"),
+        json!({"new_email": "moved@example.com"}),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let confirm = smtp_mail(&smtp, "moved@example.com", "Confirm your new e-mail");
+    let (status, _) = post(
+        &anyone,
+        &format!("{n2}/api/v1/email/confirm"),
+        json!({"token": link_token(&confirm, "/confirm-email")}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let notice = smtp_mail(&smtp, fresh, "e-mail address was changed");
+    assert!(!notice.text().unwrap().contains("token="));
+    let (_, me) = call(
+        &fresh_client,
+        reqwest::Method::GET,
+        &format!("{n2}/api/v1/me"),
+        None,
+    )
+    .await;
+    assert_eq!(me["user"]["email"], "moved@example.com", "{me}");
+
+    // Resend for an unverified account: a second verification mail; either link works.
+    let unverified = "resend@example.com";
+    register_api(&browser(), &n2, unverified).await;
+    smtp_mail(&smtp, unverified, "Confirm your e-mail");
+    let resender = browser();
+    let (_, login) = sign_in(&resender, &n2, unverified, PASSWORD).await;
+    assert_eq!(login["user"]["email_verified"], false, "{login}");
+    let resend_csrf = login["csrf_token"].as_str().unwrap().to_owned();
+    let (status, _) = post(
+        &resender,
+        &format!("{n1}/api/v1/email/verification"),
+        json!({}),
+        Some(&resend_csrf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let second = wait_mails(
+        || smtp.messages().unwrap(),
+        unverified,
+        "Confirm your e-mail",
+        2,
+    )
+    .pop()
+    .unwrap();
+    let (status, _) = post(
+        &anyone,
+        &format!("{n2}/api/v1/email/verify"),
+        json!({"token": link_token(&second, "/verify-email")}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // Administrators, through the API (on one node) and the CLI (on the stores).
+    let added = fleet.cli(
+        &["users", "add", "admin@example.com", "--admin"],
+        Some(&format!("{PASSWORD}\n")),
+        &smtp,
+    );
+    assert!(added.success, "{}", added.stderr);
+    let admin = browser();
+    let (_, login) = sign_in(&admin, &n1, "admin@example.com", PASSWORD).await;
+    let admin_csrf = login["csrf_token"].as_str().unwrap().to_owned();
+    let (status, found) = call(
+        &admin,
+        reqwest::Method::GET,
+        &format!("{n1}/api/v1/admin/users?email=moved%40example.com"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let target = &found["users"][0];
+    assert_eq!(target["email_verified"], true, "{found}");
+    assert_eq!(target["disabled"], false);
+    let id = target["id"].as_str().unwrap().to_owned();
+    let admin_url = |action: &str| format!("{n1}/api/v1/admin/users/{id}{action}");
+    let (status, _) = call(
+        &admin,
+        reqwest::Method::POST,
+        &admin_url("/disable"),
+        Some(&admin_csrf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        call(
+            &fresh_client,
+            reqwest::Method::GET,
+            &format!("{n2}/api/v1/me"),
+            None
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, body) = sign_in(&browser(), &n2, "moved@example.com", PASSWORD).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "account_disabled")
+    );
+    let (status, _) = post(
+        &anyone,
+        &format!("{n2}/api/v1/password/forgot"),
+        json!({"email": "moved@example.com"}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "same answer for a disabled account"
+    );
+    let (status, _) = call(
+        &admin,
+        reqwest::Method::POST,
+        &admin_url("/enable"),
+        Some(&admin_csrf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        sign_in(&browser(), &n2, "moved@example.com", PASSWORD)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, _) = call(
+        &admin,
+        reqwest::Method::POST,
+        &admin_url("/password-reset"),
+        Some(&admin_csrf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let admin_reset = smtp_mail(&smtp, "moved@example.com", "Reset your");
+    let (status, _) = post(
+        &anyone,
+        &format!("{n2}/api/v1/password/reset"),
+        json!({"token": link_token(&admin_reset, "/reset-password"), "new_password": NEW_PASSWORD}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // The CLI on the fleet's stores: disable ends the sessions on every node, set-password,
+    // reset-password mails (and --print-link prints) a working link, delete.
+    let cli_user = browser();
+    assert_eq!(
+        sign_in(&cli_user, &n1, email, NEW_PASSWORD).await.0,
+        StatusCode::OK
+    );
+    let disabled = fleet.cli(&["users", "disable", email], None, &smtp);
+    assert!(disabled.success, "{}", disabled.stderr);
+    assert_eq!(
+        call(
+            &cli_user,
+            reqwest::Method::GET,
+            &format!("{n1}/api/v1/me"),
+            None
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, body) = sign_in(&browser(), &n2, email, NEW_PASSWORD).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "account_disabled")
+    );
+    let refused = fleet.cli(
+        &["users", "reset-password", email, "--print-link"],
+        None,
+        &smtp,
+    );
+    assert_one_line_failure(&refused, "disabled", "");
+    assert!(fleet.cli(&["users", "enable", email], None, &smtp).success);
+    let set = fleet.cli(
+        &["users", "set-password", email],
+        Some(&format!("{PASSWORD}\n")),
+        &smtp,
+    );
+    assert!(set.success, "{}", set.stderr);
+    assert_eq!(
+        sign_in(&browser(), &lb, email, PASSWORD).await.0,
+        StatusCode::OK
+    );
+    smtp_mail(&smtp, email, "password was changed");
+    let printed = fleet.cli(
+        &["users", "reset-password", email, "--print-link"],
+        None,
+        &smtp,
+    );
+    assert!(printed.success, "{}", printed.stderr);
+    let link = printed.stdout.trim();
+    let printed_token = link
+        .strip_prefix(&format!("{PUBLIC_URL}/reset-password?token="))
+        .unwrap_or_else(|| panic!("{link}"));
+    let (status, _) = post(
+        &anyone,
+        &format!("{n2}/api/v1/password/reset"),
+        json!({"token": printed_token, "new_password": NEW_PASSWORD}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let before = matching(&smtp.messages().unwrap(), email, "Reset your").len();
+    let mailed = fleet.cli(&["users", "reset-password", email], None, &smtp);
+    assert!(mailed.success, "{}", mailed.stderr);
+    assert_eq!(
+        matching(&smtp.messages().unwrap(), email, "Reset your").len(),
+        before + 1,
+        "the CLI waits for delivery"
+    );
+    let deleted = fleet.cli(&["users", "delete", email], None, &smtp);
+    assert!(deleted.success, "{}", deleted.stderr);
+    assert_eq!(
+        sign_in(&browser(), &lb, email, NEW_PASSWORD).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let gone = fleet.cli(&["users", "delete", email], None, &smtp);
+    assert_one_line_failure(&gone, "no user", "");
+    let (status, _) = call(
+        &admin,
+        reqwest::Method::DELETE,
+        &admin_url(""),
+        Some(&admin_csrf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(
+        &admin,
+        reqwest::Method::DELETE,
+        &admin_url(""),
+        Some(&admin_csrf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    for node in &fleet.nodes {
+        let log = node.output();
+        assert!(!log.contains("panicked"), "{log}");
+        assert!(!log.contains(&token), "a token reached the log");
+    }
+}
+
+/// The embedded default: no SMTP, every mail an `.eml` in `DATA_DIR/outbox/`, and the flows
+/// work from those files; with `--require-verified-email` an unverified account cannot sign in
+/// until it follows the link. The admin commands on the same data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_node_writes_mail_to_the_outbox_and_the_flows_work_from_it() {
+    let data = tempfile::tempdir().unwrap();
+    let mut args = mail_args(None);
+    args.extend([
+        "--require-verified-email".to_owned(),
+        "--drain-delay".to_owned(),
+        "0s".to_owned(),
+    ]);
+    let mut node = start_node("solo", data.path(), &args);
+    let base = node.url();
+    let email = "solo@example.com";
+    register_api(&browser(), &base, email).await;
+    let (status, body) = sign_in(&browser(), &base, email, PASSWORD).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "email_not_verified")
+    );
+    // The refused sign-in sent the verification mail again; the first one still works.
+    let mail = wait_mails(|| outbox(data.path()), email, "Confirm your e-mail", 2).remove(0);
+    let (status, _) = post(
+        &browser(),
+        &format!("{base}/api/v1/email/verify"),
+        json!({"token": link_token(&mail, "/verify-email")}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        sign_in(&browser(), &base, email, PASSWORD).await.0,
+        StatusCode::OK
+    );
+    let log = node.output();
+    assert!(log.contains(".eml"), "the log names the file: {log}");
+    assert!(!log.contains("token="), "never the link: {log}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for entry in std::fs::read_dir(data.path().join("outbox")).unwrap() {
+            let mode = entry.unwrap().metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+    }
+
+    // Forgot password from the outbox, redeemed.
+    let (status, _) = post(
+        &browser(),
+        &format!("{base}/api/v1/password/forgot"),
+        json!({"email": email}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let reset = outbox_mail(data.path(), email, "Reset your");
+    let (status, _) = post(
+        &browser(),
+        &format!("{base}/api/v1/password/reset"),
+        json!({"token": link_token(&reset, "/reset-password"), "new_password": NEW_PASSWORD}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        sign_in(&browser(), &base, email, NEW_PASSWORD).await.0,
+        StatusCode::OK
+    );
+
+    // The admin commands on the embedded stores, while the node runs.
+    let dir = data.path().display().to_string();
+    let with_dir = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--data-dir", &dir, "--public-url", PUBLIC_URL]);
+        all.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let cli_run = |args: &[&str], stdin: Option<&str>| {
+        let all = with_dir(args);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        run(&refs, stdin, &[])
+    };
+    let signed_in = browser();
+    assert_eq!(
+        sign_in(&signed_in, &base, email, NEW_PASSWORD).await.0,
+        StatusCode::OK
+    );
+    assert!(cli_run(&["users", "disable", email], None).success);
+    assert_eq!(
+        call(
+            &signed_in,
+            reqwest::Method::GET,
+            &format!("{base}/api/v1/me"),
+            None
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, body) = sign_in(&browser(), &base, email, NEW_PASSWORD).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "account_disabled")
+    );
+    assert!(cli_run(&["users", "enable", email], None).success);
+    let set = cli_run(
+        &["users", "set-password", email],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(set.success, "{}", set.stderr);
+    assert_eq!(
+        sign_in(&browser(), &base, email, PASSWORD).await.0,
+        StatusCode::OK
+    );
+    let weak = cli_run(&["users", "set-password", email], Some("short\n"));
+    assert_one_line_failure(&weak, "password", "short");
+    let mailed = cli_run(&["users", "reset-password", email], None);
+    assert!(mailed.success, "{}", mailed.stderr);
+    assert_eq!(matching(&outbox(data.path()), email, "Reset your").len(), 2);
+    let printed = cli_run(&["users", "reset-password", email, "--print-link"], None);
+    assert!(
+        printed
+            .stdout
+            .trim()
+            .starts_with(&format!("{PUBLIC_URL}/reset-password?token=")),
+        "{}",
+        printed.stdout
+    );
+    assert!(cli_run(&["users", "delete", email], None).success);
+    assert_eq!(
+        sign_in(&browser(), &base, email, PASSWORD).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let unknown = cli_run(&["users", "disable", "nobody@example.com"], None);
+    assert_one_line_failure(&unknown, "no user with e-mail nobody@example.com", "");
+    let bad_flag = cli_run(
+        &[
+            "users",
+            "reset-password",
+            email,
+            "--reset-token-lifetime",
+            "90d",
+        ],
+        None,
+    );
+    assert_one_line_failure(&bad_flag, "must be between 1m and 30d", "");
+
+    // The admin API on the embedded stores. The administrator verifies the address with a
+    // reset link the CLI prints (a reset proves the mailbox).
+    let boss = "boss@example.com";
+    assert!(
+        cli_run(
+            &["users", "add", boss, "--admin"],
+            Some(&format!("{PASSWORD}\n"))
+        )
+        .success
+    );
+    let printed = cli_run(&["users", "reset-password", boss, "--print-link"], None);
+    let boss_token = printed.stdout.trim().rsplit('=').next().unwrap().to_owned();
+    let (status, _) = post(
+        &browser(),
+        &format!("{base}/api/v1/password/reset"),
+        json!({"token": boss_token, "new_password": NEW_PASSWORD}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let admin = browser();
+    let (status, login) = sign_in(&admin, &base, boss, NEW_PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    let csrf = login["csrf_token"].as_str().unwrap().to_owned();
+    register_api(&browser(), &base, "victim@example.com").await;
+    let (_, found) = call(
+        &admin,
+        reqwest::Method::GET,
+        &format!("{base}/api/v1/admin/users?email=victim%40example.com"),
+        None,
+    )
+    .await;
+    let id = found["users"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = call(
+        &admin,
+        reqwest::Method::POST,
+        &format!("{base}/api/v1/admin/users/{id}/disable"),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = sign_in(&browser(), &base, "victim@example.com", PASSWORD).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "account_disabled")
+    );
+    let (status, _) = call(
+        &admin,
+        reqwest::Method::DELETE,
+        &format!("{base}/api/v1/admin/users/{id}"),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, found) = call(
+        &admin,
+        reqwest::Method::GET,
+        &format!("{base}/api/v1/admin/users?email=victim%40example.com"),
+        None,
+    )
+    .await;
+    assert_eq!(found["users"], json!([]));
+
+    // A reset asked for just before SIGTERM still reaches the outbox: the node waits for its
+    // mail jobs and the queue before it exits.
+    let before = matching(&outbox(data.path()), boss, "Reset your").len();
+    let (status, _) = post(
+        &browser(),
+        &format!("{base}/api/v1/password/forgot"),
+        json!({"email": boss}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    node.terminate();
+    let exit = node.wait_exit(Duration::from_secs(20)).unwrap();
+    assert!(exit.is_some_and(|e| e.success()), "{}", node.output());
+    assert_eq!(
+        matching(&outbox(data.path()), boss, "Reset your").len(),
+        before + 1
+    );
+}
+
+/// The SMTP relay is down: the answer is unchanged, the failure is logged and counted in
+/// `/metrics`, and the mail goes out once the relay is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_waits_for_a_relay_that_is_down_without_changing_the_answer() {
+    let mut smtp = SmtpServer::start().expect("aiosmtpd");
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node("relay", data.path(), &mail_args(Some(&smtp)));
+    let base = node.url();
+    let email = "patient@example.com";
+    register_api(&browser(), &base, email).await;
+    smtp_mail(&smtp, email, "Confirm your e-mail");
+    smtp.stop();
+    let (status, body) = post(
+        &browser(),
+        &format!("{base}/api/v1/password/forgot"),
+        json!({"email": email}),
+        None,
+    )
+    .await;
+    let (unknown_status, unknown_body) = post(
+        &browser(),
+        &format!("{base}/api/v1/password/forgot"),
+        json!({"email": "nobody@example.com"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!((status, body), (unknown_status, unknown_body));
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics
+            .lines()
+            .any(|l| l.starts_with("ringfence_mail_failures_total") && !l.ends_with(" 0"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failure counted:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        node.output().contains("mail delivery failed; will retry"),
+        "the failure is logged"
+    );
+    smtp.restart().expect("aiosmtpd again");
+    let mail = wait_mail(|| smtp.messages().unwrap(), email, "Reset your");
+    link_token(&mail, "/reset-password");
+}
