@@ -14,11 +14,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use ringfence_accounts::User;
 use ringfence_axum::RequestAuth;
-use ringfence_sessions::{Session, SessionId};
+use ringfence_sessions::SessionId;
 use serde::Deserialize;
 
-use super::{signed_in, CsrfForm, CsrfOnly, FormRefusal, Layout};
+use super::{capitalize, signed_in, CsrfForm, CsrfOnly, FormRefusal, Layout};
 use crate::errors::PageError;
+use crate::recent_auth::require_recent_auth;
 use crate::state::AppState;
 use crate::views::SessionRow;
 
@@ -208,15 +209,6 @@ pub struct EmailChangeForm {
     new_email: String,
 }
 
-/// Whether `session` may do a sensitive operation now (an address change).
-///
-/// **Hook for issue 15** ("recent authentication", `--reauth-window`): today every signed-in
-/// session may; issue 15 makes this refuse a session that has not signed in or re-authenticated
-/// within the window (a `403` page pointing at re-authentication).
-fn require_recent_authentication(_state: &AppState, _session: &Session) -> Result<(), PageError> {
-    Ok(())
-}
-
 /// `POST /account/security/email`: mails a confirmation link to the new address; the address
 /// changes only when that link's page is posted.
 pub async fn change_email(
@@ -225,8 +217,15 @@ pub async fn change_email(
     CsrfForm(form): CsrfForm<EmailChangeForm>,
 ) -> Result<Response, PageError> {
     let (ctx, user, session) = signed_in(&state, &auth).await?;
-    require_recent_authentication(&state, &session)?;
     let new_email = form.new_email.trim();
+    // The same rule as the API's (`recent_auth`, where issue 15 adds re-authentication): the
+    // section says what to do, the field keeps what was typed.
+    if let Err(stale) = require_recent_auth(&state, &session) {
+        let mut page = SecurityPage::load(ctx.layout, &user);
+        page.address = Feedback::refused(capitalize(stale.message()));
+        page.new_email = new_email.to_owned();
+        return Ok((stale.status(), page).into_response());
+    }
     let result = state
         .ringfence
         .accounts()

@@ -559,3 +559,28 @@ async fn page_forms_refuse_huge_bodies_wrong_types_and_doubled_tokens_with_clear
     assert!(reply.body.contains("Form expired"), "{}", reply.body);
     assert!(d.mail.kinds_to(ALICE).is_empty());
 }
+
+#[tokio::test]
+async fn address_change_on_the_security_page_needs_a_recent_sign_in() {
+    let d = Deployment::single(Backend::Sqlite, None).await;
+    let node = d.node(0);
+    let browser = Device::new(FIREFOX_LINUX, "198.51.100.68");
+    register(&browser, node, ALICE).await;
+    let csrf = open(&browser, node, "/account/security").await;
+    d.advance(chrono::Duration::minutes(11));
+    let reply = browser
+        .form(
+            node,
+            "/account/security/email",
+            &[("new_email", "alice@new.example"), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    assert!(reply.body.contains("recent sign-in"), "{}", reply.body);
+    assert!(
+        reply.body.contains("value=\"alice@new.example\""),
+        "{}",
+        reply.body
+    );
+    assert!(d.mail.kinds_to("alice@new.example").is_empty());
+}
