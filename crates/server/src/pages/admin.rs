@@ -249,14 +249,13 @@ pub async fn admin_delete_user(
         .into_response());
     }
     if user.id == admin.id {
-        return acted(
-            &state,
-            &auth,
-            &admin,
-            &user,
-            Ok("You cannot delete your own account here.".to_owned()),
-        )
-        .await;
+        let view = AdminView {
+            lookup_email: Some(user.email.clone()),
+            error: Some("You cannot delete your own account here.".to_owned()),
+            status: Some(StatusCode::FORBIDDEN),
+            ..AdminView::default()
+        };
+        return admin_page(&state, &auth, &admin, view).await;
     }
     match state.ringfence.accounts().delete(&user.id).await {
         Ok(n) => {

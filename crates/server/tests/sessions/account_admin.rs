@@ -159,6 +159,29 @@ async fn admin_controls(backend: Backend) {
         .form(a, "/admin/users/not-a-user/disable", &[("_csrf", &csrf)])
         .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+
+    // An administrator cannot delete their own account from the page.
+    let page = admin.get(a, "/admin?email=root%40example.com").await;
+    let reply = admin
+        .form(
+            a,
+            &action_path(&page.body, "delete"),
+            &[("confirm", "yes"), ("_csrf", &csrf)],
+        )
+        .await;
+    assert!(
+        reply
+            .body
+            .contains("You cannot delete your own account here."),
+        "{}",
+        reply.body
+    );
+    assert!(a
+        .accounts()
+        .user_by_email("root@example.com")
+        .await
+        .unwrap()
+        .is_some());
 }
 
 /// The admin page with alice looked up.
