@@ -681,6 +681,20 @@ async fn reset_scenario(
     wait_signed_in(&desktop, email).await;
     screenshot(&desktop, shots, "13-signed-in-after-reset").await;
 
+    // The security page: the reset link proved the address, so it shows as verified.
+    find(&desktop, "header.top a[href='/account/security']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(text_of(&desktop, "#email-status").await, "verified");
+    find(
+        &desktop,
+        "section#password form input[name=current_password]",
+    )
+    .await;
+    screenshot(&desktop, shots, "13b-account-security").await;
+
     // The link works once: following it again ends on the "not valid" page.
     desktop.goto(&link).await.unwrap();
     find(&desktop, "main form input[name=password]")
