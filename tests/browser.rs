@@ -3,6 +3,10 @@
 //! password, sign in, the "where you're signed in" page, a second device (an iPhone-sized window
 //! with an iPhone user agent) and signing that device out from the first one.
 //!
+//! A second scenario recovers an account: "Forgot password?" on the sign-in page, the reset mail
+//! read from the node's outbox (`DATA_DIR/outbox/*.eml`, the embedded default without
+//! `--smtp-url`), its link followed, a new password chosen, and signing in with it.
+//!
 //! A PNG of every page visited is saved under `target/browser-screenshots/`, so a person can look
 //! at what the pages look like. Chromium and chromedriver are required (scripts/test.sh installs
 //! them); when they are missing the test fails and says so rather than skipping.
@@ -547,5 +551,160 @@ async fn scenario(base: &str, driver: &ChromeDriver, scratch: &Path, shots: &Pat
     screenshot(&phone, shots, "09-phone-signed-out").await;
 
     phone.close().await.unwrap();
+    desktop.close().await.unwrap();
+}
+
+const NEW_PASSWORD: &str = "violet kettle drums at dawn";
+
+#[tokio::test]
+async fn forgot_password_mail_link_reset_and_sign_in_with_the_new_password_in_chromium() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let node = start_node("recovery", &data, &[]);
+    register_api(&browser(), &node.url(), "grace@example.com").await;
+    let driver = ChromeDriver::start(scratch.path()).await;
+    let shots = screenshot_dir();
+
+    let outcome = tokio::time::timeout(
+        SCENARIO_LIMIT,
+        reset_scenario(&node.url(), &data, &driver, scratch.path(), &shots),
+    )
+    .await;
+    assert!(
+        outcome.is_ok(),
+        "the reset scenario did not finish within {SCENARIO_LIMIT:?}\nchromedriver:\n{}\nnode:\n{}",
+        driver.log(),
+        node.output()
+    );
+}
+
+/// The link of the reset mail to `to` in the outbox, once the node has written it.
+async fn reset_link_in_outbox(outbox: &Path, to: &str) -> String {
+    let deadline = Instant::now() + STEP_LIMIT;
+    loop {
+        let files = std::fs::read_dir(outbox).into_iter().flatten().flatten();
+        for file in files {
+            let Ok(bytes) = std::fs::read(file.path()) else {
+                continue;
+            };
+            let Ok(mail) = ringfence_testkit::ReceivedMail::parse(&bytes) else {
+                continue;
+            };
+            let text = mail.text().unwrap_or_default();
+            let addressed = mail.header("to").is_some_and(|t| t.contains(to));
+            if let (true, Some(start)) = (addressed, text.find("http")) {
+                let link: String = text[start..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace())
+                    .collect();
+                if link.contains("/reset-password?token=") {
+                    return link;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no reset mail to {to} in {} within {STEP_LIMIT:?}",
+            outbox.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn reset_scenario(
+    base: &str,
+    data: &Path,
+    driver: &ChromeDriver,
+    scratch: &Path,
+    shots: &Path,
+) {
+    let email = "grace@example.com";
+    let desktop = driver
+        .browser(
+            &scratch.join("reset-profile"),
+            &["--window-size=1280,900".to_owned()],
+            None,
+        )
+        .await;
+
+    // "Forgot password?" on the sign-in page, then the address.
+    desktop.goto(&format!("{base}/login")).await.unwrap();
+    find(&desktop, "main a[href='/forgot-password']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_until(&desktop, "the forgot-password page", |b| async move {
+        path_of(&b).await == "/forgot-password"
+    })
+    .await;
+    let field = find(&desktop, "main form input[name=email]").await;
+    field.send_keys(email).await.unwrap();
+    screenshot(&desktop, shots, "10-forgot-password").await;
+    submit_main_form(&desktop).await;
+    assert_eq!(text_of(&desktop, "main h1").await, "Check your mail");
+    screenshot(&desktop, shots, "11-check-your-mail").await;
+
+    // The mail, from the outbox; its one link, followed in the browser.
+    let link = reset_link_in_outbox(&data.join("outbox"), email).await;
+    println!(
+        "reset link: {}",
+        link.split("token=").next().unwrap_or_default()
+    );
+    desktop.goto(&link).await.unwrap();
+    assert_eq!(path_of(&desktop).await, "/reset-password");
+    assert_eq!(text_of(&desktop, "main h1").await, "Choose a new password");
+    find(&desktop, "main form input[name=password]")
+        .await
+        .send_keys(NEW_PASSWORD)
+        .await
+        .unwrap();
+    screenshot(&desktop, shots, "12-reset-password").await;
+    submit_main_form(&desktop).await;
+    assert_eq!(
+        path_of(&desktop).await,
+        "/login",
+        "the reset sends the browser to sign in"
+    );
+
+    // The old password is refused; the new one signs in.
+    fill_credentials(&desktop, email, PASSWORD).await;
+    submit_main_form(&desktop).await;
+    let message = text_of(&desktop, "main .error").await;
+    assert!(!message.trim().is_empty(), "the old password is refused");
+    assert!(!header(&desktop).await.contains("Signed in as"));
+    desktop.goto(&format!("{base}/login")).await.unwrap();
+    fill_credentials(&desktop, email, NEW_PASSWORD).await;
+    submit_main_form(&desktop).await;
+    assert_eq!(path_of(&desktop).await, "/");
+    wait_signed_in(&desktop, email).await;
+    screenshot(&desktop, shots, "13-signed-in-after-reset").await;
+
+    // The security page: the reset link proved the address, so it shows as verified.
+    find(&desktop, "header.top a[href='/account/security']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(text_of(&desktop, "#email-status").await, "verified");
+    find(
+        &desktop,
+        "section#password form input[name=current_password]",
+    )
+    .await;
+    screenshot(&desktop, shots, "13b-account-security").await;
+
+    // The link works once: following it again ends on the "not valid" page.
+    desktop.goto(&link).await.unwrap();
+    find(&desktop, "main form input[name=password]")
+        .await
+        .send_keys("another fine passphrase")
+        .await
+        .unwrap();
+    submit_main_form(&desktop).await;
+    assert_eq!(text_of(&desktop, "main h1").await, "This link is not valid");
+    screenshot(&desktop, shots, "14-link-used").await;
+
     desktop.close().await.unwrap();
 }

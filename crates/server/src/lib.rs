@@ -58,9 +58,10 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
         .route("/account/sessions/{id}/revoke", post(pages::revoke))
         .route(
             "/account/password",
-            get(pages::password_form).post(pages::change_password),
+            get(pages::security).post(pages::change_password),
         )
         .route("/admin", get(pages::admin))
+        .merge(issue_14_pages())
         .route("/static/style.css", get(pages::stylesheet))
         .route("/api/v1/register", post(api::register))
         .route("/api/v1/login", post(api::login))
@@ -119,6 +120,46 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
         app
     };
     finish(app, state)
+}
+
+/// The pages of account recovery and control (issue 14): mail links, `/account/security`, and
+/// the admin page's actions on one account.
+fn issue_14_pages() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/forgot-password",
+            get(pages::forgot_password_form).post(pages::forgot_password),
+        )
+        .route(
+            "/reset-password",
+            get(pages::reset_password_form).post(pages::reset_password),
+        )
+        .route(
+            "/verify-email",
+            get(pages::verify_email_form).post(pages::verify_email),
+        )
+        .route(
+            "/confirm-email",
+            get(pages::confirm_email_form).post(pages::confirm_email),
+        )
+        .route("/account/security", get(pages::security))
+        .route("/account/security/password", post(pages::change_password))
+        .route("/account/security/email", post(pages::change_email))
+        .route(
+            "/account/security/verification",
+            post(pages::resend_verification),
+        )
+        .route("/admin/users/{id}/disable", post(pages::admin_disable_user))
+        .route("/admin/users/{id}/enable", post(pages::admin_enable_user))
+        .route("/admin/users/{id}/delete", post(pages::admin_delete_user))
+        .route(
+            "/admin/users/{id}/password",
+            post(pages::admin_set_password),
+        )
+        .route(
+            "/admin/users/{id}/password-reset",
+            post(pages::admin_send_password_reset),
+        )
 }
 
 /// The router of a separate metrics listener (`--metrics-listen`): `/metrics` for anyone who

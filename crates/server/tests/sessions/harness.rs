@@ -10,7 +10,10 @@ use chrono::{DateTime, Duration, SubsecRound, Utc};
 use redis::aio::ConnectionManager;
 use reqwest::header::{HeaderMap, COOKIE, SET_COOKIE, USER_AGENT};
 use reqwest::{Client, Method, StatusCode};
-use ringfence_accounts::{Accounts, Argon2Params, Database, PasswordHasher, PasswordPolicy, User};
+use ringfence_accounts::{
+    AccountMail, AccountMailer, Accounts, Argon2Params, Database, Email, MailFlowSettings,
+    PasswordHasher, PasswordPolicy, ThrottlePolicy, User,
+};
 use ringfence_axum::{Ringfence, TrustedProxies};
 use ringfence_keyring::{
     DirectoryKeyRepository, KeyRepository, KeyRing, KeyRingConfig, ManualClock, RedisKeyRepository,
@@ -104,9 +107,67 @@ impl Drop for Node {
     }
 }
 
+/// Every account mail the nodes queued, caught at the accounts crate's mail seam
+/// ([`AccountMailer`]): these tests are about the pages; delivery through the real mailer and
+/// a real SMTP server is the process tests' part (`tests/mail*.rs`, `tests/browser.rs`).
+#[derive(Clone, Default)]
+pub struct MailCollector {
+    mails: Arc<Mutex<Vec<(String, AccountMail)>>>,
+}
+
+impl AccountMailer for MailCollector {
+    fn send(&self, to: &Email, mail: AccountMail) {
+        self.mails
+            .lock()
+            .unwrap()
+            .push((to.as_str().to_owned(), mail));
+    }
+}
+
+impl MailCollector {
+    /// The kinds of mail sent to `to`, in order.
+    pub fn kinds_to(&self, to: &str) -> Vec<&'static str> {
+        self.mails
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| t == to)
+            .map(|(_, m)| m.kind())
+            .collect()
+    }
+
+    /// The link (path and query) of the last mail of `kind` to `to`.
+    pub fn link(&self, to: &str, kind: &str) -> String {
+        let mails = self.mails.lock().unwrap();
+        mails
+            .iter()
+            .rev()
+            .find(|(t, m)| t == to && m.kind() == kind)
+            .and_then(|(_, m)| m.link_path())
+            .unwrap_or_else(|| panic!("no {kind} mail to {to}"))
+    }
+
+    /// The token of the last mail of `kind` to `to`.
+    pub fn token(&self, to: &str, kind: &str) -> String {
+        let link = self.link(to, kind);
+        link.split_once("token=").unwrap().1.to_owned()
+    }
+}
+
+/// How the nodes' accounts are set up beyond the defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Setup {
+    /// Sign-in and mail requests throttled (attempts in the SQLite file).
+    pub throttle: bool,
+    /// `--require-verified-email`.
+    pub require_verified_email: bool,
+}
+
 /// Nodes sharing stores and one manual clock.
 pub struct Deployment {
     pub clock: ManualClock,
+    /// The mails every node queued.
+    pub mail: MailCollector,
     pub nodes: Vec<Node>,
     pub redis: Option<RedisServer>,
     _dir: TempDir,
@@ -120,6 +181,17 @@ impl Deployment {
 
     /// Nodes with these names on shared stores.
     pub async fn start(backend: Backend, names: &[&str], cap: Option<u32>) -> Deployment {
+        Self::start_with(backend, names, cap, Setup::default()).await
+    }
+
+    /// Nodes with these names on shared stores, set up as `setup` says.
+    pub async fn start_with(
+        backend: Backend,
+        names: &[&str],
+        cap: Option<u32>,
+        setup: Setup,
+    ) -> Deployment {
+        let mail = MailCollector::default();
         let dir = tempfile::tempdir().unwrap();
         // Redis expires records by its own (real) clock at the `PXAT` the stores compute from
         // the manual clock, so the manual clock starts at the real time: records written at any
@@ -176,7 +248,21 @@ impl Deployment {
                 PasswordPolicy::default(),
                 sessions.clone(),
                 clock.shared(),
-            );
+            )
+            .with_mail_tokens(database.mail_token_store().await.unwrap())
+            .with_mailer(Arc::new(mail.clone()))
+            .with_mail_settings(MailFlowSettings {
+                require_verified_email: setup.require_verified_email,
+                ..MailFlowSettings::default()
+            });
+            let accounts = if setup.throttle {
+                accounts.with_throttle(
+                    database.attempt_store().await.unwrap(),
+                    ThrottlePolicy::default(),
+                )
+            } else {
+                accounts
+            };
             // Devices tell their address in X-Forwarded-For; the loopback peer is the "proxy".
             let proxies = TrustedProxies::parse(&["127.0.0.1"]).unwrap();
             let ringfence = Ringfence::with_trusted_proxies(keyring, sessions, accounts, proxies);
@@ -197,6 +283,7 @@ impl Deployment {
         }
         Deployment {
             clock,
+            mail,
             nodes,
             redis,
             _dir: dir,

@@ -1,0 +1,203 @@
+//! The admin page's control of one account (issue 14): find by e-mail, status and sessions,
+//! disable, enable, set a password, mail a reset link, delete after a confirm step.
+
+use reqwest::StatusCode;
+
+use crate::harness::*;
+
+const ALICE: &str = "alice@example.com";
+
+/// `/admin/users/{id}/{action}` of the one account the page shows.
+fn action_path(page: &str, action: &str) -> String {
+    let marker = "action=\"/admin/users/";
+    let start = page.find(marker).expect("an account on the page") + marker.len();
+    let id = &page[start..start + 36];
+    format!("/admin/users/{id}/{action}")
+}
+
+async fn admin_controls(backend: Backend) {
+    let d = Deployment::start(backend, &["node-a", "node-b"], None).await;
+    let (a, b) = (d.node(0), d.node(1));
+    d.add_user("root@example.com", true).await;
+    d.add_user(ALICE, false).await;
+    let admin = Device::new(FIREFOX_LINUX, "198.51.100.70");
+    admin.login(a, "root@example.com").await;
+    let laptop = Device::new(CHROME_WINDOWS, "198.51.100.71");
+    let phone = Device::new(SAFARI_IPHONE, "198.51.100.72");
+    laptop.login(a, ALICE).await;
+    phone.login(b, ALICE).await;
+
+    let page = admin.get(a, "/admin?email=alice%40example.com").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page
+        .body
+        .contains("<span class=\"num\">2</span> active sessions"));
+    assert!(page.body.contains(">not verified<"), "{}", page.body);
+    assert!(page.body.contains(">enabled<"), "{}", page.body);
+    let csrf = page.form_csrf();
+    let disable = action_path(&page.body, "disable");
+
+    // Not an admin: 403 whatever is posted, before the form is read. No token: 400.
+    let reply = laptop.form(a, &disable, &[("_csrf", &csrf)]).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    let reply = laptop
+        .post_raw(
+            a,
+            &disable.replace("disable", "delete"),
+            "text/plain",
+            "garbage",
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    let reply = admin.form(b, &disable, &[]).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert!(reply.body.contains("Form expired"), "{}", reply.body);
+    assert_eq!(laptop.probe(b).await, StatusCode::OK);
+
+    // Disable (on the other node): every session ends, the right password is refused.
+    let reply = admin.form(b, &disable, &[("_csrf", &csrf)]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(reply
+        .body
+        .contains("Disabled alice@example.com; 2 sessions ended."));
+    assert!(reply.body.contains(">disabled<"), "{}", reply.body);
+    assert_eq!(laptop.probe(a).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(phone.probe(b).await, StatusCode::UNAUTHORIZED);
+    let reply = laptop.login_with(a, ALICE, PASSWORD).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+
+    // Enable: the same password works again.
+    let reply = admin
+        .form(
+            a,
+            &action_path(&reply_page(&admin, a).await, "enable"),
+            &[("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(
+        reply.body.contains("Enabled alice@example.com."),
+        "{}",
+        reply.body
+    );
+    laptop.login(a, ALICE).await;
+
+    // Set a password: a weak one is refused with the reason; a good one ends her sessions.
+    let set = action_path(&reply.body, "password");
+    let reply = admin
+        .form(a, &set, &[("password", "short"), ("_csrf", &csrf)])
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("role=\"alert\""), "{}", reply.body);
+    let reply = admin
+        .form(a, &set, &[("password", NEW_PASSWORD), ("_csrf", &csrf)])
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(reply
+        .body
+        .contains("Password of alice@example.com set; 1 session ended."));
+    assert_eq!(laptop.probe(a).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        laptop.login_with(a, ALICE, PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        laptop.login_with(a, ALICE, NEW_PASSWORD).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(d.mail.kinds_to(ALICE), ["password_changed"]);
+
+    // Mail a reset link.
+    let reply = admin
+        .form(
+            a,
+            &action_path(&reply.body, "password-reset"),
+            &[("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(
+        reply.body.contains("A reset link is on its way"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(
+        d.mail.kinds_to(ALICE),
+        ["password_changed", "reset_password"]
+    );
+
+    // Delete: the first post only asks; the confirmed one removes account and sessions.
+    let delete = action_path(&reply.body, "delete");
+    let reply = admin.form(b, &delete, &[("_csrf", &csrf)]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(
+        reply.body.contains("Delete this account?"),
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("name=\"confirm\" value=\"yes\""));
+    assert_eq!(laptop.probe(a).await, StatusCode::OK);
+    let reply = admin
+        .form(b, &delete, &[("confirm", "yes"), ("_csrf", &csrf)])
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(reply
+        .body
+        .contains("Deleted alice@example.com; 1 session ended."));
+    assert_eq!(laptop.probe(a).await, StatusCode::UNAUTHORIZED);
+    assert!(a.accounts().user_by_email(ALICE).await.unwrap().is_none());
+    let reply = admin
+        .form(a, &delete, &[("confirm", "yes"), ("_csrf", &csrf)])
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+    let reply = admin
+        .form(a, "/admin/users/not-a-user/disable", &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+
+    // An administrator cannot delete their own account from the page.
+    let page = admin.get(a, "/admin?email=root%40example.com").await;
+    let reply = admin
+        .form(
+            a,
+            &action_path(&page.body, "delete"),
+            &[("confirm", "yes"), ("_csrf", &csrf)],
+        )
+        .await;
+    assert!(
+        reply
+            .body
+            .contains("You cannot delete your own account here."),
+        "{}",
+        reply.body
+    );
+    assert!(a
+        .accounts()
+        .user_by_email("root@example.com")
+        .await
+        .unwrap()
+        .is_some());
+}
+
+/// The admin page with alice looked up.
+async fn reply_page(admin: &Device, node: &Node) -> String {
+    admin
+        .get(node, "/admin?email=alice%40example.com")
+        .await
+        .body
+}
+
+#[tokio::test]
+async fn admin_page_finds_disables_enables_sets_password_resets_and_deletes_sqlite() {
+    admin_controls(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn admin_page_finds_disables_enables_sets_password_resets_and_deletes_redis() {
+    admin_controls(Backend::Redis).await;
+}

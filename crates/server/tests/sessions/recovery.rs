@@ -1,0 +1,586 @@
+//! The pages of issue 14: forgot / reset password, the mail-link pages, `/account/security`
+//! (verification, address change), sign-in refusals, each with its bad input.
+
+use reqwest::StatusCode;
+
+use crate::harness::*;
+
+const ALICE: &str = "alice@example.com";
+
+/// A browser that has loaded `path` on `node`; returns the page's `_csrf`.
+async fn open(device: &Device, node: &Node, path: &str) -> String {
+    let page = device.get(node, path).await;
+    assert_eq!(page.status, StatusCode::OK, "GET {path}: {}", page.body);
+    page.form_csrf()
+}
+
+/// Registers `email` through the page (which signs in and sends the verification mail).
+async fn register(device: &Device, node: &Node, email: &str) {
+    let csrf = open(device, node, "/register").await;
+    let reply = device
+        .form(
+            node,
+            "/register",
+            &[("email", email), ("password", PASSWORD), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+}
+
+async fn forgot_then_reset(backend: Backend) {
+    let d = Deployment::start(backend, &["node-a", "node-b"], None).await;
+    let (a, b) = (d.node(0), d.node(1));
+    d.add_user(ALICE, false).await;
+    let phone = Device::new(SAFARI_IPHONE, "198.51.100.61");
+    phone.login(b, ALICE).await;
+
+    // The sign-in page links to the forgot-password page.
+    let browser = Device::new(FIREFOX_LINUX, "198.51.100.60");
+    let login = browser.get(a, "/login").await;
+    assert!(
+        login.body.contains("href=\"/forgot-password\""),
+        "{}",
+        login.body
+    );
+
+    // Known and unknown addresses get the same page; only the known one gets mail.
+    let csrf = open(&browser, a, "/forgot-password").await;
+    let known = browser
+        .form(a, "/forgot-password", &[("email", ALICE), ("_csrf", &csrf)])
+        .await;
+    let unknown = browser
+        .form(
+            a,
+            "/forgot-password",
+            &[("email", "nobody@example.com"), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(known.status, StatusCode::OK, "{}", known.body);
+    assert_eq!((known.status, &known.body), (unknown.status, &unknown.body));
+    a.accounts().wait_for_mail_jobs().await;
+    assert_eq!(d.mail.kinds_to(ALICE), ["reset_password"]);
+    assert!(d.mail.kinds_to("nobody@example.com").is_empty());
+
+    // The link's page, on the other node; opening it (twice, as a mail scanner and then the
+    // user) uses up nothing.
+    let link = d.mail.link(ALICE, "reset_password");
+    assert!(link.starts_with("/reset-password?token="), "{link}");
+    let token = d.mail.token(ALICE, "reset_password");
+    let reader = Device::new(CHROME_WINDOWS, "198.51.100.62");
+    open(&reader, b, &link).await;
+    let form = reader.get(b, &link).await;
+    assert!(form
+        .body
+        .contains(&format!("name=\"token\" value=\"{token}\"")));
+    let csrf = form.form_csrf();
+
+    // No _csrf: the 400 page. A weak password: the form again with the reason, token kept.
+    let reply = reader
+        .form(
+            b,
+            "/reset-password",
+            &[("token", &token), ("password", NEW_PASSWORD)],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert!(reply.body.contains("Form expired"), "{}", reply.body);
+    let reply = reader
+        .form(
+            b,
+            "/reset-password",
+            &[("token", &token), ("password", "short"), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("role=\"alert\""), "{}", reply.body);
+    assert!(
+        reply.body.contains(&format!("value=\"{token}\"")),
+        "{}",
+        reply.body
+    );
+
+    // The reset: 303 to /login, every session ended, the notice sent.
+    let reply = reader
+        .form(
+            b,
+            "/reset-password",
+            &[
+                ("token", &token),
+                ("password", NEW_PASSWORD),
+                ("_csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(reply.location(), "/login");
+    assert_eq!(phone.probe(a).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(phone.probe(b).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(d.mail.kinds_to(ALICE), ["reset_password", "password_reset"]);
+
+    // The link works once.
+    let reply = reader
+        .form(
+            a,
+            "/reset-password",
+            &[
+                ("token", &token),
+                ("password", "another fine passphrase"),
+                ("_csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert!(
+        reply.body.contains("This link is not valid"),
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply.body.contains("href=\"/forgot-password\""),
+        "{}",
+        reply.body
+    );
+
+    // Sign in through the page: the old password is refused, the new one works.
+    let csrf = open(&reader, a, "/login").await;
+    let reply = reader
+        .form(
+            a,
+            "/login",
+            &[("email", ALICE), ("password", PASSWORD), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    let reply = reader
+        .form(
+            a,
+            "/login",
+            &[
+                ("email", ALICE),
+                ("password", NEW_PASSWORD),
+                ("_csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let home = reader.get(b, "/").await;
+    assert!(
+        home.body.contains("Signed in as alice@example.com"),
+        "{}",
+        home.body
+    );
+}
+
+#[tokio::test]
+async fn forgot_and_reset_password_through_the_pages_across_nodes_sqlite() {
+    forgot_then_reset(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn forgot_and_reset_password_through_the_pages_across_nodes_redis() {
+    forgot_then_reset(Backend::Redis).await;
+}
+
+#[tokio::test]
+async fn mail_link_pages_refuse_missing_malformed_unknown_and_wrong_purpose_tokens() {
+    let d = Deployment::single(Backend::Sqlite, None).await;
+    let node = d.node(0);
+    let browser = Device::new(FIREFOX_LINUX, "198.51.100.63");
+    // Registration through the page sends the verification mail.
+    register(&browser, node, ALICE).await;
+    let verify = d.mail.token(ALICE, "verify_email");
+    let csrf = open(&browser, node, "/account/security").await;
+
+    let made_up = "A".repeat(43);
+    for page in ["/reset-password", "/verify-email", "/confirm-email"] {
+        for query in [
+            "".to_owned(),
+            "?token=".to_owned(),
+            "?token=%00%ff%3Cscript%3E".to_owned(),
+            "?token=short".to_owned(),
+            format!("?token={}", "x".repeat(5000)),
+            "?token=a&token=b".to_owned(),
+        ] {
+            let reply = browser.get(node, &format!("{page}{query}")).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "GET {page}{query}");
+            assert!(
+                reply.body.contains("This link is not valid"),
+                "{}",
+                reply.body
+            );
+        }
+        // A well-formed token nobody issued, and nothing at all.
+        for token in [made_up.as_str(), "", "!!!"] {
+            let reply = browser
+                .form(
+                    node,
+                    page,
+                    &[
+                        ("token", token),
+                        ("password", NEW_PASSWORD),
+                        ("_csrf", &csrf),
+                    ],
+                )
+                .await;
+            assert_eq!(
+                reply.status,
+                StatusCode::BAD_REQUEST,
+                "POST {page} {token:?}"
+            );
+            assert!(
+                reply.body.contains("This link is not valid"),
+                "{}",
+                reply.body
+            );
+        }
+    }
+    // A verification token is no reset token (nor an address-change one), and trying does not
+    // spend it.
+    for page in ["/reset-password", "/confirm-email"] {
+        let reply = browser
+            .form(
+                node,
+                page,
+                &[
+                    ("token", &verify),
+                    ("password", NEW_PASSWORD),
+                    ("_csrf", &csrf),
+                ],
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{page}: {}",
+            reply.body
+        );
+    }
+    let reply = browser
+        .form(
+            node,
+            "/verify-email",
+            &[("token", &verify), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(reply.body.contains("Address confirmed"), "{}", reply.body);
+}
+
+#[tokio::test]
+async fn forgot_password_page_is_throttled_with_retry_after() {
+    let setup = Setup {
+        throttle: true,
+        ..Setup::default()
+    };
+    let d = Deployment::start_with(Backend::Sqlite, &["solo"], None, setup).await;
+    let node = d.node(0);
+    let browser = Device::new(FIREFOX_LINUX, "198.51.100.64");
+    let csrf = open(&browser, node, "/forgot-password").await;
+    let mut last = None;
+    for _ in 0..6 {
+        let reply = browser
+            .form(
+                node,
+                "/forgot-password",
+                &[("email", ALICE), ("_csrf", &csrf)],
+            )
+            .await;
+        if reply.status != StatusCode::OK {
+            last = Some(reply);
+            break;
+        }
+    }
+    let reply = last.expect("throttled within 6 requests");
+    assert_eq!(
+        reply.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        reply.body
+    );
+    let wait: u64 = reply.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait > 0);
+    assert!(reply.body.contains("role=\"alert\""), "{}", reply.body);
+    // A malformed address is shown again, not thrown away.
+    let reply = browser
+        .form(
+            node,
+            "/forgot-password",
+            &[("email", "not an address"), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_ne!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(
+        reply.body.contains("value=\"not an address\""),
+        "{}",
+        reply.body
+    );
+}
+
+#[tokio::test]
+async fn security_page_verifies_resends_and_changes_the_address() {
+    let d = Deployment::single(Backend::Sqlite, None).await;
+    let node = d.node(0);
+    let browser = Device::new(FIREFOX_LINUX, "198.51.100.65");
+    // Registration through the page sends the verification mail.
+    register(&browser, node, ALICE).await;
+    let page = browser.get(node, "/account/security").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("not verified"), "{}", page.body);
+    assert!(page.body.contains("action=\"/account/security/password\""));
+    let csrf = page.form_csrf();
+
+    // Resend: a second verification mail; the first link still works too.
+    let first = d.mail.link(ALICE, "verify_email");
+    let reply = browser
+        .form(node, "/account/security/verification", &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(
+        reply.body.contains("We sent a new verification link"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(d.mail.kinds_to(ALICE), ["verify_email", "verify_email"]);
+    let reply = browser
+        .form(node, "/account/security/verification", &[])
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::BAD_REQUEST,
+        "no _csrf: {}",
+        reply.body
+    );
+
+    // The link shows a button; the button confirms.
+    let form = browser.get(node, &first).await;
+    assert!(form.body.contains("Confirm address"), "{}", form.body);
+    let token = first.split_once("token=").unwrap().1;
+    let reply = browser
+        .form(
+            node,
+            "/verify-email",
+            &[("token", token), ("_csrf", &form.form_csrf())],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let page = browser.get(node, "/account/security").await;
+    assert!(page.body.contains(">verified<"), "{}", page.body);
+    assert!(!page.body.contains("/account/security/verification"));
+
+    // Address change: refused for a taken or malformed address, then mailed to the new one.
+    d.add_user("bob@example.com", false).await;
+    for (taken, status) in [
+        ("bob@example.com", StatusCode::CONFLICT),
+        ("not-an-address", StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let reply = browser
+            .form(
+                node,
+                "/account/security/email",
+                &[("new_email", taken), ("_csrf", &csrf)],
+            )
+            .await;
+        assert_eq!(reply.status, status, "{taken}: {}", reply.body);
+        assert!(reply.body.contains("role=\"alert\""), "{}", reply.body);
+    }
+    let reply = browser
+        .form(
+            node,
+            "/account/security/email",
+            &[("new_email", "alice@new.example"), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(reply
+        .body
+        .contains("We sent a confirmation link to alice@new.example"));
+    let link = d.mail.link("alice@new.example", "confirm_email_change");
+    let form = browser.get(node, &link).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    let token = d.mail.token("alice@new.example", "confirm_email_change");
+    let reply = browser
+        .form(
+            node,
+            "/confirm-email",
+            &[("token", &token), ("_csrf", &form.form_csrf())],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(reply.body.contains("alice@new.example"), "{}", reply.body);
+    assert!(d.mail.kinds_to(ALICE).contains(&"email_changed"));
+    let page = browser.get(node, "/account/security").await;
+    assert!(
+        page.body.contains("<strong>alice@new.example</strong>"),
+        "{}",
+        page.body
+    );
+
+    // A second change whose address is taken meanwhile: the confirm page says so (409).
+    let reply = browser
+        .form(
+            node,
+            "/account/security/email",
+            &[("new_email", "carol@example.com"), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    d.add_user("carol@example.com", false).await;
+    let token = d.mail.token("carol@example.com", "confirm_email_change");
+    let reply = browser
+        .form(
+            node,
+            "/confirm-email",
+            &[("token", &token), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
+    assert!(reply.body.contains("Address taken"), "{}", reply.body);
+
+    // The old address of the password form still works.
+    let page = browser.get(node, "/account/password").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Change password"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn sign_in_page_tells_a_disabled_or_unverified_account_only_with_the_right_password() {
+    let setup = Setup {
+        require_verified_email: true,
+        ..Setup::default()
+    };
+    let d = Deployment::start_with(Backend::Sqlite, &["solo"], None, setup).await;
+    let node = d.node(0);
+    let alice = d.add_user(ALICE, false).await;
+    let browser = Device::new(FIREFOX_LINUX, "198.51.100.66");
+    let csrf = open(&browser, node, "/login").await;
+    let sign_in = |password: &'static str| {
+        let csrf = csrf.clone();
+        let browser = &browser;
+        async move {
+            browser
+                .form(
+                    node,
+                    "/login",
+                    &[("email", ALICE), ("password", password), ("_csrf", &csrf)],
+                )
+                .await
+        }
+    };
+
+    let reply = sign_in(PASSWORD).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    assert!(
+        reply.body.contains("confirm your e-mail address"),
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply.body.contains("new verification mail"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(d.mail.kinds_to(ALICE), ["verify_email"]);
+    let reply = sign_in("a wrong password, surely").await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    assert!(
+        !reply.body.contains("confirm your e-mail"),
+        "{}",
+        reply.body
+    );
+
+    node.accounts().disable(&alice.id).await.unwrap();
+    let reply = sign_in(PASSWORD).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    assert!(
+        reply.body.contains("This account is disabled"),
+        "{}",
+        reply.body
+    );
+    let reply = sign_in("a wrong password, surely").await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    assert!(!reply.body.contains("disabled"), "{}", reply.body);
+}
+
+#[tokio::test]
+async fn page_forms_refuse_huge_bodies_wrong_types_and_doubled_tokens_with_clear_pages() {
+    let d = Deployment::single(Backend::Sqlite, None).await;
+    let node = d.node(0);
+    let browser = Device::new(FIREFOX_LINUX, "198.51.100.67");
+    let csrf = open(&browser, node, "/forgot-password").await;
+    let huge = "e".repeat(100 * 1024);
+    let reply = browser
+        .form(
+            node,
+            "/forgot-password",
+            &[("email", &huge), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("<h1>Too large</h1>"), "{}", reply.body);
+    let reply = browser
+        .post_raw(node, "/reset-password", "text/plain", "token=x&password=y")
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "{}",
+        reply.body
+    );
+    let doubled = browser
+        .form(
+            node,
+            "/forgot-password",
+            &[("email", ALICE), ("_csrf", &csrf), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(doubled.status, StatusCode::BAD_REQUEST, "{}", doubled.body);
+    let reply = browser
+        .form(
+            node,
+            "/forgot-password",
+            &[("email", ALICE), ("_csrf", "forged")],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert!(reply.body.contains("Form expired"), "{}", reply.body);
+    assert!(d.mail.kinds_to(ALICE).is_empty());
+}
+
+#[tokio::test]
+async fn address_change_on_the_security_page_needs_a_recent_sign_in() {
+    let d = Deployment::single(Backend::Sqlite, None).await;
+    let node = d.node(0);
+    let browser = Device::new(FIREFOX_LINUX, "198.51.100.68");
+    register(&browser, node, ALICE).await;
+    let csrf = open(&browser, node, "/account/security").await;
+    d.advance(chrono::Duration::minutes(11));
+    let reply = browser
+        .form(
+            node,
+            "/account/security/email",
+            &[("new_email", "alice@new.example"), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    assert!(reply.body.contains("recent sign-in"), "{}", reply.body);
+    assert!(
+        reply.body.contains("value=\"alice@new.example\""),
+        "{}",
+        reply.body
+    );
+    assert!(d.mail.kinds_to("alice@new.example").is_empty());
+}
