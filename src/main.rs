@@ -148,17 +148,12 @@ async fn serve(store: &StoreArgs, args: ServeArgs) -> Result<(), StartError> {
         ),
         None => None,
     };
-    let public_url = match args.mail.public_url.clone() {
-        Some(url) => {
-            tracing::info!(public_url = %url, "public URL");
-            url
-        }
-        None => {
-            let url = PublicUrl::for_listen_address(address);
-            tracing::info!(public_url = %url, "public URL not set: using the listen address (set --public-url to where users reach the app)");
-            url
-        }
-    };
+    let public_url_given = args.mail.public_url.is_some();
+    let public_url = args
+        .mail
+        .public_url
+        .clone()
+        .unwrap_or_else(|| PublicUrl::for_listen_address(address));
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| StartError(format!("cannot install the metrics recorder: {e}")))?;
@@ -186,6 +181,12 @@ async fn serve(store: &StoreArgs, args: ServeArgs) -> Result<(), StartError> {
     .with_public_url(public_url.clone());
     let state = AppState::new(ringfence, &node_name, Some(metrics));
     tracing::info!(node = %node_name, keys = %services.keyring.describe_store(), database = services.database.backend(), "ringfence node starting");
+    // Said once the stores answered: a node that cannot start says only why (one line).
+    if public_url_given {
+        tracing::info!(public_url = %public_url, "public URL");
+    } else {
+        tracing::info!(public_url = %public_url, "public URL not set: using the listen address (set --public-url to where users reach the app)");
+    }
     let mut server = Server::new(listener).options(options);
     if let Some(metrics_listener) = metrics_listener {
         if let Ok(metrics_address) = metrics_listener.local_addr() {

@@ -383,14 +383,6 @@ pub async fn open(
     session_config: SessionConfig,
 ) -> Result<Services, StartError> {
     let clock = SystemClock::shared();
-    // 0700 whatever the umask (and tightened when an older version left it open): it holds the
-    // key files and the database.
-    private_files::create_dir(&args.data_dir).map_err(|e| {
-        StartError(format!(
-            "cannot create data dir {}: {e}",
-            args.data_dir.display()
-        ))
-    })?;
     let master_key = match &args.master_key_file {
         Some(path) => Some(load_master_key(path)?),
         None => None,
@@ -407,6 +399,15 @@ pub async fn open(
     };
 
     let redis = connect_redis_backend(args).await?;
+    // 0700 whatever the umask (and tightened when an older version left it open): it holds the
+    // key files, the database and the outbox. After Redis answered, so a node that cannot reach
+    // it says only that.
+    private_files::create_dir(&args.data_dir).map_err(|e| {
+        StartError(format!(
+            "cannot create data dir {}: {e}",
+            args.data_dir.display()
+        ))
+    })?;
     let embedded_db = args.data_dir.join("ringfence.db");
     let database_url = args
         .database

@@ -4,7 +4,8 @@
 //! (a node starting while an admin command runs, or several nodes on one file) both find a
 //! migration missing, both apply it (every migration of this project is idempotent: `IF NOT
 //! EXISTS`, `INSERT OR REPLACE`), and the slower one fails to record it with a unique violation
-//! on `_sqlx_migrations`. Its transaction rolled back and the migration is in place, so running
+//! on `_sqlx_migrations` (or, for a migration that adds a column, which SQLite cannot make
+//! idempotent, fails on the column the faster one added). Its transaction rolled back and the migration is in place, so running
 //! the migrator once more finds it applied and goes on. PostgreSQL's migrator holds an
 //! advisory lock and never loses that race; the retry costs it nothing.
 
@@ -41,5 +42,15 @@ fn lost_the_race(error: &MigrateError) -> bool {
         MigrateError::Execute(inner) | MigrateError::ExecuteMigration(inner, _) => inner,
         _ => return false,
     };
-    matches!(inner, sqlx::Error::Database(db) if db.is_unique_violation())
+    match inner {
+        sqlx::Error::Database(db) => {
+            // SQLite cannot add a column only if it is missing (no `ADD COLUMN IF NOT EXISTS`),
+            // so a migration that adds one is not idempotent: the slower process fails on the
+            // column the faster one just added, with SQLite's generic error code and this
+            // message as the only sign. Its transaction rolled back; running again finds the
+            // migration recorded.
+            db.is_unique_violation() || db.message().starts_with("duplicate column name")
+        }
+        _ => false,
+    }
 }
