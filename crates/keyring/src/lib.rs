@@ -29,8 +29,10 @@ pub mod document;
 mod key;
 pub mod payload;
 mod protector;
+mod push;
 pub mod repository;
 mod ring;
+pub mod tracking;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use document::{DocumentError, KeyDocument, MasterKey, MasterKeyError};

@@ -2,7 +2,7 @@
 //!
 //! [`SessionCache`] holds recently read session records, keyed by the user's Redis key
 //! (`P{u:U'}`, one hash per user) and the session id. It is a [`TrackingListener`]: the
-//! [`Tracker`](crate::tracking::Tracker)'s broadcast tracking of the `P{u:` prefix names the
+//! [`Tracker`](ringfence_keyring::tracking::Tracker)'s broadcast tracking of the `P{u:` prefix names the
 //! user's key whenever anything of that user changes, on any node, and the cache drops that
 //! user's entries. [`CachedSessionStore`] puts it in front of a [`RedisSessionStore`]: `get`
 //! answers from memory when it may, every other call goes to Redis, and the node's own writes
@@ -39,8 +39,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::redis_store::KeyScan;
-use crate::tracking::TrackingListener;
 use crate::{RedisSessionStore, Session, SessionCounts, SessionId, SessionStore, StoreError};
+use ringfence_keyring::tracking::TrackingListener;
 
 /// How long a confirmed heartbeat lets the cache trust its memory. Well under the contract's
 /// 1 s: with a heartbeat every 200 ms, a healthy connection keeps the cache trusted throughout,
@@ -334,7 +334,7 @@ impl<C: KeyScan> CachedSessionStore<C> {
         Self { store, cache }
     }
 
-    /// The listener to give a [`Tracker`](crate::tracking::Tracker) on the same Redis: it
+    /// The listener to give a [`Tracker`](ringfence_keyring::tracking::Tracker) on the same Redis: it
     /// tracks the user-key prefix `P{u:`.
     pub fn listener(&self) -> Arc<dyn TrackingListener> {
         Arc::new(CacheListener {

@@ -12,7 +12,7 @@
 //! - [`SessionManager`]: the policy (idle and absolute timeouts, sliding renewal without a write
 //!   per request, per-user cap, cookie protection).
 //! - [`CachedSessionStore`]: Redis with the sessions a node reads kept in memory, and Redis
-//!   pushing every change to every node ([`cache`], [`tracking`]).
+//!   pushing every change to every node ([`cache`], `ringfence_keyring::tracking`).
 
 #![deny(missing_docs)]
 
@@ -27,7 +27,6 @@ pub mod redis_store;
 mod session;
 pub mod sqlite_store;
 mod store;
-pub mod tracking;
 
 pub use cache::{CachedSessionStore, SessionCache};
 pub use device::{cap_user_agent, device_label, ClientInfo, MAX_IP_LEN, MAX_USER_AGENT_LEN};

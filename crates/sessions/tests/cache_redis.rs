@@ -12,8 +12,8 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 use redis::{IntoConnectionInfo, ProtocolVersion};
+use ringfence_keyring::tracking::Tracker;
 use ringfence_keyring::{KeyRing, ManualClock};
-use ringfence_sessions::tracking::Tracker;
 use ringfence_sessions::{
     CachedSessionStore, ClientInfo, RedisSessionStore, ResolveError, SessionCache, SessionConfig,
     SessionManager, SessionStore,
