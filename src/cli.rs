@@ -56,6 +56,17 @@ pub struct StoreArgs {
         global = true
     )]
     pub previous_master_key_files: Vec<PathBuf>,
+    /// With --redis: answer repeat requests of a session from memory while Redis pushes every
+    /// change to this node (RESP3 client-side tracking); `off` reads Redis on every request.
+    #[arg(
+        long,
+        env = "RINGFENCE_SESSION_CACHE",
+        default_value = "on",
+        value_parser = parse_flag,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub session_cache: bool,
 }
 
 /// The subcommands.
