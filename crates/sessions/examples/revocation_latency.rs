@@ -105,7 +105,7 @@ async fn run(url: &str, prefix: &str, trials: usize) -> Result<String, Failure> 
         let mut cached = false;
         for _ in 0..100 {
             b.manager.resolve(&cookie).await?;
-            if b.cache.len() > 0 {
+            if !b.cache.is_empty() {
                 cached = true;
                 break;
             }

@@ -6,7 +6,8 @@
 //! user's key whenever anything of that user changes, on any node, and the cache drops that
 //! user's entries. [`CachedSessionStore`] puts it in front of a [`RedisSessionStore`]: `get`
 //! answers from memory when it may, every other call goes to Redis, and the node's own writes
-//! drop the user's entries at once (before the push of the same change arrives).
+//! (insert, touch, remove) drop the user's entries at once (before the push of the same change
+//! arrives).
 //!
 //! A record is served from memory only when both hold:
 //! - **No change was missed.** Each shard has a generation, bumped under its lock by every
@@ -428,14 +429,13 @@ impl<C: KeyScan> SessionStore for CachedSessionStore<C> {
         user_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<Session>, StoreError> {
-        // The listing prunes expired records: a write like any other.
-        self.write(user_id, self.store.list_for_user(user_id, now))
-            .await
+        // The listing prunes only records expired at `now`, which the cache never serves at
+        // or after `now` either (and Redis pushes the change to every node): nothing to drop.
+        self.store.list_for_user(user_id, now).await
     }
 
     async fn count_for_user(&self, user_id: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.write(user_id, self.store.count_for_user(user_id, now))
-            .await
+        self.store.count_for_user(user_id, now).await
     }
 
     async fn find(
