@@ -37,8 +37,13 @@ pub const HEARTBEAT: Duration = Duration::from_millis(200);
 /// it reconnects). Shorter than the cache lease, so a stall is noticed before the lease ends.
 pub const PING_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// The pause after a failed connection attempt before the next.
+/// The pause after a lost connection before the next attempt; it doubles while attempts keep
+/// failing, up to [`MAX_RECONNECT_DELAY`].
 const RECONNECT_DELAY: Duration = Duration::from_millis(100);
+
+/// The longest pause between failing attempts (an ACL that refuses `CLIENT TRACKING` must not
+/// turn into a connection storm or a log line every 100 ms).
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 
 /// Something that holds copies of Redis data and must hear when it changes.
 pub trait TrackingListener: Send + Sync + 'static {
@@ -78,16 +83,25 @@ impl Tracker {
     pub fn spawn(client: redis::Client, listeners: Vec<Arc<dyn TrackingListener>>) -> Self {
         let listeners: Arc<[Arc<dyn TrackingListener>]> = listeners.into();
         let task = tokio::spawn(async move {
+            let mut delay = RECONNECT_DELAY;
             loop {
                 reset(&listeners);
-                match track(&client, &listeners).await {
-                    Ok(()) => {}
-                    Err(error) => {
-                        tracing::warn!(%error, "redis tracking connection lost; serving sessions from Redis until it is back");
-                    }
-                }
+                let mut tracked = false;
+                let error = track(&client, &listeners, &mut tracked).await;
                 reset(&listeners);
-                tokio::time::sleep(RECONNECT_DELAY).await;
+                if tracked || delay == RECONNECT_DELAY {
+                    // The first failure of a streak is worth a warning; its repeats are not.
+                    tracing::warn!(%error, "redis tracking connection lost or refused; this node reads Redis on every request until it is back");
+                } else {
+                    tracing::debug!(%error, "redis tracking connection still down");
+                }
+                if tracked {
+                    delay = RECONNECT_DELAY;
+                }
+                tokio::time::sleep(delay).await;
+                if !tracked {
+                    delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+                }
             }
         });
         Self { task }
@@ -100,11 +114,24 @@ fn reset(listeners: &[Arc<dyn TrackingListener>]) {
     }
 }
 
-/// One connection's life: connect, turn tracking on, ping until a ping fails.
+/// One connection's life: connect, turn tracking on (then `tracked` is set), ping until a ping
+/// fails. Returns why it ended.
 async fn track(
     client: &redis::Client,
     listeners: &Arc<[Arc<dyn TrackingListener>]>,
-) -> redis::RedisResult<()> {
+    tracked: &mut bool,
+) -> redis::RedisError {
+    match track_inner(client, listeners, tracked).await {
+        Ok(never) => match never {},
+        Err(error) => error,
+    }
+}
+
+async fn track_inner(
+    client: &redis::Client,
+    listeners: &Arc<[Arc<dyn TrackingListener>]>,
+    tracked: &mut bool,
+) -> redis::RedisResult<std::convert::Infallible> {
     let pushes = listeners.clone();
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(PING_TIMEOUT * 2))
@@ -126,6 +153,7 @@ async fn track(
     let () = tracking.query_async(&mut conn).await?;
     // Whatever a listener filled before tracking was on may already be stale.
     reset(listeners);
+    *tracked = true;
     tracing::info!("redis tracking connection up");
     let mut beat = tokio::time::interval(HEARTBEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
