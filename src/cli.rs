@@ -248,6 +248,15 @@ mod tests {
     }
 
     #[test]
+    fn the_session_cache_is_on_by_default_and_turns_off_with_off() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|cli| cli.store.session_cache);
+        assert!(parse(&["ringfence", "serve"]).unwrap());
+        assert!(!parse(&["ringfence", "serve", "--session-cache", "off"]).unwrap());
+        assert!(parse(&["ringfence", "serve", "--session-cache", "on"]).unwrap());
+        assert!(parse(&["ringfence", "serve", "--session-cache", "sometimes"]).is_err());
+    }
+
+    #[test]
     fn cli_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
