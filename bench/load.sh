@@ -4,7 +4,10 @@
 # axum-login) on the same Redis, measured in the same run with wrk:
 #
 #   a. GET /healthz on ringfence                       the limit (no session, no store)
-#   b. GET /api/v1/me on ringfence, signed in          ringfence's authenticated hot path
+#   b. GET /api/v1/me on ringfence, signed in          ringfence's authenticated hot path (session
+#                                                        cache on, the default with --redis)
+#   n. the same on a second node with                  the hot path reading Redis every request
+#      --session-cache off
 #   c. GET /api/v1/me on the peer, signed in           the peer (one Redis GET per request)
 #   l. GET /limit/redis-get on the peer app             one Redis GET and nothing else: the
 #                                                        limit for one round trip per request
@@ -12,6 +15,9 @@
 #   r. p99 rounds: ROUNDS rounds of (b) and (c) as     the p99 comparison: one closed-loop run
 #      paired legs in ABBA order (round 1 ringfence     per app is noise; the report gives the
 #      then peer, round 2 peer then ringfence, ...)     per-round ratios, their median and range
+#   v. revocation latency: revoke on node A, time    REVOCATION_TRIALS trials (1,000), p50/p99/max
+#      until node B refuses it while it serves the     (examples/revocation_latency.rs: two nodes in
+#      session from its cache                          one process, wired as `serve` wires them)
 #   f1. scale at 1k sessions: Redis memory per session and GET /api/v1/sessions latency
 #   e. sign-in storm: (b) idle once more (the storm's adjacent baseline, ringfence_me_prestorm),
 #      then (b) while a second wrk posts valid sign-ins for another user (argon2)
@@ -31,6 +37,7 @@
 #   bench/load.sh                              # the whole run (about 7-9 minutes on 2 cores)
 #   SCALE_1M=0 bench/load.sh                   # skip the 1M-session step
 #   ROUNDS=0 bench/load.sh                     # skip the p99 rounds
+#   REVOCATION_TRIALS=0 bench/load.sh          # skip the revocation latency step
 #   DURATION=30 CONNS=64 THREADS=2 bench/load.sh
 #
 # Tunables (environment): THREADS (2), CONNS (32), DURATION (10, seconds), WARMUP (2, seconds),
@@ -38,7 +45,8 @@
 # or 0 to skip it), LOGIN_CONNS (8, the storm's connections), PEER_ALWAYS_SAVE_RUN (1: run d),
 # SCALE_1M (1), SCALE_TOTAL (1000000), SCALE_PER_USER (2, synthetic sessions per synthetic user),
 # FILL_CONCURRENCY (64, inserts in flight while filling), LIST_DURATION (5, seconds),
-# SKIP_BUILD (0), RESULTS (a file to copy the raw results to).
+# SKIP_BUILD (0), REVOCATION_TRIALS (1000, or 0 to skip step v), RESULTS (a file to copy the raw
+# results to).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -56,12 +64,15 @@ SCALE_PER_USER="${SCALE_PER_USER:-2}"
 FILL_CONCURRENCY="${FILL_CONCURRENCY:-64}"
 LIST_DURATION="${LIST_DURATION:-5}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
+REVOCATION_TRIALS="${REVOCATION_TRIALS:-1000}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 LUA="$ROOT/bench/wrk_report.lua"
 
 for n in THREADS CONNS DURATION WARMUP LOGIN_CONNS SCALE_TOTAL SCALE_PER_USER FILL_CONCURRENCY LIST_DURATION; do
     [[ "${!n}" =~ ^[1-9][0-9]*$ ]] || { echo "load.sh: $n must be a positive integer, not '${!n}'" >&2; exit 2; }
 done
+[[ "$REVOCATION_TRIALS" =~ ^(0|[1-9][0-9]*)$ ]] \
+    || { echo "load.sh: REVOCATION_TRIALS must be 0 or a positive integer, not '$REVOCATION_TRIALS'" >&2; exit 2; }
 [[ "$ROUNDS" =~ ^(0|[1-9][0-9]*)$ ]] && [ $((ROUNDS % 2)) = 0 ] \
     || { echo "load.sh: ROUNDS must be 0 or a positive even integer, not '$ROUNDS'" >&2; exit 2; }
 for tool in redis-server redis-cli wrk curl python3; do
@@ -121,11 +132,14 @@ if [ "$SKIP_BUILD" != 1 ]; then
     cargo build --release --bin ringfence --example peer_app
     # The scale step's filler: synthetic sessions written through the real Redis store.
     cargo build --release -p ringfence-sessions --example fill_redis
+    # Step v's two nodes.
+    cargo build --release -p ringfence-sessions --example revocation_latency
 fi
 RINGFENCE="$TARGET_DIR/release/ringfence"
 PEER="$TARGET_DIR/release/examples/peer_app"
 FILL="$TARGET_DIR/release/examples/fill_redis"
-for bin in "$RINGFENCE" "$PEER" "$FILL"; do
+REVOCATION="$TARGET_DIR/release/examples/revocation_latency"
+for bin in "$RINGFENCE" "$PEER" "$FILL" "$REVOCATION"; do
     [ -x "$bin" ] || { echo "load.sh: $bin missing" >&2; exit 1; }
 done
 
@@ -152,6 +166,16 @@ RF_PID=$!
 PIDS+=("$RF_PID")
 wait_for "$TMP/ringfence.log" "listening on http://" "$RF_PID" "ringfence serve"
 RF="http://127.0.0.1:$RF_PORT"
+
+# Step n: a second node on the same stores with the session cache off.
+NC_PORT=$(free_port)
+env -u RUST_LOG "$RINGFENCE" serve --listen "127.0.0.1:$NC_PORT" --node-name node-2 \
+    --idle-timeout 30m --absolute-timeout 12h --session-cache off "${STORE_FLAGS[@]}" \
+    >"$TMP/ringfence-nocache.log" 2>&1 &
+NC_PID=$!
+PIDS+=("$NC_PID")
+wait_for "$TMP/ringfence-nocache.log" "listening on http://" "$NC_PID" "ringfence serve --session-cache off"
+NC="http://127.0.0.1:$NC_PORT"
 
 # The peers use Redis database 1: their keys (bare session ids) never meet ringfence's.
 PEER_PORT=$(free_port)
@@ -194,6 +218,8 @@ check_me() {
 
 RF_COOKIE=$(sign_in "$RF/api/v1/login" "$BENCH_EMAIL" "$FIREFOX_UA" "$TMP/rf.jar")
 check_me "$RF/api/v1/me" "$RF_COOKIE"
+# The same session on the other node (the key ring and the sessions are shared).
+check_me "$NC/api/v1/me" "$RF_COOKIE"
 PEER_COOKIE=$(sign_in "$PEER_URL/login" "$BENCH_EMAIL" "$FIREFOX_UA" "$TMP/peer.jar")
 check_me "$PEER_URL/api/v1/me" "$PEER_COOKIE"
 if [ "$PEER_ALWAYS_SAVE_RUN" = 1 ]; then
@@ -258,8 +284,9 @@ measure() {
     echo "  $name: $(grep -E 'Requests/sec' "$out" | tr -s ' ') (load average $load1)"
 }
 
-# Background traffic (ringfence polls the key ring revision every 500 ms): measured while idle
-# and subtracted from each run's commands per request by the report.
+# Background traffic (each node's tracking connection pings every 200 ms and its key ring polls
+# the revision as a safety net): measured while idle and subtracted from each run's commands per
+# request by the report.
 rcli CONFIG RESETSTAT >/dev/null
 sleep 5
 printf 'background\tseconds=5 %s\n' "$(redis_calls)" >>"$RESULTS_TSV"
@@ -270,6 +297,7 @@ echo "wrk -t$THREADS -c$CONNS -d${DURATION}s (warm-up ${WARMUP}s) on loopback; r
 echo
 measure healthz "$RF_PID" "$RF/healthz"
 measure ringfence_me "$RF_PID" -H "Cookie: $RF_COOKIE" "$RF/api/v1/me"
+measure ringfence_me_nocache "$NC_PID" -H "Cookie: $RF_COOKIE" "$NC/api/v1/me"
 measure peer_me "$PEER_PID" -H "Cookie: $PEER_COOKIE" "$PEER_URL/api/v1/me"
 # The one-round-trip limit: one Redis GET per request and nothing else (no cookie, no session).
 measure limit_redis_get "$PEER_PID" "$PEER_URL/limit/redis-get"
@@ -301,6 +329,17 @@ if [ "$ROUNDS" -gt 0 ]; then
             fi
         done
     done
+fi
+
+# --- revocation latency -------------------------------------------------------------------------
+
+if [ "$REVOCATION_TRIALS" -gt 0 ]; then
+    echo
+    echo "revocation latency: $REVOCATION_TRIALS trials of revoke on node A, refused by node B (cache on)"
+    out=$("$REVOCATION" "$REDIS_URL" "bench-revocation:" "$REVOCATION_TRIALS") \
+        || { echo "load.sh: revocation_latency failed" >&2; exit 1; }
+    printf 'revocation\t%s\n' "$out" >>"$RESULTS_TSV"
+    echo "  $out"
 fi
 
 # --- scale: memory per session and listing, at 1k sessions --------------------------------------

@@ -57,6 +57,17 @@ pub struct StoreArgs {
         global = true
     )]
     pub previous_master_key_files: Vec<PathBuf>,
+    /// With --redis: answer repeat requests of a session from memory while Redis pushes every
+    /// change to this node (RESP3 client-side tracking); `off` reads Redis on every request.
+    #[arg(
+        long,
+        env = "RINGFENCE_SESSION_CACHE",
+        default_value = "on",
+        value_parser = parse_flag,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub session_cache: bool,
 }
 
 /// The subcommands.
@@ -415,6 +426,15 @@ mod tests {
             assert!(error.starts_with("must be between"), "{text}: {error}");
         }
         assert!(KEY_LIFETIME.parse("soon").is_err());
+    }
+
+    #[test]
+    fn the_session_cache_is_on_by_default_and_turns_off_with_off() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|cli| cli.store.session_cache);
+        assert!(parse(&["ringfence", "serve"]).unwrap());
+        assert!(!parse(&["ringfence", "serve", "--session-cache", "off"]).unwrap());
+        assert!(parse(&["ringfence", "serve", "--session-cache", "on"]).unwrap());
+        assert!(parse(&["ringfence", "serve", "--session-cache", "sometimes"]).is_err());
     }
 
     #[test]

@@ -8,20 +8,23 @@ use base64::Engine as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{IntoConnectionInfo, TlsCertificates};
+use redis::{IntoConnectionInfo, ProtocolVersion, TlsCertificates};
 use ringfence_accounts::tokens::{MailTokenStore, RedisMailTokenStore};
 use ringfence_accounts::{
     Accounts, AttemptStore, Database, MailFlowSettings, PasswordHasher, PasswordPolicy,
     RedisAttemptStore, ThrottlePolicy,
 };
 use ringfence_axum::PublicUrl;
+use ringfence_keyring::tracking::{Tracker, TrackingListener};
 use ringfence_keyring::{
     private_files, DirectoryKeyRepository, KeyRepository, KeyRing, KeyRingConfig, MasterKey,
     PostgresKeyRepository, RedisKeyRepository, SharedClock, SystemClock,
 };
 use ringfence_server::mail::{start_mailer, AccountLetters, MailOptions};
+use ringfence_sessions::cache::{DEFAULT_CAPACITY, DEFAULT_LEASE};
 use ringfence_sessions::{
-    RedisSessionStore, SessionConfig, SessionManager, SessionStore, SqliteSessionStore,
+    CachedSessionStore, RedisSessionStore, SessionCache, SessionConfig, SessionManager,
+    SessionStore, SqliteSessionStore,
 };
 
 use crate::cli::{MailArgs, StoreArgs};
@@ -30,6 +33,10 @@ use crate::cli::{MailArgs, StoreArgs};
 /// requests.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The key ring's poll when Redis pushes its changes (a safety net only; see
+/// `ringfence_keyring`'s `push` module).
+const PUSHED_POLL_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Everything a subcommand needs.
 pub struct Services {
     pub keyring: KeyRing,
@@ -37,6 +44,9 @@ pub struct Services {
     pub accounts: Accounts,
     pub clock: SharedClock,
     pub database: Database,
+    /// With a single Redis server: the tracking connection that pushes session and key-ring
+    /// changes to this node. Dropping it stops the pushes (the cache then trusts nothing).
+    pub _tracking: Option<Tracker>,
 }
 
 /// A failure to start, reported as one line.
@@ -184,14 +194,21 @@ fn has_credentials(url: &str) -> bool {
     }
 }
 
-async fn connect_redis(url: &str, ca_file: Option<&Path>) -> Result<ConnectionManager, StartError> {
+/// A client for `--redis` speaking `protocol` (RESP2 for the stores, RESP3 for the tracking
+/// connection, whose invalidations arrive as RESP3 pushes).
+fn redis_client(
+    url: &str,
+    ca_file: Option<&Path>,
+    protocol: ProtocolVersion,
+) -> Result<redis::Client, StartError> {
     let shown = redact(url);
     let invalid = |e: redis::RedisError| StartError(format!("invalid --redis URL {shown}: {e}"));
-    let info = url
-        .into_connection_info()
-        .map_err(invalid)?
+    let info = url.into_connection_info().map_err(invalid)?;
+    let settings = info.redis_settings().clone().set_protocol(protocol);
+    let info = info
+        .set_redis_settings(settings)
         .set_tcp_settings(tcp_settings());
-    let client = if is_tls_url(url) {
+    Ok(if is_tls_url(url) {
         match tls_roots(ca_file)? {
             Some(root_cert) => redis::Client::build_with_tls(
                 info,
@@ -210,7 +227,12 @@ async fn connect_redis(url: &str, ca_file: Option<&Path>) -> Result<ConnectionMa
             )));
         }
         redis::Client::open(info).map_err(invalid)?
-    };
+    })
+}
+
+async fn connect_redis(url: &str, ca_file: Option<&Path>) -> Result<ConnectionManager, StartError> {
+    let shown = redact(url);
+    let client = redis_client(url, ca_file, ProtocolVersion::RESP2)?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(REDIS_TIMEOUT))
         .set_response_timeout(Some(REDIS_TIMEOUT))
@@ -392,13 +414,31 @@ pub async fn open(
         .iter()
         .map(|path| load_master_key(path))
         .collect::<Result<Vec<_>, _>>()?;
+    let redis = connect_redis_backend(args).await?;
+    // With a single Redis server, a tracking connection pushes changes to this node (Redis
+    // Cluster keeps the direct reads and the plain poll: tracking there would have to be right
+    // per shard).
+    let tracking_client = match (&redis, &args.redis) {
+        (Some(RedisBackend::Single(_)), Some(url)) => Some(redis_client(
+            url,
+            args.redis_ca_file.as_deref(),
+            ProtocolVersion::RESP3,
+        )?),
+        _ => None,
+    };
+    let poll_interval = match tracking_client {
+        // Pushed changes arrive within milliseconds; the poll is only the safety net.
+        Some(_) => keyring_config.poll_interval.max(PUSHED_POLL_INTERVAL),
+        None => keyring_config.poll_interval,
+    };
     let keyring_config = KeyRingConfig {
         master_key,
         previous_master_keys,
+        poll_interval,
         ..keyring_config
     };
+    let mut listeners: Vec<Arc<dyn TrackingListener>> = Vec::new();
 
-    let redis = connect_redis_backend(args).await?;
     // 0700 whatever the umask (and tightened when an older version left it open): it holds the
     // key files, the database and the outbox. After Redis answered, so a node that cannot reach
     // it says only that.
@@ -451,12 +491,22 @@ pub async fn open(
     let keyring = KeyRing::open(key_repository, keyring_config, clock.clone())
         .await
         .map_err(|e| StartError(format!("cannot open the key ring: {e}")))?;
+    if tracking_client.is_some() {
+        listeners.push(keyring.tracking_listener(&args.redis_prefix));
+    }
 
     let session_store: Arc<dyn SessionStore> = match &redis {
-        Some(RedisBackend::Single(conn)) => Arc::new(RedisSessionStore::new(
-            conn.clone(),
-            args.redis_prefix.clone(),
-        )),
+        Some(RedisBackend::Single(conn)) => {
+            let store = RedisSessionStore::new(conn.clone(), args.redis_prefix.clone());
+            if args.session_cache {
+                let cache = Arc::new(SessionCache::new(DEFAULT_CAPACITY, DEFAULT_LEASE));
+                let cached = CachedSessionStore::new(store, cache);
+                listeners.push(cached.listener());
+                Arc::new(cached)
+            } else {
+                Arc::new(store)
+            }
+        }
         Some(RedisBackend::Cluster(conn)) => Arc::new(RedisSessionStore::with_connection(
             conn.clone(),
             args.redis_prefix.clone(),
@@ -526,12 +576,14 @@ pub async fn open(
     )
     .with_throttle(attempts, ThrottlePolicy::default())
     .with_mail_tokens(mail_tokens);
+    let tracking = tracking_client.map(|client| Tracker::spawn(client, listeners));
     Ok(Services {
         keyring,
         sessions,
         accounts,
         clock,
         database,
+        _tracking: tracking,
     })
 }
 

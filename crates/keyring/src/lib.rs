@@ -30,8 +30,10 @@ mod key;
 pub mod payload;
 pub mod private_files;
 mod protector;
+mod push;
 pub mod repository;
 mod ring;
+pub mod tracking;
 
 pub use clock::{add_saturating, Clock, ManualClock, SharedClock, SystemClock};
 pub use document::{DocumentError, KeyDocument, MasterKey, MasterKeyError};

@@ -379,6 +379,8 @@ pub(crate) struct Inner {
     reload_lock: tokio::sync::Mutex<()>,
     last_miss_reload: Mutex<Option<Instant>>,
     store_healthy: std::sync::atomic::AtomicBool,
+    /// Pushed changes wake the refresh task through this (see `push.rs`).
+    pub(crate) changes: crate::push::Changes,
 }
 
 /// The data-protection key ring. Cheap to clone; every clone shares one state.
@@ -485,6 +487,7 @@ impl KeyRing {
                 reload_lock: tokio::sync::Mutex::new(()),
                 last_miss_reload: Mutex::new(None),
                 store_healthy: std::sync::atomic::AtomicBool::new(true),
+                changes: crate::push::Changes::default(),
             }),
         }
     }
@@ -694,6 +697,7 @@ impl KeyRing {
         }
         self.record_gauges(&state);
         *self.inner.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
+        self.inner.changes.reloaded();
         Ok(())
     }
 
@@ -881,16 +885,21 @@ impl KeyRing {
 
     /// Keeps the ring current in the background: polls the revision every
     /// [`KeyRingConfig::poll_interval`] and re-reads fully every
-    /// [`KeyRingConfig::reload_interval`]. The task ends by itself when the last clone of the
+    /// [`KeyRingConfig::reload_interval`], and at once when [`KeyRing::refresh_soon`] is called
+    /// (a pushed change, see `push.rs`). The task ends by itself when the last clone of the
     /// ring is dropped.
     pub fn spawn_refresh(&self) -> JoinHandle<()> {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let poll = self.inner.config.poll_interval;
         let reload_every = self.inner.config.reload_interval;
+        let wake = self.inner.changes.wake.clone();
         tokio::spawn(async move {
             let mut last_full = Instant::now();
             loop {
-                tokio::time::sleep(poll).await;
+                tokio::select! {
+                    () = tokio::time::sleep(poll) => {}
+                    () = wake.notified() => {}
+                }
                 let Some(inner) = weak.upgrade() else { return };
                 let ring = KeyRing { inner };
                 let full = last_full.elapsed() >= reload_every;

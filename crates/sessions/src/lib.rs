@@ -11,9 +11,12 @@
 //!   [`conformance`] is the one suite every backend passes).
 //! - [`SessionManager`]: the policy (idle and absolute timeouts, sliding renewal without a write
 //!   per request, per-user cap, cookie protection).
+//! - [`CachedSessionStore`]: Redis with the sessions a node reads kept in memory, and Redis
+//!   pushing every change to every node ([`cache`], `ringfence_keyring::tracking`).
 
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod conformance;
 mod device;
 pub mod events;
@@ -25,6 +28,7 @@ mod session;
 pub mod sqlite_store;
 mod store;
 
+pub use cache::{CachedSessionStore, SessionCache};
 pub use device::{cap_user_agent, device_label, ClientInfo, MAX_IP_LEN, MAX_USER_AGENT_LEN};
 pub use events::EVENTS_METRIC;
 pub use id::{SessionId, SessionSecret, ID_BYTES, SECRET_LEN};
