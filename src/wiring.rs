@@ -497,6 +497,12 @@ pub async fn open(
             .await
             .map_err(|e| fail("cannot prepare the sign-in attempt store")(e.to_string()))?,
     };
+    // Second factors live with the accounts: the step a TOTP code used is remembered where
+    // every node reads it.
+    let factors = database
+        .factor_store()
+        .await
+        .map_err(|e| fail("cannot prepare the second-factor store")(e.to_string()))?;
     let accounts = Accounts::new(
         users,
         hasher,
@@ -504,7 +510,8 @@ pub async fn open(
         sessions.clone(),
         clock.clone(),
     )
-    .with_throttle(attempts, ThrottlePolicy::default());
+    .with_throttle(attempts, ThrottlePolicy::default())
+    .with_factors(factors, &keyring);
     Ok(Services {
         keyring,
         sessions,

@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 mod api;
+mod api_mfa;
 mod body;
 mod connections;
 mod errors;
@@ -66,6 +67,12 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
         .route("/api/v1/sessions/revoke-others", post(api::revoke_others))
         .route("/api/v1/sessions/{id}", delete(api::revoke))
         .route("/api/v1/password", post(api::change_password))
+        .route("/api/v1/reauth", post(api_mfa::reauth))
+        .route("/api/v1/mfa/totp/setup", post(api_mfa::totp_setup))
+        .route("/api/v1/mfa/totp/confirm", post(api_mfa::totp_confirm))
+        .route("/api/v1/mfa/totp", delete(api_mfa::totp_delete))
+        .route("/api/v1/mfa/recovery-codes", post(api_mfa::recovery_codes))
+        .route("/api/v1/login/mfa", post(api_mfa::login_mfa))
         .route("/api/v1/admin/stats", get(api::admin_stats))
         .route("/api/v1/admin/revoke-user", post(api::admin_revoke_user))
         .route("/admin/revoke-user", post(pages::admin_revoke_user))

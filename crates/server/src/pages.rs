@@ -75,6 +75,8 @@ impl<S: Send + Sync> FromRequestParts<S> for PageAdmin {
                 "Admins only",
                 "This page is for administrators.",
             )),
+            // Sent to set one up: the security page has the TOTP and passkey forms.
+            Err(AuthError::MfaSetupRequired) => Err(PageError::Redirect("/account/security")),
             Err(other) => Err(other.into()),
         }
     }

@@ -37,6 +37,9 @@ pub struct UserJson {
     pub email: String,
     /// Whether the user may use the admin page and API.
     pub is_admin: bool,
+    /// The user's second factors (`GET /api/v1/me` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mfa: Option<crate::api_mfa::MfaJson>,
 }
 
 impl From<&User> for UserJson {
@@ -45,6 +48,7 @@ impl From<&User> for UserJson {
             id: user.id.clone(),
             email: user.email.clone(),
             is_admin: user.is_admin,
+            mfa: None,
         }
     }
 }
