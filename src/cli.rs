@@ -135,7 +135,7 @@ pub struct ServeArgs {
     pub max_connections: u32,
     /// How long after signing in (or POST /api/v1/reauth) a session may do sensitive
     /// operations: TOTP setup and removal, new recovery codes, passkeys, e-mail change
-    /// (10s to 24h).
+    /// (1s to 24h).
     #[arg(long, env = "RINGFENCE_REAUTH_WINDOW", default_value = "10m", value_parser = |t: &str| REAUTH_WINDOW.parse(t))]
     pub reauth_window: chrono::Duration,
     /// An administrator without a second factor gets 403 mfa_setup_required on admin routes
@@ -269,11 +269,11 @@ pub const DRAIN_DELAY: DurationRange = DurationRange {
     min_text: "0s",
     max_text: "10m",
 };
-/// `--reauth-window`: 10 seconds to 24 hours.
+/// `--reauth-window`: 1 second to 24 hours.
 pub const REAUTH_WINDOW: DurationRange = DurationRange {
-    min: std::time::Duration::from_secs(10),
+    min: std::time::Duration::from_secs(1),
     max: std::time::Duration::from_secs(86_400),
-    min_text: "10s",
+    min_text: "1s",
     max_text: "24h",
 };
 /// `--header-read-timeout`, `--idle-connection-timeout`: 1 second to 10 minutes.
