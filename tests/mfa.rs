@@ -609,7 +609,7 @@ async fn wrong_second_factor_codes_are_throttled_and_admins_need_a_factor() {
     assert_eq!(code_of(&body), "mfa_setup_required");
     let page = root.get(format!("{base}/admin")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::SEE_OTHER);
-    assert_eq!(page.headers()["location"], "/account/security");
+    assert_eq!(page.headers()["location"], "/account/security/mfa");
     // `users reset-mfa` removes Alice's factors: the password signs in again.
     let done = run(
         &[
@@ -626,4 +626,88 @@ async fn wrong_second_factor_codes_are_throttled_and_admins_need_a_factor() {
     );
     assert!(done.success, "{}", done.stderr);
     assert!(done.stdout.contains("removed"), "{}", done.stdout);
+}
+
+/// The value of `<code>` right after `Secret: ` on the security page.
+fn secret_on(html: &str) -> TotpSecret {
+    let marker = "Secret: <code>";
+    let start = html.find(marker).expect("the page shows the secret") + marker.len();
+    let end = html[start..].find('<').unwrap() + start;
+    TotpSecret::from_base32(&html[start..end]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_set_up_totp_with_a_qr_code_and_sign_in_in_two_steps() {
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node("solo", data.path(), &[]);
+    let base = node.url();
+    let alice = browser();
+    assert_eq!(
+        register_page(&alice, &base, ALICE).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let (_, html) = get_page(&alice, &format!("{base}/account/security/mfa")).await;
+    assert!(html.contains("Authenticator app: off"), "{html}");
+    let response = alice
+        .post(format!("{base}/account/security/totp/setup"))
+        .form(&[("_csrf", csrf_of(&html))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("<svg"), "the QR code is drawn on the page");
+    let secret = secret_on(&html);
+    // A wrong code shows the same setup again.
+    let response = alice
+        .post(format!("{base}/account/security/totp/confirm"))
+        .form(&[("_csrf", csrf_of(&html)), ("code", secret.code_at(at(4)))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let html = response.text().await.unwrap();
+    assert_eq!(secret_on(&html), secret);
+    let response = alice
+        .post(format!("{base}/account/security/totp/confirm"))
+        .form(&[("_csrf", csrf_of(&html)), ("code", secret.code_at(at(-1)))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains("Authenticator app") && html.matches("<li><code>").count() == 10,
+        "{html}"
+    );
+
+    // Signing in through the pages now takes two steps.
+    let phone = browser();
+    let response = phone.get(format!("{base}/login/mfa")).send().await.unwrap();
+    assert_eq!(
+        response.headers()["location"],
+        "/login",
+        "no pending sign-in"
+    );
+    let response = login_page(&phone, &base, ALICE, PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], "/login/mfa");
+    assert_eq!(signed_in_as(&phone, &base).await, None, "not signed in yet");
+    let (_, html) = get_page(&phone, &format!("{base}/login/mfa")).await;
+    let response = phone
+        .post(format!("{base}/login/mfa"))
+        .form(&[("_csrf", csrf_of(&html)), ("code", "000000".to_owned())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let html = response.text().await.unwrap();
+    let response = phone
+        .post(format!("{base}/login/mfa"))
+        .form(&[("_csrf", csrf_of(&html)), ("code", secret.code_at(now()))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(signed_in_as(&phone, &base).await.as_deref(), Some(ALICE));
 }

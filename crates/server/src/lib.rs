@@ -14,6 +14,7 @@ mod errors;
 pub mod openapi;
 mod ops;
 mod pages;
+mod pages_mfa;
 mod state;
 mod views;
 
@@ -56,6 +57,25 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
         .route(
             "/account/password",
             get(pages::password_form).post(pages::change_password),
+        )
+        .route(
+            "/login/mfa",
+            get(pages_mfa::login_mfa_form).post(pages_mfa::login_mfa),
+        )
+        .route("/account/security/mfa", get(pages_mfa::security_mfa))
+        .route("/account/security/reauth", post(pages_mfa::reauth))
+        .route("/account/security/totp/setup", post(pages_mfa::totp_setup))
+        .route(
+            "/account/security/totp/confirm",
+            post(pages_mfa::totp_confirm),
+        )
+        .route(
+            "/account/security/totp/disable",
+            post(pages_mfa::totp_disable),
+        )
+        .route(
+            "/account/security/recovery-codes",
+            post(pages_mfa::recovery_codes),
         )
         .route("/admin", get(pages::admin))
         .route("/static/style.css", get(pages::stylesheet))

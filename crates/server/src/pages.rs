@@ -28,12 +28,15 @@ pub struct Layout {
 }
 
 /// The signed-in user behind a page request, if any.
-struct PageContext {
-    layout: Layout,
-    signed_in: Option<(User, Session)>,
+pub(crate) struct PageContext {
+    pub(crate) layout: Layout,
+    pub(crate) signed_in: Option<(User, Session)>,
 }
 
-async fn context(state: &AppState, auth: &RequestAuth) -> Result<PageContext, PageError> {
+pub(crate) async fn context(
+    state: &AppState,
+    auth: &RequestAuth,
+) -> Result<PageContext, PageError> {
     let signed_in = match auth.session()? {
         Some(session) => state
             .ringfence
@@ -76,13 +79,13 @@ impl<S: Send + Sync> FromRequestParts<S> for PageAdmin {
                 "This page is for administrators.",
             )),
             // Sent to set one up: the security page has the TOTP and passkey forms.
-            Err(AuthError::MfaSetupRequired) => Err(PageError::Redirect("/account/security")),
+            Err(AuthError::MfaSetupRequired) => Err(PageError::Redirect("/account/security/mfa")),
             Err(other) => Err(other.into()),
         }
     }
 }
 
-async fn signed_in(
+pub(crate) async fn signed_in(
     state: &AppState,
     auth: &RequestAuth,
 ) -> Result<(PageContext, User, Session), PageError> {
@@ -93,7 +96,7 @@ async fn signed_in(
     }
 }
 
-async fn check_csrf(auth: &RequestAuth, token: Option<&str>) -> Result<(), PageError> {
+pub(crate) async fn check_csrf(auth: &RequestAuth, token: Option<&str>) -> Result<(), PageError> {
     auth.verify_csrf(token).await.map_err(PageError::from)
 }
 
@@ -239,6 +242,9 @@ async fn credentials_posted(
     };
     match result {
         Ok(user) => {
+            if !is_register && crate::pages_mfa::second_step_needed(&state, &auth, &user).await? {
+                return Ok(Redirect::to("/login/mfa").into_response());
+            }
             auth.sign_in(&user.id).await?;
             Ok(Redirect::to("/").into_response())
         }

@@ -145,6 +145,28 @@ impl Accounts {
         })
     }
 
+    /// The pending (not yet confirmed) TOTP setup, to show again (a form with a wrong code).
+    pub async fn pending_totp_setup(
+        &self,
+        user: &User,
+        issuer: &str,
+    ) -> Result<Option<TotpSetup>, AccountError> {
+        let factors = self.factors()?;
+        let Some(sealed) = factors
+            .store
+            .totp(&user.id)
+            .await?
+            .and_then(|r| r.pending_secret)
+        else {
+            return Ok(None);
+        };
+        let secret = factors.unseal(&user.id, &sealed).await?;
+        Ok(Some(TotpSetup {
+            secret: secret.to_base32(),
+            otpauth_uri: secret.otpauth_uri(issuer, &user.email),
+        }))
+    }
+
     /// Confirms the pending TOTP secret with a code of it: TOTP is on from now (the code's
     /// step is taken, so it cannot sign in again), and a new set of recovery codes (returned,
     /// shown once) replaces any old one. A wrong code is [`AccountError::InvalidCode`] and
