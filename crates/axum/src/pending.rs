@@ -14,6 +14,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use ringfence_accounts::User;
+use ringfence_keyring::KeyRing;
 
 use crate::auth::RequestAuth;
 use crate::cookies;
@@ -56,43 +57,50 @@ impl<S: Send + Sync> FromRequestParts<S> for PendingSignIn {
         let value = value
             .filter(|v| !v.is_empty())
             .ok_or(AuthError::Unauthenticated)?;
-        let (plain, _) = auth
-            .ringfence()
-            .keyring()
-            .protector(PENDING_PURPOSE)
-            .time_limited()
-            .unprotect(value)
+        open(auth.ringfence().keyring(), value)
             .await
-            .map_err(|_| AuthError::Unauthenticated)?;
-        let (millis, user_id) = plain
-            .split_at_checked(8)
-            .ok_or(AuthError::Unauthenticated)?;
-        let millis = i64::from_be_bytes(millis.try_into().map_err(|_| AuthError::Unauthenticated)?);
-        Ok(PendingSignIn {
-            user_id: String::from_utf8(user_id.to_vec()).map_err(|_| AuthError::Unauthenticated)?,
-            password_changed_at: DateTime::from_timestamp_millis(millis)
-                .ok_or(AuthError::Unauthenticated)?,
-        })
+            .ok_or(AuthError::Unauthenticated)
     }
+}
+
+/// Seals a pending sign-in of `user`, valid for [`PENDING_SIGN_IN_LIFETIME`] from the ring's
+/// clock.
+fn seal(keyring: &KeyRing, user: &User) -> Result<String, AuthError> {
+    let expires = keyring.clock().now() + PENDING_SIGN_IN_LIFETIME;
+    let mut plain = user
+        .password_changed_at
+        .timestamp_millis()
+        .to_be_bytes()
+        .to_vec();
+    plain.extend_from_slice(user.id.as_bytes());
+    keyring
+        .protector(PENDING_PURPOSE)
+        .time_limited()
+        .protect(&plain, expires)
+        .map_err(|_| AuthError::NoKey)
+}
+
+/// Opens a pending sign-in cookie; `None` when tampered, of another purpose or expired.
+async fn open(keyring: &KeyRing, value: &str) -> Option<PendingSignIn> {
+    let (plain, _) = keyring
+        .protector(PENDING_PURPOSE)
+        .time_limited()
+        .unprotect(value)
+        .await
+        .ok()?;
+    let (millis, user_id) = plain.split_at_checked(8)?;
+    let millis = i64::from_be_bytes(millis.try_into().ok()?);
+    Some(PendingSignIn {
+        user_id: String::from_utf8(user_id.to_vec()).ok()?,
+        password_changed_at: DateTime::from_timestamp_millis(millis)?,
+    })
 }
 
 impl RequestAuth {
     /// Starts a pending sign-in for `user` (right password, second factor still to come):
     /// sets the pending cookie, starts no session.
     pub fn start_pending_sign_in(&self, user: &User) -> Result<(), AuthError> {
-        let keyring = self.ringfence().keyring();
-        let expires = keyring.clock().now() + PENDING_SIGN_IN_LIFETIME;
-        let mut plain = user
-            .password_changed_at
-            .timestamp_millis()
-            .to_be_bytes()
-            .to_vec();
-        plain.extend_from_slice(user.id.as_bytes());
-        let sealed = keyring
-            .protector(PENDING_PURPOSE)
-            .time_limited()
-            .protect(&plain, expires)
-            .map_err(|_| AuthError::NoKey)?;
+        let sealed = seal(self.ringfence().keyring(), user)?;
         self.add_cookie(cookies::set(
             PENDING_COOKIE,
             &sealed,
@@ -105,5 +113,71 @@ impl RequestAuth {
     /// Ends a pending sign-in (completed or abandoned): clears its cookie.
     pub fn clear_pending_sign_in(&self) {
         self.add_cookie(cookies::clear(PENDING_COOKIE, self.is_secure()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use ringfence_keyring::ManualClock;
+
+    fn user(changed_ms: i64) -> User {
+        let at = Utc.timestamp_millis_opt(changed_ms).unwrap();
+        User {
+            id: "7d1c9a4e-0000-4000-8000-000000000001".into(),
+            email: "alice@example.com".into(),
+            is_admin: false,
+            created_at: at,
+            password_changed_at: at,
+            email_verified: true,
+            disabled: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pending_sign_in_expires_after_five_minutes() {
+        let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap());
+        let keyring = KeyRing::in_memory(clock.shared());
+        keyring.ensure_keys().await.unwrap();
+        let alice = user(1_700_000_000_123);
+        let sealed = seal(&keyring, &alice).unwrap();
+        let opened = open(&keyring, &sealed).await.unwrap();
+        assert!(opened.matches(&alice));
+        clock.advance(PENDING_SIGN_IN_LIFETIME - chrono::Duration::seconds(1));
+        assert!(open(&keyring, &sealed).await.is_some());
+        clock.advance(chrono::Duration::seconds(1));
+        assert_eq!(
+            open(&keyring, &sealed).await,
+            None,
+            "expired at five minutes"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_password_change_or_tampering_voids_a_pending_sign_in() {
+        let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap());
+        let keyring = KeyRing::in_memory(clock.shared());
+        keyring.ensure_keys().await.unwrap();
+        let alice = user(1_700_000_000_123);
+        let sealed = seal(&keyring, &alice).unwrap();
+        let opened = open(&keyring, &sealed).await.unwrap();
+        assert!(
+            !opened.matches(&user(1_700_000_999_000)),
+            "password changed since"
+        );
+        let mut tampered = sealed.clone().into_bytes();
+        let last = tampered.len() - 2;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        assert_eq!(
+            open(&keyring, &String::from_utf8(tampered).unwrap()).await,
+            None
+        );
+        // A session cookie or any other payload does not open as a pending sign-in.
+        let other = keyring
+            .protector("ringfence.csrf.v1")
+            .protect(b"x")
+            .unwrap();
+        assert_eq!(open(&keyring, &other).await, None);
     }
 }

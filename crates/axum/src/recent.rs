@@ -141,3 +141,38 @@ fn split_proof(plain: &[u8]) -> Option<(DateTime<Utc>, &[u8])> {
     let millis = i64::from_be_bytes(millis.try_into().ok()?);
     Some((DateTime::from_timestamp_millis(millis)?, id))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn recent_means_within_the_window_and_not_in_the_future() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        let window = chrono::Duration::minutes(10);
+        assert!(within(now, window, now));
+        assert!(within(
+            now - window + chrono::Duration::seconds(1),
+            window,
+            now
+        ));
+        assert!(!within(now - window, window, now));
+        // Another node's clock a little ahead is tolerated; a proof from far ahead is not.
+        assert!(within(
+            now + chrono::Duration::milliseconds(900),
+            window,
+            now
+        ));
+        assert!(!within(now + chrono::Duration::minutes(5), window, now));
+    }
+
+    #[test]
+    fn proofs_hold_their_time_and_session() {
+        let at = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        let mut plain = at.timestamp_millis().to_be_bytes().to_vec();
+        plain.extend_from_slice(b"session-id");
+        assert_eq!(split_proof(&plain), Some((at, &b"session-id"[..])));
+        assert_eq!(split_proof(&plain[..5]), None);
+    }
+}
