@@ -79,7 +79,7 @@ impl LoginResponse {
 #[serde(untagged)]
 pub enum LoginAnswer {
     /// Signed in.
-    SignedIn(LoginResponse),
+    SignedIn(Box<LoginResponse>),
     /// A second factor is needed.
     MfaRequired(crate::api_mfa::MfaRequiredResponse),
 }
@@ -219,7 +219,7 @@ pub async fn login(
         session: SessionJson::new(&session, true),
         csrf_token: auth.csrf_token()?,
     };
-    Ok(Json(LoginAnswer::SignedIn(body)).into_response())
+    Ok(Json(LoginAnswer::SignedIn(Box::new(body))).into_response())
 }
 
 /// `POST /api/v1/logout`: ends this session. Signed in, it needs the CSRF header like every
