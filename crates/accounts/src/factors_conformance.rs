@@ -31,6 +31,23 @@ pub async fn run_all(store: &dyn FactorStore) {
     removing_totp_removes_the_row(store).await;
     recovery_codes_work_once_and_a_new_set_voids_the_old(store).await;
     users_are_independent(store).await;
+    summary_says_what_totp_and_the_codes_say(store).await;
+}
+
+/// `summary` agrees with `totp` and `recovery_codes_left`.
+pub async fn summary_says_what_totp_and_the_codes_say(store: &dyn FactorStore) {
+    let u = user();
+    assert_eq!(ok("summary", store.summary(&u).await), (false, 0));
+    ok("put_pending", store.put_pending_totp(&u, "s", t0()).await);
+    assert_eq!(
+        ok("summary", store.summary(&u).await),
+        (false, 0),
+        "pending is not on"
+    );
+    assert!(ok("confirm", store.confirm_totp(&u, "s", 1, t0()).await));
+    let codes: Vec<String> = (0..3).map(|i| format!("{i:064x}")).collect();
+    ok("replace", store.replace_recovery_codes(&u, &codes).await);
+    assert_eq!(ok("summary", store.summary(&u).await), (true, 3));
 }
 
 /// A pending secret is not on; confirming it turns it on with the confirming step taken.

@@ -92,4 +92,14 @@ pub trait FactorStore: Send + Sync + 'static {
 
     /// How many recovery codes the user has left.
     async fn recovery_codes_left(&self, user_id: &str) -> Result<u32, UserStoreError>;
+
+    /// `(TOTP is on, recovery codes left)`: what `GET /api/v1/me` shows, asked on every call of
+    /// it, so a backend may answer in one round trip (the SQL stores do).
+    async fn summary(&self, user_id: &str) -> Result<(bool, u32), UserStoreError> {
+        let totp = self
+            .totp(user_id)
+            .await?
+            .is_some_and(|r| r.secret.is_some());
+        Ok((totp, self.recovery_codes_left(user_id).await?))
+    }
 }

@@ -110,12 +110,7 @@ impl Accounts {
         let Some(factors) = self.factor_service() else {
             return Ok(MfaStatus::default());
         };
-        let totp = factors
-            .store
-            .totp(&user.id)
-            .await?
-            .is_some_and(|r| r.secret.is_some());
-        let recovery_codes_left = factors.store.recovery_codes_left(&user.id).await?;
+        let (totp, recovery_codes_left) = factors.store.summary(&user.id).await?;
         Ok(MfaStatus {
             totp,
             passkeys: 0,

@@ -26,6 +26,9 @@ const REMOVE_TOTP: &str = "DELETE FROM user_totp WHERE user_id = $1 RETURNING se
 const REMOVE_CODES: &str = "DELETE FROM recovery_codes WHERE user_id = $1";
 const INSERT_CODE: &str = "INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)";
 const TAKE_CODE: &str = "DELETE FROM recovery_codes WHERE user_id = $1 AND code_hash = $2";
+const SUMMARY: &str = "SELECT \
+     (SELECT COUNT(*) FROM user_totp WHERE user_id = $1 AND secret IS NOT NULL) AS totp, \
+     (SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1) AS codes";
 const COUNT_CODES: &str = "SELECT COUNT(*) AS n FROM recovery_codes WHERE user_id = $1";
 
 fn store_error(e: sqlx::Error) -> UserStoreError {
@@ -173,6 +176,17 @@ macro_rules! impl_factor_store {
                     .map_err(store_error)?;
                 let n: i64 = row.try_get("n").map_err(store_error)?;
                 Ok(u32::try_from(n).unwrap_or(u32::MAX))
+            }
+
+            async fn summary(&self, user_id: &str) -> Result<(bool, u32), UserStoreError> {
+                let row = sqlx::query(SUMMARY)
+                    .bind(user_id)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(store_error)?;
+                let totp: i64 = row.try_get("totp").map_err(store_error)?;
+                let codes: i64 = row.try_get("codes").map_err(store_error)?;
+                Ok((totp > 0, u32::try_from(codes).unwrap_or(u32::MAX)))
             }
         }
     };
