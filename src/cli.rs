@@ -347,7 +347,13 @@ mod tests {
             chrono::Duration::days(14)
         );
         assert_eq!(DRAIN_DELAY.parse("0s").unwrap(), chrono::Duration::zero());
+        assert_eq!(
+            REAUTH_WINDOW.parse("10m").unwrap(),
+            chrono::Duration::minutes(10)
+        );
         for (range, text) in [
+            (REAUTH_WINDOW, "0s"),
+            (REAUTH_WINDOW, "25h"),
             (SESSION_TIMEOUT, "100000000y"),
             (SESSION_TIMEOUT, "367d"),
             (SESSION_TIMEOUT, "0s"),
