@@ -639,7 +639,14 @@ fn secret_on(html: &str) -> TotpSecret {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_set_up_totp_with_a_qr_code_and_sign_in_in_two_steps() {
     let data = tempfile::tempdir().unwrap();
-    let node = start_node("solo", data.path(), &[]);
+    let node = start_node(
+        "solo",
+        data.path(),
+        &[
+            "--reauth-window".to_owned(),
+            format!("{REAUTH_WINDOW_SECS}s"),
+        ],
+    );
     let base = node.url();
     let alice = browser();
     assert_eq!(
@@ -710,4 +717,35 @@ async fn pages_set_up_totp_with_a_qr_code_and_sign_in_in_two_steps() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(signed_in_as(&phone, &base).await.as_deref(), Some(ALICE));
+
+    // Past the window the section asks to confirm it is you before changing anything.
+    tokio::time::sleep(Duration::from_millis(REAUTH_WINDOW_SECS * 1000 + 500)).await;
+    let (_, html) = get_page(&alice, &format!("{base}/account/security/mfa")).await;
+    assert!(html.contains("confirm it is you first"), "{html}");
+    let response = alice
+        .post(format!("{base}/account/security/totp/disable"))
+        .form(&[("_csrf", csrf_of(&html))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = alice
+        .post(format!("{base}/account/security/reauth"))
+        .form(&[("_csrf", csrf_of(&html)), ("password", PASSWORD.to_owned())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let response = alice
+        .post(format!("{base}/account/security/totp/disable"))
+        .form(&[("_csrf", csrf_of(&html))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("Authenticator app: off"));
 }

@@ -332,7 +332,10 @@ async fn disabling_totp_deleting_and_reset_remove_every_factor() {
         .any(|(_, mail)| *mail == AccountMail::MfaReset));
     m.with_totp(&user).await;
     m.accounts.disable(&user.id).await.unwrap();
-    assert_eq!(m.accounts.mfa_status(&user).await.unwrap(), Default::default());
+    assert_eq!(
+        m.accounts.mfa_status(&user).await.unwrap(),
+        Default::default()
+    );
     m.accounts.enable(&user.id).await.unwrap();
     m.with_totp(&user).await;
     m.accounts.delete(&user.id).await.unwrap();
