@@ -140,6 +140,15 @@ pub struct ServeArgs {
     /// (lowered at start to what the open-files limit allows).
     #[arg(long, env = "RINGFENCE_MAX_CONNECTIONS", default_value = "10000", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
+    /// How long after signing in (or POST /api/v1/reauth) a session may do sensitive
+    /// operations: TOTP setup and removal, new recovery codes, passkeys, e-mail change
+    /// (1s to 24h).
+    #[arg(long, env = "RINGFENCE_REAUTH_WINDOW", default_value = "10m", value_parser = |t: &str| REAUTH_WINDOW.parse(t))]
+    pub reauth_window: chrono::Duration,
+    /// An administrator without a second factor gets 403 mfa_setup_required on admin routes
+    /// (and the admin page sends them to set one up).
+    #[arg(long, env = "RINGFENCE_REQUIRE_MFA_FOR_ADMINS", value_parser = parse_flag, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub require_mfa_for_admins: bool,
 }
 
 /// Where links point and how mail goes: `serve` and the admin commands that send mail take the
@@ -224,6 +233,12 @@ pub enum UsersCommand {
     },
     /// List users.
     List,
+    /// Remove every second factor of a user (TOTP, recovery codes, passkeys): the way back for
+    /// a user who lost them all. A notice is mailed.
+    ResetMfa {
+        /// E-mail address.
+        email: String,
+    },
     /// Grant or withdraw the admin role. The user's sessions end, so the change takes effect at
     /// once, under a new session id at the next sign-in.
     SetAdmin {
@@ -340,6 +355,14 @@ pub const MAIL_TOKEN_LIFETIME: DurationRange = DurationRange {
     min_text: "1m",
     max_text: "30d",
 };
+
+/// `--reauth-window`: 1 second to 24 hours.
+pub const REAUTH_WINDOW: DurationRange = DurationRange {
+    min: std::time::Duration::from_secs(1),
+    max: std::time::Duration::from_secs(86_400),
+    min_text: "1s",
+    max_text: "24h",
+};
 /// `--header-read-timeout`, `--idle-connection-timeout`: 1 second to 10 minutes.
 pub const CONNECTION_TIMEOUT: DurationRange = DurationRange {
     min: std::time::Duration::from_secs(1),
@@ -411,7 +434,13 @@ mod tests {
             chrono::Duration::days(14)
         );
         assert_eq!(DRAIN_DELAY.parse("0s").unwrap(), chrono::Duration::zero());
+        assert_eq!(
+            REAUTH_WINDOW.parse("10m").unwrap(),
+            chrono::Duration::minutes(10)
+        );
         for (range, text) in [
+            (REAUTH_WINDOW, "0s"),
+            (REAUTH_WINDOW, "25h"),
             (SESSION_TIMEOUT, "100000000y"),
             (SESSION_TIMEOUT, "367d"),
             (SESSION_TIMEOUT, "0s"),

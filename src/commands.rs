@@ -212,6 +212,20 @@ async fn user_command(
                 if admin { "now" } else { "no longer" }
             );
         }
+        UsersCommand::ResetMfa { email } => {
+            let user = services
+                .accounts
+                .user_by_email(&email)
+                .await
+                .map_err(err)?
+                .ok_or_else(|| StartError(format!("no user with e-mail {email}")))?;
+            let removed = services.accounts.reset_mfa(&user).await.map_err(err)?;
+            if removed {
+                println!("second factors of {email} removed; they sign in with the password alone until they set one up");
+            } else {
+                println!("{email} had no second factor");
+            }
+        }
         UsersCommand::List => {
             println!("{:<36} {:<6} {:<21} EMAIL", "ID", "ADMIN", "CREATED");
             let mut offset = 0;

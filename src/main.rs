@@ -9,7 +9,7 @@ mod wiring;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ringfence_axum::{PublicUrl, Ringfence, TrustedProxies};
+use ringfence_axum::{PublicUrl, Ringfence, StepUpSettings, TrustedProxies};
 use ringfence_keyring::KeyRingConfig;
 use ringfence_server::{AppState, ServeOptions, Server};
 use ringfence_sessions::SessionConfig;
@@ -178,7 +178,11 @@ async fn serve(store: &StoreArgs, args: ServeArgs) -> Result<(), StartError> {
         services.accounts.clone(),
         trusted,
     )
-    .with_public_url(public_url.clone());
+    .with_public_url(public_url.clone())
+    .with_step_up(StepUpSettings {
+        reauth_window: args.reauth_window,
+        require_mfa_for_admins: args.require_mfa_for_admins,
+    });
     let state = AppState::new(ringfence, &node_name, Some(metrics));
     tracing::info!(node = %node_name, keys = %services.keyring.describe_store(), database = services.database.backend(), "ringfence node starting");
     // Said once the stores answered: a node that cannot start says only why (one line).

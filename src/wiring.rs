@@ -567,6 +567,12 @@ pub async fn open(
             .await
             .map_err(|e| fail("cannot prepare the mail token store")(e.to_string()))?,
     };
+    // Second factors live with the accounts: the step a TOTP code used is remembered where
+    // every node reads it.
+    let factors = database
+        .factor_store()
+        .await
+        .map_err(|e| fail("cannot prepare the second-factor store")(e.to_string()))?;
     let accounts = Accounts::new(
         users,
         hasher,
@@ -575,7 +581,8 @@ pub async fn open(
         clock.clone(),
     )
     .with_throttle(attempts, ThrottlePolicy::default())
-    .with_mail_tokens(mail_tokens);
+    .with_mail_tokens(mail_tokens)
+    .with_factors(factors, &keyring);
     let tracking = tracking_client.map(|client| Tracker::spawn(client, listeners));
     Ok(Services {
         keyring,

@@ -199,6 +199,12 @@ async fn openapi_document_matches_the_running_api() {
         "POST /api/v1/admin/users/{id}/disable",
         "POST /api/v1/admin/users/{id}/enable",
         "POST /api/v1/admin/users/{id}/password-reset",
+        "POST /api/v1/reauth",
+        "POST /api/v1/mfa/totp/setup",
+        "POST /api/v1/mfa/totp/confirm",
+        "DELETE /api/v1/mfa/totp",
+        "POST /api/v1/mfa/recovery-codes",
+        "POST /api/v1/login/mfa",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -628,7 +634,39 @@ async fn finding_12_every_operation_lists_its_statuses_and_security() {
     let cookie = serde_json::json!([{"session_cookie": []}]);
     let write = serde_json::json!([{"session_cookie": [], "csrf_header": []}]);
     let optional_write = serde_json::json!([{}, {"session_cookie": [], "csrf_header": []}]);
-    let operations: [(&str, &str, &[u16], &Value); 21] = [
+    let pending = serde_json::json!([{"pending_sign_in_cookie": [], "csrf_header": []}]);
+    let operations: [(&str, &str, &[u16], &Value); 27] = [
+        (
+            "post",
+            "/api/v1/reauth",
+            &[204, 400, 401, 403, 413, 415, 422, 429, 503],
+            &write,
+        ),
+        (
+            "post",
+            "/api/v1/mfa/totp/setup",
+            &[200, 401, 403, 503],
+            &write,
+        ),
+        (
+            "post",
+            "/api/v1/mfa/totp/confirm",
+            &[200, 400, 401, 403, 409, 413, 415, 422, 429, 503],
+            &write,
+        ),
+        ("delete", "/api/v1/mfa/totp", &[204, 401, 403, 503], &write),
+        (
+            "post",
+            "/api/v1/mfa/recovery-codes",
+            &[200, 401, 403, 409, 503],
+            &write,
+        ),
+        (
+            "post",
+            "/api/v1/login/mfa",
+            &[200, 400, 401, 403, 413, 415, 422, 429, 503],
+            &pending,
+        ),
         (
             "post",
             "/api/v1/register",
@@ -765,6 +803,278 @@ async fn finding_12_every_operation_lists_its_statuses_and_security() {
             "{method} {path}: {parameters:?}"
         );
     }
+}
+
+/// Every second-factor operation, called on a running node, answers with documented statuses
+/// and bodies (the login's two shapes included).
+#[tokio::test]
+async fn mfa_operations_match_the_document() {
+    use ringfence_accounts::factors::totp::TotpSecret;
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node("doc", data.path(), &["--reauth-window".into(), "1s".into()]);
+    let base = node.url();
+    let doc: Value = reqwest::get(format!("{base}/api/v1/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user = browser();
+    let call = |client: &reqwest::Client, method: Method, path: &str| {
+        client.request(method, format!("{base}{path}"))
+    };
+    let creds = serde_json::json!({"email": "mfa@example.com", "password": PASSWORD});
+    call(&user, Method::POST, "/api/v1/register")
+        .json(&creds)
+        .send()
+        .await
+        .unwrap();
+    let login: Value = call(&user, Method::POST, "/api/v1/login")
+        .json(&creds)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let csrf = login["csrf_token"].as_str().unwrap().to_owned();
+    let post = |client: &reqwest::Client, path: &str, csrf: &str| {
+        call(client, Method::POST, path).header("x-csrf-token", csrf.to_owned())
+    };
+    expect(
+        &doc,
+        "post",
+        "/api/v1/mfa/totp/confirm",
+        post(&user, "/api/v1/mfa/totp/confirm", &csrf).json(&serde_json::json!({"code": "123456"})),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    expect(
+        &doc,
+        "post",
+        "/api/v1/mfa/recovery-codes",
+        post(&user, "/api/v1/mfa/recovery-codes", &csrf),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    expect(
+        &doc,
+        "post",
+        "/api/v1/mfa/totp/setup",
+        call(&user, Method::POST, "/api/v1/mfa/totp/setup"),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let setup = post(&user, "/api/v1/mfa/totp/setup", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        conforms(&doc, "post", "/api/v1/mfa/totp/setup", setup).await,
+        StatusCode::OK
+    );
+    let setup: Value = post(&user, "/api/v1/mfa/totp/setup", &csrf)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = TotpSecret::from_base32(setup["secret"].as_str().unwrap()).unwrap();
+    let now = chrono::Utc::now();
+    expect(
+        &doc,
+        "post",
+        "/api/v1/mfa/totp/confirm",
+        post(&user, "/api/v1/mfa/totp/confirm", &csrf).json(&serde_json::json!({"code": "12345x"})),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    expect(
+        &doc,
+        "post",
+        "/api/v1/mfa/totp/confirm",
+        post(&user, "/api/v1/mfa/totp/confirm", &csrf).json(&serde_json::json!({"code": 1})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    expect(
+        &doc,
+        "post",
+        "/api/v1/mfa/totp/confirm",
+        post(&user, "/api/v1/mfa/totp/confirm", &csrf)
+            .body("{")
+            .header("content-type", "application/json"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    expect(
+        &doc,
+        "post",
+        "/api/v1/mfa/totp/confirm",
+        post(&user, "/api/v1/mfa/totp/confirm", &csrf).body("x"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await;
+    expect(
+        &doc,
+        "post",
+        "/api/v1/mfa/totp/confirm",
+        post(&user, "/api/v1/mfa/totp/confirm", &csrf).json(
+            &serde_json::json!({"code": secret.code_at(now - chrono::Duration::seconds(30))}),
+        ),
+        StatusCode::OK,
+    )
+    .await;
+    expect(
+        &doc,
+        "get",
+        "/api/v1/me",
+        call(&user, Method::GET, "/api/v1/me"),
+        StatusCode::OK,
+    )
+    .await;
+    expect(
+        &doc,
+        "post",
+        "/api/v1/mfa/recovery-codes",
+        post(&user, "/api/v1/mfa/recovery-codes", &csrf),
+        StatusCode::OK,
+    )
+    .await;
+    // The two-step sign-in: the login's second shape, then the second step.
+    let phone = browser();
+    expect(
+        &doc,
+        "post",
+        "/api/v1/login/mfa",
+        call(&phone, Method::POST, "/api/v1/login/mfa")
+            .json(&serde_json::json!({"code": "123456"})),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    expect(
+        &doc,
+        "post",
+        "/api/v1/login",
+        call(&phone, Method::POST, "/api/v1/login").json(&creds),
+        StatusCode::OK,
+    )
+    .await;
+    let pending: Value = call(&phone, Method::POST, "/api/v1/login")
+        .json(&creds)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pending["mfa_required"], true);
+    let pending_csrf = pending["csrf_token"].as_str().unwrap().to_owned();
+    expect(
+        &doc,
+        "post",
+        "/api/v1/login/mfa",
+        call(&phone, Method::POST, "/api/v1/login/mfa")
+            .json(&serde_json::json!({"code": "123456"})),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    expect(
+        &doc,
+        "post",
+        "/api/v1/login/mfa",
+        post(&phone, "/api/v1/login/mfa", &pending_csrf).json(&serde_json::json!({})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let wrong = secret.code_at(now + chrono::Duration::seconds(300));
+    expect(
+        &doc,
+        "post",
+        "/api/v1/login/mfa",
+        post(&phone, "/api/v1/login/mfa", &pending_csrf).json(&serde_json::json!({"code": wrong})),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let code = secret.code_at(chrono::Utc::now() + chrono::Duration::seconds(30));
+    expect(
+        &doc,
+        "post",
+        "/api/v1/login/mfa",
+        post(&phone, "/api/v1/login/mfa", &pending_csrf).json(&serde_json::json!({"code": code})),
+        StatusCode::OK,
+    )
+    .await;
+    // Past the window: 403 reauth_required, then /reauth, then the operation.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    expect(
+        &doc,
+        "delete",
+        "/api/v1/mfa/totp",
+        call(&user, Method::DELETE, "/api/v1/mfa/totp").header("x-csrf-token", &csrf),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    expect(
+        &doc,
+        "post",
+        "/api/v1/reauth",
+        post(&user, "/api/v1/reauth", &csrf)
+            .json(&serde_json::json!({"password": "wrong password here"})),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    expect(
+        &doc,
+        "post",
+        "/api/v1/reauth",
+        post(&user, "/api/v1/reauth", &csrf).json(&serde_json::json!({"password": 5})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    expect(
+        &doc,
+        "post",
+        "/api/v1/reauth",
+        post(&user, "/api/v1/reauth", &csrf).json(&creds),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    expect(
+        &doc,
+        "post",
+        "/api/v1/reauth",
+        post(&user, "/api/v1/reauth", &csrf).json(&serde_json::json!({"password": PASSWORD})),
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    expect(
+        &doc,
+        "delete",
+        "/api/v1/mfa/totp",
+        call(&user, Method::DELETE, "/api/v1/mfa/totp").header("x-csrf-token", &csrf),
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    expect(
+        &doc,
+        "post",
+        "/api/v1/reauth",
+        call(&phone, Method::POST, "/api/v1/reauth")
+            .json(&serde_json::json!({"password": PASSWORD})),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    expect(
+        &doc,
+        "post",
+        "/api/v1/reauth",
+        call(&browser(), Method::POST, "/api/v1/reauth")
+            .json(&serde_json::json!({"password": PASSWORD})),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
 }
 
 /// The `st` program of the schemathesis that scripts/test.sh installs (`RINGFENCE_SCHEMATHESIS`

@@ -10,6 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+use crate::factors::{FactorStore, PostgresFactorStore, SqliteFactorStore};
 use crate::sql::store_error;
 use crate::tokens::{
     MailTokenStore, PostgresMailTokenStore, SqliteMailTokenStore, TokenStoreError,
@@ -148,6 +149,23 @@ impl Database {
             }
             Database::Postgres(pool) => {
                 let store = PostgresMailTokenStore::new(pool.clone());
+                store.migrate().await?;
+                Arc::new(store)
+            }
+        })
+    }
+
+    /// The second-factor store on this database, with the migrations applied (see
+    /// [`crate::factors`]).
+    pub async fn factor_store(&self) -> Result<Arc<dyn FactorStore>, UserStoreError> {
+        Ok(match self {
+            Database::Sqlite(pool) => {
+                let store = SqliteFactorStore::new(pool.clone());
+                store.migrate().await?;
+                Arc::new(store)
+            }
+            Database::Postgres(pool) => {
+                let store = PostgresFactorStore::new(pool.clone());
                 store.migrate().await?;
                 Arc::new(store)
             }

@@ -38,6 +38,17 @@ pub enum AccountError {
     /// or void because the account's password or address changed since it was sent. HTTP `400`.
     #[error("this link is invalid or has expired; please ask for a new one")]
     InvalidToken,
+    /// A wrong, replayed or malformed second-factor code (TOTP or recovery code); counted
+    /// like a wrong password. HTTP `401` `invalid_code`.
+    #[error("the code is incorrect or was already used")]
+    InvalidCode,
+    /// A TOTP confirmation without a setup to confirm. HTTP `409`.
+    #[error("start setting up TOTP first")]
+    NoPendingTotp,
+    /// An operation on second factors the user does not have (new recovery codes without
+    /// TOTP). HTTP `409`.
+    #[error("no second factor is set up")]
+    MfaNotEnabled,
     /// The right password of an account an administrator disabled (a wrong one gets
     /// [`AccountError::InvalidCredentials`]). HTTP `403`.
     #[error("this account is disabled")]
@@ -80,6 +91,9 @@ impl AccountError {
             AccountError::CurrentPasswordIncorrect => "current_password_incorrect",
             AccountError::UserNotFound => "user_not_found",
             AccountError::InvalidToken => "invalid_token",
+            AccountError::InvalidCode => "invalid_code",
+            AccountError::NoPendingTotp => "totp_setup_not_started",
+            AccountError::MfaNotEnabled => "mfa_not_enabled",
             AccountError::AccountDisabled => "account_disabled",
             AccountError::EmailNotVerified => "email_not_verified",
             AccountError::Busy => "busy",
@@ -102,6 +116,9 @@ impl AccountError {
                 | AccountError::CurrentPasswordIncorrect
                 | AccountError::UserNotFound
                 | AccountError::InvalidToken
+                | AccountError::InvalidCode
+                | AccountError::NoPendingTotp
+                | AccountError::MfaNotEnabled
                 | AccountError::AccountDisabled
                 | AccountError::EmailNotVerified
         )

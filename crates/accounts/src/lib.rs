@@ -50,6 +50,8 @@ mod database;
 mod email;
 mod email_migration;
 mod error;
+pub mod factors;
+pub mod factors_conformance;
 mod hash_pool;
 mod hasher;
 pub mod lifecycle;
@@ -68,6 +70,10 @@ pub use database::{Database, ACQUIRE_TIMEOUT, CONNECT_TIMEOUT, SQLITE_BUSY_TIMEO
 pub use email::{Email, MAX_EMAIL_LEN, MAX_LOCAL_LEN};
 pub use email_migration::{normalize_stored_emails, EmailMigration};
 pub use error::AccountError;
+pub use factors::{
+    FactorStore, MfaStatus, PostgresFactorStore, SecondFactorCode, SqliteFactorStore, TotpRecord,
+    TotpSetup,
+};
 pub use hash_pool::HashPriority;
 pub use hasher::{Argon2Params, PasswordHasher, Verification, HASH_QUEUE_LIMIT};
 pub use lifecycle::MailFlowSettings;

@@ -9,6 +9,7 @@ use rand::RngCore;
 use ringfence_keyring::SharedClock;
 use ringfence_sessions::{Session, SessionId, SessionManager};
 
+use crate::factors::FactorService;
 use crate::lifecycle::MailFlows;
 use crate::notify::AccountMail;
 use crate::user_cache::{UserCache, DEFAULT_USER_CACHE_TTL};
@@ -41,6 +42,7 @@ struct Inner {
     throttle: Option<Throttle>,
     cache: UserCache,
     mail: MailFlows,
+    factors: Option<FactorService>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -72,6 +74,7 @@ impl Accounts {
                 throttle: None,
                 cache: UserCache::new(DEFAULT_USER_CACHE_TTL),
                 mail: MailFlows::default(),
+                factors: None,
             }),
         }
     }
@@ -105,6 +108,7 @@ impl Accounts {
                 throttle,
                 cache: UserCache::new(cache_ttl),
                 mail: inner.mail.clone(),
+                factors: inner.factors.clone(),
             }),
         }
     }
@@ -117,6 +121,21 @@ impl Accounts {
             inner.mail = mail;
         }
         next
+    }
+
+    /// The same service with second factors (see [`crate::factors`]).
+    pub(crate) fn with_factor_service(self, factors: FactorService) -> Self {
+        let mut next = self.rebuilt(self.inner.throttle.clone(), self.inner.cache.ttl());
+        // `next` was made just now, so nobody else holds it: the update always happens.
+        if let Some(inner) = Arc::get_mut(&mut next.inner) {
+            inner.factors = Some(factors);
+        }
+        next
+    }
+
+    /// The second-factor store and sealing, when configured.
+    pub(crate) fn factor_service(&self) -> Option<&FactorService> {
+        self.inner.factors.as_ref()
     }
 
     /// The mail flows' stores, mailer and settings.

@@ -211,6 +211,11 @@ impl RequestAuth {
         }
     }
 
+    /// Queues a `Set-Cookie` for the response (`None`: a value that could not be a header).
+    pub(crate) fn add_cookie(&self, cookie: Option<HeaderValue>) {
+        self.lock().set_cookies.extend(cookie);
+    }
+
     /// Adds the cookies this request produced to its response; deletes a stale session cookie.
     pub(crate) fn finish(&self, response: &mut Response, had_session_cookie: bool) {
         let m = self.lock();

@@ -26,6 +26,14 @@ pub enum AuthError {
     /// Signed in but not allowed: `403`.
     #[error("not allowed")]
     Forbidden,
+    /// A sensitive operation, and the session's last authentication is older than the
+    /// re-authentication window: `403` `reauth_required` (see [`crate::RecentAuth`]).
+    #[error("please confirm it is you: sign in again or re-authenticate first")]
+    ReauthRequired,
+    /// An administrator without a second factor on an admin route while the deployment requires
+    /// one (`--require-mfa-for-admins`): `403` `mfa_setup_required`.
+    #[error("administrators must set up a second factor first")]
+    MfaSetupRequired,
     /// A backing store did not answer: `503`, and the session is kept (never a sign-out).
     #[error("a backing store is unavailable: {0}")]
     Unavailable(String),
@@ -42,7 +50,10 @@ impl AuthError {
     pub fn status(&self) -> StatusCode {
         match self {
             AuthError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            AuthError::Csrf | AuthError::Forbidden => StatusCode::FORBIDDEN,
+            AuthError::Csrf
+            | AuthError::Forbidden
+            | AuthError::ReauthRequired
+            | AuthError::MfaSetupRequired => StatusCode::FORBIDDEN,
             AuthError::Unavailable(_) | AuthError::NoKey => StatusCode::SERVICE_UNAVAILABLE,
             AuthError::MissingLayer => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -54,6 +65,8 @@ impl AuthError {
             AuthError::Unauthenticated => "unauthenticated",
             AuthError::Csrf => "csrf",
             AuthError::Forbidden => "forbidden",
+            AuthError::ReauthRequired => "reauth_required",
+            AuthError::MfaSetupRequired => "mfa_setup_required",
             AuthError::Unavailable(_) | AuthError::NoKey => "unavailable",
             AuthError::MissingLayer => "internal",
         }

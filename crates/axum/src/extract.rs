@@ -63,7 +63,9 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
 }
 
 /// The signed-in user, who is an administrator; rejects with `401` when not signed in (or the
-/// user is gone) and `403` ([`AuthError::Forbidden`]) when the user is not an administrator.
+/// user is gone) and `403` ([`AuthError::Forbidden`]) when the user is not an administrator,
+/// or ([`AuthError::MfaSetupRequired`]) when the deployment requires administrators to have a
+/// second factor ([`crate::StepUpSettings::require_mfa_for_admins`]) and this one has none.
 ///
 /// It looks the user up exactly as [`CurrentUser`] does. Put it FIRST among a handler's
 /// arguments, before the body extractor: axum runs extractors in argument order, and a caller
@@ -85,12 +87,23 @@ impl<S: Send + Sync> FromRequestParts<S> for RequireAdmin {
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = RequestAuth::from_request_parts(parts, state).await?;
         let CurrentUser { user, session } = CurrentUser::from_request_parts(parts, state).await?;
-        if user.is_admin {
-            Ok(RequireAdmin { user, session })
-        } else {
-            Err(AuthError::Forbidden)
+        if !user.is_admin {
+            return Err(AuthError::Forbidden);
         }
+        if auth.ringfence().step_up().require_mfa_for_admins {
+            let mfa = auth
+                .ringfence()
+                .accounts()
+                .mfa_status(&user)
+                .await
+                .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+            if !mfa.has_second_factor() {
+                return Err(AuthError::MfaSetupRequired);
+            }
+        }
+        Ok(RequireAdmin { user, session })
     }
 }
 

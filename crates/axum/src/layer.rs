@@ -17,7 +17,9 @@ use crate::client::{client_info, TrustedProxies};
 use crate::cookies::{self, CSRF_COOKIE, SESSION_COOKIE};
 use crate::csrf::Antiforgery;
 use crate::public_url::PublicUrl;
+use crate::recent::StepUpSettings;
 
+#[derive(Clone)]
 struct Inner {
     keyring: KeyRing,
     sessions: SessionManager,
@@ -25,6 +27,7 @@ struct Inner {
     antiforgery: Antiforgery,
     trusted_proxies: TrustedProxies,
     public_url: Option<PublicUrl>,
+    step_up: StepUpSettings,
 }
 
 /// The ringfence services an app runs with: key ring, sessions, accounts, antiforgery. Cheap to
@@ -62,6 +65,7 @@ impl Ringfence {
                 antiforgery,
                 trusted_proxies,
                 public_url: None,
+                step_up: StepUpSettings::default(),
             }),
         }
     }
@@ -70,16 +74,25 @@ impl Ringfence {
     /// the app builds ([`Ringfence::public_url`]). An `https://` URL makes every cookie `Secure`
     /// (and `__Host-` named) whatever the connection from the proxy says.
     pub fn with_public_url(self, public_url: PublicUrl) -> Self {
-        let inner = &self.inner;
+        self.rebuilt(|inner| inner.public_url = Some(public_url))
+    }
+
+    /// The same services with other recent-authentication and second-factor settings
+    /// ([`StepUpSettings`]: `--reauth-window`, `--require-mfa-for-admins`).
+    pub fn with_step_up(self, step_up: StepUpSettings) -> Self {
+        self.rebuilt(|inner| inner.step_up = step_up)
+    }
+
+    /// The recent-authentication and second-factor settings.
+    pub fn step_up(&self) -> &StepUpSettings {
+        &self.inner.step_up
+    }
+
+    fn rebuilt(self, change: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = Inner::clone(&self.inner);
+        change(&mut inner);
         Self {
-            inner: Arc::new(Inner {
-                keyring: inner.keyring.clone(),
-                sessions: inner.sessions.clone(),
-                accounts: inner.accounts.clone(),
-                antiforgery: inner.antiforgery.clone(),
-                trusted_proxies: inner.trusted_proxies.clone(),
-                public_url: Some(public_url),
-            }),
+            inner: Arc::new(inner),
         }
     }
 

@@ -25,7 +25,9 @@ mod csrf;
 mod error;
 mod extract;
 mod layer;
+mod pending;
 mod public_url;
+mod recent;
 
 pub use auth::{RequestAuth, SessionState};
 pub use client::{client_info, TrustedProxies};
@@ -33,4 +35,8 @@ pub use cookies::{CookieNames, CSRF_COOKIE, SESSION_COOKIE};
 pub use error::{error_response, AuthError};
 pub use extract::{CsrfHeader, CurrentSession, CurrentUser, RequireAdmin, CSRF_HEADER};
 pub use layer::{Ringfence, RingfenceLayer, RingfenceService};
+pub use pending::{PendingSignIn, PENDING_COOKIE, PENDING_PURPOSE, PENDING_SIGN_IN_LIFETIME};
 pub use public_url::{PublicUrl, PublicUrlError, STRICT_TRANSPORT_SECURITY};
+pub use recent::{
+    RecentAuth, StepUpSettings, DEFAULT_REAUTH_WINDOW, REAUTH_COOKIE, REAUTH_PURPOSE,
+};

@@ -10,14 +10,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ringfence_axum::{CsrfHeader, CurrentSession, RequestAuth};
+use ringfence_axum::{CsrfHeader, CurrentSession, RecentAuth, RequestAuth};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::ErrorResponse;
 use crate::body::ApiJson;
 use crate::errors::ApiError;
-use crate::recent_auth::require_recent_auth;
 use crate::state::AppState;
 
 /// `POST /api/v1/password/forgot`.
@@ -174,16 +173,15 @@ pub async fn resend_verification(
         (status = 429, body = ErrorResponse, description = "too many changes asked for; see Retry-After"),
         (status = 503, body = ErrorResponse)))]
 pub async fn request_email_change(
+    RecentAuth { user, .. }: RecentAuth,
     State(state): State<AppState>,
-    CurrentSession(current): CurrentSession,
     _csrf: CsrfHeader,
     ApiJson(body): ApiJson<EmailChange>,
 ) -> Result<Response, ApiError> {
-    require_recent_auth(&state, &current)?;
     state
         .ringfence
         .accounts()
-        .request_email_change(&current.user_id, &body.new_email)
+        .request_email_change(&user.id, &body.new_email)
         .await
         .map_err(signed_in_user_gone)?;
     Ok(accepted(

@@ -62,6 +62,28 @@ pub struct LoginResponse {
     csrf_token: String,
 }
 
+impl LoginResponse {
+    /// The answer of a completed sign-in.
+    pub fn new(user: UserJson, session: SessionJson, csrf_token: String) -> Self {
+        Self {
+            user,
+            session,
+            csrf_token,
+        }
+    }
+}
+
+/// `200` of `POST /api/v1/login`: signed in, or (for a user with a second factor) the pending
+/// sign-in that `POST /api/v1/login/mfa` completes.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginAnswer {
+    /// Signed in.
+    SignedIn(Box<LoginResponse>),
+    /// A second factor is needed.
+    MfaRequired(crate::api_mfa::MfaRequiredResponse),
+}
+
 /// `200` of `GET /api/v1/me`.
 #[derive(Serialize, ToSchema)]
 pub struct MeResponse {
@@ -170,7 +192,7 @@ pub async fn register(
 #[utoipa::path(post, path = "/api/v1/login", request_body = Credentials, tag = "sessions",
     security(()),
     responses(
-        (status = 200, body = LoginResponse, description = "signed in; the session cookie is set"),
+        (status = 200, body = LoginAnswer, description = "signed in and the session cookie is set; or, for a user with a second factor, mfa_required with the pending sign-in cookie"),
         (status = 400, body = ErrorResponse, description = "malformed JSON"),
         (status = 401, body = ErrorResponse, description = "wrong e-mail or password"),
         (status = 413, body = ErrorResponse, description = "body over 64 KiB"),
@@ -188,13 +210,16 @@ pub async fn login(
         .accounts()
         .authenticate_from(&body.email, &body.password, auth.client().ip.as_deref())
         .await?;
+    if let Some(second_step) = crate::api_mfa::second_step_if_needed(&state, &auth, &user).await? {
+        return Ok(Json(LoginAnswer::MfaRequired(second_step)).into_response());
+    }
     let session = auth.sign_in(&user.id).await?;
     let body = LoginResponse {
         user: UserJson::from(&user),
         session: SessionJson::new(&session, true),
         csrf_token: auth.csrf_token()?,
     };
-    Ok(Json(body).into_response())
+    Ok(Json(LoginAnswer::SignedIn(Box::new(body))).into_response())
 }
 
 /// `POST /api/v1/logout`: ends this session. Signed in, it needs the CSRF header like every
@@ -222,8 +247,17 @@ pub async fn me(
     auth: RequestAuth,
     current: CurrentUser,
 ) -> Result<Response, ApiError> {
+    let mut user = UserJson::from(&current.user);
+    user.mfa = Some(
+        state
+            .ringfence
+            .accounts()
+            .mfa_status(&current.user)
+            .await?
+            .into(),
+    );
     let body = MeResponse {
-        user: UserJson::from(&current.user),
+        user,
         session: SessionJson::new(&current.session, true),
         node: state.node_name.to_string(),
         csrf_token: auth.csrf_token()?,

@@ -89,10 +89,12 @@ impl From<AccountError> for ApiError {
             AccountError::InvalidEmail(_) | AccountError::WeakPassword(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            AccountError::EmailTaken => StatusCode::CONFLICT,
-            AccountError::InvalidCredentials | AccountError::UserNotFound => {
-                StatusCode::UNAUTHORIZED
-            }
+            AccountError::EmailTaken
+            | AccountError::NoPendingTotp
+            | AccountError::MfaNotEnabled => StatusCode::CONFLICT,
+            AccountError::InvalidCredentials
+            | AccountError::UserNotFound
+            | AccountError::InvalidCode => StatusCode::UNAUTHORIZED,
             AccountError::CurrentPasswordIncorrect
             | AccountError::AccountDisabled
             | AccountError::EmailNotVerified => StatusCode::FORBIDDEN,

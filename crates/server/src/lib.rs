@@ -9,6 +9,7 @@
 mod account_api;
 mod admin_users_api;
 mod api;
+mod api_mfa;
 mod body;
 mod connections;
 mod errors;
@@ -16,7 +17,7 @@ pub mod mail;
 pub mod openapi;
 mod ops;
 mod pages;
-mod recent_auth;
+mod pages_mfa;
 mod state;
 mod views;
 
@@ -60,6 +61,25 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
             "/account/password",
             get(pages::security).post(pages::change_password),
         )
+        .route(
+            "/login/mfa",
+            get(pages_mfa::login_mfa_form).post(pages_mfa::login_mfa),
+        )
+        .route("/account/security/mfa", get(pages_mfa::security_mfa))
+        .route("/account/security/reauth", post(pages_mfa::reauth))
+        .route("/account/security/totp/setup", post(pages_mfa::totp_setup))
+        .route(
+            "/account/security/totp/confirm",
+            post(pages_mfa::totp_confirm),
+        )
+        .route(
+            "/account/security/totp/disable",
+            post(pages_mfa::totp_disable),
+        )
+        .route(
+            "/account/security/recovery-codes",
+            post(pages_mfa::recovery_codes),
+        )
         .route("/admin", get(pages::admin))
         .merge(issue_14_pages())
         .route("/static/style.css", get(pages::stylesheet))
@@ -71,6 +91,12 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
         .route("/api/v1/sessions/revoke-others", post(api::revoke_others))
         .route("/api/v1/sessions/{id}", delete(api::revoke))
         .route("/api/v1/password", post(api::change_password))
+        .route("/api/v1/reauth", post(api_mfa::reauth))
+        .route("/api/v1/mfa/totp/setup", post(api_mfa::totp_setup))
+        .route("/api/v1/mfa/totp/confirm", post(api_mfa::totp_confirm))
+        .route("/api/v1/mfa/totp", delete(api_mfa::totp_delete))
+        .route("/api/v1/mfa/recovery-codes", post(api_mfa::recovery_codes))
+        .route("/api/v1/login/mfa", post(api_mfa::login_mfa))
         .route("/api/v1/admin/stats", get(api::admin_stats))
         .route("/api/v1/admin/revoke-user", post(api::admin_revoke_user))
         .route(

@@ -3,11 +3,11 @@
 //! checks the answers against it, so it stays true.
 
 use axum::Json;
-use ringfence_axum::SESSION_COOKIE;
+use ringfence_axum::{PENDING_COOKIE, SESSION_COOKIE};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{account_api, admin_users_api, api};
+use crate::{account_api, admin_users_api, api, api_mfa};
 
 /// The security schemes the operations name: the session cookie, and the antiforgery header
 /// cookie-authenticated writes carry.
@@ -21,6 +21,13 @@ impl Modify for SecuritySchemes {
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
                 SESSION_COOKIE,
                 "the session cookie POST /api/v1/login sets",
+            ))),
+        );
+        components.add_security_scheme(
+            "pending_sign_in_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                PENDING_COOKIE,
+                "the pending sign-in cookie POST /api/v1/login sets for a user with a second factor (5 minutes)",
             ))),
         );
         components.add_security_scheme(
@@ -43,8 +50,10 @@ impl Modify for SecuritySchemes {
           account_api::resend_verification, account_api::request_email_change,
           account_api::confirm_email_change,
           admin_users_api::list_users, admin_users_api::disable_user, admin_users_api::enable_user,
-          admin_users_api::send_password_reset, admin_users_api::delete_user),
-    tags((name = "accounts"), (name = "sessions"), (name = "admin")),
+          admin_users_api::send_password_reset, admin_users_api::delete_user,
+          api_mfa::reauth, api_mfa::totp_setup, api_mfa::totp_confirm, api_mfa::totp_delete,
+          api_mfa::recovery_codes, api_mfa::login_mfa),
+    tags((name = "accounts"), (name = "sessions"), (name = "admin"), (name = "mfa")),
     modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;

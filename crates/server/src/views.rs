@@ -39,6 +39,9 @@ pub struct UserJson {
     pub is_admin: bool,
     /// Whether the owner proved they read mail at this address.
     pub email_verified: bool,
+    /// The user's second factors (`GET /api/v1/me` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mfa: Option<crate::api_mfa::MfaJson>,
 }
 
 impl From<&User> for UserJson {
@@ -48,6 +51,7 @@ impl From<&User> for UserJson {
             email: user.email.clone(),
             is_admin: user.is_admin,
             email_verified: user.email_verified,
+            mfa: None,
         }
     }
 }

@@ -20,8 +20,18 @@ impl Accounts {
         }
         self.forget_cached(user_id);
         tracing::info!(user_id, "account disabled");
+        self.drop_factors_of(user_id).await;
         self.end_every_session(user_id, "the account was disabled")
             .await
+    }
+
+    /// Removes the second factors of an account being disabled or deleted. Best effort: the
+    /// account is already refused everywhere, and left-over rows of a random, never reused
+    /// user id open nothing; a failure is logged for the operator to retry.
+    async fn drop_factors_of(&self, user_id: &str) {
+        if let Err(e) = self.remove_factors(user_id).await {
+            tracing::warn!(user_id, error = %e, "removing the second factors failed");
+        }
     }
 
     /// Enables a disabled account again (`users enable`, `POST …/enable`); its password is the
@@ -44,6 +54,7 @@ impl Accounts {
         }
         self.forget_cached(user_id);
         tracing::info!(user_id, "account deleted");
+        self.drop_factors_of(user_id).await;
         self.end_every_session(user_id, "the account was deleted")
             .await
     }

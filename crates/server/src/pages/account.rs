@@ -17,9 +17,8 @@ use ringfence_axum::RequestAuth;
 use ringfence_sessions::SessionId;
 use serde::Deserialize;
 
-use super::{capitalize, signed_in, CsrfForm, CsrfOnly, FormRefusal, Layout};
+use super::{signed_in, CsrfForm, CsrfOnly, FormRefusal, Layout};
 use crate::errors::PageError;
-use crate::recent_auth::require_recent_auth;
 use crate::state::AppState;
 use crate::views::SessionRow;
 
@@ -214,17 +213,20 @@ pub struct EmailChangeForm {
 pub async fn change_email(
     State(state): State<AppState>,
     auth: RequestAuth,
+    headers: axum::http::HeaderMap,
     CsrfForm(form): CsrfForm<EmailChangeForm>,
 ) -> Result<Response, PageError> {
     let (ctx, user, session) = signed_in(&state, &auth).await?;
     let new_email = form.new_email.trim();
-    // The same rule as the API's (`recent_auth`, where issue 15 adds re-authentication): the
-    // section says what to do, the field keeps what was typed.
-    if let Err(stale) = require_recent_auth(&state, &session) {
+    // The same rule as the API's (`RecentAuth`): the section says what to do, the field keeps
+    // what was typed.
+    if !auth.is_recently_authenticated(&session, &headers).await {
         let mut page = SecurityPage::load(ctx.layout, &user);
-        page.address = Feedback::refused(capitalize(stale.message()));
+        page.address = Feedback::refused(
+            "This needs a recent sign-in: confirm your password under Second factors (re-authenticate) or sign in again, then retry.".to_owned(),
+        );
         page.new_email = new_email.to_owned();
-        return Ok((stale.status(), page).into_response());
+        return Ok((StatusCode::FORBIDDEN, page).into_response());
     }
     let result = state
         .ringfence

@@ -132,6 +132,9 @@ async fn credentials_posted(
     };
     match result {
         Ok(user) => {
+            if !is_register && crate::pages_mfa::second_step_needed(&state, &auth, &user).await? {
+                return Ok(Redirect::to("/login/mfa").into_response());
+            }
             auth.sign_in(&user.id).await?;
             Ok(Redirect::to("/").into_response())
         }

@@ -51,12 +51,15 @@ pub struct Layout {
 }
 
 /// The signed-in user behind a page request, if any.
-struct PageContext {
-    layout: Layout,
-    signed_in: Option<(User, Session)>,
+pub(crate) struct PageContext {
+    pub(crate) layout: Layout,
+    pub(crate) signed_in: Option<(User, Session)>,
 }
 
-async fn context(state: &AppState, auth: &RequestAuth) -> Result<PageContext, PageError> {
+pub(crate) async fn context(
+    state: &AppState,
+    auth: &RequestAuth,
+) -> Result<PageContext, PageError> {
     let signed_in = match auth.session()? {
         Some(session) => state
             .ringfence
@@ -98,12 +101,14 @@ impl<S: Send + Sync> FromRequestParts<S> for PageAdmin {
                 "Admins only",
                 "This page is for administrators.",
             )),
+            // Sent to set one up: the security page has the TOTP and passkey forms.
+            Err(AuthError::MfaSetupRequired) => Err(PageError::Redirect("/account/security/mfa")),
             Err(other) => Err(other.into()),
         }
     }
 }
 
-async fn signed_in(
+pub(crate) async fn signed_in(
     state: &AppState,
     auth: &RequestAuth,
 ) -> Result<(PageContext, User, Session), PageError> {
@@ -112,6 +117,12 @@ async fn signed_in(
         Some((user, session)) => Ok((ctx, user, session)),
         None => Err(PageError::Redirect("/login")),
     }
+}
+
+/// Checks a form's antiforgery token by hand, for the second-factor pages that read their
+/// forms themselves (the other pages take [`crate::body::CsrfForm`]).
+pub(crate) async fn check_csrf(auth: &RequestAuth, token: Option<&str>) -> Result<(), PageError> {
+    auth.verify_csrf(token).await.map_err(PageError::from)
 }
 
 /// What a form shows when the account service refused it: the status, the message and the

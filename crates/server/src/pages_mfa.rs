@@ -1,0 +1,390 @@
+//! Pages of second factors (issue 15): the second step of signing in (`/login/mfa`) and the
+//! two-step sign-in section of the security page (`/account/security/mfa`, and the forms it
+//! posts). The section is its own template (`mfa_section.html`), so the security page can
+//! include it.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use qrcode::render::svg;
+use qrcode::QrCode;
+use ringfence_accounts::{AccountError, SecondFactorCode, TotpSetup, User};
+use ringfence_axum::{PendingSignIn, RequestAuth};
+use ringfence_sessions::Session;
+use serde::Deserialize;
+
+use crate::api_mfa::{pending_user, TOTP_ISSUER};
+use crate::body::CsrfForm;
+use crate::errors::{ApiError, PageError};
+use crate::pages::{check_csrf, context, signed_in, Layout};
+use crate::state::AppState;
+
+/// For the sign-in form: when `user` has a second factor, starts the pending sign-in (the
+/// browser goes on to `/login/mfa`) and answers `true`.
+pub async fn second_step_needed(
+    state: &AppState,
+    auth: &RequestAuth,
+    user: &User,
+) -> Result<bool, PageError> {
+    let mfa = state.ringfence.accounts().mfa_status(user).await?;
+    if !mfa.has_second_factor() {
+        return Ok(false);
+    }
+    auth.start_pending_sign_in(user)?;
+    Ok(true)
+}
+
+/// [`PendingSignIn`] for pages: without one, the browser goes back to the sign-in page.
+pub struct PagePending(PendingSignIn);
+
+impl<S: Send + Sync> FromRequestParts<S> for PagePending {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        PendingSignIn::from_request_parts(parts, state)
+            .await
+            .map(PagePending)
+            .map_err(|_| PageError::Redirect("/login"))
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "login_mfa.html")]
+struct LoginMfaPage {
+    layout: Layout,
+    error: Option<String>,
+}
+
+/// A form with one `code` (and for re-authentication a `password`).
+#[derive(Deserialize)]
+pub struct CodeForm {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default, rename = "_csrf")]
+    csrf: Option<String>,
+}
+
+/// `GET /login/mfa`: the code form of a pending sign-in.
+pub async fn login_mfa_form(
+    PagePending(_): PagePending,
+    State(state): State<AppState>,
+    auth: RequestAuth,
+) -> Result<Response, PageError> {
+    let ctx = context(&state, &auth).await?;
+    Ok(LoginMfaPage {
+        layout: ctx.layout,
+        error: None,
+    }
+    .into_response())
+}
+
+/// `POST /login/mfa`: a TOTP code or a recovery code completes the sign-in.
+pub async fn login_mfa(
+    PagePending(pending): PagePending,
+    State(state): State<AppState>,
+    auth: RequestAuth,
+    CsrfForm(form): CsrfForm<CodeForm>,
+) -> Result<Response, PageError> {
+    let user = pending_user(&state, &pending)
+        .await
+        .map_err(|_| PageError::Redirect("/login"))?;
+    let result = state
+        .ringfence
+        .accounts()
+        .verify_second_factor(
+            &user,
+            SecondFactorCode::either(form.code.trim()),
+            auth.client().ip.as_deref(),
+        )
+        .await;
+    match result {
+        Ok(()) => {
+            auth.clear_pending_sign_in();
+            auth.sign_in(&user.id).await?;
+            Ok(Redirect::to("/").into_response())
+        }
+        Err(error) => {
+            let api = ApiError::from(error);
+            if api.status() == StatusCode::SERVICE_UNAVAILABLE {
+                return Err(PageError::status(
+                    api.status(),
+                    "Temporarily unavailable",
+                    api.message(),
+                ));
+            }
+            let ctx = context(&state, &auth).await?;
+            let mut response = (
+                api.status(),
+                LoginMfaPage {
+                    layout: ctx.layout,
+                    error: Some(api.message().to_owned()),
+                },
+            )
+                .into_response();
+            crate::errors::with_retry_after(&mut response, api.retry_after());
+            Ok(response)
+        }
+    }
+}
+
+/// A TOTP setup as the page shows it.
+pub struct SetupView {
+    /// The secret, base32.
+    pub secret: String,
+    /// The QR code of the otpauth URI, an SVG drawn here (no outside service).
+    pub qr_svg: String,
+}
+
+/// What `mfa_section.html` shows.
+#[derive(Default)]
+pub struct MfaSection {
+    /// TOTP is on.
+    pub totp: bool,
+    /// Recovery codes left.
+    pub recovery_codes_left: u32,
+    /// The session authenticated recently (the forms that change factors are shown).
+    pub recent: bool,
+    /// A setup to confirm.
+    pub setup: Option<SetupView>,
+    /// Codes to show once.
+    pub recovery_codes: Vec<String>,
+    /// An error.
+    pub error: Option<String>,
+    /// A notice.
+    pub notice: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "mfa.html")]
+struct MfaPage {
+    layout: Layout,
+    mfa: MfaSection,
+}
+
+fn setup_view(setup: TotpSetup) -> SetupView {
+    let qr_svg = QrCode::new(setup.otpauth_uri.as_bytes())
+        .map(|code| {
+            code.render::<svg::Color<'_>>()
+                .min_dimensions(200, 200)
+                .build()
+        })
+        .unwrap_or_default();
+    SetupView {
+        secret: setup.secret,
+        qr_svg,
+    }
+}
+
+/// The section's state for `user` (without setup, codes or messages).
+pub async fn mfa_section(
+    state: &AppState,
+    auth: &RequestAuth,
+    headers: &HeaderMap,
+    user: &User,
+    session: &Session,
+) -> Result<MfaSection, PageError> {
+    let status = state.ringfence.accounts().mfa_status(user).await?;
+    Ok(MfaSection {
+        totp: status.totp,
+        recovery_codes_left: status.recovery_codes_left,
+        recent: auth.is_recently_authenticated(session, headers).await,
+        ..MfaSection::default()
+    })
+}
+
+async fn render(
+    state: &AppState,
+    auth: &RequestAuth,
+    headers: &HeaderMap,
+    status: StatusCode,
+    change: impl FnOnce(&mut MfaSection),
+) -> Result<Response, PageError> {
+    let (ctx, user, session) = signed_in(state, auth).await?;
+    let mut mfa = mfa_section(state, auth, headers, &user, &session).await?;
+    change(&mut mfa);
+    Ok((
+        status,
+        MfaPage {
+            layout: ctx.layout,
+            mfa,
+        },
+    )
+        .into_response())
+}
+
+/// `GET /account/security/mfa`.
+pub async fn security_mfa(
+    State(state): State<AppState>,
+    auth: RequestAuth,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
+    render(&state, &auth, &headers, StatusCode::OK, |_| {}).await
+}
+
+/// The signed-in user of a posted form whose session authenticated recently; otherwise the
+/// section again with the re-authentication form (`403`).
+async fn recent_user(
+    state: &AppState,
+    auth: &RequestAuth,
+    headers: &HeaderMap,
+    csrf: Option<&str>,
+) -> Result<Result<User, Response>, PageError> {
+    check_csrf(auth, csrf).await?;
+    let (_, user, session) = signed_in(state, auth).await?;
+    if auth.is_recently_authenticated(&session, headers).await {
+        return Ok(Ok(user));
+    }
+    let page = render(state, auth, headers, StatusCode::FORBIDDEN, |m| {
+        m.error = Some("Please confirm it is you first.".to_owned())
+    })
+    .await?;
+    Ok(Err(page))
+}
+
+fn failure(error: AccountError) -> (StatusCode, String) {
+    let api = ApiError::from(error);
+    (api.status(), api.message().to_owned())
+}
+
+/// `POST /account/security/reauth`: the password or a code; the section's forms open.
+pub async fn reauth(
+    State(state): State<AppState>,
+    auth: RequestAuth,
+    headers: HeaderMap,
+    CsrfForm(form): CsrfForm<CodeForm>,
+) -> Result<Response, PageError> {
+    let (_, user, session) = signed_in(&state, &auth).await?;
+    let accounts = state.ringfence.accounts();
+    let ip = auth.client().ip.clone();
+    let result = if !form.password.is_empty() {
+        match accounts.users().by_id(&user.id).await {
+            Ok(Some(record)) => accounts
+                .check_current_password(&record, &form.password, ip.as_deref())
+                .await
+                .and_then(|right| right.then_some(()).ok_or(AccountError::InvalidCredentials)),
+            Ok(None) => Err(AccountError::UserNotFound),
+            Err(e) => Err(e.into()),
+        }
+    } else {
+        accounts
+            .verify_second_factor(
+                &user,
+                SecondFactorCode::either(form.code.trim()),
+                ip.as_deref(),
+            )
+            .await
+    };
+    match result {
+        Ok(()) => {
+            auth.mark_recently_authenticated(&session)?;
+            Ok(Redirect::to("/account/security/mfa").into_response())
+        }
+        Err(error) => {
+            let (status, message) = failure(error);
+            render(&state, &auth, &headers, status, |m| m.error = Some(message)).await
+        }
+    }
+}
+
+/// `POST /account/security/totp/setup`: shows the QR code and the secret.
+pub async fn totp_setup(
+    State(state): State<AppState>,
+    auth: RequestAuth,
+    headers: HeaderMap,
+    CsrfForm(form): CsrfForm<CodeForm>,
+) -> Result<Response, PageError> {
+    let user = match recent_user(&state, &auth, &headers, form.csrf.as_deref()).await? {
+        Ok(user) => user,
+        Err(page) => return Ok(page),
+    };
+    let setup = state
+        .ringfence
+        .accounts()
+        .begin_totp_setup(&user, TOTP_ISSUER)
+        .await?;
+    render(&state, &auth, &headers, StatusCode::OK, |m| {
+        m.setup = Some(setup_view(setup))
+    })
+    .await
+}
+
+/// `POST /account/security/totp/confirm`: a code turns TOTP on; the recovery codes are shown.
+pub async fn totp_confirm(
+    State(state): State<AppState>,
+    auth: RequestAuth,
+    headers: HeaderMap,
+    CsrfForm(form): CsrfForm<CodeForm>,
+) -> Result<Response, PageError> {
+    let (_, user, _) = signed_in(&state, &auth).await?;
+    let accounts = state.ringfence.accounts();
+    match accounts
+        .confirm_totp(&user, form.code.trim(), auth.client().ip.as_deref())
+        .await
+    {
+        Ok(codes) => {
+            render(&state, &auth, &headers, StatusCode::OK, |m| {
+                m.recovery_codes = codes;
+                m.notice = Some("The authenticator app is on.".to_owned());
+            })
+            .await
+        }
+        Err(error) => {
+            let setup = accounts.pending_totp_setup(&user, TOTP_ISSUER).await?;
+            let (status, message) = failure(error);
+            render(&state, &auth, &headers, status, |m| {
+                m.setup = setup.map(setup_view);
+                m.error = Some(message);
+            })
+            .await
+        }
+    }
+}
+
+/// `POST /account/security/totp/disable`.
+pub async fn totp_disable(
+    State(state): State<AppState>,
+    auth: RequestAuth,
+    headers: HeaderMap,
+    CsrfForm(form): CsrfForm<CodeForm>,
+) -> Result<Response, PageError> {
+    let user = match recent_user(&state, &auth, &headers, form.csrf.as_deref()).await? {
+        Ok(user) => user,
+        Err(page) => return Ok(page),
+    };
+    state.ringfence.accounts().disable_totp(&user).await?;
+    render(&state, &auth, &headers, StatusCode::OK, |m| {
+        m.notice =
+            Some("The authenticator app is off; the recovery codes no longer work.".to_owned())
+    })
+    .await
+}
+
+/// `POST /account/security/recovery-codes`: a new set, shown once.
+pub async fn recovery_codes(
+    State(state): State<AppState>,
+    auth: RequestAuth,
+    headers: HeaderMap,
+    CsrfForm(form): CsrfForm<CodeForm>,
+) -> Result<Response, PageError> {
+    let user = match recent_user(&state, &auth, &headers, form.csrf.as_deref()).await? {
+        Ok(user) => user,
+        Err(page) => return Ok(page),
+    };
+    match state.ringfence.accounts().new_recovery_codes(&user).await {
+        Ok(codes) => {
+            render(&state, &auth, &headers, StatusCode::OK, |m| {
+                m.recovery_codes = codes
+            })
+            .await
+        }
+        Err(error) => {
+            let (status, message) = failure(error);
+            render(&state, &auth, &headers, status, |m| m.error = Some(message)).await
+        }
+    }
+}

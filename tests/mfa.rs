@@ -1,0 +1,751 @@
+//! Second factors and recent authentication end to end: Redis + PostgreSQL + two nodes behind a
+//! real HAProxy (round robin), all real processes. TOTP codes are computed here from the secret
+//! the node hands out; the test cannot move a node's clock, so drift is tested with the codes of
+//! the steps around the current one.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use reqwest::{Client, StatusCode};
+use ringfence_accounts::factors::totp::TotpSecret;
+use ringfence_testkit::{HaProxy, NodeProcess, PostgresServer, RedisServer};
+use serde_json::{json, Value};
+
+const ALICE: &str = "alice@example.com";
+/// Short, so the test sees it pass without waiting long.
+const REAUTH_WINDOW_SECS: u64 = 3;
+
+struct Fleet {
+    _redis: RedisServer,
+    _postgres: PostgresServer,
+    nodes: Vec<NodeProcess>,
+    haproxy: HaProxy,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+fn fleet(extra: &[&str]) -> Fleet {
+    let redis = RedisServer::start().expect("redis");
+    let postgres = PostgresServer::start().expect("postgres");
+    let mut dirs = Vec::new();
+    let mut nodes = Vec::new();
+    for name in ["node1", "node2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "--redis".to_owned(),
+            redis.url(),
+            "--database".to_owned(),
+            postgres.url(),
+            "--trusted-proxy".to_owned(),
+            "127.0.0.1/32".to_owned(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        nodes.push(start_node(name, dir.path(), &args));
+        dirs.push(dir);
+    }
+    let backends: Vec<(String, std::net::SocketAddr)> = nodes
+        .iter()
+        .zip(["node1", "node2"])
+        .map(|(n, name)| (name.to_owned(), n.addr()))
+        .collect();
+    let haproxy = HaProxy::start(&backends).expect("haproxy");
+    for name in ["node1", "node2"] {
+        haproxy
+            .wait_for_server_status(name, "UP", Duration::from_secs(10))
+            .expect("backend up");
+    }
+    Fleet {
+        _redis: redis,
+        _postgres: postgres,
+        nodes,
+        haproxy,
+        _dirs: dirs,
+    }
+}
+
+fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+fn at(offset_steps: i64) -> chrono::DateTime<chrono::Utc> {
+    now() + chrono::Duration::seconds(30 * offset_steps)
+}
+
+/// A POST (or other method) with JSON and the CSRF header; (status, node, body).
+async fn send(
+    client: &Client,
+    method: reqwest::Method,
+    url: String,
+    csrf: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, String, Value) {
+    let mut request = client.request(method, url);
+    if let Some(csrf) = csrf {
+        request = request.header("x-csrf-token", csrf);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let node = node_of(&response);
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, node, body)
+}
+
+async fn post(
+    client: &Client,
+    url: String,
+    csrf: &str,
+    body: Value,
+) -> (StatusCode, String, Value) {
+    send(client, reqwest::Method::POST, url, Some(csrf), Some(body)).await
+}
+
+fn code_of(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_default()
+}
+
+/// Signs in with the password: (csrf token, body).
+async fn password_step(client: &Client, base: &str) -> Value {
+    let response = client
+        .post(format!("{base}/api/v1/login"))
+        .json(&json!({"email": ALICE, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "password step");
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn totp_on_two_nodes_behind_haproxy() {
+    let fleet = fleet(&["--reauth-window", &format!("{REAUTH_WINDOW_SECS}s")]);
+    let base = fleet.haproxy.url();
+    let alice = browser();
+    register_api(&alice, &base, ALICE).await;
+    let login = password_step(&alice, &base).await;
+    assert!(
+        login.get("mfa_required").is_none(),
+        "no factor yet: signed in"
+    );
+    let csrf = login["csrf_token"].as_str().unwrap().to_owned();
+    let me: Value = alice
+        .get(format!("{base}/api/v1/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        me["user"]["mfa"],
+        json!({"totp": false, "passkeys": 0, "recovery_codes_left": 0})
+    );
+
+    // Setup (right after signing in: recent).
+    let (status, _, setup) = post(
+        &alice,
+        format!("{base}/api/v1/mfa/totp/setup"),
+        &csrf,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{setup}");
+    let secret = TotpSecret::from_base32(setup["secret"].as_str().unwrap()).unwrap();
+    assert!(setup["otpauth_uri"]
+        .as_str()
+        .unwrap()
+        .starts_with("otpauth://totp/ringfence%3Aalice%40example.com?secret="));
+
+    // Bad input to confirm: 4xx, never counted as on.
+    let confirm = format!("{base}/api/v1/mfa/totp/confirm");
+    for (body, expected) in [
+        (json!({"code": 123456}), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({}), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({"code": "12ab56"}), StatusCode::UNAUTHORIZED),
+    ] {
+        let (status, _, answer) = post(&alice, confirm.clone(), &csrf, body.clone()).await;
+        assert_eq!(status, expected, "{body} → {answer}");
+    }
+    let huge = json!({"code": "1".repeat(100_000)});
+    let (status, _, _) = post(&alice, confirm.clone(), &csrf, huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, _, _) = send(
+        &alice,
+        reqwest::Method::POST,
+        confirm.clone(),
+        None,
+        Some(json!({"code": secret.code_at(now())})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF header");
+    // A wrong code is refused; TOTP stays off.
+    let wrong = secret.code_at(at(5));
+    let (status, _, answer) = post(&alice, confirm.clone(), &csrf, json!({"code": wrong})).await;
+    assert_eq!(
+        (status, code_of(&answer)),
+        (StatusCode::UNAUTHORIZED, "invalid_code")
+    );
+    let me: Value = alice
+        .get(format!("{base}/api/v1/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"]["mfa"]["totp"], json!(false));
+
+    // Confirm with the code of the previous step (drift -1 accepted).
+    let (status, _, answer) = post(
+        &alice,
+        confirm.clone(),
+        &csrf,
+        json!({"code": secret.code_at(at(-1))}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let recovery: Vec<String> = answer["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(recovery.len(), 10);
+    let me: Value = alice
+        .get(format!("{base}/api/v1/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        me["user"]["mfa"],
+        json!({"totp": true, "passkeys": 0, "recovery_codes_left": 10})
+    );
+
+    // Signing in now needs the code: the password alone gives a pending sign-in.
+    let phone = browser();
+    let pending = password_step(&phone, &base).await;
+    assert_eq!(pending["mfa_required"], json!(true));
+    assert!(pending["methods"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("totp")));
+    let pending_csrf = pending["csrf_token"].as_str().unwrap().to_owned();
+    // The pending sign-in is not signed in anywhere, on either node.
+    for _ in 0..2 {
+        let me = phone.get(format!("{base}/api/v1/me")).send().await.unwrap();
+        assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+        let list = phone
+            .get(format!("{base}/api/v1/sessions"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(list.status(), StatusCode::UNAUTHORIZED);
+        let (status, _, _) = post(
+            &phone,
+            format!("{base}/api/v1/password"),
+            &pending_csrf,
+            json!({"current_password": PASSWORD, "new_password": "another long passphrase here"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _, _) = post(
+            &phone,
+            format!("{base}/api/v1/mfa/totp/setup"),
+            &pending_csrf,
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _, _) = send(
+            &phone,
+            reqwest::Method::DELETE,
+            format!("{base}/api/v1/mfa/totp"),
+            Some(&pending_csrf),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let second = format!("{base}/api/v1/login/mfa");
+    let (status, _, _) = send(
+        &phone,
+        reqwest::Method::POST,
+        second.clone(),
+        None,
+        Some(json!({"code": secret.code_at(now())})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF header");
+    for bad in [
+        json!({"code": 5}),
+        json!({}),
+        json!({"code": "1", "recovery_code": "2"}),
+    ] {
+        let (status, _, _) = post(&phone, second.clone(), &pending_csrf, bad.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+    let (status, _, answer) = post(
+        &phone,
+        second.clone(),
+        &pending_csrf,
+        json!({"code": secret.code_at(at(7))}),
+    )
+    .await;
+    assert_eq!(
+        (status, code_of(&answer)),
+        (StatusCode::UNAUTHORIZED, "invalid_code")
+    );
+    let code = secret.code_at(now());
+    let (status, first_node, signed_in) =
+        post(&phone, second.clone(), &pending_csrf, json!({"code": code})).await;
+    assert_eq!(status, StatusCode::OK, "{signed_in}");
+    assert_eq!(signed_in["user"]["email"], json!(ALICE));
+    let me = phone.get(format!("{base}/api/v1/me")).send().await.unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    let me: Value = me.json().await.unwrap();
+    assert_eq!(
+        me["session"]["id"], signed_in["session"]["id"],
+        "a new session"
+    );
+
+    // The same code again, from another pending sign-in, on either node: refused.
+    let mut nodes_seen = std::collections::BTreeSet::from([first_node]);
+    for _ in 0..2 {
+        let other = browser();
+        let pending = password_step(&other, &base).await;
+        let csrf = pending["csrf_token"].as_str().unwrap();
+        let (status, node, answer) =
+            post(&other, second.clone(), csrf, json!({"code": code})).await;
+        assert_eq!(
+            (status, code_of(&answer)),
+            (StatusCode::UNAUTHORIZED, "invalid_code"),
+            "replay on {node}"
+        );
+        nodes_seen.insert(node);
+    }
+    assert_eq!(
+        nodes_seen.len(),
+        2,
+        "both nodes refused or took codes: {nodes_seen:?}"
+    );
+
+    // Drift: two steps either way refused, one step ahead accepted.
+    let other = browser();
+    let pending = password_step(&other, &base).await;
+    let csrf = pending["csrf_token"].as_str().unwrap().to_owned();
+    for offset in [2, -2] {
+        let (status, _, _) = post(
+            &other,
+            second.clone(),
+            &csrf,
+            json!({"code": secret.code_at(at(offset))}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "drift {offset}");
+    }
+    let (status, _, answer) = post(
+        &other,
+        second.clone(),
+        &csrf,
+        json!({"code": secret.code_at(at(1))}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "drift +1: {answer}");
+
+    // A recovery code works once.
+    for expected in [StatusCode::OK, StatusCode::UNAUTHORIZED] {
+        let other = browser();
+        let pending = password_step(&other, &base).await;
+        let csrf = pending["csrf_token"].as_str().unwrap();
+        let (status, _, answer) = post(
+            &other,
+            second.clone(),
+            csrf,
+            json!({"recovery_code": recovery[0].to_lowercase()}),
+        )
+        .await;
+        assert_eq!(status, expected, "{answer}");
+    }
+    let me: Value = alice
+        .get(format!("{base}/api/v1/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"]["mfa"]["recovery_codes_left"], json!(9));
+
+    // Recent authentication: after the window, sensitive operations need /api/v1/reauth.
+    tokio::time::sleep(Duration::from_millis(REAUTH_WINDOW_SECS * 1000 + 500)).await;
+    let (status, _, answer) = post(
+        &alice,
+        format!("{base}/api/v1/mfa/recovery-codes"),
+        &csrf_of_api(&alice, &base).await,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, code_of(&answer)),
+        (StatusCode::FORBIDDEN, "reauth_required")
+    );
+    let csrf = csrf_of_api(&alice, &base).await;
+    let (status, _, answer) = send(
+        &alice,
+        reqwest::Method::DELETE,
+        format!("{base}/api/v1/mfa/totp"),
+        Some(&csrf),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, code_of(&answer)),
+        (StatusCode::FORBIDDEN, "reauth_required")
+    );
+    let (status, _, answer) = post(
+        &alice,
+        format!("{base}/api/v1/reauth"),
+        &csrf,
+        json!({"password": "not the password at all"}),
+    )
+    .await;
+    assert_eq!(
+        (status, code_of(&answer)),
+        (StatusCode::UNAUTHORIZED, "invalid_credentials")
+    );
+    let (status, _, _) = post(
+        &alice,
+        format!("{base}/api/v1/reauth"),
+        &csrf,
+        json!({"password": PASSWORD, "code": "123456"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _, answer) = post(
+        &alice,
+        format!("{base}/api/v1/reauth"),
+        &csrf,
+        json!({"password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
+    // Accepted on both nodes (the proof is a key-ring payload).
+    let mut fresh_codes = Vec::new();
+    for _ in 0..2 {
+        let (status, _, answer) = post(
+            &alice,
+            format!("{base}/api/v1/mfa/recovery-codes"),
+            &csrf,
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        fresh_codes = answer["recovery_codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+    }
+    // The old set is void.
+    let other = browser();
+    let pending = password_step(&other, &base).await;
+    let (status, _, _) = post(
+        &other,
+        second.clone(),
+        pending["csrf_token"].as_str().unwrap(),
+        json!({"recovery_code": recovery[1]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a code of the old set");
+    // Reauth by code (here a recovery code) works as well, after the window again.
+    tokio::time::sleep(Duration::from_millis(REAUTH_WINDOW_SECS * 1000 + 500)).await;
+    let (status, _, answer) = post(
+        &alice,
+        format!("{base}/api/v1/reauth"),
+        &csrf,
+        json!({"code": "000000"}),
+    )
+    .await;
+    assert_eq!(
+        (status, code_of(&answer)),
+        (StatusCode::UNAUTHORIZED, "invalid_code")
+    );
+    let (status, _, answer) = post(
+        &alice,
+        format!("{base}/api/v1/reauth"),
+        &csrf,
+        json!({"code": fresh_codes[0]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
+    let (status, _, _) = send(
+        &alice,
+        reqwest::Method::DELETE,
+        format!("{base}/api/v1/mfa/totp"),
+        Some(&csrf),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let fresh = browser();
+    let login = password_step(&fresh, &base).await;
+    assert!(
+        login.get("mfa_required").is_none(),
+        "TOTP off: the password signs in"
+    );
+    drop(fleet.nodes);
+}
+
+async fn csrf_of_api(client: &Client, base: &str) -> String {
+    let me: Value = client
+        .get(format!("{base}/api/v1/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    me["csrf_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_second_factor_codes_are_throttled_and_admins_need_a_factor() {
+    let fleet = fleet(&["--require-mfa-for-admins"]);
+    let base = fleet.haproxy.url();
+    let alice = browser();
+    register_api(&alice, &base, ALICE).await;
+    let csrf = password_step(&alice, &base).await["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, _, setup) = post(
+        &alice,
+        format!("{base}/api/v1/mfa/totp/setup"),
+        &csrf,
+        json!({}),
+    )
+    .await;
+    let secret = TotpSecret::from_base32(setup["secret"].as_str().unwrap()).unwrap();
+    let (status, _, _) = post(
+        &alice,
+        format!("{base}/api/v1/mfa/totp/confirm"),
+        &csrf,
+        json!({"code": secret.code_at(at(-1))}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let phone = browser();
+    let pending = password_step(&phone, &base).await;
+    let pending_csrf = pending["csrf_token"].as_str().unwrap().to_owned();
+    let mut last = StatusCode::OK;
+    for _ in 0..12 {
+        let (status, _, _) = post(
+            &phone,
+            format!("{base}/api/v1/login/mfa"),
+            &pending_csrf,
+            json!({"code": "000000"}),
+        )
+        .await;
+        last = status;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        last,
+        StatusCode::TOO_MANY_REQUESTS,
+        "wrong codes lock like wrong passwords"
+    );
+    // Locked: the password step is refused too (the same throttle).
+    let response = phone
+        .post(format!("{base}/api/v1/login"))
+        .json(&json!({"email": ALICE, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // An administrator without a second factor: 403 mfa_setup_required on admin routes.
+    let admin = "root@example.com";
+    let root = browser();
+    register_api(&root, &base, admin).await;
+    let done = run(
+        &[
+            "users",
+            "set-admin",
+            admin,
+            "on",
+            "--redis",
+            &fleet._redis.url(),
+            "--database",
+            &fleet._postgres.url(),
+        ],
+        None,
+        &[],
+    );
+    assert!(done.success, "{}", done.stderr);
+    let response = root
+        .post(format!("{base}/api/v1/login"))
+        .json(&json!({"email": admin, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let stats = root
+        .get(format!("{base}/api/v1/admin/stats"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stats.status(), StatusCode::FORBIDDEN);
+    let body: Value = stats.json().await.unwrap();
+    assert_eq!(code_of(&body), "mfa_setup_required");
+    let page = root.get(format!("{base}/admin")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::SEE_OTHER);
+    assert_eq!(page.headers()["location"], "/account/security/mfa");
+    // `users reset-mfa` removes Alice's factors: the password signs in again.
+    let done = run(
+        &[
+            "users",
+            "reset-mfa",
+            ALICE,
+            "--redis",
+            &fleet._redis.url(),
+            "--database",
+            &fleet._postgres.url(),
+        ],
+        None,
+        &[],
+    );
+    assert!(done.success, "{}", done.stderr);
+    assert!(done.stdout.contains("removed"), "{}", done.stdout);
+}
+
+/// The value of `<code>` right after `Secret: ` on the security page.
+fn secret_on(html: &str) -> TotpSecret {
+    let marker = "Secret: <code>";
+    let start = html.find(marker).expect("the page shows the secret") + marker.len();
+    let end = html[start..].find('<').unwrap() + start;
+    TotpSecret::from_base32(&html[start..end]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_set_up_totp_with_a_qr_code_and_sign_in_in_two_steps() {
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node(
+        "solo",
+        data.path(),
+        &[
+            "--reauth-window".to_owned(),
+            format!("{REAUTH_WINDOW_SECS}s"),
+        ],
+    );
+    let base = node.url();
+    let alice = browser();
+    assert_eq!(
+        register_page(&alice, &base, ALICE).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let (_, html) = get_page(&alice, &format!("{base}/account/security/mfa")).await;
+    assert!(html.contains("Authenticator app: off"), "{html}");
+    let response = alice
+        .post(format!("{base}/account/security/totp/setup"))
+        .form(&[("_csrf", csrf_of(&html))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("<svg"), "the QR code is drawn on the page");
+    let secret = secret_on(&html);
+    // A wrong code shows the same setup again.
+    let response = alice
+        .post(format!("{base}/account/security/totp/confirm"))
+        .form(&[("_csrf", csrf_of(&html)), ("code", secret.code_at(at(4)))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let html = response.text().await.unwrap();
+    assert_eq!(secret_on(&html), secret);
+    let response = alice
+        .post(format!("{base}/account/security/totp/confirm"))
+        .form(&[("_csrf", csrf_of(&html)), ("code", secret.code_at(at(-1)))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains("Authenticator app") && html.matches("<li><code>").count() == 10,
+        "{html}"
+    );
+
+    // Signing in through the pages now takes two steps.
+    let phone = browser();
+    let response = phone.get(format!("{base}/login/mfa")).send().await.unwrap();
+    assert_eq!(
+        response.headers()["location"],
+        "/login",
+        "no pending sign-in"
+    );
+    let response = login_page(&phone, &base, ALICE, PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], "/login/mfa");
+    assert_eq!(signed_in_as(&phone, &base).await, None, "not signed in yet");
+    let (_, html) = get_page(&phone, &format!("{base}/login/mfa")).await;
+    let response = phone
+        .post(format!("{base}/login/mfa"))
+        .form(&[("_csrf", csrf_of(&html)), ("code", "000000".to_owned())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let html = response.text().await.unwrap();
+    let response = phone
+        .post(format!("{base}/login/mfa"))
+        .form(&[("_csrf", csrf_of(&html)), ("code", secret.code_at(now()))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(signed_in_as(&phone, &base).await.as_deref(), Some(ALICE));
+
+    // Past the window the section asks to confirm it is you before changing anything.
+    tokio::time::sleep(Duration::from_millis(REAUTH_WINDOW_SECS * 1000 + 500)).await;
+    let (_, html) = get_page(&alice, &format!("{base}/account/security/mfa")).await;
+    assert!(html.contains("confirm it is you first"), "{html}");
+    let response = alice
+        .post(format!("{base}/account/security/totp/disable"))
+        .form(&[("_csrf", csrf_of(&html))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = alice
+        .post(format!("{base}/account/security/reauth"))
+        .form(&[("_csrf", csrf_of(&html)), ("password", PASSWORD.to_owned())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let response = alice
+        .post(format!("{base}/account/security/totp/disable"))
+        .form(&[("_csrf", csrf_of(&html))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("Authenticator app: off"));
+}
