@@ -9,6 +9,7 @@ mod wiring;
 use std::process::ExitCode;
 
 use clap::Parser;
+use ringfence_accounts::PasskeyService;
 use ringfence_axum::{PublicUrl, Ringfence, TrustedProxies};
 use ringfence_keyring::KeyRingConfig;
 use ringfence_server::{AppState, ServeOptions, Server};
@@ -182,8 +183,15 @@ async fn serve(store: &StoreArgs, args: ServeArgs) -> Result<(), StartError> {
         services.accounts.clone(),
         trusted,
     )
-    .with_public_url(public_url);
-    let state = AppState::new(ringfence, &node_name, Some(metrics));
+    .with_public_url(public_url.clone());
+    let passkeys = PasskeyService::new(
+        services.accounts.clone(),
+        services.passkeys.clone(),
+        services.ceremonies.clone(),
+        public_url.as_str(),
+    )
+    .map_err(|e| StartError(e.to_string()))?;
+    let state = AppState::new(ringfence, &node_name, Some(metrics)).with_passkeys(passkeys);
     tracing::info!(node = %node_name, keys = %services.keyring.describe_store(), database = services.database.backend(), "ringfence node starting");
     let mut server = Server::new(listener).options(options);
     if let Some(metrics_listener) = metrics_listener {

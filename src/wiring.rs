@@ -10,8 +10,8 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{IntoConnectionInfo, TlsCertificates};
 use ringfence_accounts::{
-    Accounts, AttemptStore, Database, PasswordHasher, PasswordPolicy, RedisAttemptStore,
-    ThrottlePolicy,
+    Accounts, AttemptStore, Database, MailTokenStore, PasskeyStore, PasswordHasher, PasswordPolicy,
+    RedisAttemptStore, RedisMailTokenStore, ThrottlePolicy,
 };
 use ringfence_keyring::{
     private_files, DirectoryKeyRepository, KeyRepository, KeyRing, KeyRingConfig, MasterKey,
@@ -34,6 +34,11 @@ pub struct Services {
     pub accounts: Accounts,
     pub clock: SharedClock,
     pub database: Database,
+    /// Registered passkeys (in the accounts database).
+    pub passkeys: Arc<dyn PasskeyStore>,
+    /// Where passkey ceremonies wait between start and finish: Redis when there is one, else
+    /// the accounts database, so any node finishes what another started.
+    pub ceremonies: Arc<dyn MailTokenStore>,
 }
 
 /// A failure to start, reported as one line.
@@ -505,7 +510,27 @@ pub async fn open(
         clock.clone(),
     )
     .with_throttle(attempts, ThrottlePolicy::default());
+    let passkeys = database
+        .passkey_store()
+        .await
+        .map_err(|e| fail("cannot prepare the passkey store")(e.to_string()))?;
+    let ceremonies: Arc<dyn MailTokenStore> = match &redis {
+        Some(RedisBackend::Single(conn)) => Arc::new(RedisMailTokenStore::new(
+            conn.clone(),
+            args.redis_prefix.clone(),
+        )),
+        Some(RedisBackend::Cluster(conn)) => Arc::new(RedisMailTokenStore::new(
+            conn.clone(),
+            args.redis_prefix.clone(),
+        )),
+        None => database
+            .mail_token_store()
+            .await
+            .map_err(|e| fail("cannot prepare the passkey ceremony store")(e.to_string()))?,
+    };
     Ok(Services {
+        passkeys,
+        ceremonies,
         keyring,
         sessions,
         accounts,

@@ -188,9 +188,15 @@ pub async fn login(
         .accounts()
         .authenticate_from(&body.email, &body.password, auth.client().ip.as_deref())
         .await?;
+    login_response(&auth, &user).await
+}
+
+/// Signs `user` in on a new session and answers with the login response (password and passkey
+/// sign-ins alike).
+pub(crate) async fn login_response(auth: &RequestAuth, user: &User) -> Result<Response, ApiError> {
     let session = auth.sign_in(&user.id).await?;
     let body = LoginResponse {
-        user: UserJson::from(&user),
+        user: UserJson::from(user),
         session: SessionJson::new(&session, true),
         csrf_token: auth.csrf_token()?,
     };

@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 mod api;
+mod api_passkeys;
 mod body;
 mod connections;
 mod errors;
@@ -66,6 +67,28 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
         .route("/api/v1/sessions/revoke-others", post(api::revoke_others))
         .route("/api/v1/sessions/{id}", delete(api::revoke))
         .route("/api/v1/password", post(api::change_password))
+        .route("/api/v1/passkeys", get(api_passkeys::list))
+        .route(
+            "/api/v1/passkeys/register/start",
+            post(api_passkeys::register_start),
+        )
+        .route(
+            "/api/v1/passkeys/register/finish",
+            post(api_passkeys::register_finish),
+        )
+        .route(
+            "/api/v1/passkeys/login/start",
+            post(api_passkeys::login_start),
+        )
+        .route(
+            "/api/v1/passkeys/login/finish",
+            post(api_passkeys::login_finish),
+        )
+        .route(
+            "/api/v1/passkeys/{id}",
+            delete(api_passkeys::delete).patch(api_passkeys::rename),
+        )
+        .route("/static/passkeys.js", get(api_passkeys::script))
         .route("/api/v1/admin/stats", get(api::admin_stats))
         .route("/api/v1/admin/revoke-user", post(api::admin_revoke_user))
         .route("/admin/revoke-user", post(pages::admin_revoke_user))

@@ -7,7 +7,7 @@ use ringfence_axum::SESSION_COOKIE;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api;
+use crate::{api, api_passkeys};
 
 /// The security schemes the operations name: the session cookie, and the antiforgery header
 /// cookie-authenticated writes carry.
@@ -38,8 +38,11 @@ impl Modify for SecuritySchemes {
 #[openapi(
     info(title = "ringfence", description = "Accounts and sessions shared by every node of a fleet. Cookie-authenticated writes carry X-CSRF-Token (from login or GET /api/v1/me)."),
     paths(api::register, api::login, api::logout, api::me, api::sessions, api::revoke,
-          api::revoke_others, api::change_password, api::admin_stats, api::admin_revoke_user),
-    tags((name = "accounts"), (name = "sessions"), (name = "admin")),
+          api::revoke_others, api::change_password, api::admin_stats, api::admin_revoke_user,
+          api_passkeys::register_start, api_passkeys::register_finish, api_passkeys::list,
+          api_passkeys::rename, api_passkeys::delete, api_passkeys::login_start,
+          api_passkeys::login_finish),
+    tags((name = "accounts"), (name = "sessions"), (name = "admin"), (name = "passkeys")),
     modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;
