@@ -43,7 +43,10 @@ async fn deleting_the_user_deletes_its_passkeys(
     let bobs = store.count(bob).await.unwrap();
     assert!(users.delete(alice).await.unwrap());
     assert_eq!(store.count(alice).await.unwrap(), 0);
-    assert_eq!(store.by_credential_id(&p.credential_id).await.unwrap(), None);
+    assert_eq!(
+        store.by_credential_id(&p.credential_id).await.unwrap(),
+        None
+    );
     assert_eq!(store.count(bob).await.unwrap(), bobs);
 }
 
