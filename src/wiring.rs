@@ -514,6 +514,7 @@ pub async fn open(
         .passkey_store()
         .await
         .map_err(|e| fail("cannot prepare the passkey store")(e.to_string()))?;
+    let accounts = accounts.with_passkey_store(passkeys.clone());
     let ceremonies: Arc<dyn MailTokenStore> = match &redis {
         Some(RedisBackend::Single(conn)) => Arc::new(RedisMailTokenStore::new(
             conn.clone(),

@@ -10,8 +10,8 @@ use super::stored_email;
 impl Accounts {
     /// Disables the account (`users disable`, `POST …/disable`): from now on its right password
     /// gets [`AccountError::AccountDisabled`] (a wrong one the usual answer), every session of
-    /// the user ends at once (on every node: they share the session store), its mail links stop
-    /// working, and [`Accounts::session_user`] refuses it even for a session a racing sign-in
+    /// the user ends at once (on every node: they share the session store), its passkeys are
+    /// removed, its mail links stop working, and [`Accounts::session_user`] refuses it even for a session a racing sign-in
     /// started. Returns how many sessions ended. Disabling a disabled account only ends
     /// sessions again.
     pub async fn disable(&self, user_id: &str) -> Result<u64, AccountError> {
@@ -19,7 +19,10 @@ impl Accounts {
             return Err(AccountError::UserNotFound);
         }
         self.forget_cached(user_id);
-        tracing::info!(user_id, "account disabled");
+        // A disabled account keeps no second factors: enabling it again starts from the
+        // password alone (issue 15).
+        let removed = self.remove_passkeys(user_id).await?;
+        tracing::info!(user_id, passkeys_removed = removed, "account disabled");
         self.end_every_session(user_id, "the account was disabled")
             .await
     }
