@@ -111,3 +111,56 @@ async fn disabling_an_account_removes_its_passkeys() {
     accounts.delete(&bob.id).await.unwrap();
     assert_eq!(store.count(&bob.id).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn removing_a_passkey_mails_a_notice_and_touches_only_the_owners() {
+    let f = fixture().await;
+    let mails = common::mail::MailCollector::default();
+    let store = f.db.passkey_store().await.unwrap();
+    let ceremonies = f.db.mail_token_store().await.unwrap();
+    let accounts = f
+        .accounts
+        .clone()
+        .with_mailer(Arc::new(mails.clone()))
+        .with_passkey_store(Arc::clone(&store));
+    let service =
+        PasskeyService::new(accounts.clone(), Arc::clone(&store), ceremonies, PUBLIC_URL).unwrap();
+    let ada = accounts
+        .register("ada@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+    let bob = accounts
+        .register("bob@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+    let laptop = passkey(&ada.id, "Laptop", 0);
+    store.insert(&laptop).await.unwrap();
+
+    assert!(matches!(
+        service.delete(&bob, &laptop.id).await,
+        Err(PasskeyError::NotFound)
+    ));
+    assert!(matches!(
+        service.rename(&ada, &laptop.id, "\u{7}bell").await,
+        Err(PasskeyError::InvalidName(_))
+    ));
+    service
+        .rename(&ada, &laptop.id, " Work laptop ")
+        .await
+        .unwrap();
+    service.delete(&ada, &laptop.id).await.unwrap();
+    assert_eq!(service.count(&ada.id).await.unwrap(), 0);
+    let removed: Vec<_> = mails
+        .all()
+        .into_iter()
+        .filter(|(to, _)| to == "ada@example.com")
+        .map(|(_, mail)| mail)
+        .filter(|mail| mail.kind() == "passkey_removed")
+        .collect();
+    assert_eq!(
+        removed,
+        vec![ringfence_accounts::AccountMail::PasskeyRemoved {
+            name: "Work laptop".into()
+        }]
+    );
+}
