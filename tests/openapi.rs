@@ -347,7 +347,7 @@ async fn openapi_document_matches_the_running_api() {
         call(&user, Method::POST, "/api/v1/passkeys/register/finish")
             .header("x-csrf-token", &csrf)
             .json(&unknown_ceremony),
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
     expect(
@@ -381,7 +381,8 @@ async fn openapi_document_matches_the_running_api() {
         "post",
         "/api/v1/passkeys/login/finish",
         call(&other, Method::POST, "/api/v1/passkeys/login/finish").json(&unknown_ceremony),
-        StatusCode::BAD_REQUEST,
+        // A registration's answer where an assertion belongs: malformed_credential.
+        StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
     let change = serde_json::json!({"current_password": PASSWORD, "new_password": "an even longer passphrase"});

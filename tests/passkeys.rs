@@ -155,7 +155,7 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
     .await;
     assert_eq!(
         (status, code(&body)),
-        (StatusCode::BAD_REQUEST, "invalid_challenge"),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_challenge"),
         "{body}"
     );
 
@@ -178,7 +178,7 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
     .await;
     assert_eq!(
         (status, code(&body)),
-        (StatusCode::BAD_REQUEST, "passkey_rejected"),
+        (StatusCode::UNPROCESSABLE_ENTITY, "passkey_rejected"),
         "{body}"
     );
 
@@ -233,7 +233,7 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
     .await;
     assert_eq!(
         (status, code(&body)),
-        (StatusCode::BAD_REQUEST, "invalid_challenge"),
+        (StatusCode::UNAUTHORIZED, "invalid_challenge"),
         "{body}"
     );
     let (challenge_id, _) = login_start(&anonymous, &a, json!({})).await;

@@ -151,21 +151,22 @@ fn recently_signed_in(session: &Session, now: DateTime<Utc>) -> Result<(), ApiEr
     }
 }
 
-/// A [`PasskeyError`] as an answer; `rejected` is the status of a refused authenticator
-/// answer (`400` registering, `401` signing in).
-fn passkey_error(error: PasskeyError, rejected: StatusCode) -> ApiError {
+/// A [`PasskeyError`] as an answer; `refused` is the status of a spent or unknown ceremony and
+/// of a refused authenticator answer: `422` registering (well-formed input that does not
+/// hold), `401` signing in (not signed in). `400` stays for JSON that does not parse.
+fn passkey_error(error: PasskeyError, refused: StatusCode) -> ApiError {
     let message = error.to_string();
     match error {
         PasskeyError::InvalidName(_) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_name", &message)
         }
-        PasskeyError::InvalidChallenge => {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_challenge", &message)
-        }
-        PasskeyError::MalformedCredential(_) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed_credential", &message)
-        }
-        PasskeyError::Rejected(_) => ApiError::new(rejected, "passkey_rejected", &message),
+        PasskeyError::InvalidChallenge => ApiError::new(refused, "invalid_challenge", &message),
+        PasskeyError::MalformedCredential(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "malformed_credential",
+            &message,
+        ),
+        PasskeyError::Rejected(_) => ApiError::new(refused, "passkey_rejected", &message),
         PasskeyError::Duplicate => ApiError::new(StatusCode::CONFLICT, "passkey_exists", &message),
         PasskeyError::NotFound => ApiError::not_found(&message),
         PasskeyError::Account(e) => e.into(),
@@ -173,7 +174,7 @@ fn passkey_error(error: PasskeyError, rejected: StatusCode) -> ApiError {
 }
 
 fn registering(error: PasskeyError) -> ApiError {
-    passkey_error(error, StatusCode::BAD_REQUEST)
+    passkey_error(error, StatusCode::UNPROCESSABLE_ENTITY)
 }
 
 fn signing_in(error: PasskeyError) -> ApiError {
@@ -207,14 +208,14 @@ pub async fn register_start(
     request_body = RegisterFinish,
     security(("session_cookie" = [], "csrf_header" = [])),
     responses((status = 201, body = PasskeyCreated),
-        (status = 400, body = ErrorResponse, description = "invalid_challenge (unknown, finished or expired ceremony), malformed_credential, passkey_rejected (wrong origin, RP id, challenge, signature or no user verification), or malformed JSON"),
+        (status = 400, body = ErrorResponse, description = "JSON that does not parse"),
         (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse, description = "the CSRF header is missing or wrong"),
         (status = 404, body = ErrorResponse, description = "passkeys are not enabled"),
         (status = 409, body = ErrorResponse, description = "passkey_exists: the credential is registered already"),
         (status = 413, body = ErrorResponse, description = "body over 64 KiB"),
         (status = 415, body = ErrorResponse, description = "not application/json"),
-        (status = 422, body = ErrorResponse, description = "invalid_name, or JSON of the wrong shape"),
+        (status = 422, body = ErrorResponse, description = "invalid_challenge (unknown, finished or expired ceremony), malformed_credential, passkey_rejected (wrong origin, RP id, challenge or signature, no user verification), invalid_name, or JSON of the wrong shape"),
         (status = 503, body = ErrorResponse)))]
 pub async fn register_finish(
     State(state): State<AppState>,
@@ -345,13 +346,13 @@ pub async fn login_start(
     request_body = LoginFinish,
     security(()),
     responses((status = 200, body = LoginResponse),
-        (status = 400, body = ErrorResponse, description = "invalid_challenge (unknown, finished or expired ceremony), malformed_credential, or malformed JSON"),
-        (status = 401, body = ErrorResponse, description = "passkey_rejected: unknown passkey, wrong origin, RP id, challenge or signature, no user verification"),
+        (status = 400, body = ErrorResponse, description = "JSON that does not parse"),
+        (status = 401, body = ErrorResponse, description = "invalid_challenge (unknown, finished or expired ceremony), or passkey_rejected: unknown passkey, wrong origin, RP id, challenge or signature, no user verification, counter going backwards"),
         (status = 403, body = ErrorResponse, description = "account_disabled"),
         (status = 404, body = ErrorResponse, description = "passkeys are not enabled"),
         (status = 413, body = ErrorResponse, description = "body over 64 KiB"),
         (status = 415, body = ErrorResponse, description = "not application/json"),
-        (status = 422, body = ErrorResponse, description = "JSON of the wrong shape"),
+        (status = 422, body = ErrorResponse, description = "malformed_credential, or JSON of the wrong shape"),
         (status = 503, body = ErrorResponse)))]
 pub async fn login_finish(
     State(state): State<AppState>,
