@@ -107,7 +107,7 @@ struct Inner {
 impl std::fmt::Debug for PasskeyService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PasskeyService")
-            .field("rp_id", &self.inner.webauthn.get_allowed_origins())
+            .field("origins", &self.inner.webauthn.get_allowed_origins())
             .finish_non_exhaustive()
     }
 }
