@@ -695,8 +695,25 @@ async fn passkey_scenario(base: &str, driver: &ChromeDriver, scratch: &Path) {
     fill_credentials(&browser, email, PASSWORD).await;
     submit_main_form(&browser).await;
     wait_signed_in(&browser, email).await;
-    let added = run_passkeys_js(&browser, "window.ringfencePasskeys.register('Chromium')").await;
-    assert_eq!(added["ok"]["name"], "Chromium", "{added}");
+    // Through the page: its form and /static/passkeys.js (under the page's CSP).
+    browser
+        .goto(&format!("{base}/account/passkeys"))
+        .await
+        .unwrap();
+    let name = find(&browser, "#passkey-register input[name=name]").await;
+    name.send_keys("Chromium").await.unwrap();
+    find(&browser, "#passkey-register button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_until(&browser, "the new passkey is listed", |b| async move {
+        match b.find(Locator::Css("li.passkey strong")).await {
+            Ok(e) => e.text().await.is_ok_and(|t| t == "Chromium"),
+            Err(_) => false,
+        }
+    })
+    .await;
 
     // Signed out (a fresh cookie jar), sign in with the passkey alone.
     browser.delete_all_cookies().await.unwrap();
@@ -711,13 +728,27 @@ async fn passkey_scenario(base: &str, driver: &ChromeDriver, scratch: &Path) {
     let passkeys = list["ok"].as_array().cloned().unwrap_or_default();
     assert_eq!(passkeys.len(), 1, "{list}");
     assert!(passkeys[0]["last_used_at"].is_string(), "{list}");
-    let id = passkeys[0]["id"].as_str().unwrap().to_owned();
-    let removed = run_passkeys_js(
+    browser
+        .goto(&format!("{base}/account/passkeys"))
+        .await
+        .unwrap();
+    assert!(text_of(&browser, "li.passkey .meta")
+        .await
+        .contains("last used"));
+    find(&browser, "li.passkey button[data-passkey-delete]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_until(
         &browser,
-        &format!("window.ringfencePasskeys.remove({id:?})"),
+        "the passkey is gone from the page",
+        |b| async move {
+            b.find(Locator::Css("#passkey-register")).await.is_ok()
+                && b.find(Locator::Css("li.passkey")).await.is_err()
+        },
     )
     .await;
-    assert!(removed.get("ok").is_some(), "{removed}");
     let list = run_passkeys_js(&browser, "window.ringfencePasskeys.list()").await;
     assert_eq!(list["ok"], serde_json::json!([]), "{list}");
 

@@ -14,6 +14,7 @@ mod errors;
 pub mod openapi;
 mod ops;
 mod pages;
+mod pages_passkeys;
 mod state;
 mod views;
 
@@ -89,6 +90,7 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
             delete(api_passkeys::delete).patch(api_passkeys::rename),
         )
         .route("/static/passkeys.js", get(api_passkeys::script))
+        .route("/account/passkeys", get(pages_passkeys::passkeys))
         .route("/api/v1/admin/stats", get(api::admin_stats))
         .route("/api/v1/admin/revoke-user", post(api::admin_revoke_user))
         .route("/admin/revoke-user", post(pages::admin_revoke_user))

@@ -28,8 +28,8 @@ pub struct Layout {
 }
 
 /// The signed-in user behind a page request, if any.
-struct PageContext {
-    layout: Layout,
+pub(crate) struct PageContext {
+    pub(crate) layout: Layout,
     signed_in: Option<(User, Session)>,
 }
 
@@ -80,7 +80,8 @@ impl<S: Send + Sync> FromRequestParts<S> for PageAdmin {
     }
 }
 
-async fn signed_in(
+/// The page context of a signed-in user; not signed in sends the browser to `/login`.
+pub(crate) async fn signed_in(
     state: &AppState,
     auth: &RequestAuth,
 ) -> Result<(PageContext, User, Session), PageError> {
