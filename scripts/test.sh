@@ -38,6 +38,11 @@ docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2
 have_aiosmtpd() { [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1; }
 have_aiosmtpd || missing+=(python3-aiosmtpd)
 
+# OpenSSL's headers and pkg-config: webauthn-rs (passkeys) builds on the openssl crate.
+have_openssl_dev() { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openssl; }
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+have_openssl_dev || missing+=(libssl-dev)
+
 # Headless Chromium and its WebDriver server for the browser test (tests/browser.rs).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
@@ -98,6 +103,7 @@ if ((${#missing[@]} > 0)); then
     command -v chromium >/dev/null 2>&1 || still+=(chromium)
     command -v chromedriver >/dev/null 2>&1 || still+=(chromium-driver)
     have_aiosmtpd || still+=(python3-aiosmtpd)
+    have_openssl_dev || still+=(libssl-dev pkg-config)
     [[ -x $system_python ]] || system_python="$(command -v python3 || true)"
     have_venv || still+=(python3-venv)
     if ((${#still[@]} > 0)); then

@@ -9,6 +9,7 @@ mod wiring;
 use std::process::ExitCode;
 
 use clap::Parser;
+use ringfence_accounts::PasskeyService;
 use ringfence_axum::{PublicUrl, Ringfence, StepUpSettings, TrustedProxies};
 use ringfence_keyring::KeyRingConfig;
 use ringfence_server::{AppState, ServeOptions, Server};
@@ -183,7 +184,14 @@ async fn serve(store: &StoreArgs, args: ServeArgs) -> Result<(), StartError> {
         reauth_window: args.reauth_window,
         require_mfa_for_admins: args.require_mfa_for_admins,
     });
-    let state = AppState::new(ringfence, &node_name, Some(metrics));
+    let passkeys = PasskeyService::new(
+        services.accounts.clone(),
+        services.passkeys.clone(),
+        services.ceremonies.clone(),
+        public_url.as_str(),
+    )
+    .map_err(|e| StartError(e.to_string()))?;
+    let state = AppState::new(ringfence, &node_name, Some(metrics)).with_passkeys(passkeys);
     tracing::info!(node = %node_name, keys = %services.keyring.describe_store(), database = services.database.backend(), "ringfence node starting");
     // Said once the stores answered: a node that cannot start says only why (one line).
     if public_url_given {

@@ -11,8 +11,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::{IntoConnectionInfo, ProtocolVersion, TlsCertificates};
 use ringfence_accounts::tokens::{MailTokenStore, RedisMailTokenStore};
 use ringfence_accounts::{
-    Accounts, AttemptStore, Database, MailFlowSettings, PasswordHasher, PasswordPolicy,
-    RedisAttemptStore, ThrottlePolicy,
+    Accounts, AttemptStore, Database, MailFlowSettings, PasskeyStore, PasswordHasher,
+    PasswordPolicy, RedisAttemptStore, ThrottlePolicy,
 };
 use ringfence_axum::PublicUrl;
 use ringfence_keyring::tracking::{Tracker, TrackingListener};
@@ -47,6 +47,11 @@ pub struct Services {
     /// With a single Redis server: the tracking connection that pushes session and key-ring
     /// changes to this node. Dropping it stops the pushes (the cache then trusts nothing).
     pub _tracking: Option<Tracker>,
+    /// Registered passkeys (in the accounts database).
+    pub passkeys: Arc<dyn PasskeyStore>,
+    /// Where passkey ceremonies wait between start and finish: Redis when there is one, else
+    /// the accounts database, so any node finishes what another started.
+    pub ceremonies: Arc<dyn MailTokenStore>,
 }
 
 /// A failure to start, reported as one line.
@@ -581,10 +586,19 @@ pub async fn open(
         clock.clone(),
     )
     .with_throttle(attempts, ThrottlePolicy::default())
-    .with_mail_tokens(mail_tokens)
+    .with_mail_tokens(mail_tokens.clone())
     .with_factors(factors, &keyring);
     let tracking = tracking_client.map(|client| Tracker::spawn(client, listeners));
+    let passkeys = database
+        .passkey_store()
+        .await
+        .map_err(|e| fail("cannot prepare the passkey store")(e.to_string()))?;
+    let accounts = accounts.with_passkey_store(passkeys.clone());
+    // Passkey ceremonies wait in the same shared store as mail links (their own purposes).
+    let ceremonies = mail_tokens;
     Ok(Services {
+        passkeys,
+        ceremonies,
         keyring,
         sessions,
         accounts,

@@ -708,3 +708,213 @@ async fn reset_scenario(
 
     desktop.close().await.unwrap();
 }
+
+/// chromedriver's WebAuthn extension: `POST /session/{id}/webauthn/authenticator` adds a
+/// virtual authenticator to the session's browser.
+#[derive(Debug)]
+struct AddVirtualAuthenticator;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for AddVirtualAuthenticator {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/webauthn/authenticator",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        let body = serde_json::json!({
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserVerified": true,
+        });
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// Loads `/static/passkeys.js` into the page (as a page of ours would: CSP `script-src 'self'`)
+/// and runs `call` (an expression over `window.ringfencePasskeys`); returns `{ok}` or `{err}`.
+async fn run_passkeys_js(browser: &Client, call: &str) -> serde_json::Value {
+    let script = format!(
+        "const done = arguments[arguments.length - 1];
+         const run = () => ({call}).then((ok) => done({{ ok: ok === undefined ? null : ok }}),
+                                        (e) => done({{ err: String(e) }}));
+         if (window.ringfencePasskeys) {{ run(); return; }}
+         const s = document.createElement('script');
+         s.src = '/static/passkeys.js';
+         s.onload = run;
+         s.onerror = () => done({{ err: 'passkeys.js did not load' }});
+         document.head.appendChild(s);"
+    );
+    browser.execute_async(&script, vec![]).await.unwrap()
+}
+
+/// The passkey scenario of issue 15 in a real Chromium with a virtual authenticator: two nodes
+/// (users and passkeys in PostgreSQL, ceremonies in Redis) behind HAProxy, the public URL
+/// `http://localhost:PORT` of HAProxy (a secure context). Register a passkey, sign out, sign in
+/// with the passkey alone, remove it; HAProxy spreads the requests over both nodes.
+#[tokio::test]
+async fn passkey_registers_signs_in_and_is_removed_in_chromium_behind_haproxy() {
+    use ringfence_testkit::{HaProxy, NodeProcess, PostgresServer, RedisServer};
+
+    let scratch = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start().expect("redis");
+    let postgres = PostgresServer::start().expect("postgres");
+    // The nodes' ports first (HAProxy must name them), then HAProxy, then the nodes, which
+    // need HAProxy's address as their public URL.
+    let ports: Vec<std::net::SocketAddr> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        })
+        .collect();
+    let backends: Vec<(String, std::net::SocketAddr)> = ports
+        .iter()
+        .zip(["node1", "node2"])
+        .map(|(addr, name)| (name.to_owned(), *addr))
+        .collect();
+    let haproxy = HaProxy::start(&backends).expect("haproxy");
+    let base = format!("http://localhost:{}", haproxy.port());
+    let mut nodes = Vec::new();
+    for (name, addr) in &backends {
+        let data = scratch.path().join(name);
+        std::fs::create_dir_all(&data).unwrap();
+        let args: Vec<String> = [
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--node-name",
+            name,
+            "--data-dir",
+            &data.display().to_string(),
+            "--redis",
+            &redis.url(),
+            "--database",
+            &postgres.url(),
+            "--trusted-proxy",
+            "127.0.0.1/32",
+            "--public-url",
+            &base,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        nodes.push(
+            NodeProcess::start(Path::new(env!("CARGO_BIN_EXE_ringfence")), &args, &[])
+                .unwrap_or_else(|e| panic!("start {name}: {e}")),
+        );
+    }
+    for (name, _) in &backends {
+        haproxy
+            .wait_for_server_status(name, "UP", Duration::from_secs(15))
+            .expect("backend up");
+    }
+    let driver = ChromeDriver::start(scratch.path()).await;
+    let outcome = tokio::time::timeout(
+        SCENARIO_LIMIT,
+        passkey_scenario(&base, &driver, scratch.path()),
+    )
+    .await;
+    assert!(
+        outcome.is_ok(),
+        "the passkey scenario did not finish within {SCENARIO_LIMIT:?}\nchromedriver:\n{}",
+        driver.log()
+    );
+}
+
+async fn passkey_scenario(base: &str, driver: &ChromeDriver, scratch: &Path) {
+    let email = "grace@example.com";
+    let api = common::browser();
+    let response = api
+        .post(format!("{base}/api/v1/register"))
+        .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+
+    let browser = driver
+        .browser(&scratch.join("passkey-profile"), &[], None)
+        .await;
+    browser
+        .issue_cmd(AddVirtualAuthenticator)
+        .await
+        .expect("chromedriver adds a virtual authenticator");
+
+    // Signed in with the password (recent authentication), register a passkey.
+    browser.goto(&format!("{base}/login")).await.unwrap();
+    fill_credentials(&browser, email, PASSWORD).await;
+    submit_main_form(&browser).await;
+    wait_signed_in(&browser, email).await;
+    // Through the page: its form and /static/passkeys.js (under the page's CSP).
+    browser
+        .goto(&format!("{base}/account/passkeys"))
+        .await
+        .unwrap();
+    let name = find(&browser, "#passkey-register input[name=name]").await;
+    name.send_keys("Chromium").await.unwrap();
+    find(&browser, "#passkey-register button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_until(&browser, "the new passkey is listed", |b| async move {
+        match b.find(Locator::Css("li.passkey strong")).await {
+            Ok(e) => e.text().await.is_ok_and(|t| t == "Chromium"),
+            Err(_) => false,
+        }
+    })
+    .await;
+
+    // Signed out (a fresh cookie jar), sign in with the passkey alone.
+    browser.delete_all_cookies().await.unwrap();
+    browser.goto(&format!("{base}/login")).await.unwrap();
+    let login = run_passkeys_js(&browser, "window.ringfencePasskeys.signIn()").await;
+    assert_eq!(login["ok"]["user"]["email"], email, "{login}");
+    browser.goto(&format!("{base}/")).await.unwrap();
+    wait_signed_in(&browser, email).await;
+
+    // The list shows it used; remove it.
+    let list = run_passkeys_js(&browser, "window.ringfencePasskeys.list()").await;
+    let passkeys = list["ok"].as_array().cloned().unwrap_or_default();
+    assert_eq!(passkeys.len(), 1, "{list}");
+    assert!(passkeys[0]["last_used_at"].is_string(), "{list}");
+    browser
+        .goto(&format!("{base}/account/passkeys"))
+        .await
+        .unwrap();
+    assert!(text_of(&browser, "li.passkey .meta")
+        .await
+        .contains("last used"));
+    find(&browser, "li.passkey button[data-passkey-delete]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_until(
+        &browser,
+        "the passkey is gone from the page",
+        |b| async move {
+            b.find(Locator::Css("#passkey-register")).await.is_ok()
+                && b.find(Locator::Css("li.passkey")).await.is_err()
+        },
+    )
+    .await;
+    let list = run_passkeys_js(&browser, "window.ringfencePasskeys.list()").await;
+    assert_eq!(list["ok"], serde_json::json!([]), "{list}");
+
+    // The removed passkey signs nobody in.
+    browser.delete_all_cookies().await.unwrap();
+    browser.goto(&format!("{base}/login")).await.unwrap();
+    let refused = run_passkeys_js(&browser, "window.ringfencePasskeys.signIn()").await;
+    assert!(refused["err"].is_string(), "{refused}");
+    browser.close().await.unwrap();
+}

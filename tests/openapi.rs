@@ -205,6 +205,13 @@ async fn openapi_document_matches_the_running_api() {
         "DELETE /api/v1/mfa/totp",
         "POST /api/v1/mfa/recovery-codes",
         "POST /api/v1/login/mfa",
+        "POST /api/v1/passkeys/register/start",
+        "POST /api/v1/passkeys/register/finish",
+        "GET /api/v1/passkeys",
+        "PATCH /api/v1/passkeys/{id}",
+        "DELETE /api/v1/passkeys/{id}",
+        "POST /api/v1/passkeys/login/start",
+        "POST /api/v1/passkeys/login/finish",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -331,6 +338,68 @@ async fn openapi_document_matches_the_running_api() {
         )
         .header("x-csrf-token", &csrf),
         StatusCode::NOT_FOUND,
+    )
+    .await;
+    expect(
+        &doc,
+        "get",
+        "/api/v1/passkeys",
+        call(&user, Method::GET, "/api/v1/passkeys"),
+        StatusCode::OK,
+    )
+    .await;
+    expect(
+        &doc,
+        "post",
+        "/api/v1/passkeys/register/start",
+        call(&user, Method::POST, "/api/v1/passkeys/register/start").header("x-csrf-token", &csrf),
+        StatusCode::OK,
+    )
+    .await;
+    let unknown_ceremony = serde_json::json!({"challenge_id": "A".repeat(43), "name": "Laptop", "credential": {"id": "AA", "rawId": "AA", "type": "public-key", "response": {"clientDataJSON": "e30", "attestationObject": "oA"}, "clientExtensionResults": {}}});
+    expect(
+        &doc,
+        "post",
+        "/api/v1/passkeys/register/finish",
+        call(&user, Method::POST, "/api/v1/passkeys/register/finish")
+            .header("x-csrf-token", &csrf)
+            .json(&unknown_ceremony),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    expect(
+        &doc,
+        "patch",
+        "/api/v1/passkeys/{id}",
+        call(&user, Method::PATCH, "/api/v1/passkeys/nope")
+            .header("x-csrf-token", &csrf)
+            .json(&serde_json::json!({"name": "Phone"})),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    expect(
+        &doc,
+        "delete",
+        "/api/v1/passkeys/{id}",
+        call(&user, Method::DELETE, "/api/v1/passkeys/nope").header("x-csrf-token", &csrf),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    expect(
+        &doc,
+        "post",
+        "/api/v1/passkeys/login/start",
+        call(&other, Method::POST, "/api/v1/passkeys/login/start").json(&serde_json::json!({})),
+        StatusCode::OK,
+    )
+    .await;
+    expect(
+        &doc,
+        "post",
+        "/api/v1/passkeys/login/finish",
+        call(&other, Method::POST, "/api/v1/passkeys/login/finish").json(&unknown_ceremony),
+        // A registration's answer where an assertion belongs: malformed_credential.
+        StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
     let change = serde_json::json!({"current_password": PASSWORD, "new_password": "an even longer passphrase"});
@@ -635,7 +704,7 @@ async fn finding_12_every_operation_lists_its_statuses_and_security() {
     let write = serde_json::json!([{"session_cookie": [], "csrf_header": []}]);
     let optional_write = serde_json::json!([{}, {"session_cookie": [], "csrf_header": []}]);
     let pending = serde_json::json!([{"pending_sign_in_cookie": [], "csrf_header": []}]);
-    let operations: [(&str, &str, &[u16], &Value); 27] = [
+    let operations: [(&str, &str, &[u16], &Value); 34] = [
         (
             "post",
             "/api/v1/reauth",
@@ -777,6 +846,43 @@ async fn finding_12_every_operation_lists_its_statuses_and_security() {
             "/api/v1/admin/users/{id}/password-reset",
             &[204, 401, 403, 404, 503],
             &write,
+        ),
+        (
+            "post",
+            "/api/v1/passkeys/register/start",
+            &[200, 401, 403, 404, 503],
+            &write,
+        ),
+        (
+            "post",
+            "/api/v1/passkeys/register/finish",
+            &[201, 400, 401, 403, 404, 409, 413, 415, 422, 503],
+            &write,
+        ),
+        ("get", "/api/v1/passkeys", &[200, 401, 404, 503], &cookie),
+        (
+            "patch",
+            "/api/v1/passkeys/{id}",
+            &[204, 400, 401, 403, 404, 413, 415, 422, 503],
+            &write,
+        ),
+        (
+            "delete",
+            "/api/v1/passkeys/{id}",
+            &[204, 401, 403, 404, 503],
+            &write,
+        ),
+        (
+            "post",
+            "/api/v1/passkeys/login/start",
+            &[200, 400, 404, 413, 415, 422, 503],
+            &none,
+        ),
+        (
+            "post",
+            "/api/v1/passkeys/login/finish",
+            &[200, 400, 401, 403, 404, 413, 415, 422, 503],
+            &none,
         ),
     ];
     for (method, path, statuses, security) in operations {

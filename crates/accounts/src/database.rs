@@ -138,6 +138,25 @@ impl Database {
         })
     }
 
+    /// The passkey store on this database, with the migrations applied (see
+    /// [`crate::passkeys`]).
+    pub async fn passkey_store(
+        &self,
+    ) -> Result<Arc<dyn crate::PasskeyStore>, crate::PasskeyStoreError> {
+        Ok(match self {
+            Database::Sqlite(pool) => {
+                let store = crate::SqlitePasskeyStore::new(pool.clone());
+                store.migrate().await?;
+                Arc::new(store)
+            }
+            Database::Postgres(pool) => {
+                let store = crate::PostgresPasskeyStore::new(pool.clone());
+                store.migrate().await?;
+                Arc::new(store)
+            }
+        })
+    }
+
     /// The mail-link token store on this database, with the migrations applied: the store for
     /// a node without Redis (see [`crate::tokens`]).
     pub async fn mail_token_store(&self) -> Result<Arc<dyn MailTokenStore>, TokenStoreError> {

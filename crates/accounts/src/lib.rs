@@ -19,6 +19,8 @@
 //!   single-use tokens of mail links kept behind the [`MailTokenStore`] seam ([`tokens`]):
 //!   Redis ([`RedisMailTokenStore`]), SQLite ([`SqliteMailTokenStore`]) or PostgreSQL
 //!   ([`PostgresMailTokenStore`]), held to [`tokens_conformance`].
+//! - [`passkeys`]: WebAuthn credentials ([`PasskeyStore`]: SQLite and PostgreSQL) and the
+//!   ceremonies that register and use them ([`PasskeyService`], state in the token store).
 //! - [`throttle`]: failed secret checks counted per (account, client address), per account and
 //!   per client address, and registrations per client address, with growing,
 //!   capped locks ([`Accounts::with_throttle`]); counters in Redis ([`RedisAttemptStore`]),
@@ -56,6 +58,7 @@ mod hash_pool;
 mod hasher;
 pub mod lifecycle;
 pub mod notify;
+pub mod passkeys;
 mod policy;
 mod service;
 mod sql;
@@ -78,6 +81,10 @@ pub use hash_pool::HashPriority;
 pub use hasher::{Argon2Params, PasswordHasher, Verification, HASH_QUEUE_LIMIT};
 pub use lifecycle::MailFlowSettings;
 pub use notify::{AccountMail, AccountMailer, SecondFactor};
+pub use passkeys::{
+    PasskeyError, PasskeyService, PasskeyStore, PasskeyStoreError, PostgresPasskeyStore,
+    SqlitePasskeyStore, StoredPasskey,
+};
 pub use policy::{
     common_password_count, is_common_password, PasswordPolicy, PasswordRejection, MIN_SCORE,
 };

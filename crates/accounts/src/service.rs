@@ -14,8 +14,8 @@ use crate::lifecycle::MailFlows;
 use crate::notify::AccountMail;
 use crate::user_cache::{UserCache, DEFAULT_USER_CACHE_TTL};
 use crate::{
-    AccountError, AttemptStore, Email, PasswordHasher, PasswordPolicy, Throttle, ThrottleKey,
-    ThrottleKeys, ThrottlePolicy, User, UserRecord, UserStore,
+    AccountError, AttemptStore, Email, PasskeyStore, PasswordHasher, PasswordPolicy, Throttle,
+    ThrottleKey, ThrottleKeys, ThrottlePolicy, User, UserRecord, UserStore,
 };
 
 /// How far apart two nodes' clocks may be for [`Accounts::session_user`]'s freshness rule.
@@ -43,6 +43,9 @@ struct Inner {
     cache: UserCache,
     mail: MailFlows,
     factors: Option<FactorService>,
+    /// The user's passkeys, removed with the account's other factors (see
+    /// [`Accounts::with_passkey_store`]).
+    passkeys: Option<Arc<dyn PasskeyStore>>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -75,6 +78,7 @@ impl Accounts {
                 cache: UserCache::new(DEFAULT_USER_CACHE_TTL),
                 mail: MailFlows::default(),
                 factors: None,
+                passkeys: None,
             }),
         }
     }
@@ -109,6 +113,7 @@ impl Accounts {
                 cache: UserCache::new(cache_ttl),
                 mail: inner.mail.clone(),
                 factors: inner.factors.clone(),
+                passkeys: inner.passkeys.clone(),
             }),
         }
     }
@@ -133,9 +138,44 @@ impl Accounts {
         next
     }
 
+    /// The same service knowing where passkeys live, so that disabling an account removes
+    /// them (deleting one removes them through the database) and [`Accounts::passkey_count`]
+    /// can count them.
+    pub fn with_passkey_store(self, store: Arc<dyn PasskeyStore>) -> Self {
+        let mut next = self.rebuilt(self.inner.throttle.clone(), self.inner.cache.ttl());
+        // `next` was made just now, so nobody else holds it: the update always happens.
+        if let Some(inner) = Arc::get_mut(&mut next.inner) {
+            inner.passkeys = Some(store);
+        }
+        next
+    }
+
     /// The second-factor store and sealing, when configured.
     pub(crate) fn factor_service(&self) -> Option<&FactorService> {
         self.inner.factors.as_ref()
+    }
+
+    /// The passkey store, when one is configured.
+    pub fn passkey_store(&self) -> Option<&Arc<dyn PasskeyStore>> {
+        self.inner.passkeys.as_ref()
+    }
+
+    /// How many passkeys the user has (`user.mfa.passkeys` of `/api/v1/me`); 0 without a
+    /// passkey store.
+    pub async fn passkey_count(&self, user_id: &str) -> Result<u64, AccountError> {
+        match &self.inner.passkeys {
+            Some(store) => store.count(user_id).await.map_err(passkey_store_error),
+            None => Ok(0),
+        }
+    }
+
+    /// Removes every passkey of the user (account disabled, second factors reset); returns
+    /// how many.
+    pub async fn remove_passkeys(&self, user_id: &str) -> Result<u64, AccountError> {
+        match &self.inner.passkeys {
+            Some(store) => store.delete_all(user_id).await.map_err(passkey_store_error),
+            None => Ok(0),
+        }
     }
 
     /// The mail flows' stores, mailer and settings.
@@ -635,4 +675,11 @@ fn new_user_id() -> String {
         .into_uuid()
         .hyphenated()
         .to_string()
+}
+
+fn passkey_store_error(e: crate::PasskeyStoreError) -> AccountError {
+    match e {
+        crate::PasskeyStoreError::Unavailable(msg) => AccountError::Store(msg),
+        other => AccountError::Corrupt(other.to_string()),
+    }
 }

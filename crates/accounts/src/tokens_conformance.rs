@@ -24,7 +24,7 @@ pub fn record(purpose: TokenPurpose) -> MailTokenRecord {
         user_id: uuid::Uuid::new_v4().to_string(),
         expires_at: t0() + Duration::hours(1),
         binding: format!("{:0>64}", uuid::Uuid::new_v4().simple()),
-        new_email: (purpose == TokenPurpose::ChangeEmail)
+        payload: (purpose == TokenPurpose::ChangeEmail)
             .then(|| format!("new-{}@example.com", uuid::Uuid::new_v4().simple())),
     }
 }

@@ -213,9 +213,15 @@ pub async fn login(
     if let Some(second_step) = crate::api_mfa::second_step_if_needed(&state, &auth, &user).await? {
         return Ok(Json(LoginAnswer::MfaRequired(second_step)).into_response());
     }
+    login_response(&auth, &user).await
+}
+
+/// Signs `user` in on a new session and answers with the login response (password and passkey
+/// sign-ins alike).
+pub(crate) async fn login_response(auth: &RequestAuth, user: &User) -> Result<Response, ApiError> {
     let session = auth.sign_in(&user.id).await?;
     let body = LoginResponse {
-        user: UserJson::from(&user),
+        user: UserJson::from(user),
         session: SessionJson::new(&session, true),
         csrf_token: auth.csrf_token()?,
     };

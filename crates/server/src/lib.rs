@@ -10,6 +10,7 @@ mod account_api;
 mod admin_users_api;
 mod api;
 mod api_mfa;
+mod api_passkeys;
 mod body;
 mod connections;
 mod errors;
@@ -18,6 +19,7 @@ pub mod openapi;
 mod ops;
 mod pages;
 mod pages_mfa;
+mod pages_passkeys;
 mod state;
 mod views;
 
@@ -97,6 +99,29 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
         .route("/api/v1/mfa/totp", delete(api_mfa::totp_delete))
         .route("/api/v1/mfa/recovery-codes", post(api_mfa::recovery_codes))
         .route("/api/v1/login/mfa", post(api_mfa::login_mfa))
+        .route("/api/v1/passkeys", get(api_passkeys::list))
+        .route(
+            "/api/v1/passkeys/register/start",
+            post(api_passkeys::register_start),
+        )
+        .route(
+            "/api/v1/passkeys/register/finish",
+            post(api_passkeys::register_finish),
+        )
+        .route(
+            "/api/v1/passkeys/login/start",
+            post(api_passkeys::login_start),
+        )
+        .route(
+            "/api/v1/passkeys/login/finish",
+            post(api_passkeys::login_finish),
+        )
+        .route(
+            "/api/v1/passkeys/{id}",
+            delete(api_passkeys::delete).patch(api_passkeys::rename),
+        )
+        .route("/static/passkeys.js", get(api_passkeys::script))
+        .route("/account/passkeys", get(pages_passkeys::passkeys))
         .route("/api/v1/admin/stats", get(api::admin_stats))
         .route("/api/v1/admin/revoke-user", post(api::admin_revoke_user))
         .route(

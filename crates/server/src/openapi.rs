@@ -7,7 +7,7 @@ use ringfence_axum::{PENDING_COOKIE, SESSION_COOKIE};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{account_api, admin_users_api, api, api_mfa};
+use crate::{account_api, admin_users_api, api, api_mfa, api_passkeys};
 
 /// The security schemes the operations name: the session cookie, and the antiforgery header
 /// cookie-authenticated writes carry.
@@ -52,8 +52,11 @@ impl Modify for SecuritySchemes {
           admin_users_api::list_users, admin_users_api::disable_user, admin_users_api::enable_user,
           admin_users_api::send_password_reset, admin_users_api::delete_user,
           api_mfa::reauth, api_mfa::totp_setup, api_mfa::totp_confirm, api_mfa::totp_delete,
-          api_mfa::recovery_codes, api_mfa::login_mfa),
-    tags((name = "accounts"), (name = "sessions"), (name = "admin"), (name = "mfa")),
+          api_mfa::recovery_codes, api_mfa::login_mfa,
+          api_passkeys::register_start, api_passkeys::register_finish, api_passkeys::list,
+          api_passkeys::rename, api_passkeys::delete, api_passkeys::login_start,
+          api_passkeys::login_finish),
+    tags((name = "accounts"), (name = "sessions"), (name = "admin"), (name = "mfa"), (name = "passkeys")),
     modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;

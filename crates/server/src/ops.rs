@@ -183,7 +183,7 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 /// The content security policy of every page: no inline scripts, no framing, forms only to us.
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Counts requests by route pattern and status, times them, and adds the common headers.
 ///

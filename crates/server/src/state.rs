@@ -35,6 +35,8 @@ pub struct AppState {
     pub readiness: Readiness,
     /// Renders `/metrics`; `None` when no recorder was installed (tests in one process).
     pub metrics: Option<PrometheusHandle>,
+    /// Passkeys (`/api/v1/passkeys/*`); `None`: those routes answer `404`.
+    pub passkeys: Option<ringfence_accounts::PasskeyService>,
 }
 
 impl AppState {
@@ -45,7 +47,14 @@ impl AppState {
             node_name: Arc::from(node_name),
             readiness: Readiness::default(),
             metrics,
+            passkeys: None,
         }
+    }
+
+    /// The same state with passkeys.
+    pub fn with_passkeys(mut self, passkeys: ringfence_accounts::PasskeyService) -> Self {
+        self.passkeys = Some(passkeys);
+        self
     }
 
     /// Where users reach the app (`--public-url`): build links from it, never from a request's

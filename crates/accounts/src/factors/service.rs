@@ -107,13 +107,17 @@ impl Accounts {
 
     /// The user's second factors; all off when second factors are not configured.
     pub async fn mfa_status(&self, user: &User) -> Result<MfaStatus, AccountError> {
+        let passkeys = u32::try_from(self.passkey_count(&user.id).await?).unwrap_or(u32::MAX);
         let Some(factors) = self.factor_service() else {
-            return Ok(MfaStatus::default());
+            return Ok(MfaStatus {
+                passkeys,
+                ..MfaStatus::default()
+            });
         };
         let (totp, recovery_codes_left) = factors.store.summary(&user.id).await?;
         Ok(MfaStatus {
             totp,
-            passkeys: 0,
+            passkeys,
             recovery_codes_left,
         })
     }
@@ -307,16 +311,17 @@ impl Accounts {
         Ok(removed)
     }
 
-    /// Removes every second factor of a user (account deleted or disabled, admin reset), no
-    /// notice. Nothing to do when second factors are not configured.
+    /// Removes every second factor of a user, passkeys included (account deleted or disabled,
+    /// admin reset), no notice. Nothing to do when second factors are not configured.
     pub async fn remove_factors(&self, user_id: &str) -> Result<bool, AccountError> {
+        let had_passkeys = self.remove_passkeys(user_id).await? > 0;
         let Some(factors) = self.factor_service() else {
-            return Ok(false);
+            return Ok(had_passkeys);
         };
         let had_totp = factors.store.remove_totp(user_id).await?;
         let had_codes = factors.store.recovery_codes_left(user_id).await? > 0;
         factors.store.replace_recovery_codes(user_id, &[]).await?;
-        Ok(had_totp || had_codes)
+        Ok(had_passkeys || had_totp || had_codes)
     }
 
     async fn replace_recovery_codes(

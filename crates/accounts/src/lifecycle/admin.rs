@@ -10,8 +10,8 @@ use super::stored_email;
 impl Accounts {
     /// Disables the account (`users disable`, `POST …/disable`): from now on its right password
     /// gets [`AccountError::AccountDisabled`] (a wrong one the usual answer), every session of
-    /// the user ends at once (on every node: they share the session store), its mail links stop
-    /// working, and [`Accounts::session_user`] refuses it even for a session a racing sign-in
+    /// the user ends at once (on every node: they share the session store), its passkeys are
+    /// removed, its mail links stop working, and [`Accounts::session_user`] refuses it even for a session a racing sign-in
     /// started. Returns how many sessions ended. Disabling a disabled account only ends
     /// sessions again.
     pub async fn disable(&self, user_id: &str) -> Result<u64, AccountError> {

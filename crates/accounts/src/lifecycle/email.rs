@@ -97,7 +97,7 @@ impl Accounts {
         let (taken, record) = self.redeem(token, TokenPurpose::ChangeEmail, true).await?;
         let user_id = record.user.id.as_str();
         let new_email = taken
-            .new_email
+            .payload
             .as_deref()
             .and_then(|e| Email::parse(e).ok())
             .ok_or_else(|| {

@@ -123,6 +123,9 @@ impl MailFlowSettings {
             TokenPurpose::ResetPassword => self.reset_token_lifetime,
             TokenPurpose::VerifyEmail => self.verify_token_lifetime,
             TokenPurpose::ChangeEmail => self.change_token_lifetime,
+            TokenPurpose::PasskeyRegistration | TokenPurpose::PasskeyLogin => {
+                crate::passkeys::CEREMONY_LIFETIME
+            }
         }
     }
 }
@@ -269,7 +272,7 @@ impl Accounts {
             user_id: record.user.id.clone(),
             expires_at,
             binding: account_binding(record),
-            new_email: new_email.map(|e| e.as_str().to_owned()),
+            payload: new_email.map(|e| e.as_str().to_owned()),
         };
         store.insert(&token.hash(), &stored, now).await?;
         tracing::info!(user_id = %record.user.id, purpose = purpose.as_str(), "mail token issued");

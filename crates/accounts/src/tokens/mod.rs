@@ -1,5 +1,6 @@
 //! Single-use tokens for the links in account mails (password reset, address verification,
-//! address change).
+//! address change), also holding the state of passkey ceremonies between their start and finish
+//! (the `challenge_id` is such a token: same format, same atomic take, 5 minutes).
 //!
 //! # Format
 //!
@@ -56,22 +57,32 @@ pub enum TokenPurpose {
     VerifyEmail,
     /// Move the account to the new address the token carries.
     ChangeEmail,
+    /// Finish registering a passkey: the token is the ceremony's `challenge_id`, the payload
+    /// webauthn-rs's registration state (see [`crate::passkeys`]).
+    PasskeyRegistration,
+    /// Finish signing in with a passkey: the payload is the authentication state.
+    PasskeyLogin,
 }
 
 impl TokenPurpose {
     /// Every purpose.
-    pub const ALL: [TokenPurpose; 3] = [
+    pub const ALL: [TokenPurpose; 5] = [
         TokenPurpose::ResetPassword,
         TokenPurpose::VerifyEmail,
         TokenPurpose::ChangeEmail,
+        TokenPurpose::PasskeyRegistration,
+        TokenPurpose::PasskeyLogin,
     ];
 
-    /// `reset_password`, `verify_email` or `change_email`: the name stores keep.
+    /// `reset_password`, `verify_email`, `change_email`, `passkey_registration` or
+    /// `passkey_login`: the name stores keep.
     pub fn as_str(self) -> &'static str {
         match self {
             TokenPurpose::ResetPassword => "reset_password",
             TokenPurpose::VerifyEmail => "verify_email",
             TokenPurpose::ChangeEmail => "change_email",
+            TokenPurpose::PasskeyRegistration => "passkey_registration",
+            TokenPurpose::PasskeyLogin => "passkey_login",
         }
     }
 
@@ -158,8 +169,11 @@ pub struct MailTokenRecord {
     pub expires_at: DateTime<Utc>,
     /// [`account_binding`] of the account when the token was issued.
     pub binding: String,
-    /// For [`TokenPurpose::ChangeEmail`], the (normalized) address to move to.
-    pub new_email: Option<String>,
+    /// What the purpose carries: for [`TokenPurpose::ChangeEmail`] the (normalized) address to
+    /// move to, for the passkey purposes the serialized ceremony state; `None` otherwise. Stores
+    /// keep it as opaque text (the SQL column is still called `new_email`, from before passkey
+    /// ceremonies shared the store).
+    pub payload: Option<String>,
 }
 
 /// Why a token store call failed.

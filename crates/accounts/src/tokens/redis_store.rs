@@ -6,7 +6,7 @@
 //!
 //! | key | value | expiry |
 //! |-----|-------|--------|
-//! | `Pmailtoken:<purpose>:<sha256 hex of the token>` | JSON `{"u": user id, "e": expiry (unix ms), "b": binding, "n": new address or null}` | `PX` = expiry − now |
+//! | `Pmailtoken:<purpose>:<sha256 hex of the token>` | JSON `{"u": user id, "e": expiry (unix ms), "b": binding, "n": payload (new address, ceremony state) or null}` | `PX` = expiry − now |
 //!
 //! `<purpose>` is `reset_password`, `verify_email` or `change_email`. A take is one `GETDEL` on
 //! the key of the purpose asked for, so it is atomic (of concurrent takes exactly one gets the
@@ -103,7 +103,7 @@ where
             user_id: stored.u,
             expires_at: from_millis(stored.e)?,
             binding: stored.b,
-            new_email: stored.n,
+            payload: stored.n,
         }))
     }
 }
@@ -140,7 +140,7 @@ where
             u: record.user_id.clone(),
             e: expires_ms,
             b: record.binding.clone(),
-            n: record.new_email.clone(),
+            n: record.payload.clone(),
         })
         .map_err(|e| TokenStoreError::Corrupt(format!("encoding a mail token: {e}")))?;
         let mut conn = self.conn.clone();

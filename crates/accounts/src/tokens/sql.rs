@@ -110,7 +110,7 @@ macro_rules! impl_mail_token_store {
                     user_id: row.try_get("user_id").map_err(store_error)?,
                     expires_at: from_millis(row.try_get("expires_at_ms").map_err(store_error)?)?,
                     binding: row.try_get("binding").map_err(store_error)?,
-                    new_email: row.try_get("new_email").map_err(store_error)?,
+                    payload: row.try_get("new_email").map_err(store_error)?,
                 })
             }
 
@@ -148,7 +148,7 @@ macro_rules! impl_mail_token_store {
                     .bind(&record.user_id)
                     .bind(millis(record.expires_at))
                     .bind(&record.binding)
-                    .bind(record.new_email.as_deref())
+                    .bind(record.payload.as_deref())
                     .execute(&self.pool)
                     .await
                     .map_err(store_error)?;

@@ -1,0 +1,166 @@
+//! The passkey service on a real SQLite file with a manual clock: a ceremony lives 5 minutes,
+//! is bound to its user, and disabling an account removes its passkeys.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use common::{fixture, GOOD_PASSWORD};
+use ringfence_accounts::passkeys::conformance::passkey;
+use ringfence_accounts::{PasskeyError, PasskeyService};
+use serde_json::json;
+
+const PUBLIC_URL: &str = "http://localhost:8080";
+
+/// The shape of a registration answer, with nothing in it that verifies.
+fn junk_registration() -> serde_json::Value {
+    json!({"id": "AA", "rawId": "AA", "type": "public-key",
+           "response": {"clientDataJSON": "e30", "attestationObject": "oA"},
+           "clientExtensionResults": {}})
+}
+
+#[tokio::test]
+async fn a_ceremony_lives_five_minutes_for_its_own_user() {
+    let f = fixture().await;
+    let store = f.db.passkey_store().await.unwrap();
+    let ceremonies = f.db.mail_token_store().await.unwrap();
+    let accounts = f.accounts.clone().with_passkey_store(Arc::clone(&store));
+    let service = PasskeyService::new(accounts.clone(), store, ceremonies, PUBLIC_URL).unwrap();
+    let ada = accounts
+        .register("ada@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+    let bob = accounts
+        .register("bob@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+
+    // Just inside the lifetime the ceremony is there (the answer is judged, and refused).
+    let started = service.start_registration(&ada).await.unwrap();
+    f.clock.advance(Duration::minutes(5) - Duration::seconds(1));
+    let result = service
+        .finish_registration(&ada, &started.challenge_id, "Laptop", &junk_registration())
+        .await;
+    assert!(
+        matches!(result, Err(PasskeyError::Rejected(_))),
+        "{result:?}"
+    );
+
+    // Past it, it is gone.
+    let started = service.start_registration(&ada).await.unwrap();
+    f.clock.advance(Duration::minutes(5) + Duration::seconds(1));
+    let result = service
+        .finish_registration(&ada, &started.challenge_id, "Laptop", &junk_registration())
+        .await;
+    assert!(
+        matches!(result, Err(PasskeyError::InvalidChallenge)),
+        "{result:?}"
+    );
+
+    // Another user cannot finish it (and it is spent by the attempt).
+    let started = service.start_registration(&ada).await.unwrap();
+    let result = service
+        .finish_registration(&bob, &started.challenge_id, "Laptop", &junk_registration())
+        .await;
+    assert!(
+        matches!(result, Err(PasskeyError::InvalidChallenge)),
+        "{result:?}"
+    );
+    let result = service
+        .finish_registration(&ada, &started.challenge_id, "Laptop", &junk_registration())
+        .await;
+    assert!(
+        matches!(result, Err(PasskeyError::InvalidChallenge)),
+        "{result:?}"
+    );
+
+    // A sign-in ceremony cannot finish a registration.
+    let login = service.start_login(None).await.unwrap();
+    let result = service
+        .finish_registration(&ada, &login.challenge_id, "Laptop", &junk_registration())
+        .await;
+    assert!(
+        matches!(result, Err(PasskeyError::InvalidChallenge)),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn disabling_an_account_removes_its_passkeys() {
+    let f = fixture().await;
+    let store = f.db.passkey_store().await.unwrap();
+    let accounts = f.accounts.clone().with_passkey_store(Arc::clone(&store));
+    let ada = accounts
+        .register("ada@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+    let bob = accounts
+        .register("bob@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+    store.insert(&passkey(&ada.id, "Laptop", 0)).await.unwrap();
+    store.insert(&passkey(&ada.id, "Phone", 1)).await.unwrap();
+    store.insert(&passkey(&bob.id, "Key", 0)).await.unwrap();
+    assert_eq!(accounts.passkey_count(&ada.id).await.unwrap(), 2);
+
+    accounts.disable(&ada.id).await.unwrap();
+    assert_eq!(accounts.passkey_count(&ada.id).await.unwrap(), 0);
+    assert_eq!(accounts.passkey_count(&bob.id).await.unwrap(), 1);
+
+    accounts.delete(&bob.id).await.unwrap();
+    assert_eq!(store.count(&bob.id).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn removing_a_passkey_mails_a_notice_and_touches_only_the_owners() {
+    let f = fixture().await;
+    let mails = common::mail::MailCollector::default();
+    let store = f.db.passkey_store().await.unwrap();
+    let ceremonies = f.db.mail_token_store().await.unwrap();
+    let accounts = f
+        .accounts
+        .clone()
+        .with_mailer(Arc::new(mails.clone()))
+        .with_passkey_store(Arc::clone(&store));
+    let service =
+        PasskeyService::new(accounts.clone(), Arc::clone(&store), ceremonies, PUBLIC_URL).unwrap();
+    let ada = accounts
+        .register("ada@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+    let bob = accounts
+        .register("bob@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+    let laptop = passkey(&ada.id, "Laptop", 0);
+    store.insert(&laptop).await.unwrap();
+
+    assert!(matches!(
+        service.delete(&bob, &laptop.id).await,
+        Err(PasskeyError::NotFound)
+    ));
+    assert!(matches!(
+        service.rename(&ada, &laptop.id, "\u{7}bell").await,
+        Err(PasskeyError::InvalidName(_))
+    ));
+    service
+        .rename(&ada, &laptop.id, " Work laptop ")
+        .await
+        .unwrap();
+    service.delete(&ada, &laptop.id).await.unwrap();
+    assert_eq!(service.count(&ada.id).await.unwrap(), 0);
+    let removed: Vec<_> = mails
+        .all()
+        .into_iter()
+        .filter(|(to, _)| to == "ada@example.com")
+        .map(|(_, mail)| mail)
+        .filter(|mail| mail.kind() == "passkey_removed")
+        .collect();
+    assert_eq!(
+        removed,
+        vec![ringfence_accounts::AccountMail::PasskeyRemoved {
+            name: "Work laptop".into()
+        }]
+    );
+}
