@@ -57,6 +57,14 @@ pub fn joined_cookie(name: &str, lookup: impl Fn(&str) -> Option<String>) -> Opt
         .map(|parts| parts.concat())
 }
 
+/// The `name=value` pairs of a `Cookie` request header.
+pub fn split_cookie_header(header: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    header.split(';').filter_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        Some((name.trim().to_owned(), value.trim().to_owned()))
+    })
+}
+
 /// Splits a cookie value the way `ChunkingCookieManager` does for chunks of at most `chunk_size`
 /// characters: `[(name, "chunks-N"), (nameC1, …), …]`, or the single cookie when it fits.
 pub fn chunk_cookie(name: &str, value: &str, chunk_size: usize) -> Vec<(String, String)> {
@@ -117,18 +125,28 @@ pub async fn read_stored_ticket(
     key: &str,
     now: DateTime<Utc>,
 ) -> Result<AuthenticationTicket, Error> {
-    let client = redis::Client::open(redis_url).map_err(|e| Error::TicketStore(e.to_string()))?;
+    let client =
+        redis::Client::open(redis_url).map_err(|e| Error::TicketStoreUnavailable(e.to_string()))?;
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
-        .map_err(|e| Error::TicketStore(format!("redis: {e}")))?;
+        .map_err(|e| Error::TicketStoreUnavailable(e.to_string()))?;
+    read_stored_ticket_with(&mut conn, key, now).await
+}
+
+/// [`read_stored_ticket`] over a connection the caller keeps (a server's connection manager).
+pub async fn read_stored_ticket_with<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Result<AuthenticationTicket, Error> {
     let (data, absexp): (Option<Vec<u8>>, Option<String>) = redis::cmd("HMGET")
         .arg(key)
         .arg("data")
         .arg("absexp")
-        .query_async(&mut conn)
+        .query_async(conn)
         .await
-        .map_err(|e| Error::TicketStore(format!("redis: {e}")))?;
+        .map_err(|e| Error::TicketStoreUnavailable(e.to_string()))?;
     let data = data.ok_or_else(|| {
         Error::TicketStore(format!("no ticket under {key:?} (expired or signed out)"))
     })?;

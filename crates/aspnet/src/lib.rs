@@ -66,9 +66,12 @@ pub enum Error {
     /// The ticket's properties say it has expired.
     #[error("the authentication ticket expired at {0}")]
     TicketExpired(DateTime<Utc>),
-    /// The `ITicketStore` could not give the ticket.
+    /// The `ITicketStore` has no such ticket (signed out, expired) or a malformed entry.
     #[error("ticket store: {0}")]
     TicketStore(String),
+    /// The `ITicketStore`'s Redis did not answer: an outage, not a sign-out.
+    #[error("ticket store unavailable: {0}")]
+    TicketStoreUnavailable(String),
 }
 
 /// .NET ticks (100 ns since 0001-01-01) of the Unix epoch.

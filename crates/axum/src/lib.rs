@@ -18,6 +18,7 @@
 
 #![deny(missing_docs)]
 
+mod aspnet;
 mod auth;
 mod client;
 mod cookies;
@@ -27,6 +28,7 @@ mod extract;
 mod layer;
 mod public_url;
 
+pub use aspnet::{AspNetCookieAuth, AspNetUser};
 pub use auth::{RequestAuth, SessionState};
 pub use client::{client_info, TrustedProxies};
 pub use cookies::{CookieNames, CSRF_COOKIE, SESSION_COOKIE};
