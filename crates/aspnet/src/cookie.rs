@@ -71,15 +71,20 @@ pub fn chunk_cookie(name: &str, value: &str, chunk_size: usize) -> Vec<(String, 
     if value.len() <= chunk_size || chunk_size == 0 {
         return vec![(name.to_owned(), value.to_owned())];
     }
-    // base64url is ASCII, so byte chunks are character chunks.
-    let chunks: Vec<&str> = value
-        .as_bytes()
-        .chunks(chunk_size)
-        .map(|c| std::str::from_utf8(c).unwrap_or_default())
-        .collect();
+    // Chunks end on character boundaries (a base64url value is ASCII, so each is exactly
+    // `chunk_size` bytes there).
+    let mut chunks: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for c in value.chars() {
+        if current.len() + c.len_utf8() > chunk_size && !current.is_empty() {
+            chunks.push(std::mem::take(&mut current));
+        }
+        current.push(c);
+    }
+    chunks.push(current);
     let mut cookies = vec![(name.to_owned(), format!("{CHUNKS_PREFIX}{}", chunks.len()))];
     for (i, chunk) in chunks.iter().enumerate() {
-        cookies.push((format!("{name}C{}", i + 1), (*chunk).to_owned()));
+        cookies.push((format!("{name}C{}", i + 1), chunk.clone()));
     }
     cookies
 }

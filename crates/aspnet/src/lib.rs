@@ -57,9 +57,9 @@ pub enum Error {
     /// A time-limited payload past its expiration.
     #[error("the payload expired at {0}")]
     Expired(DateTime<Utc>),
-    /// No key in the ring can protect new payloads.
-    #[error("the key ring has no usable default key")]
-    NoDefaultKey,
+    /// No key in the ring can protect new payloads; says why when keys exist but are unusable.
+    #[error("the key ring has no usable default key{0}")]
+    NoDefaultKey(String),
     /// The authentication ticket inside is malformed.
     #[error("invalid authentication ticket: {0}")]
     Ticket(String),

@@ -45,7 +45,14 @@ impl DataProtector {
 
     /// Protects under the ring's default key at `now`.
     pub fn protect(&self, plaintext: &[u8], now: DateTime<Utc>) -> Result<Vec<u8>, Error> {
-        let key = self.ring.default_key(now).ok_or(Error::NoDefaultKey)?;
+        let key = self.ring.default_key(now).ok_or_else(|| {
+            // The likely cause worth naming: keys encrypted at rest or of an unknown algorithm.
+            let unusable = self.ring.keys().iter().find_map(|k| {
+                let reason = k.encryptor.as_ref().err()?;
+                Some(format!(" (key {}: {reason})", k.id))
+            });
+            Error::NoDefaultKey(unusable.unwrap_or_default())
+        })?;
         let encryptor = key
             .encryptor
             .as_ref()

@@ -144,7 +144,8 @@ fn keys_encrypted_at_rest_are_refused_naming_the_protection() {
         assert!(reason.contains(named) && reason.contains("unsupported"), "{reason}");
         // Used as the default key (the only one), the error says which key and why.
         let err = DataProtector::new(ring, vec![]).protect(b"x", t + Duration::days(1)).unwrap_err();
-        assert!(matches!(err, Error::NoDefaultKey), "{err}");
+        assert!(matches!(err, Error::NoDefaultKey(_)), "{err}");
+        assert!(err.to_string().contains(named), "{err}");
     }
 }
 

@@ -264,6 +264,12 @@ fn chunked_cookies_are_split_and_joined_as_the_chunking_cookie_manager_does() {
         cookie::joined_cookie("c", |_| Some("chunks-99999".into())),
         None
     );
+    // Chunks never split a character.
+    let odd = cookie::chunk_cookie("c", "aéé", 3);
+    assert_eq!(
+        odd[1..].iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(),
+        ["aé", "é"]
+    );
     // A small value stays one cookie.
     assert_eq!(
         cookie::chunk_cookie("c", "abc", 4050),

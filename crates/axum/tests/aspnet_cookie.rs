@@ -162,3 +162,24 @@ async fn a_ticket_store_cookie_is_resolved_in_redis() {
         .unwrap();
     assert_eq!(get_me(&url, Some(&format!(".Shop={value}"))).await.0, 401);
 }
+
+#[tokio::test]
+async fn an_unreachable_ticket_store_is_503_not_a_sign_out() {
+    let mut server = RedisServer::start().unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let manager = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let protector = cookie::cookie_protector(ring(), Some("shop"), "Cookies");
+    let url = serve(AspNetCookieAuth::new(protector.clone()).ticket_store(manager, "")).await;
+    let reference = AuthenticationTicket {
+        scheme: "Cookies".into(),
+        identities: vec![Identity::new(
+            "Cookies",
+            vec![Claim::new(SESSION_ID_CLAIM, "AuthSessionStore-1")],
+        )],
+        properties: vec![],
+    };
+    let value = cookie::write_cookie(&protector, &reference, Utc::now()).unwrap();
+    server.stop();
+    let (status, body) = get_me(&url, Some(&format!(".AspNetCore.Cookies={value}"))).await;
+    assert_eq!(status, 503, "{body}");
+}
