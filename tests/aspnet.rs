@@ -276,19 +276,16 @@ fn aspnet_cookie_resolves_an_ticket_store_session_key_in_redis() {
 
     let keys = dir_args(&dir);
     let url = server.url();
-    let run = aspnet(
-        "cookie",
-        &keys,
-        &[
-            "--application-name",
-            "shop",
-            "--ticket-redis",
-            &url,
-            "--ticket-redis-prefix",
-            "app:",
-            &value,
-        ],
-    );
+    let through_store = [
+        "--application-name",
+        "shop",
+        "--ticket-redis",
+        &url,
+        "--ticket-redis-prefix",
+        "app:",
+        &value,
+    ];
+    let run = aspnet("cookie", &keys, &through_store);
     assert!(run.success, "{}", run.stderr);
     let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(json["claims"][0]["value"], "42");
@@ -296,18 +293,6 @@ fn aspnet_cookie_resolves_an_ticket_store_session_key_in_redis() {
     assert_one_line_failure(&run, "--ticket-redis", "");
     let past = ringfence_aspnet::to_ticks(Utc::now() - Duration::seconds(5)).to_string();
     redis(&["HSET", "app:AuthSessionStore-1", "absexp", &past]);
-    let run = aspnet(
-        "cookie",
-        &keys,
-        &[
-            "--application-name",
-            "shop",
-            "--ticket-redis",
-            &url,
-            "--ticket-redis-prefix",
-            "app:",
-            &value,
-        ],
-    );
+    let run = aspnet("cookie", &keys, &through_store);
     assert_one_line_failure(&run, "expired", "42");
 }
