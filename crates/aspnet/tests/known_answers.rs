@@ -116,3 +116,32 @@ fn cbc_context_header_lays_out_sizes_then_the_empty_string_fingerprint() {
     );
     assert_eq!(header.len(), 18 + 16 + 64);
 }
+
+#[test]
+fn additional_authenticated_data_is_laid_out_as_upstreams_key_ring_protector_tests_build_it() {
+    // KeyRingBasedDataProtectorTests.BuildAadFromPurposeStrings for key
+    // ba73c9ce-d322-4e45-af90-341307e11c38 and three purposes, spelled out byte by byte.
+    let key = uuid::Uuid::parse_str("ba73c9ce-d322-4e45-af90-341307e11c38").unwrap();
+    let purposes: Vec<String> = ["purpose1", "purpose2", "yet another purpose"]
+        .map(String::from)
+        .to_vec();
+    let mut expected = vec![0x09, 0xF0, 0xC9, 0xF0];
+    expected.extend([
+        0xce, 0xc9, 0x73, 0xba, 0x22, 0xd3, 0x45, 0x4e, 0xaf, 0x90, 0x34, 0x13, 0x07, 0xe1, 0x1c,
+        0x38,
+    ]);
+    expected.extend([0, 0, 0, 3]);
+    for p in &purposes {
+        expected.push(p.len() as u8);
+        expected.extend(p.as_bytes());
+    }
+    assert_eq!(
+        ringfence_aspnet::protector::additional_authenticated_data(key, &purposes),
+        expected
+    );
+    // A purpose of 200 bytes: BinaryWriter's 7-bit length takes two bytes, C8 01.
+    let long = vec!["é".repeat(100)];
+    let aad = ringfence_aspnet::protector::additional_authenticated_data(key, &long);
+    assert_eq!(&aad[24..26], &[0xC8, 0x01]);
+    assert_eq!(aad.len(), 26 + 200);
+}
