@@ -6,7 +6,7 @@ use std::sync::Arc;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use chrono::Utc;
-use ringfence_aspnet::{cookie, AuthenticationTicket, DataProtector, KeyRing};
+use ringfence_aspnet::{cookie, AuthenticationTicket, DataProtector, KeyRing, KeySource};
 use serde_json::json;
 
 use crate::cli::{AspnetCommand, AspnetKeysArgs};
@@ -68,12 +68,15 @@ pub async fn run(command: AspnetCommand) -> Result<(), StartError> {
 }
 
 async fn load(keys: &AspnetKeysArgs) -> Result<Arc<KeyRing>, StartError> {
-    let ring = match (&keys.keys_dir, &keys.keys_redis) {
-        (Some(dir), _) => KeyRing::from_dir(dir),
-        (None, Some(url)) => KeyRing::from_redis(url, &keys.keys_redis_key).await,
+    let source = match (&keys.keys_dir, &keys.keys_redis) {
+        (Some(dir), _) => KeySource::Dir(dir.clone()),
+        (None, Some(url)) => KeySource::Redis {
+            url: url.clone(),
+            list: keys.keys_redis_key.clone(),
+        },
         (None, None) => return Err(StartError("give --keys-dir or --keys-redis".into())),
     };
-    ring.map(Arc::new).map_err(fail)
+    source.load().await.map(Arc::new).map_err(fail)
 }
 
 fn decode_base64url(text: &str) -> Result<Vec<u8>, StartError> {

@@ -23,6 +23,31 @@ const KEY_PROPAGATION_WINDOW: Duration = Duration::days(2);
 /// `KeyManagementOptions.MaxServerClockSkew`).
 const MAX_SERVER_CLOCK_SKEW: Duration = Duration::minutes(5);
 
+/// Where a .NET app persists its key ring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A directory of `*.xml` documents (`PersistKeysToFileSystem`).
+    Dir(std::path::PathBuf),
+    /// A Redis list of XML documents (`PersistKeysToStackExchangeRedis`).
+    Redis {
+        /// redis:// URL.
+        url: String,
+        /// The list ([`DEFAULT_REDIS_KEY`] unless the app names another).
+        list: String,
+    },
+}
+
+impl KeySource {
+    /// Reads the ring as it is now (.NET adds keys ahead of their activation, so a reader that
+    /// loads again every few hours never meets a payload under a key it has not seen).
+    pub async fn load(&self) -> Result<KeyRing, Error> {
+        match self {
+            KeySource::Dir(dir) => KeyRing::from_dir(dir),
+            KeySource::Redis { url, list } => KeyRing::from_redis(url, list).await,
+        }
+    }
+}
+
 /// One key of the ring.
 #[derive(Debug)]
 pub struct Key {

@@ -17,7 +17,7 @@ pub mod protector;
 pub mod ticket;
 
 pub use encryptor::{Algorithm, Encryptor, Validation};
-pub use keys::{Key, KeyDocument, KeyRing, DEFAULT_REDIS_KEY};
+pub use keys::{Key, KeyDocument, KeyRing, KeySource, DEFAULT_REDIS_KEY};
 pub use protector::DataProtector;
 pub use ticket::{AuthenticationTicket, Claim, Identity};
 

@@ -38,6 +38,11 @@ impl DataProtector {
         DataProtector::new(self.ring.clone(), purposes)
     }
 
+    /// The same purposes over another ring (the ring reloaded).
+    pub fn with_ring(&self, ring: Arc<KeyRing>) -> DataProtector {
+        DataProtector::new(ring, self.purposes.clone())
+    }
+
     /// The purpose chain.
     pub fn purposes(&self) -> &[String] {
         &self.purposes

@@ -8,7 +8,7 @@
 //!     .layer(axum::Extension(auth));
 //! ```
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::extract::FromRequestParts;
 use axum::http::header::COOKIE;
@@ -17,7 +17,7 @@ use ringfence_aspnet::cookie::{self, DEFAULT_COOKIE_NAME};
 use ringfence_aspnet::ticket::{
     DEFAULT_NAME_CLAIM_TYPE, EMAIL_CLAIM_TYPE, NAME_IDENTIFIER_CLAIM_TYPE,
 };
-use ringfence_aspnet::{AuthenticationTicket, DataProtector, Error};
+use ringfence_aspnet::{AuthenticationTicket, DataProtector, Error, KeySource};
 
 use crate::error::AuthError;
 
@@ -25,7 +25,8 @@ use crate::error::AuthError;
 /// `ITicketStore` behind it, if any. Install it with `.layer(axum::Extension(auth))`.
 #[derive(Clone)]
 pub struct AspNetCookieAuth {
-    protector: DataProtector,
+    /// Swapped whole when the ring is reloaded; requests clone the current one.
+    protector: Arc<RwLock<DataProtector>>,
     cookie_name: String,
     ticket_store: Option<Arc<TicketStore>>,
 }
@@ -38,7 +39,7 @@ struct TicketStore {
 impl std::fmt::Debug for AspNetCookieAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AspNetCookieAuth")
-            .field("purposes", &self.protector.purposes())
+            .field("purposes", &self.protector().purposes().to_vec())
             .field("cookie_name", &self.cookie_name)
             .field("ticket_store", &self.ticket_store.is_some())
             .finish()
@@ -49,10 +50,31 @@ impl AspNetCookieAuth {
     /// Reads `.AspNetCore.Cookies` with `protector` (from [`cookie::cookie_protector`]).
     pub fn new(protector: DataProtector) -> AspNetCookieAuth {
         AspNetCookieAuth {
-            protector,
+            protector: Arc::new(RwLock::new(protector)),
             cookie_name: DEFAULT_COOKIE_NAME.to_owned(),
             ticket_store: None,
         }
+    }
+
+    /// The protector in use now.
+    pub fn protector(&self) -> DataProtector {
+        self.protector
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Reads the key ring again from `source` and uses it from the next request on (call it
+    /// every few hours: .NET writes a new key days before it activates). On an error the ring in
+    /// use stays.
+    pub async fn reload_keys(&self, source: &KeySource) -> Result<(), Error> {
+        let ring = Arc::new(source.load().await?);
+        let mut protector = self
+            .protector
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        *protector = protector.with_ring(ring);
+        Ok(())
     }
 
     /// The app's `CookieAuthenticationOptions.Cookie.Name`.
@@ -93,7 +115,7 @@ impl AspNetCookieAuth {
         let value =
             cookie::joined_cookie(&self.cookie_name, lookup).ok_or(AuthError::Unauthenticated)?;
         let now = chrono::Utc::now();
-        let ticket = cookie::read_cookie(&self.protector, &value, now).map_err(|e| {
+        let ticket = cookie::read_cookie(&self.protector(), &value, now).map_err(|e| {
             tracing::debug!(error = %e, "ASP.NET Core cookie refused");
             AuthError::Unauthenticated
         })?;

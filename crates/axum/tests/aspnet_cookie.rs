@@ -12,18 +12,22 @@ use ringfence_aspnet::cookie::{self, SESSION_ID_CLAIM};
 use ringfence_aspnet::ticket::{
     format_rfc1123, DEFAULT_NAME_CLAIM_TYPE, EMAIL_CLAIM_TYPE, NAME_IDENTIFIER_CLAIM_TYPE,
 };
-use ringfence_aspnet::{AuthenticationTicket, Claim, DataProtector, Identity, KeyRing};
+use ringfence_aspnet::{AuthenticationTicket, Claim, DataProtector, Identity, KeyRing, KeySource};
 use ringfence_axum::{AspNetCookieAuth, AspNetUser};
 use ringfence_testkit::RedisServer;
 
 fn ring() -> Arc<KeyRing> {
-    let t = (Utc::now() - Duration::days(5)).to_rfc3339();
+    Arc::new(KeyRing::from_xml(&[key_xml("0f8fad5b-d9cb-469f-a165-70867728950e", 5)]).unwrap())
+}
+
+/// A key created and activated `age_days` ago, as .NET writes it.
+fn key_xml(id: &str, age_days: i64) -> String {
+    let t = (Utc::now() - Duration::days(age_days)).to_rfc3339();
     let e = (Utc::now() + Duration::days(85)).to_rfc3339();
-    let master = STANDARD.encode([7u8; 64]);
-    let xml = format!(
-        r#"<key id="0f8fad5b-d9cb-469f-a165-70867728950e" version="1"><creationDate>{t}</creationDate><activationDate>{t}</activationDate><expirationDate>{e}</expirationDate><descriptor deserializerType="Microsoft.AspNetCore.DataProtection.AuthenticatedEncryption.ConfigurationModel.AuthenticatedEncryptorDescriptorDeserializer, Microsoft.AspNetCore.DataProtection"><descriptor><encryption algorithm="AES_256_CBC" /><validation algorithm="HMACSHA256" /><masterKey><value>{master}</value></masterKey></descriptor></descriptor></key>"#
-    );
-    Arc::new(KeyRing::from_xml(&[xml]).unwrap())
+    let master = STANDARD.encode([age_days as u8; 64]);
+    format!(
+        r#"<key id="{id}" version="1"><creationDate>{t}</creationDate><activationDate>{t}</activationDate><expirationDate>{e}</expirationDate><descriptor deserializerType="Microsoft.AspNetCore.DataProtection.AuthenticatedEncryption.ConfigurationModel.AuthenticatedEncryptorDescriptorDeserializer, Microsoft.AspNetCore.DataProtection"><descriptor><encryption algorithm="AES_256_CBC" /><validation algorithm="HMACSHA256" /><masterKey><value>{master}</value></masterKey></descriptor></descriptor></key>"#
+    )
 }
 
 fn alice(extra: Vec<Claim>) -> AuthenticationTicket {
@@ -182,4 +186,42 @@ async fn an_unreachable_ticket_store_is_503_not_a_sign_out() {
     server.stop();
     let (status, body) = get_me(&url, Some(&format!(".AspNetCore.Cookies={value}"))).await;
     assert_eq!(status, 503, "{body}");
+}
+
+#[tokio::test]
+async fn a_key_dotnet_adds_later_is_accepted_after_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("key-a.xml"),
+        key_xml("0f8fad5b-d9cb-469f-a165-70867728950e", 5),
+    )
+    .unwrap();
+    let source = KeySource::Dir(dir.path().to_path_buf());
+    let ring = Arc::new(source.load().await.unwrap());
+    let auth = AspNetCookieAuth::new(cookie::cookie_protector(ring, Some("shop"), "Cookies"));
+    let url = serve(auth.clone()).await;
+
+    // The .NET app rotates: a newer key, which its cookies now use.
+    let newer = key_xml("7c9e6679-7425-40de-944b-e07fc1f90ae7", 3);
+    std::fs::write(dir.path().join("key-b.xml"), &newer).unwrap();
+    let dotnet = cookie::cookie_protector(
+        Arc::new(source.load().await.unwrap()),
+        Some("shop"),
+        "Cookies",
+    );
+    let value = cookie::write_cookie(&dotnet, &alice(vec![]), Utc::now()).unwrap();
+    let header = format!(".AspNetCore.Cookies={value}");
+    assert_eq!(
+        get_me(&url, Some(&header)).await.0,
+        401,
+        "the new key is not loaded yet"
+    );
+    auth.reload_keys(&source).await.unwrap();
+    assert_eq!(get_me(&url, Some(&header)).await.0, 200);
+    // A failed reload keeps the ring in use.
+    assert!(auth
+        .reload_keys(&KeySource::Dir(dir.path().join("gone")))
+        .await
+        .is_err());
+    assert_eq!(get_me(&url, Some(&header)).await.0, 200);
 }
