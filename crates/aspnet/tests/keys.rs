@@ -330,3 +330,24 @@ async fn a_redis_list_is_read_like_persist_keys_to_stack_exchange_redis_writes_i
         .unwrap();
     assert!(empty.keys().is_empty());
 }
+
+#[test]
+fn a_master_key_wrapped_by_the_null_xml_encryptor_is_read() {
+    // NullXmlEncryptor (tests, ephemeral setups) wraps the element without encrypting it.
+    let t = t0();
+    let wrapped = r#"<descriptor deserializerType="Microsoft.AspNetCore.DataProtection.AuthenticatedEncryption.ConfigurationModel.AuthenticatedEncryptorDescriptorDeserializer, Microsoft.AspNetCore.DataProtection">
+    <descriptor>
+      <encryption algorithm="AES_256_GCM" />
+      <validation algorithm="HMACSHA256" />
+      <encryptedSecret decryptorType="Microsoft.AspNetCore.DataProtection.XmlEncryption.NullXmlDecryptor, Microsoft.AspNetCore.DataProtection" xmlns="http://schemas.asp.net/2015/03/dataProtection">
+        <unencryptedKey xmlns="">
+          <masterKey><value>AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==</value></masterKey>
+        </unencryptedKey>
+      </encryptedSecret>
+    </descriptor>
+  </descriptor>"#;
+    let ring =
+        KeyRing::from_xml(&[key_xml(&id(1), t, t, t + Duration::days(90), wrapped)]).unwrap();
+    let encryptor = ring.keys()[0].encryptor.as_ref().unwrap();
+    assert_eq!(encryptor.algorithm(), Algorithm::Gcm { key_len: 32 });
+}
