@@ -205,3 +205,17 @@ fn dotnet_ticks_of_midnight_2000_match_upstreams_constant() {
     assert_eq!(ringfence_aspnet::to_ticks(t), 0x08c1_2202_47e4_4000);
     assert_eq!(ringfence_aspnet::from_ticks(0x08c1_2202_47e4_4000), Some(t));
 }
+
+#[test]
+fn every_truncation_of_a_payload_is_an_error_never_a_panic() {
+    for encryption in ["AES_128_CBC", "AES_192_GCM"] {
+        let protector = DataProtector::new(ring_with(encryption, "HMACSHA512"), purposes(&["p"]));
+        let payload = protector.protect(b"0123456789abcdef0123", now()).unwrap();
+        for len in 0..payload.len() {
+            assert!(
+                protector.unprotect(&payload[..len]).is_err(),
+                "{encryption} {len}"
+            );
+        }
+    }
+}
