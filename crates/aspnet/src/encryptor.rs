@@ -126,13 +126,18 @@ impl std::fmt::Debug for Encryptor {
 }
 
 impl Encryptor {
-    /// An encryptor for `master_key` (the key's `<masterKey>`, 64 bytes as .NET makes them).
-    pub fn new(algorithm: Algorithm, master_key: Vec<u8>) -> Encryptor {
-        Encryptor {
+    /// An encryptor for `master_key` (the key's `<masterKey>`, 64 bytes as .NET makes them);
+    /// refuses AES key sizes other than 16, 24 and 32 bytes.
+    pub fn new(algorithm: Algorithm, master_key: Vec<u8>) -> Result<Encryptor, String> {
+        let (Algorithm::Cbc { key_len, .. } | Algorithm::Gcm { key_len }) = algorithm;
+        if ![16, 24, 32].contains(&key_len) {
+            return Err(format!("unsupported AES key size of {key_len} bytes"));
+        }
+        Ok(Encryptor {
             algorithm,
             master_key: Zeroizing::new(master_key),
             context_header: context_header(algorithm),
-        }
+        })
     }
 
     /// The algorithm pair.

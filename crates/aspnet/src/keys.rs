@@ -323,7 +323,7 @@ fn parse_descriptor(outer: Node<'_, '_>) -> Result<Encryptor, String> {
     let master_key = base64::engine::general_purpose::STANDARD
         .decode(value.trim())
         .map_err(|_| "<masterKey> value is not base64".to_string())?;
-    Ok(Encryptor::new(algorithm, master_key))
+    Encryptor::new(algorithm, master_key)
 }
 
 /// `AES_256_CBC` + `HMACSHA256` and the other names `AuthenticatedEncryptorDescriptor` writes.

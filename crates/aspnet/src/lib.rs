@@ -79,9 +79,11 @@ const UNIX_EPOCH_TICKS: i64 = 621_355_968_000_000_000;
 
 /// A time as .NET `DateTimeOffset.UtcTicks`.
 pub fn to_ticks(time: DateTime<Utc>) -> i64 {
-    UNIX_EPOCH_TICKS
-        + time.timestamp() * 10_000_000
-        + i64::from(time.timestamp_subsec_nanos() / 100)
+    // Saturating: chrono reaches years .NET ticks cannot (beyond 9999).
+    time.timestamp()
+        .saturating_mul(10_000_000)
+        .saturating_add(UNIX_EPOCH_TICKS)
+        .saturating_add(i64::from(time.timestamp_subsec_nanos() / 100))
 }
 
 /// A .NET tick count as a time (`None` beyond what chrono represents).

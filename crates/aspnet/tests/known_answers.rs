@@ -64,7 +64,7 @@ fn sequential(len: usize) -> Vec<u8> {
 
 #[test]
 fn aes_256_cbc_hmac_sha256_encrypts_the_upstream_known_key_vector() {
-    let encryptor = Encryptor::new(Algorithm::DEFAULT, b"master key".to_vec());
+    let encryptor = Encryptor::new(Algorithm::DEFAULT, b"master key".to_vec()).unwrap();
     let out = encryptor.encrypt_with_randomness(&[2, 3, 4], &[6, 5, 4, 3], &sequential(32));
     assert_eq!(
         STANDARD.encode(out),
@@ -74,7 +74,7 @@ fn aes_256_cbc_hmac_sha256_encrypts_the_upstream_known_key_vector() {
 
 #[test]
 fn aes_128_gcm_encrypts_the_upstream_known_key_vector() {
-    let encryptor = Encryptor::new(Algorithm::Gcm { key_len: 16 }, b"master key".to_vec());
+    let encryptor = Encryptor::new(Algorithm::Gcm { key_len: 16 }, b"master key".to_vec()).unwrap();
     let out = encryptor.encrypt_with_randomness(&[2, 3, 4], &[6, 5, 4, 3], &sequential(28));
     // Upstream's vector has 3 bytes before and 4 after (its pre/post buffers), all zero.
     let upstream = STANDARD
@@ -95,7 +95,7 @@ fn gcm_context_headers_match_the_ones_upstream_precomputed() {
         (24, "00-01-00-00-00-18-00-00-00-0C-00-00-00-10-00-00-00-10-0D-AA-01-3A-95-0A-DA-2B-79-8F-5F-F2-72-FA-D3-63"),
         (32, "00-01-00-00-00-20-00-00-00-0C-00-00-00-10-00-00-00-10-E7-DC-CE-66-DF-85-5A-32-3A-6B-B7-BD-7A-59-BE-45"),
     ] {
-        let encryptor = Encryptor::new(Algorithm::Gcm { key_len }, vec![0; 64]);
+        let encryptor = Encryptor::new(Algorithm::Gcm { key_len }, vec![0; 64]).unwrap();
         assert_eq!(encryptor.context_header(), hex(expected), "AES-{} GCM", key_len * 8);
     }
 }
@@ -108,7 +108,8 @@ fn cbc_context_header_lays_out_sizes_then_the_empty_string_fingerprint() {
             validation: Validation::HmacSha512,
         },
         vec![0; 64],
-    );
+    )
+    .unwrap();
     let header = encryptor.context_header();
     assert_eq!(
         &header[..18],
@@ -144,4 +145,16 @@ fn additional_authenticated_data_is_laid_out_as_upstreams_key_ring_protector_tes
     let aad = ringfence_aspnet::protector::additional_authenticated_data(key, &long);
     assert_eq!(&aad[24..26], &[0xC8, 0x01]);
     assert_eq!(aad.len(), 26 + 200);
+}
+
+#[test]
+fn an_aes_key_size_dotnet_does_not_offer_is_refused() {
+    for key_len in [0, 8, 20, 64] {
+        assert!(Encryptor::new(Algorithm::Gcm { key_len }, vec![0; 64]).is_err());
+        let cbc = Algorithm::Cbc {
+            key_len,
+            validation: Validation::HmacSha256,
+        };
+        assert!(Encryptor::new(cbc, vec![0; 64]).is_err());
+    }
 }

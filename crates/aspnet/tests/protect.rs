@@ -204,6 +204,11 @@ fn dotnet_ticks_of_midnight_2000_match_upstreams_constant() {
     let t = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap();
     assert_eq!(ringfence_aspnet::to_ticks(t), 0x08c1_2202_47e4_4000);
     assert_eq!(ringfence_aspnet::from_ticks(0x08c1_2202_47e4_4000), Some(t));
+    // Beyond .NET's range: saturated, never an overflow.
+    assert_eq!(
+        ringfence_aspnet::to_ticks(chrono::DateTime::<Utc>::MAX_UTC),
+        i64::MAX
+    );
 }
 
 #[test]
