@@ -83,6 +83,71 @@ pub enum Command {
     /// Inspect and revoke sessions.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Read and write what ASP.NET Core apps share: Data Protection payloads and auth cookies.
+    #[command(subcommand)]
+    Aspnet(AspnetCommand),
+}
+
+/// Where a .NET Data Protection key ring lives (exactly one of the two).
+#[derive(Debug, Clone, Args)]
+pub struct AspnetKeysArgs {
+    /// The directory `PersistKeysToFileSystem` writes key-*.xml files into.
+    #[arg(
+        long,
+        required_unless_present = "keys_redis",
+        conflicts_with = "keys_redis"
+    )]
+    pub keys_dir: Option<PathBuf>,
+    /// redis:// URL of the Redis `PersistKeysToStackExchangeRedis` writes to.
+    #[arg(long)]
+    pub keys_redis: Option<String>,
+    /// The Redis list holding the key XML.
+    #[arg(long, default_value = ringfence_aspnet::DEFAULT_REDIS_KEY)]
+    pub keys_redis_key: String,
+}
+
+/// `ringfence aspnet …`.
+#[derive(Debug, Subcommand)]
+pub enum AspnetCommand {
+    /// Print, base64-encoded, the plaintext of a payload .NET's IDataProtector.Protect made.
+    Unprotect {
+        #[command(flatten)]
+        keys: AspnetKeysArgs,
+        /// The purpose chain, the application discriminator first (repeat in order).
+        #[arg(long = "purpose", required = true)]
+        purposes: Vec<String>,
+        /// The payload, base64url as in cookies and tokens.
+        payload: String,
+    },
+    /// Print a payload (base64url) that .NET's Unprotect opens, under the ring's default key.
+    Protect {
+        #[command(flatten)]
+        keys: AspnetKeysArgs,
+        /// The purpose chain, the application discriminator first (repeat in order).
+        #[arg(long = "purpose", required = true)]
+        purposes: Vec<String>,
+        /// The plaintext, base64-encoded.
+        plaintext: String,
+    },
+    /// Print as JSON the authentication ticket inside a .NET authentication cookie.
+    Cookie {
+        #[command(flatten)]
+        keys: AspnetKeysArgs,
+        /// The app's SetApplicationName (its first purpose).
+        #[arg(long)]
+        application_name: Option<String>,
+        /// The authentication scheme of the cookie handler.
+        #[arg(long, default_value = "Cookies")]
+        scheme: String,
+        /// redis:// URL of the IDistributedCache an ITicketStore keeps tickets in.
+        #[arg(long)]
+        ticket_redis: Option<String>,
+        /// The cache's InstanceName, before every ticket key.
+        #[arg(long, default_value = "")]
+        ticket_redis_prefix: String,
+        /// The cookie's value (a chunked cookie's chunks joined).
+        cookie_value: String,
+    },
 }
 
 /// `ringfence serve` options.

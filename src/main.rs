@@ -1,6 +1,7 @@
 //! `ringfence`: the binary. Thin by design: parse options, open stores, hand over to the
 //! libraries (`ringfence-server` for `serve`, the services for the admin subcommands).
 
+mod aspnet;
 mod cli;
 mod commands;
 mod limits;
@@ -89,6 +90,8 @@ async fn run(cli: Cli) -> Result<(), StartError> {
             let services = open_for_admin(&cli.store, false).await?;
             commands::sessions(&services, command).await
         }
+        // Reads only the .NET key ring it is pointed at: none of ringfence's own stores.
+        Command::Aspnet(command) => aspnet::run(command).await,
     }
 }
 

@@ -18,6 +18,7 @@
 
 #![deny(missing_docs)]
 
+mod aspnet;
 mod auth;
 mod client;
 mod cookies;
@@ -29,6 +30,7 @@ mod pending;
 mod public_url;
 mod recent;
 
+pub use aspnet::{AspNetCookieAuth, AspNetUser};
 pub use auth::{RequestAuth, SessionState};
 pub use client::{client_info, TrustedProxies};
 pub use cookies::{CookieNames, CSRF_COOKIE, SESSION_COOKIE};
