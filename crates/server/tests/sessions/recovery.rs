@@ -336,6 +336,9 @@ async fn security_page_verifies_resends_and_changes_the_address() {
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("not verified"), "{}", page.body);
     assert!(page.body.contains("action=\"/account/security/password\""));
+    // The second factors and passkeys are reached from the same page.
+    assert!(page.body.contains("href=\"/account/security/mfa\""));
+    assert!(page.body.contains("href=\"/account/passkeys\""));
     let csrf = page.form_csrf();
 
     // Resend: a second verification mail; the first link still works too.
