@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringfence_keyring::private_files;
+use ringfence_sessions::migrations::is_sqlite_busy;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
@@ -37,6 +38,9 @@ pub enum Database {
     /// A PostgreSQL server.
     Postgres(PgPool),
 }
+
+/// How often opening a SQLite file that another process holds busy is tried.
+const CONNECT_ATTEMPTS: u32 = 10;
 
 impl Database {
     /// Opens a pool for `url`: `sqlite://PATH` (the file is created when missing) or
@@ -73,15 +77,27 @@ impl Database {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(SQLITE_BUSY_TIMEOUT)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            // The database is a file in this process: there is no connection that could have
-            // dropped, and the default ping before every checkout is one more hand-off to the
-            // connection's worker thread on every query.
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(store_error)?;
+        // Processes opening one new file together (a node and admin commands) race to switch it
+        // to WAL, which SQLite's busy timeout does not wait out: the loser tries again.
+        let mut attempt = 1;
+        let pool = loop {
+            let connected = SqlitePoolOptions::new()
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                // The database is a file in this process: there is no connection that could
+                // have dropped, and the default ping before every checkout is one more hand-off
+                // to the connection's worker thread on every query.
+                .test_before_acquire(false)
+                .connect_with(options.clone())
+                .await;
+            match connected {
+                Err(e) if attempt < CONNECT_ATTEMPTS && is_sqlite_busy(&e) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * u64::from(attempt)))
+                        .await;
+                    attempt += 1;
+                }
+                other => break other.map_err(store_error)?,
+            }
+        };
         Ok(Database::Sqlite(pool))
     }
 

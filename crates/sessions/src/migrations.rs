@@ -15,7 +15,7 @@ use std::time::Duration;
 use sqlx::migrate::MigrateError;
 
 /// How often a migrator that lost the race is run again before its error is returned.
-const ATTEMPTS: u32 = 5;
+const ATTEMPTS: u32 = 10;
 
 /// Runs `migrate` (a closure calling `Migrator::run`), again when it lost the race to record a
 /// migration another process applied at the same moment.
@@ -49,7 +49,24 @@ fn lost_the_race(error: &MigrateError) -> bool {
             // column the faster one just added, with SQLite's generic error code and this
             // message as the only sign. Its transaction rolled back; running again finds the
             // migration recorded.
-            db.is_unique_violation() || db.message().starts_with("duplicate column name")
+            // A busy database is the same race seen earlier (see `is_sqlite_busy`): the
+            // migration's transaction rolled back and may start over.
+            db.is_unique_violation()
+                || db.message().starts_with("duplicate column name")
+                || is_sqlite_busy(inner)
+        }
+        _ => false,
+    }
+}
+
+/// Whether `error` is SQLite saying another connection holds the database (`SQLITE_BUSY` and
+/// its extended codes, `SQLITE_LOCKED`) in a way its busy timeout did not wait out: switching a
+/// new file to WAL, or a write from a snapshot another process's commit made stale (517,
+/// `SQLITE_BUSY_SNAPSHOT`). The statement failed whole; trying again shortly is safe.
+pub fn is_sqlite_busy(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some("5" | "261" | "517" | "6"))
         }
         _ => false,
     }
