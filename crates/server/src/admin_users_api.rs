@@ -9,12 +9,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ringfence_accounts::{AccountError, User};
+use ringfence_accounts::{AccountError, MfaStatus, User};
 use ringfence_axum::{CsrfHeader, RequireAdmin};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::ErrorResponse;
+use crate::api_mfa::MfaJson;
 use crate::errors::ApiError;
 use crate::state::AppState;
 use crate::views::timestamp;
@@ -38,17 +39,6 @@ pub struct UsersQuery {
     limit: Option<u32>,
 }
 
-/// A user's second factors (issue 15 fills them; until then nothing is set up).
-#[derive(Serialize, ToSchema)]
-pub struct MfaJson {
-    /// TOTP is on.
-    totp: bool,
-    /// Registered passkeys.
-    passkeys: u32,
-    /// Unused recovery codes.
-    recovery_codes_left: u32,
-}
-
 /// A user as administrators see it.
 #[derive(Serialize, ToSchema)]
 pub struct AdminUserJson {
@@ -68,8 +58,8 @@ pub struct AdminUserJson {
     mfa: MfaJson,
 }
 
-impl From<&User> for AdminUserJson {
-    fn from(user: &User) -> Self {
+impl AdminUserJson {
+    fn new(user: &User, mfa: MfaStatus) -> Self {
         Self {
             id: user.id.clone(),
             email: user.email.clone(),
@@ -77,11 +67,7 @@ impl From<&User> for AdminUserJson {
             disabled: user.disabled,
             admin: user.is_admin,
             created_at: timestamp(user.created_at),
-            mfa: MfaJson {
-                totp: false,
-                passkeys: 0,
-                recovery_codes_left: 0,
-            },
+            mfa: MfaJson::from(mfa),
         }
     }
 }
@@ -124,8 +110,11 @@ pub async fn list_users(
             accounts.list_after(query.after.as_deref(), limit).await?
         }
     };
-    let users = users.iter().map(AdminUserJson::from).collect();
-    Ok(Json(UsersResponse { users }).into_response())
+    let mut listed = Vec::with_capacity(users.len());
+    for user in &users {
+        listed.push(AdminUserJson::new(user, accounts.mfa_status(user).await?));
+    }
+    Ok(Json(UsersResponse { users: listed }).into_response())
 }
 
 fn malformed(message: &str) -> ApiError {
