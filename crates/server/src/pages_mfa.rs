@@ -17,9 +17,9 @@ use ringfence_sessions::Session;
 use serde::Deserialize;
 
 use crate::api_mfa::{pending_user, TOTP_ISSUER};
-use crate::body::CsrfForm;
+use crate::body::{CsrfForm, CsrfOnly};
 use crate::errors::{ApiError, PageError};
-use crate::pages::{check_csrf, context, signed_in, Layout};
+use crate::pages::{context, signed_in, Layout};
 use crate::state::AppState;
 
 /// For the sign-in form: when `user` has a second factor, starts the pending sign-in (the
@@ -65,8 +65,6 @@ pub struct CodeForm {
     code: String,
     #[serde(default)]
     password: String,
-    #[serde(default, rename = "_csrf")]
-    csrf: Option<String>,
 }
 
 /// `GET /login/mfa`: the code form of a pending sign-in.
@@ -226,15 +224,14 @@ pub async fn security_mfa(
     render(&state, &auth, &headers, StatusCode::OK, |_| {}).await
 }
 
-/// The signed-in user of a posted form whose session authenticated recently; otherwise the
-/// section again with the re-authentication form (`403`).
+/// The signed-in user of a posted form (its `_csrf` already checked by [`CsrfForm`]) whose
+/// session authenticated recently; otherwise the section again with the re-authentication form
+/// (`403`).
 async fn recent_user(
     state: &AppState,
     auth: &RequestAuth,
     headers: &HeaderMap,
-    csrf: Option<&str>,
 ) -> Result<Result<User, Response>, PageError> {
-    check_csrf(auth, csrf).await?;
     let (_, user, session) = signed_in(state, auth).await?;
     if auth.is_recently_authenticated(&session, headers).await {
         return Ok(Ok(user));
@@ -296,9 +293,9 @@ pub async fn totp_setup(
     State(state): State<AppState>,
     auth: RequestAuth,
     headers: HeaderMap,
-    CsrfForm(form): CsrfForm<CodeForm>,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> Result<Response, PageError> {
-    let user = match recent_user(&state, &auth, &headers, form.csrf.as_deref()).await? {
+    let user = match recent_user(&state, &auth, &headers).await? {
         Ok(user) => user,
         Err(page) => return Ok(page),
     };
@@ -350,9 +347,9 @@ pub async fn totp_disable(
     State(state): State<AppState>,
     auth: RequestAuth,
     headers: HeaderMap,
-    CsrfForm(form): CsrfForm<CodeForm>,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> Result<Response, PageError> {
-    let user = match recent_user(&state, &auth, &headers, form.csrf.as_deref()).await? {
+    let user = match recent_user(&state, &auth, &headers).await? {
         Ok(user) => user,
         Err(page) => return Ok(page),
     };
@@ -369,9 +366,9 @@ pub async fn recovery_codes(
     State(state): State<AppState>,
     auth: RequestAuth,
     headers: HeaderMap,
-    CsrfForm(form): CsrfForm<CodeForm>,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> Result<Response, PageError> {
-    let user = match recent_user(&state, &auth, &headers, form.csrf.as_deref()).await? {
+    let user = match recent_user(&state, &auth, &headers).await? {
         Ok(user) => user,
         Err(page) => return Ok(page),
     };

@@ -119,12 +119,6 @@ pub(crate) async fn signed_in(
     }
 }
 
-/// Checks a form's antiforgery token by hand, for the second-factor pages that read their
-/// forms themselves (the other pages take [`crate::body::CsrfForm`]).
-pub(crate) async fn check_csrf(auth: &RequestAuth, token: Option<&str>) -> Result<(), PageError> {
-    auth.verify_csrf(token).await.map_err(PageError::from)
-}
-
 /// What a form shows when the account service refused it: the status, the message and the
 /// `Retry-After` seconds; a store failure is the `503` page instead of the form.
 struct FormRefusal {
