@@ -170,13 +170,16 @@ fn aspnet_reads_the_key_ring_from_a_redis_list() {
     assert_one_line_failure(&run, "no usable default key", "");
 }
 
+/// The signed-in user's id: letters, so no timestamp or number in a message can contain it by chance.
+const USER_ID: &str = "user-qzx";
+
 fn signed_in() -> AuthenticationTicket {
     AuthenticationTicket {
         scheme: "Cookies".into(),
         identities: vec![Identity::new(
             "Cookies",
             vec![
-                Claim::new(NAME_IDENTIFIER_CLAIM_TYPE, "42"),
+                Claim::new(NAME_IDENTIFIER_CLAIM_TYPE, USER_ID),
                 Claim::new("email", "a@example.com"),
             ],
         )],
@@ -206,7 +209,7 @@ fn aspnet_cookie_prints_the_ticket_of_a_dotnet_cookie() {
     let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(json["scheme"], "Cookies");
     assert_eq!(json["claims"][0]["type"], NAME_IDENTIFIER_CLAIM_TYPE);
-    assert_eq!(json["claims"][0]["value"], "42");
+    assert_eq!(json["claims"][0]["value"], USER_ID);
     assert_eq!(
         json["claims"][1],
         serde_json::json!({"type": "email", "value": "a@example.com"})
@@ -219,13 +222,13 @@ fn aspnet_cookie_prints_the_ticket_of_a_dotnet_cookie() {
         &dir_args(&dir),
         &["--application-name", "blog", &value],
     );
-    assert_one_line_failure(&run, "does not authenticate", "42");
+    assert_one_line_failure(&run, "does not authenticate", USER_ID);
     let run = aspnet(
         "cookie",
         &dir_args(&dir),
         &["--application-name", "shop", "--scheme", "Other", &value],
     );
-    assert_one_line_failure(&run, "does not authenticate", "42");
+    assert_one_line_failure(&run, "does not authenticate", USER_ID);
 }
 
 #[test]
@@ -288,11 +291,11 @@ fn aspnet_cookie_resolves_an_ticket_store_session_key_in_redis() {
     let run = aspnet("cookie", &keys, &through_store);
     assert!(run.success, "{}", run.stderr);
     let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(json["claims"][0]["value"], "42");
+    assert_eq!(json["claims"][0]["value"], USER_ID);
     let run = aspnet("cookie", &keys, &["--application-name", "shop", &value]);
     assert_one_line_failure(&run, "--ticket-redis", "");
     let past = ringfence_aspnet::to_ticks(Utc::now() - Duration::seconds(5)).to_string();
     redis(&["HSET", "app:AuthSessionStore-1", "absexp", &past]);
     let run = aspnet("cookie", &keys, &through_store);
-    assert_one_line_failure(&run, "expired", "42");
+    assert_one_line_failure(&run, "expired", USER_ID);
 }

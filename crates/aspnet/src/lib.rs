@@ -55,7 +55,7 @@ pub enum Error {
     #[error("the payload does not authenticate: the purpose chain differs from the one it was protected with, or its bytes were altered")]
     Unauthentic,
     /// A time-limited payload past its expiration.
-    #[error("the payload expired at {0}")]
+    #[error("the payload expired at {}", .0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))]
     Expired(DateTime<Utc>),
     /// No key in the ring can protect new payloads; says why when keys exist but are unusable.
     #[error("the key ring has no usable default key{0}")]
@@ -64,7 +64,7 @@ pub enum Error {
     #[error("invalid authentication ticket: {0}")]
     Ticket(String),
     /// The ticket's properties say it has expired.
-    #[error("the authentication ticket expired at {0}")]
+    #[error("the authentication ticket expired at {}", .0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))]
     TicketExpired(DateTime<Utc>),
     /// The `ITicketStore` has no such ticket (signed out, expired) or a malformed entry.
     #[error("ticket store: {0}")]
