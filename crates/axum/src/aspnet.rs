@@ -1,11 +1,17 @@
 //! A request signed in by an ASP.NET Core authentication cookie: a ringfence-based service behind
 //! the same proxy as .NET apps accepts their users (see `docs/aspnet.md`).
 //!
-//! ```ignore
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use axum::{routing::get, Router};
+//! # use ringfence_aspnet::{cookie::cookie_protector, KeyRing};
+//! # use ringfence_axum::{AspNetCookieAuth, AspNetUser};
+//! # fn app(ring: Arc<KeyRing>) -> Router {
 //! let auth = AspNetCookieAuth::new(cookie_protector(ring, Some("shop"), "Cookies"));
-//! let app = Router::new()
+//! Router::new()
 //!     .route("/me", get(|user: AspNetUser| async move { user.id }))
-//!     .layer(axum::Extension(auth));
+//!     .layer(axum::Extension(auth))
+//! # }
 //! ```
 
 use std::sync::{Arc, PoisonError, RwLock};

@@ -72,8 +72,14 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
 /// who may not use the route must get `403` whatever body they send, not `415` or `422` that
 /// tell them what the route would have accepted (and without the body being read at all).
 ///
-/// ```ignore
-/// async fn disable(RequireAdmin { user, .. }: RequireAdmin, Json(body): Json<Disable>) { … }
+/// ```
+/// # use axum::Json;
+/// # use ringfence_axum::RequireAdmin;
+/// # #[derive(serde::Deserialize)] struct Disable { user_id: String }
+/// async fn disable(RequireAdmin { user, .. }: RequireAdmin, Json(body): Json<Disable>) -> String {
+///     format!("{} disables {}", user.email, body.user_id)
+/// }
+/// # let _: axum::Router = axum::Router::new().route("/disable", axum::routing::post(disable));
 /// ```
 #[derive(Debug, Clone)]
 pub struct RequireAdmin {

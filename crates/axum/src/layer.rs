@@ -28,6 +28,9 @@ struct Inner {
     trusted_proxies: TrustedProxies,
     public_url: Option<PublicUrl>,
     step_up: StepUpSettings,
+    /// Built by [`Ringfence::builder`]: a request without the client's address (the app was
+    /// not served with `ConnectInfo`) is refused rather than throttled as one shared client.
+    require_client_address: bool,
 }
 
 /// The ringfence services an app runs with: key ring, sessions, accounts, antiforgery. Cheap to
@@ -66,6 +69,7 @@ impl Ringfence {
                 trusted_proxies,
                 public_url: None,
                 step_up: StepUpSettings::default(),
+                require_client_address: false,
             }),
         }
     }
@@ -81,6 +85,11 @@ impl Ringfence {
     /// ([`StepUpSettings`]: `--reauth-window`, `--require-mfa-for-admins`).
     pub fn with_step_up(self, step_up: StepUpSettings) -> Self {
         self.rebuilt(|inner| inner.step_up = step_up)
+    }
+
+    /// The same services refusing requests that come without the client's address.
+    pub(crate) fn requiring_client_address(self) -> Self {
+        self.rebuilt(|inner| inner.require_client_address = true)
     }
 
     /// The recent-authentication and second-factor settings.
@@ -202,6 +211,14 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let ringfence = self.ringfence.clone();
         Box::pin(async move {
+            if ringfence.inner.require_client_address
+                && request
+                    .extensions()
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .is_none()
+            {
+                return Ok(missing_client_address());
+            }
             let (mut parts, body) = request.into_parts();
             let (auth, had_session_cookie) = ringfence.authenticate(&parts).await;
             parts.extensions.insert(auth.clone());
@@ -219,4 +236,18 @@ where
             Ok(response)
         })
     }
+}
+
+/// The answer when the app was served without `ConnectInfo`: a wiring mistake of the app, said
+/// plainly in the log and the response, instead of throttling every client as one address.
+fn missing_client_address() -> Response {
+    const WHY: &str = "the app is served without the client's address: serve it with \
+        ringfence_axum::serve, or axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())";
+    static LOGGED: std::sync::Once = std::sync::Once::new();
+    LOGGED.call_once(|| tracing::error!("{WHY}"));
+    crate::error::error_response(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "misconfigured",
+        WHY,
+    )
 }

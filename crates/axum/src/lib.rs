@@ -1,11 +1,18 @@
 //! ringfence for axum: a tower layer and extractors that add the shared key ring, server-side
 //! sessions, sign-in and antiforgery tokens to an axum app in a few lines.
 //!
-//! ```ignore
-//! let ringfence = Ringfence::new(keyring, sessions, accounts);
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use ringfence_axum::{account_routes, CurrentUser, Ringfence};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let ringfence = Ringfence::builder().embedded("app-data").build().await?;
 //! let app = Router::new()
 //!     .route("/me", get(|CurrentUser { user, .. }: CurrentUser| async move { user.email }))
+//!     .merge(account_routes())
 //!     .layer(ringfence.layer());
+//! ringfence_axum::serve(tokio::net::TcpListener::bind("127.0.0.1:3000").await?, app).await?;
+//! # Ok(()) }
 //! ```
 //!
 //! The layer resolves the session cookie once per request (one store read, no write unless the
@@ -14,12 +21,16 @@
 //! the layer writes the resulting cookies into the response. Extractors ([`CurrentSession`],
 //! [`CurrentUser`], [`RequireAdmin`], [`CsrfHeader`]) reject with the contract's JSON errors.
 //!
-//! See `examples/minimal.rs` in the repository for a complete app.
+//! [`Ringfence::builder`] assembles the services from a choice of storage ([`RingfenceBuilder`]);
+//! [`Ringfence::new`] takes services an app built itself. See `examples/` in the repository.
 
 #![deny(missing_docs)]
 
+mod api_error;
 mod aspnet;
 mod auth;
+mod body;
+mod builder;
 mod client;
 mod cookies;
 mod csrf;
@@ -29,9 +40,15 @@ mod layer;
 mod pending;
 mod public_url;
 mod recent;
+pub mod routes;
+mod serve;
+mod sign_in;
 
+pub use api_error::{with_retry_after, ApiError};
 pub use aspnet::{AspNetCookieAuth, AspNetUser};
 pub use auth::{RequestAuth, SessionState};
+pub use body::{ApiJson, CsrfForm, CsrfOnly, FormRejection};
+pub use builder::{BuildError, NoStorage, RingfenceBuilder, Storage, DEFAULT_REDIS_PREFIX};
 pub use client::{client_info, TrustedProxies};
 pub use cookies::{CookieNames, CSRF_COOKIE, SESSION_COOKIE};
 pub use error::{error_response, AuthError};
@@ -42,3 +59,11 @@ pub use public_url::{PublicUrl, PublicUrlError, STRICT_TRANSPORT_SECURITY};
 pub use recent::{
     RecentAuth, StepUpSettings, DEFAULT_REAUTH_WINDOW, REAUTH_COOKIE, REAUTH_PURPOSE,
 };
+pub use routes::account_routes;
+pub use serve::serve;
+pub use sign_in::PasswordSignIn;
+
+// The README's Rust blocks compile as doctests of this crate, so the way in cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+mod readme {}

@@ -5,7 +5,9 @@
 //! by sleeping. [`run_all`] runs every check, each on its own fresh store, and reports every
 //! failing check at once. A backend's integration test is then one line:
 //!
-//! ```ignore
+//! ```no_run
+//! # use ringfence_sessions::SqliteSessionStore;
+//! # async fn fresh_store() -> SqliteSessionStore { unimplemented!() }
 //! #[tokio::test]
 //! async fn sqlite_passes_conformance() {
 //!     ringfence_sessions::conformance::run_all(|| async { fresh_store().await }).await;
