@@ -299,3 +299,46 @@ fn aspnet_cookie_resolves_an_ticket_store_session_key_in_redis() {
     let run = aspnet("cookie", &keys, &through_store);
     assert_one_line_failure(&run, "expired", USER_ID);
 }
+
+/// `examples/aspnet_service.rs` as a process, its key ring in the Redis list .NET writes: a
+/// cookie a .NET app issued signs the request in; none, a tampered one or another app's is `401`.
+#[tokio::test]
+async fn aspnet_service_example_signs_in_a_dotnet_cookie_with_the_ring_from_redis() {
+    let server = RedisServer::start().unwrap();
+    let xml = key_xml(KEY_ID, "AES_256_CBC");
+    server
+        .redis_cli(&["RPUSH", ringfence_aspnet::DEFAULT_REDIS_KEY, &xml])
+        .unwrap();
+    let service = common::start_example(
+        "aspnet_service",
+        &[
+            ("ASPNET_KEYS_REDIS", server.url()),
+            ("ASPNET_APPLICATION_NAME", "shop".to_owned()),
+        ],
+    );
+    let ring = Arc::new(KeyRing::from_xml(&[xml]).unwrap());
+    let issue = |application: &str| {
+        let protector = cookie::cookie_protector(ring.clone(), Some(application), "Cookies");
+        cookie::write_cookie(&protector, &signed_in(), Utc::now()).unwrap()
+    };
+    let me = format!("{}/me", service.url());
+    let client = reqwest::Client::new();
+    let get = |cookie: Option<String>| {
+        let mut request = client.get(&me);
+        if let Some(value) = cookie {
+            request = request.header("cookie", format!(".AspNetCore.Cookies={value}"));
+        }
+        request.send()
+    };
+
+    let response = get(Some(issue("shop"))).await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["id"], USER_ID);
+
+    assert_eq!(get(None).await.unwrap().status(), 401);
+    assert_eq!(get(Some(issue("another-app"))).await.unwrap().status(), 401);
+    let mut tampered = issue("shop");
+    tampered.replace_range(20..21, if &tampered[20..21] == "A" { "B" } else { "A" });
+    assert_eq!(get(Some(tampered)).await.unwrap().status(), 401);
+}

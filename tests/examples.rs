@@ -4,35 +4,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::{browser, csrf_of, PASSWORD};
+use common::{browser, csrf_of, start_example as start, PASSWORD};
 use reqwest::{Client, StatusCode};
-use ringfence_testkit::{NodeProcess, PostgresServer, RedisServer};
+use ringfence_testkit::{PostgresServer, RedisServer};
 use serde_json::{json, Value};
-
-/// The compiled example `name`, beside this test binary's directory.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo build --examples` (cargo test does it)",
-        path.display()
-    );
-    path
-}
-
-fn start(name: &str, envs: &[(&str, String)]) -> NodeProcess {
-    let mut all = vec![("LISTEN".to_owned(), "127.0.0.1:0".to_owned())];
-    all.extend(envs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
-    NodeProcess::start(&example(name), &[], &all).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
 
 async fn post_json(client: &Client, url: &str, body: Value) -> (StatusCode, Value) {
     let response = client.post(url).json(&body).send().await.unwrap();

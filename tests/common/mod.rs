@@ -29,6 +29,32 @@ pub fn start_node(name: &str, data_dir: &Path, extra: &[String]) -> NodeProcess 
     .unwrap_or_else(|e| panic!("start node {name}: {e}"))
 }
 
+/// The compiled example `name` (`examples/NAME.rs`), beside this test binary's directory.
+/// `cargo test` builds the examples before it runs the tests; a lone `cargo test --test X`
+/// does not, hence the message.
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --examples` (cargo test does it)",
+        path.display()
+    );
+    path
+}
+
+/// Starts the example `name` listening on a free loopback port (`LISTEN`), with `envs`.
+pub fn start_example(name: &str, envs: &[(&str, String)]) -> NodeProcess {
+    let mut all = vec![("LISTEN".to_owned(), "127.0.0.1:0".to_owned())];
+    all.extend(envs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    NodeProcess::start(&example(name), &[], &all).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
 /// A browser-like client: cookie jar, no automatic redirects.
 pub fn browser() -> Client {
     Client::builder()
