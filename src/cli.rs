@@ -226,7 +226,7 @@ pub struct MailArgs {
     /// on loopback, else http:// + the listen address (admin commands: http://localhost:8080).
     #[arg(long, env = "RINGFENCE_PUBLIC_URL", value_parser = parse_public_url, global = true)]
     pub public_url: Option<PublicUrl>,
-    /// smtp://[user:pass@]host:port (plain; ?tls=required for STARTTLS) or smtps://…. Without
+    /// smtp://\[user:pass@\]host:port (plain; ?tls=required for STARTTLS) or smtps://…. Without
     /// it every mail is written as an .eml file to DATA_DIR/outbox/.
     #[arg(long, env = "RINGFENCE_SMTP_URL", global = true)]
     pub smtp_url: Option<String>,

@@ -101,3 +101,8 @@ pub use tokens::{
     RedisMailTokenStore, SqliteMailTokenStore, TokenHash, TokenPurpose, TokenStoreError,
 };
 pub use user_cache::DEFAULT_USER_CACHE_TTL;
+
+// The README's Rust blocks compile as doctests, so what a reader of crates.io copies works.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

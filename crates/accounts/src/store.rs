@@ -94,7 +94,7 @@ pub trait UserStore: Send + Sync + 'static {
     async fn set_admin(&self, id: &str, admin: bool) -> Result<bool, UserStoreError>;
 
     /// Replaces the stored e-mail (rewriting a row to the current normal form, see
-    /// [`crate::Accounts::normalize_stored_emails`]); `false` when no such account exists,
+    /// [`crate::normalize_stored_emails`]); `false` when no such account exists,
     /// [`UserStoreError::EmailTaken`] when another account has it.
     async fn set_email(&self, id: &str, email: &Email) -> Result<bool, UserStoreError>;
 

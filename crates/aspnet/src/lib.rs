@@ -94,3 +94,8 @@ pub fn from_ticks(ticks: i64) -> Option<DateTime<Utc>> {
         (since_epoch.rem_euclid(10_000_000) * 100) as u32,
     )
 }
+
+// The README's Rust blocks compile as doctests, so what a reader of crates.io copies works.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

@@ -67,3 +67,8 @@ pub use sign_in::PasswordSignIn;
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 mod readme {}
+
+// The README's Rust blocks compile as doctests, so what a reader of crates.io copies works.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

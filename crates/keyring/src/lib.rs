@@ -44,3 +44,8 @@ pub use repository::{
     RedisKeyRepository, RepositoryError, Revision, RingSnapshot, SqliteKeyRepository,
 };
 pub use ring::{KeyRing, KeyRingConfig, KeyRingError, MIN_KEY_LIFETIME};
+
+// The README's Rust blocks compile as doctests, so what a reader of crates.io copies works.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

@@ -71,3 +71,8 @@ pub use settings::MailSettings;
 pub use smtp::{SmtpTransport, SMTP_TIMEOUT};
 pub use smtp_url::{SmtpSecurity, SmtpUrl};
 pub use transport::{Email, FailureReason, Transport, TransportError};
+
+// The README's Rust blocks compile as doctests, so what a reader of crates.io copies works.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

@@ -341,3 +341,8 @@ pub fn spawn_metrics_upkeep(
         }
     })
 }
+
+// The README's Rust blocks compile as doctests, so what a reader of crates.io copies works.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

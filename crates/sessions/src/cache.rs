@@ -19,7 +19,7 @@
 //!   every shard.
 //! - **The tracking connection proved itself within the lease** ([`SessionCache::lease`]): the
 //!   last heartbeat answered was sent less than a lease ago, so every change Redis applied
-//!   before then has been heard (see [`crate::tracking`]). Otherwise the store reads Redis as
+//!   before then has been heard (see `ringfence_keyring::tracking`). Otherwise the store reads Redis as
 //!   it would without a cache.
 //!
 //! Memory is bounded by a cap on entries (spread over the shards; a full shard drops an

@@ -40,3 +40,8 @@ pub use redis_store::RedisSessionStore;
 pub use session::{Session, SessionCounts};
 pub use sqlite_store::SqliteSessionStore;
 pub use store::{SessionStore, StoreError};
+
+// The README's Rust blocks compile as doctests, so what a reader of crates.io copies works.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

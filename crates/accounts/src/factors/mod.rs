@@ -7,7 +7,7 @@
 //!   secret; TOTP turns on only when a code of it is confirmed. A code is accepted once: the
 //!   store takes its time step with one conditional update (`… WHERE last_step < step`), so a
 //!   code replayed within its window is refused on every node sharing the database.
-//! - **Recovery codes** ([`recovery`]): 10 codes of 120 random bits each, shown once. Stored
+//! - **Recovery codes** (`recovery.rs`): 10 codes of 120 random bits each, shown once. Stored
 //!   as SHA-256: NIST SP 800-63B (5.1.2.2) and OWASP allow an unsalted fast hash for look-up
 //!   secrets of at least 112 bits, since no dictionary or brute force reaches them; argon2
 //!   would only cost ten hashes per sign-in attempt. Using a code deletes its row (exactly one

@@ -34,7 +34,7 @@ pub struct KeyRingConfig {
     /// Key-encryption key for material at rest; `None` stores material in clear (with a warning).
     pub master_key: Option<MasterKey>,
     /// Former master keys, accepted for reading only while a master-key rotation is under way
-    /// (see [`KeyRing::rewrap`]); everything written is wrapped under `master_key`.
+    /// (see [`crate::KeyRing::rewrap`]); everything written is wrapped under `master_key`.
     pub previous_master_keys: Vec<MasterKey>,
 }
 
