@@ -31,7 +31,9 @@ mod sql;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-pub use service::{Ceremony, PasskeyError, PasskeyService, MAX_NAME_CHARS};
+pub use service::{
+    Ceremony, CeremonyScope, PasskeyError, PasskeyProof, PasskeyService, MAX_NAME_CHARS,
+};
 pub use sql::{PostgresPasskeyStore, SqlitePasskeyStore};
 
 #[cfg(doc)]
