@@ -420,9 +420,7 @@ pub async fn login_finish(
         // Any account's passkey: a complete sign-in, unless this browser is signed in (it
         // signed in after the start), which is never switched to another account.
         CeremonyScope::AnyAccount => match current {
-            Some(current) if current.user.id == user.id => {
-                reauthenticated(&auth, &current.session)
-            }
+            Some(current) if current.user.id == user.id => reauthenticated(&auth, &current.session),
             Some(_) => Err(signing_in(PasskeyError::OtherAccount)),
             None => {
                 if pending.is_ok() {

@@ -7,8 +7,8 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use webauthn_rs::prelude::{
     AuthenticationResult, CreationChallengeResponse, DiscoverableAuthentication, Passkey,
-    PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse, Url, Uuid,
-    Webauthn, WebauthnBuilder, WebauthnError,
+    PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
+    RequestChallengeResponse, Url, Uuid, Webauthn, WebauthnBuilder, WebauthnError,
 };
 use webauthn_rs_proto::ResidentKeyRequirement;
 
@@ -99,7 +99,9 @@ impl From<TokenStoreError> for PasskeyError {
 enum LoginState {
     /// For one account (its id is the ceremony record's `user_id`): webauthn-rs's state, which
     /// lists that account's credentials.
-    OneAccount { account_state: PasskeyAuthentication },
+    OneAccount {
+        account_state: PasskeyAuthentication,
+    },
     /// For whoever's discoverable passkey answers: webauthn-rs's state and, when the client
     /// named one, the account the passkey must belong to.
     AnyAccount {
@@ -372,11 +374,11 @@ impl PasskeyService {
         if credentials.is_empty() {
             return Err(PasskeyError::NoPasskeys);
         }
-        let (mut options, account_state): (RequestChallengeResponse, PasskeyAuthentication) =
-            self.inner
-                .webauthn
-                .start_passkey_authentication(&credentials)
-                .map_err(|e| AccountError::Internal(format!("passkey sign-in options: {e}")))?;
+        let (mut options, account_state): (RequestChallengeResponse, PasskeyAuthentication) = self
+            .inner
+            .webauthn
+            .start_passkey_authentication(&credentials)
+            .map_err(|e| AccountError::Internal(format!("passkey sign-in options: {e}")))?;
         options.mediation = None;
         let payload = to_json(&LoginState::OneAccount { account_state })?;
         let challenge_id = self
@@ -462,7 +464,10 @@ impl PasskeyService {
         if !result.user_verified() {
             return Err(PasskeyError::Rejected("no user verification".into()));
         }
-        let user = self.enabled_user(&stored.user_id).await?.ok_or_else(unknown)?;
+        let user = self
+            .enabled_user(&stored.user_id)
+            .await?
+            .ok_or_else(unknown)?;
         if email.as_deref().is_some_and(|e| e != user.email) {
             return Err(unknown());
         }

@@ -339,7 +339,9 @@ async fn security_page_verifies_resends_and_changes_the_address() {
     // The two-step sign-in section is on the same page, not behind a link (just signed in:
     // its forms are open). This node has no passkeys, so no passkey section.
     assert!(page.body.contains("id=\"two-factor\""), "{}", page.body);
-    assert!(page.body.contains("action=\"/account/security/totp/setup\""));
+    assert!(page
+        .body
+        .contains("action=\"/account/security/totp/setup\""));
     assert!(!page.body.contains("id=\"passkey-register\""));
     let csrf = page.form_csrf();
 
