@@ -883,6 +883,7 @@ async fn passkey_scenario(base: &str, driver: &ChromeDriver, scratch: &Path) {
     fill_credentials(&browser, email, PASSWORD).await;
     submit_main_form(&browser).await;
     assert_eq!(path_of(&browser).await, "/login/mfa");
+    screenshot(&browser, &screenshot_dir(), "15-login-mfa-passkey").await;
     find(&browser, "#passkey-login")
         .await
         .click()
@@ -899,6 +900,14 @@ async fn passkey_scenario(base: &str, driver: &ChromeDriver, scratch: &Path) {
         .await
         .unwrap();
     wait_signed_in(&browser, email).await;
+
+    // The security page embeds the two-step and passkey sections.
+    browser
+        .goto(&format!("{base}/account/security#two-factor"))
+        .await
+        .unwrap();
+    find(&browser, "#passkeys li.passkey").await;
+    screenshot(&browser, &screenshot_dir(), "16-account-security-factors").await;
 
     // The list shows it used; remove it.
     let list = run_passkeys_js(&browser, "window.ringfencePasskeys.list()").await;

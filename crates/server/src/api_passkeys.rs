@@ -74,7 +74,8 @@ pub struct PasskeyRename {
 #[derive(Deserialize, ToSchema, Default)]
 pub struct LoginStart {
     /// Only a passkey of this account will do; without it, any registered (discoverable)
-    /// passkey signs its owner in.
+    /// passkey signs its owner in. Ignored with a pending sign-in or a session, whose own
+    /// account the ceremony is for.
     #[serde(default)]
     email: Option<String>,
 }
