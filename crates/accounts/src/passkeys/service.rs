@@ -59,7 +59,7 @@ pub enum PasskeyError {
     /// A ceremony for one account (the second step of a sign-in, or re-authentication) was
     /// answered with a registered passkey of another account. HTTP `403`
     /// `passkey_other_account`; nobody is signed in or switched to that account.
-    #[error("this passkey belongs to another account; to use it, sign out and sign in with it")]
+    #[error("this passkey belongs to another account than the one signing in or signed in here; use one of this account's passkeys (or sign out first to use that account)")]
     OtherAccount,
     /// A ceremony for one account was asked for, and the account has no passkeys. HTTP `409`
     /// `no_passkeys`.
