@@ -758,7 +758,9 @@ async fn run_passkeys_js(browser: &Client, call: &str) -> serde_json::Value {
 /// The passkey scenario of issue 15 in a real Chromium with a virtual authenticator: two nodes
 /// (users and passkeys in PostgreSQL, ceremonies in Redis) behind HAProxy, the public URL
 /// `http://localhost:PORT` of HAProxy (a secure context). Register a passkey, sign out, sign in
-/// with the passkey alone, remove it; HAProxy spreads the requests over both nodes.
+/// with the password and the passkey as the second step (`/login/mfa`), sign out, sign in with
+/// the passkey alone (the button of `/login`), remove it; HAProxy spreads the requests over
+/// both nodes.
 #[tokio::test]
 async fn passkey_registers_signs_in_and_is_removed_in_chromium_behind_haproxy() {
     use ringfence_testkit::{HaProxy, NodeProcess, PostgresServer, RedisServer};
@@ -874,13 +876,38 @@ async fn passkey_scenario(base: &str, driver: &ChromeDriver, scratch: &Path) {
     })
     .await;
 
-    // Signed out (a fresh cookie jar), sign in with the passkey alone.
+    // Signed out (a fresh cookie jar), the password alone no longer signs in: the passkey is
+    // the second step, through the button of /login/mfa.
     browser.delete_all_cookies().await.unwrap();
     browser.goto(&format!("{base}/login")).await.unwrap();
-    let login = run_passkeys_js(&browser, "window.ringfencePasskeys.signIn()").await;
-    assert_eq!(login["ok"]["user"]["email"], email, "{login}");
-    browser.goto(&format!("{base}/")).await.unwrap();
+    fill_credentials(&browser, email, PASSWORD).await;
+    submit_main_form(&browser).await;
+    assert_eq!(path_of(&browser).await, "/login/mfa");
+    screenshot(&browser, &screenshot_dir(), "15-login-mfa-passkey").await;
+    find(&browser, "#passkey-login")
+        .await
+        .click()
+        .await
+        .unwrap();
     wait_signed_in(&browser, email).await;
+
+    // Signed out again, sign in with the passkey alone: the button of /login.
+    browser.delete_all_cookies().await.unwrap();
+    browser.goto(&format!("{base}/login")).await.unwrap();
+    find(&browser, "#passkey-login")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_signed_in(&browser, email).await;
+
+    // The security page embeds the two-step and passkey sections.
+    browser
+        .goto(&format!("{base}/account/security#two-factor"))
+        .await
+        .unwrap();
+    find(&browser, "#passkeys li.passkey").await;
+    screenshot(&browser, &screenshot_dir(), "16-account-security-factors").await;
 
     // The list shows it used; remove it.
     let list = run_passkeys_js(&browser, "window.ringfencePasskeys.list()").await;

@@ -10,59 +10,11 @@ use std::time::Duration;
 use common::*;
 use reqwest::{Client, StatusCode};
 use ringfence_accounts::factors::totp::TotpSecret;
-use ringfence_testkit::{HaProxy, NodeProcess, PostgresServer, RedisServer};
 use serde_json::{json, Value};
 
 const ALICE: &str = "alice@example.com";
 /// Short, so the test sees it pass without waiting long.
 const REAUTH_WINDOW_SECS: u64 = 3;
-
-struct Fleet {
-    _redis: RedisServer,
-    _postgres: PostgresServer,
-    nodes: Vec<NodeProcess>,
-    haproxy: HaProxy,
-    _dirs: Vec<tempfile::TempDir>,
-}
-
-fn fleet(extra: &[&str]) -> Fleet {
-    let redis = RedisServer::start().expect("redis");
-    let postgres = PostgresServer::start().expect("postgres");
-    let mut dirs = Vec::new();
-    let mut nodes = Vec::new();
-    for name in ["node1", "node2"] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut args = vec![
-            "--redis".to_owned(),
-            redis.url(),
-            "--database".to_owned(),
-            postgres.url(),
-            "--trusted-proxy".to_owned(),
-            "127.0.0.1/32".to_owned(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        nodes.push(start_node(name, dir.path(), &args));
-        dirs.push(dir);
-    }
-    let backends: Vec<(String, std::net::SocketAddr)> = nodes
-        .iter()
-        .zip(["node1", "node2"])
-        .map(|(n, name)| (name.to_owned(), n.addr()))
-        .collect();
-    let haproxy = HaProxy::start(&backends).expect("haproxy");
-    for name in ["node1", "node2"] {
-        haproxy
-            .wait_for_server_status(name, "UP", Duration::from_secs(10))
-            .expect("backend up");
-    }
-    Fleet {
-        _redis: redis,
-        _postgres: postgres,
-        nodes,
-        haproxy,
-        _dirs: dirs,
-    }
-}
 
 fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
@@ -584,9 +536,9 @@ async fn wrong_second_factor_codes_are_throttled_and_admins_need_a_factor() {
             admin,
             "on",
             "--redis",
-            &fleet._redis.url(),
+            &fleet.redis.url(),
             "--database",
-            &fleet._postgres.url(),
+            &fleet.postgres.url(),
         ],
         None,
         &[],
@@ -617,9 +569,9 @@ async fn wrong_second_factor_codes_are_throttled_and_admins_need_a_factor() {
             "reset-mfa",
             ALICE,
             "--redis",
-            &fleet._redis.url(),
+            &fleet.redis.url(),
             "--database",
-            &fleet._postgres.url(),
+            &fleet.postgres.url(),
         ],
         None,
         &[],

@@ -389,8 +389,17 @@ async fn openapi_document_matches_the_running_api() {
         &doc,
         "post",
         "/api/v1/passkeys/login/start",
-        call(&other, Method::POST, "/api/v1/passkeys/login/start").json(&serde_json::json!({})),
+        call(&browser(), Method::POST, "/api/v1/passkeys/login/start").json(&serde_json::json!({})),
         StatusCode::OK,
+    )
+    .await;
+    // Signed in, the ceremony re-authenticates with the account's own passkeys: it has none.
+    expect(
+        &doc,
+        "post",
+        "/api/v1/passkeys/login/start",
+        call(&user, Method::POST, "/api/v1/passkeys/login/start").json(&serde_json::json!({})),
+        StatusCode::CONFLICT,
     )
     .await;
     expect(
@@ -704,6 +713,9 @@ async fn finding_12_every_operation_lists_its_statuses_and_security() {
     let write = serde_json::json!([{"session_cookie": [], "csrf_header": []}]);
     let optional_write = serde_json::json!([{}, {"session_cookie": [], "csrf_header": []}]);
     let pending = serde_json::json!([{"pending_sign_in_cookie": [], "csrf_header": []}]);
+    // Anybody (passkey alone), a pending sign-in (second step) or a session (re-auth).
+    let passkey_ceremony =
+        serde_json::json!([{}, {"pending_sign_in_cookie": []}, {"session_cookie": []}]);
     let operations: [(&str, &str, &[u16], &Value); 34] = [
         (
             "post",
@@ -875,14 +887,14 @@ async fn finding_12_every_operation_lists_its_statuses_and_security() {
         (
             "post",
             "/api/v1/passkeys/login/start",
-            &[200, 400, 404, 413, 415, 422, 503],
-            &none,
+            &[200, 400, 401, 403, 404, 409, 413, 415, 422, 503],
+            &passkey_ceremony,
         ),
         (
             "post",
             "/api/v1/passkeys/login/finish",
-            &[200, 400, 401, 403, 404, 413, 415, 422, 503],
-            &none,
+            &[200, 204, 400, 401, 403, 404, 413, 415, 422, 429, 503],
+            &passkey_ceremony,
         ),
     ];
     for (method, path, statuses, security) in operations {

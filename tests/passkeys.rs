@@ -223,7 +223,8 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
         .unwrap();
     assert_eq!(me.status(), StatusCode::OK);
 
-    // The same assertion replayed: to the spent ceremony, and to a fresh one.
+    // The same assertion replayed: to the spent ceremony, and to a fresh one. (From here on
+    // the ceremonies start without cookies: started signed in, a ceremony re-authenticates.)
     let (status, body) = post(
         &browser(),
         format!("{b}/api/v1/passkeys/login/finish"),
@@ -236,7 +237,7 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
         (StatusCode::UNAUTHORIZED, "invalid_challenge"),
         "{body}"
     );
-    let (challenge_id, _) = login_start(&anonymous, &a, json!({})).await;
+    let (challenge_id, _) = login_start(&browser(), &a, json!({})).await;
     let replay = json!({"challenge_id": challenge_id, "credential": assertion});
     let (status, body) = post(
         &browser(),
@@ -252,7 +253,7 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
     );
 
     // A wrong origin, then a wrong RP id.
-    let (challenge_id, options) = login_start(&anonymous, &a, json!({})).await;
+    let (challenge_id, options) = login_start(&browser(), &a, json!({})).await;
     passkey.origin = "http://evil.example:8080".to_owned();
     let finish = json!({"challenge_id": challenge_id, "credential": passkey.assert(&options)});
     let (status, body) = post(
@@ -275,7 +276,7 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
         "{body}"
     );
     passkey.origin = PUBLIC_URL.to_owned();
-    let (challenge_id, options) = login_start(&anonymous, &a, json!({})).await;
+    let (challenge_id, options) = login_start(&browser(), &a, json!({})).await;
     passkey.rp_id_override = Some("evil.example".to_owned());
     let finish = json!({"challenge_id": challenge_id, "credential": passkey.assert(&options)});
     let (status, body) = post(
@@ -300,7 +301,7 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
     passkey.rp_id_override = None;
 
     // The sign counter is kept: a clone that signs with an older counter is refused.
-    let (challenge_id, options) = login_start(&anonymous, &a, json!({})).await;
+    let (challenge_id, options) = login_start(&browser(), &a, json!({})).await;
     passkey.counter = 1;
     let finish = json!({"challenge_id": challenge_id, "credential": passkey.assert(&options)});
     let (status, body) = post(
@@ -320,7 +321,7 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
     // With an e-mail: only that account's passkey will do.
     let (_other, _) = signed_in(&a, "bob@example.com").await;
     let (challenge_id, options) =
-        login_start(&anonymous, &a, json!({"email": "bob@example.com"})).await;
+        login_start(&browser(), &a, json!({"email": "bob@example.com"})).await;
     let finish = json!({"challenge_id": challenge_id, "credential": passkey.assert(&options)});
     let (status, body) = post(
         &browser(),
@@ -335,7 +336,7 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
         "{body}"
     );
     let (challenge_id, options) =
-        login_start(&anonymous, &a, json!({"email": "ADA@example.com"})).await;
+        login_start(&browser(), &a, json!({"email": "ADA@example.com"})).await;
     let finish = json!({"challenge_id": challenge_id, "credential": passkey.assert(&options)});
     let (status, body) = post(
         &browser(),
@@ -407,7 +408,7 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    let (challenge_id, options) = login_start(&anonymous, &a, json!({})).await;
+    let (challenge_id, options) = login_start(&browser(), &a, json!({})).await;
     let finish = json!({"challenge_id": challenge_id, "credential": passkey.assert(&options)});
     let (status, body) = post(
         &browser(),
@@ -421,4 +422,357 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
         (StatusCode::UNAUTHORIZED, "passkey_rejected"),
         "{body}"
     );
+}
+
+/// Registers a new software passkey for the signed-in `client`; returns it.
+async fn add_passkey(client: &Client, base: &str, csrf: &str, name: &str) -> SoftPasskey {
+    let (status, ceremony) = post(
+        client,
+        format!("{base}/api/v1/passkeys/register/start"),
+        Some(csrf),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{ceremony}");
+    let mut passkey = SoftPasskey::new(PUBLIC_URL);
+    let credential = passkey.register(&ceremony["publicKey"]);
+    let finish =
+        json!({"challenge_id": ceremony["challenge_id"], "name": name, "credential": credential});
+    let (status, created) = post(
+        client,
+        format!("{base}/api/v1/passkeys/register/finish"),
+        Some(csrf),
+        finish,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    passkey
+}
+
+/// Runs the passkey sign-in ceremony with `client`'s cookies, `passkey` answering; returns
+/// the finish's status and body, and the start's options.
+async fn ceremony(client: &Client, base: &str, passkey: &mut SoftPasskey) -> (StatusCode, Value) {
+    let (challenge_id, options) = login_start(client, base, json!({})).await;
+    let finish = json!({"challenge_id": challenge_id, "credential": passkey.assert(&options)});
+    post(
+        client,
+        format!("{base}/api/v1/passkeys/login/finish"),
+        None,
+        finish,
+    )
+    .await
+}
+
+async fn me(client: &Client, base: &str) -> (StatusCode, Value) {
+    let response = client
+        .get(format!("{base}/api/v1/me"))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The URL-safe base64 credential ids `allowCredentials` lists.
+fn allowed(options: &Value) -> Vec<String> {
+    options["allowCredentials"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|c| c["id"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Issue 15's passkey as a second factor, on two nodes behind HAProxy (round robin, so starts
+/// and finishes land on either node): after the right password, a user with a passkey (Ada:
+/// TOTP and a passkey; Bob: a passkey only) is not signed in until a passkey of theirs, and
+/// only theirs, answers a ceremony limited to their credentials; the step issues a new session
+/// and clears the pending sign-in. Signed in, the same ceremony re-authenticates the session
+/// (sudo mode) and never switches it to another account. Failed steps are throttled like
+/// wrong passwords. The admin list reports each user's factors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_is_the_second_step_and_reauthenticates_without_switching_accounts() {
+    use ringfence_accounts::factors::totp::TotpSecret;
+
+    let fleet = fleet(&["--public-url", PUBLIC_URL, "--reauth-window", "3s"]);
+    let base = fleet.haproxy.url();
+    let (ada, ada_csrf) = signed_in(&base, "ada@example.com").await;
+    let mut ada_key = add_passkey(&ada, &base, &ada_csrf, "Laptop").await;
+    let (status, setup) = post(
+        &ada,
+        format!("{base}/api/v1/mfa/totp/setup"),
+        Some(&ada_csrf),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{setup}");
+    let secret = TotpSecret::from_base32(setup["secret"].as_str().unwrap()).unwrap();
+    let totp_code = secret.code_at(chrono::Utc::now() - chrono::Duration::seconds(30));
+    let (status, body) = post(
+        &ada,
+        format!("{base}/api/v1/mfa/totp/confirm"),
+        Some(&ada_csrf),
+        json!({"code": totp_code}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (bob, bob_csrf) = signed_in(&base, "bob@example.com").await;
+    let (_, bob_me) = me(&bob, &base).await;
+    let bob_first_session = bob_me["session"]["id"].clone();
+    let mut bob_key = add_passkey(&bob, &base, &bob_csrf, "Key").await;
+
+    // The security page embeds both sections (not links to them).
+    let (_, html) = get_page(&ada, &format!("{base}/account/security")).await;
+    assert!(html.contains("id=\"two-factor\""), "{html}");
+    assert!(html.contains("id=\"passkey-register\""), "{html}");
+    assert!(html.contains("<strong>Laptop</strong>"), "{html}");
+    assert!(html.contains("Authenticator app: on"), "{html}");
+    let (_, html) = get_page(&browser(), &format!("{base}/login")).await;
+    assert!(html.contains("id=\"passkey-login\""), "{html}");
+    assert!(html.contains("src=\"/static/passkeys.js\""), "{html}");
+
+    // The password step: both are asked for a second step, with passkey among the methods.
+    let phone = browser();
+    let (status, pending) = post(
+        &phone,
+        format!("{base}/api/v1/login"),
+        None,
+        json!({"email": "ada@example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(pending["mfa_required"], true, "{pending}");
+    assert_eq!(
+        pending["methods"],
+        json!(["totp", "passkey", "recovery_code"])
+    );
+    let (_, html) = get_page(&phone, &format!("{base}/login/mfa")).await;
+    assert!(
+        html.contains("id=\"passkey-login\"") && html.contains("action=\"/login/mfa\""),
+        "{html}"
+    );
+    let tablet = browser();
+    let (status, pending) = post(
+        &tablet,
+        format!("{base}/api/v1/login"),
+        None,
+        json!({"email": "bob@example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(pending["mfa_required"], true, "passkey-only: {pending}");
+    assert_eq!(pending["methods"], json!(["passkey"]));
+    let (_, html) = get_page(&tablet, &format!("{base}/login/mfa")).await;
+    assert!(html.contains("id=\"passkey-login\""), "{html}");
+    assert!(
+        !html.contains("action=\"/login/mfa\""),
+        "no code to type: {html}"
+    );
+    assert_eq!(me(&tablet, &base).await.0, StatusCode::UNAUTHORIZED);
+
+    // The pending step's ceremony lists Bob's passkey only; Ada's passkey is refused and
+    // signs nobody in.
+    let (_, options) = login_start(&tablet, &base, json!({})).await;
+    assert_eq!(allowed(&options), vec![b64(&bob_key.credential_id)]);
+    assert_eq!(options["userVerification"], "required");
+    let (status, body) = ceremony(&tablet, &base, &mut ada_key).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "passkey_other_account"),
+        "{body}"
+    );
+    assert_eq!(me(&tablet, &base).await.0, StatusCode::UNAUTHORIZED);
+    // Bob's passkey completes the sign-in: a new session, the pending cookie cleared.
+    let (challenge_id, options) = login_start(&tablet, &base, json!({})).await;
+    let response = tablet
+        .post(format!("{base}/api/v1/passkeys/login/finish"))
+        .json(&json!({"challenge_id": challenge_id, "credential": bob_key.assert(&options)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let cleared = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().unwrap().starts_with("ringfence_mfa=;"));
+    assert!(cleared, "{:?}", response.headers());
+    let login: Value = response.json().await.unwrap();
+    assert_eq!(login["user"]["email"], "bob@example.com");
+    let session = login["session"]["id"].clone();
+    assert_ne!(session, bob_first_session);
+    for _ in 0..2 {
+        let (status, body) = me(&tablet, &base).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["session"]["id"], session, "either node knows it");
+    }
+    // Done: the pending sign-in is over, so a code step has nothing to complete.
+    let csrf = login["csrf_token"].as_str().unwrap();
+    let (status, _) = post(
+        &tablet,
+        format!("{base}/api/v1/login/mfa"),
+        Some(csrf),
+        json!({"code": "123456"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Ada's own pending step with her passkey (she has TOTP too): signed in.
+    let (status, login) = ceremony(&phone, &base, &mut ada_key).await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    assert_eq!(login["user"]["email"], "ada@example.com");
+
+    // Re-authentication: past the window, Ada's first session may not add a passkey.
+    tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
+    let (_, before) = me(&ada, &base).await;
+    let register_start = format!("{base}/api/v1/passkeys/register/start");
+    let (status, body) = post(&ada, register_start.clone(), Some(&ada_csrf), Value::Null).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "reauth_required")
+    );
+    // Signed in, the ceremony is for Ada's passkeys; Bob's is refused, the session stays Ada's
+    // and no more recent than before.
+    let (_, options) = login_start(&ada, &base, json!({})).await;
+    assert_eq!(allowed(&options), vec![b64(&ada_key.credential_id)]);
+    let (status, body) = ceremony(&ada, &base, &mut bob_key).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "passkey_other_account"),
+        "{body}"
+    );
+    // The same through a ceremony started without any cookie (any account's passkey),
+    // finished by Ada's signed-in browser.
+    let (challenge_id, options) = login_start(&browser(), &base, json!({})).await;
+    let finish = json!({"challenge_id": challenge_id, "credential": bob_key.assert(&options)});
+    let (status, body) = post(
+        &ada,
+        format!("{base}/api/v1/passkeys/login/finish"),
+        None,
+        finish,
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "passkey_other_account"),
+        "{body}"
+    );
+    let (_, after) = me(&ada, &base).await;
+    assert_eq!(after["user"]["email"], "ada@example.com");
+    assert_eq!(after["session"]["id"], before["session"]["id"]);
+    let (status, _) = post(&ada, register_start.clone(), Some(&ada_csrf), Value::Null).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "still not recently authenticated"
+    );
+    // Ada's passkey: 204, the same session, now recently authenticated.
+    let (status, body) = ceremony(&ada, &base, &mut ada_key).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (_, after) = me(&ada, &base).await;
+    assert_eq!(after["session"]["id"], before["session"]["id"]);
+    let (status, body) = post(&ada, register_start, Some(&ada_csrf), Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The admin list reports each user's factors; an admin without passkeys cannot run a
+    // ceremony for their own account.
+    let admin = "root@example.com";
+    let (root, _) = signed_in(&base, admin).await;
+    let done = run(
+        &[
+            "users",
+            "set-admin",
+            admin,
+            "on",
+            "--redis",
+            &fleet.redis.url(),
+            "--database",
+            &fleet.postgres.url(),
+        ],
+        None,
+        &[],
+    );
+    assert!(done.success, "{}", done.stderr);
+    // The role change ended root's sessions: sign in again.
+    let (status, _) = post(
+        &root,
+        format!("{base}/api/v1/login"),
+        None,
+        json!({"email": admin, "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    for (email, mfa) in [
+        (
+            "ada%40example.com",
+            json!({"totp": true, "passkeys": 1, "recovery_codes_left": 10}),
+        ),
+        (
+            "bob%40example.com",
+            json!({"totp": false, "passkeys": 1, "recovery_codes_left": 0}),
+        ),
+    ] {
+        let list: Value = root
+            .get(format!("{base}/api/v1/admin/users?email={email}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list["users"][0]["mfa"], mfa, "{list}");
+    }
+    let (status, body) = post(
+        &root,
+        format!("{base}/api/v1/passkeys/login/start"),
+        None,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "no_passkeys"),
+        "{body}"
+    );
+
+    // Refused passkey steps count toward Bob's sign-in throttle, like wrong passwords.
+    let laptop = browser();
+    let (status, _) = post(
+        &laptop,
+        format!("{base}/api/v1/login"),
+        None,
+        json!({"email": "bob@example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    bob_key.origin = "http://evil.example:8080".to_owned();
+    let mut last = StatusCode::OK;
+    for _ in 0..12 {
+        let (status, body) = ceremony(&laptop, &base, &mut bob_key).await;
+        last = status;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::UNAUTHORIZED, "passkey_rejected"),
+            "{body}"
+        );
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+    bob_key.origin = PUBLIC_URL.to_owned();
+    let (status, _) = ceremony(&laptop, &base, &mut bob_key).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "locked: even the right one"
+    );
+    assert_eq!(me(&laptop, &base).await.0, StatusCode::UNAUTHORIZED);
 }

@@ -231,3 +231,58 @@ pub fn assert_one_line_failure(run: &Run, needle: &str, secret: &str) {
         );
     }
 }
+
+/// Two nodes (`node1`, `node2`) sharing Redis and PostgreSQL behind a real HAProxy (round
+/// robin), every one a real process; dropped, all stop.
+pub struct Fleet {
+    /// The shared Redis (key ring, sessions, ceremonies, throttle).
+    pub redis: ringfence_testkit::RedisServer,
+    /// The shared PostgreSQL (users, factors, passkeys).
+    pub postgres: ringfence_testkit::PostgresServer,
+    /// The nodes.
+    pub nodes: Vec<NodeProcess>,
+    /// The balancer in front; its URL is where clients go.
+    pub haproxy: ringfence_testkit::HaProxy,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+/// Starts a [`Fleet`]; every node gets `extra` after the store options (and trusts HAProxy's
+/// `X-Forwarded-For`).
+pub fn fleet(extra: &[&str]) -> Fleet {
+    let redis = ringfence_testkit::RedisServer::start().expect("redis");
+    let postgres = ringfence_testkit::PostgresServer::start().expect("postgres");
+    let mut dirs = Vec::new();
+    let mut nodes = Vec::new();
+    for name in ["node1", "node2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "--redis".to_owned(),
+            redis.url(),
+            "--database".to_owned(),
+            postgres.url(),
+            "--trusted-proxy".to_owned(),
+            "127.0.0.1/32".to_owned(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        nodes.push(start_node(name, dir.path(), &args));
+        dirs.push(dir);
+    }
+    let backends: Vec<(String, std::net::SocketAddr)> = nodes
+        .iter()
+        .zip(["node1", "node2"])
+        .map(|(n, name)| (name.to_owned(), n.addr()))
+        .collect();
+    let haproxy = ringfence_testkit::HaProxy::start(&backends).expect("haproxy");
+    for name in ["node1", "node2"] {
+        haproxy
+            .wait_for_server_status(name, "UP", Duration::from_secs(10))
+            .expect("backend up");
+    }
+    Fleet {
+        redis,
+        postgres,
+        nodes,
+        haproxy,
+        _dirs: dirs,
+    }
+}

@@ -75,6 +75,13 @@ async fn a_ceremony_lives_five_minutes_for_its_own_user() {
         "{result:?}"
     );
 
+    // A ceremony for one account (second step, re-authentication) needs its passkeys.
+    let result = service.start_login_for(&bob).await;
+    assert!(
+        matches!(result, Err(PasskeyError::NoPasskeys)),
+        "{result:?}"
+    );
+
     // A sign-in ceremony cannot finish a registration.
     let login = service.start_login(None).await.unwrap();
     let result = service

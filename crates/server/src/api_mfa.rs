@@ -75,7 +75,8 @@ pub struct RecoveryCodesResponse {
 pub struct MfaRequiredResponse {
     /// Always `true`.
     mfa_required: bool,
-    /// What `POST /api/v1/login/mfa` accepts: `totp`, `recovery_code`, `passkey`.
+    /// The second steps the user has: `totp` and `recovery_code` (`POST /api/v1/login/mfa`),
+    /// `passkey` (`POST /api/v1/passkeys/login/start` and `/finish` with the pending cookie).
     methods: Vec<String>,
     /// Send as `X-CSRF-Token` with `POST /api/v1/login/mfa`.
     csrf_token: String,

@@ -3,19 +3,27 @@
 //!
 //! Registration and removal are sensitive: they take [`RecentAuth`] (`403 reauth_required`
 //! when the session did not sign in or re-authenticate within `--reauth-window`).
+//!
+//! The one sign-in ceremony (`login/start`, `login/finish`) serves three purposes, told apart
+//! by the cookies the start carries: a pending sign-in (second step after a password), a
+//! signed-in session (re-authentication), or neither (a sign-in with the passkey alone). The
+//! finish needs no CSRF token: what it accepts is an assertion whose signed client data names
+//! this site's origin (checked against `--public-url`), which no other site can make.
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ringfence_accounts::passkeys::Ceremony;
-use ringfence_accounts::{PasskeyError, PasskeyService, StoredPasskey};
-use ringfence_axum::{CsrfHeader, CurrentUser, RecentAuth, RequestAuth};
+use ringfence_accounts::passkeys::{Ceremony, CeremonyScope};
+use ringfence_accounts::{PasskeyError, PasskeyService, StoredPasskey, User};
+use ringfence_axum::{AuthError, CsrfHeader, CurrentUser, PendingSignIn, RecentAuth, RequestAuth};
+use ringfence_sessions::Session;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::{login_response, ErrorResponse, LoginResponse};
+use crate::api_mfa::pending_user;
 use crate::body::ApiJson;
 use crate::errors::ApiError;
 use crate::state::AppState;
@@ -66,7 +74,8 @@ pub struct PasskeyRename {
 #[derive(Deserialize, ToSchema, Default)]
 pub struct LoginStart {
     /// Only a passkey of this account will do; without it, any registered (discoverable)
-    /// passkey signs its owner in.
+    /// passkey signs its owner in. Ignored with a pending sign-in or a session, whose own
+    /// account the ceremony is for.
     #[serde(default)]
     email: Option<String>,
 }
@@ -149,6 +158,10 @@ fn passkey_error(error: PasskeyError, refused: StatusCode) -> ApiError {
         PasskeyError::Rejected(_) => ApiError::new(refused, "passkey_rejected", &message),
         PasskeyError::Duplicate => ApiError::new(StatusCode::CONFLICT, "passkey_exists", &message),
         PasskeyError::NotFound => ApiError::not_found(&message),
+        PasskeyError::OtherAccount => {
+            ApiError::new(StatusCode::FORBIDDEN, "passkey_other_account", &message)
+        }
+        PasskeyError::NoPasskeys => ApiError::new(StatusCode::CONFLICT, "no_passkeys", &message),
         PasskeyError::Account(e) => e.into(),
     }
 }
@@ -297,51 +310,133 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `POST /api/v1/passkeys/login/start`.
+/// Who a passkey sign-in ceremony is for, from the request's cookies: the user of a pending
+/// sign-in (the second step after a password) first, then the signed-in user
+/// (re-authentication); `None` for anybody (a sign-in with the passkey alone). A cookie that
+/// does not open, or a session that is over, counts as absent; a store that is down does not.
+async fn ceremony_account(
+    state: &AppState,
+    pending: Result<PendingSignIn, AuthError>,
+    current: Result<CurrentUser, AuthError>,
+) -> Result<Option<User>, ApiError> {
+    if let Ok(pending) = pending {
+        return pending_user(state, &pending).await.map(Some);
+    }
+    match current {
+        Ok(current) => Ok(Some(current.user)),
+        Err(AuthError::Unauthenticated) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /api/v1/passkeys/login/start`: a sign-in ceremony. With a pending sign-in cookie
+/// (a right password, second step to come) it is for that user only; signed in, for the
+/// signed-in user only (re-authentication); otherwise for any registered passkey.
 #[utoipa::path(post, path = "/api/v1/passkeys/login/start", tag = "passkeys",
     request_body = LoginStart,
-    security(()),
-    responses((status = 200, body = CeremonyResponse),
+    security((), ("pending_sign_in_cookie" = []), ("session_cookie" = [])),
+    responses((status = 200, body = CeremonyResponse, description = "the options; for a pending sign-in or a signed-in session, allowCredentials lists that account's passkeys"),
         (status = 400, body = ErrorResponse, description = "malformed JSON"),
+        (status = 401, body = ErrorResponse, description = "the pending sign-in is void (password changed since)"),
+        (status = 403, body = ErrorResponse, description = "account_disabled"),
         (status = 404, body = ErrorResponse, description = "passkeys are not enabled"),
+        (status = 409, body = ErrorResponse, description = "no_passkeys: the pending or signed-in account has no passkeys"),
         (status = 413, body = ErrorResponse, description = "body over 64 KiB"),
         (status = 415, body = ErrorResponse, description = "not application/json"),
         (status = 422, body = ErrorResponse, description = "a malformed e-mail address, or JSON of the wrong shape"),
         (status = 503, body = ErrorResponse)))]
 pub async fn login_start(
     State(state): State<AppState>,
+    pending: Result<PendingSignIn, AuthError>,
+    current: Result<CurrentUser, AuthError>,
     ApiJson(body): ApiJson<LoginStart>,
 ) -> Result<Response, ApiError> {
-    let ceremony = service(&state)?
-        .start_login(body.email.as_deref())
-        .await
-        .map_err(signing_in)?;
-    Ok(Json(CeremonyResponse::from(ceremony)).into_response())
+    let passkeys = service(&state)?;
+    let ceremony = match ceremony_account(&state, pending, current).await? {
+        Some(user) => passkeys.start_login_for(&user).await,
+        None => passkeys.start_login(body.email.as_deref()).await,
+    };
+    Ok(Json(CeremonyResponse::from(ceremony.map_err(signing_in)?)).into_response())
 }
 
-/// `POST /api/v1/passkeys/login/finish`: a complete sign-in (a new session).
+/// `POST /api/v1/passkeys/login/finish`: what the proof does depends on how the ceremony
+/// started. For a pending sign-in, it completes it (a new session, the pending cookie
+/// cleared), as a code does at `POST /api/v1/login/mfa`; for a signed-in session, that session
+/// counts as recently authenticated (`204`), as after `POST /api/v1/reauth`; otherwise it is a
+/// complete sign-in (a new session). A passkey of another account than the pending or
+/// signed-in one is refused (`403` `passkey_other_account`) and nobody is switched.
 #[utoipa::path(post, path = "/api/v1/passkeys/login/finish", tag = "passkeys",
     request_body = LoginFinish,
-    security(()),
-    responses((status = 200, body = LoginResponse),
+    security((), ("pending_sign_in_cookie" = []), ("session_cookie" = [])),
+    responses((status = 200, body = LoginResponse, description = "signed in: a new session cookie is set (and a pending sign-in cookie cleared)"),
+        (status = 204, description = "re-authenticated: this signed-in session counts as recently authenticated"),
         (status = 400, body = ErrorResponse, description = "JSON that does not parse"),
-        (status = 401, body = ErrorResponse, description = "invalid_challenge (unknown, finished or expired ceremony), or passkey_rejected: unknown passkey, wrong origin, RP id, challenge or signature, no user verification, counter going backwards"),
-        (status = 403, body = ErrorResponse, description = "account_disabled"),
+        (status = 401, body = ErrorResponse, description = "invalid_challenge (unknown, finished or expired ceremony), passkey_rejected (unknown passkey, wrong origin, RP id, challenge or signature, no user verification, counter going backwards), or unauthenticated: the pending sign-in or session the ceremony was started for is over"),
+        (status = 403, body = ErrorResponse, description = "account_disabled, or passkey_other_account: a passkey of another account than the pending or signed-in one"),
         (status = 404, body = ErrorResponse, description = "passkeys are not enabled"),
         (status = 413, body = ErrorResponse, description = "body over 64 KiB"),
         (status = 415, body = ErrorResponse, description = "not application/json"),
         (status = 422, body = ErrorResponse, description = "malformed_credential, or JSON of the wrong shape"),
+        (status = 429, body = ErrorResponse, description = "the second step or re-authentication failed too often (the account's sign-in throttle); see Retry-After"),
         (status = 503, body = ErrorResponse)))]
 pub async fn login_finish(
     State(state): State<AppState>,
     auth: RequestAuth,
+    pending: Result<PendingSignIn, AuthError>,
+    current: Result<CurrentUser, AuthError>,
     ApiJson(body): ApiJson<LoginFinish>,
 ) -> Result<Response, ApiError> {
-    let user = service(&state)?
-        .finish_login(&body.challenge_id, &body.credential)
+    let proof = service(&state)?
+        .finish_login(
+            &body.challenge_id,
+            &body.credential,
+            auth.client().ip.as_deref(),
+        )
         .await
         .map_err(signing_in)?;
-    login_response(&auth, &user).await
+    let user = proof.user;
+    let current = match current {
+        Ok(current) => Some(current),
+        Err(AuthError::Unauthenticated) => None,
+        Err(e) => return Err(e.into()),
+    };
+    match proof.scope {
+        // Started for one account: the pending sign-in or the session it was started in
+        // must still be there, for the same account.
+        CeremonyScope::OneAccount => {
+            if let Ok(pending) = pending.as_ref() {
+                if pending.user_id == user.id {
+                    pending_user(&state, pending).await?;
+                    auth.clear_pending_sign_in();
+                    return login_response(&auth, &user).await;
+                }
+            }
+            match current {
+                Some(current) if current.user.id == user.id => {
+                    reauthenticated(&auth, &current.session)
+                }
+                _ => Err(AuthError::Unauthenticated.into()),
+            }
+        }
+        // Any account's passkey: a complete sign-in, unless this browser is signed in (it
+        // signed in after the start), which is never switched to another account.
+        CeremonyScope::AnyAccount => match current {
+            Some(current) if current.user.id == user.id => reauthenticated(&auth, &current.session),
+            Some(_) => Err(signing_in(PasskeyError::OtherAccount)),
+            None => {
+                if pending.is_ok() {
+                    auth.clear_pending_sign_in();
+                }
+                login_response(&auth, &user).await
+            }
+        },
+    }
+}
+
+/// The signed-in `session` proved its user again with a passkey: `204`, as `/api/v1/reauth`.
+fn reauthenticated(auth: &RequestAuth, session: &Session) -> Result<Response, ApiError> {
+    auth.mark_recently_authenticated(session)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `GET /static/passkeys.js`: the pages' passkey script (no CDN; no inline code needed).

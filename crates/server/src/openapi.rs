@@ -27,7 +27,7 @@ impl Modify for SecuritySchemes {
             "pending_sign_in_cookie",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
                 PENDING_COOKIE,
-                "the pending sign-in cookie POST /api/v1/login sets for a user with a second factor (5 minutes)",
+                "the pending sign-in cookie POST /api/v1/login sets for a user with a second factor (5 minutes); POST /api/v1/login/mfa or the passkey sign-in ceremony completes it",
             ))),
         );
         components.add_security_scheme(

@@ -1,7 +1,8 @@
-//! Pages of second factors (issue 15): the second step of signing in (`/login/mfa`) and the
-//! two-step sign-in section of the security page (`/account/security/mfa`, and the forms it
-//! posts). The section is its own template (`mfa_section.html`), so the security page can
-//! include it.
+//! Pages of second factors (issue 15): the second step of signing in (`/login/mfa`, a code
+//! form and, for a user with a passkey, a passkey button) and the two-step sign-in section
+//! of the security page (the forms it posts; also `/account/security/mfa` on its own). The
+//! section is its own template (`mfa_section.html`), which `/account/security` embeds; the
+//! answer of each of its forms is that whole page.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -19,7 +20,7 @@ use serde::Deserialize;
 use crate::api_mfa::{pending_user, TOTP_ISSUER};
 use crate::body::{CsrfForm, CsrfOnly};
 use crate::errors::{ApiError, PageError};
-use crate::pages::{context, signed_in, Layout};
+use crate::pages::{context, signed_in, Layout, SecurityPage};
 use crate::state::AppState;
 
 /// For the sign-in form: when `user` has a second factor, starts the pending sign-in (the
@@ -56,6 +57,31 @@ impl<S: Send + Sync> FromRequestParts<S> for PagePending {
 struct LoginMfaPage {
     layout: Layout,
     error: Option<String>,
+    /// The user has a passkey (and passkeys are enabled here): the passkey button.
+    passkey: bool,
+    /// The user has TOTP or recovery codes: the code form.
+    codes: bool,
+}
+
+impl LoginMfaPage {
+    /// The second step's page for `user`, offering the methods the user has.
+    async fn new(
+        state: &AppState,
+        auth: &RequestAuth,
+        user: &User,
+        error: Option<String>,
+    ) -> Result<Self, PageError> {
+        let mfa = state.ringfence.accounts().mfa_status(user).await?;
+        let ctx = context(state, auth).await?;
+        Ok(Self {
+            layout: ctx.layout,
+            error,
+            passkey: mfa.passkeys > 0 && state.passkeys.is_some(),
+            // With no factor left at all (removed since the password step), the code form
+            // still says what went wrong when posted.
+            codes: mfa.totp || mfa.recovery_codes_left > 0 || mfa.passkeys == 0,
+        })
+    }
 }
 
 /// A form with one `code` (and for re-authentication a `password`).
@@ -69,16 +95,16 @@ pub struct CodeForm {
 
 /// `GET /login/mfa`: the code form of a pending sign-in.
 pub async fn login_mfa_form(
-    PagePending(_): PagePending,
+    PagePending(pending): PagePending,
     State(state): State<AppState>,
     auth: RequestAuth,
 ) -> Result<Response, PageError> {
-    let ctx = context(&state, &auth).await?;
-    Ok(LoginMfaPage {
-        layout: ctx.layout,
-        error: None,
-    }
-    .into_response())
+    let user = pending_user(&state, &pending)
+        .await
+        .map_err(|_| PageError::Redirect("/login"))?;
+    Ok(LoginMfaPage::new(&state, &auth, &user, None)
+        .await?
+        .into_response())
 }
 
 /// `POST /login/mfa`: a TOTP code or a recovery code completes the sign-in.
@@ -115,15 +141,9 @@ pub async fn login_mfa(
                     api.message(),
                 ));
             }
-            let ctx = context(&state, &auth).await?;
-            let mut response = (
-                api.status(),
-                LoginMfaPage {
-                    layout: ctx.layout,
-                    error: Some(api.message().to_owned()),
-                },
-            )
-                .into_response();
+            let page =
+                LoginMfaPage::new(&state, &auth, &user, Some(api.message().to_owned())).await?;
+            let mut response = (api.status(), page).into_response();
             crate::errors::with_retry_after(&mut response, api.retry_after());
             Ok(response)
         }
@@ -147,6 +167,8 @@ pub struct MfaSection {
     pub recovery_codes_left: u32,
     /// The session authenticated recently (the forms that change factors are shown).
     pub recent: bool,
+    /// The user has a passkey (and passkeys are enabled): it can confirm it is them.
+    pub passkey: bool,
     /// A setup to confirm.
     pub setup: Option<SetupView>,
     /// Codes to show once.
@@ -191,10 +213,13 @@ pub async fn mfa_section(
         totp: status.totp,
         recovery_codes_left: status.recovery_codes_left,
         recent: auth.is_recently_authenticated(session, headers).await,
+        passkey: status.passkeys > 0 && state.passkeys.is_some(),
         ..MfaSection::default()
     })
 }
 
+/// The answer of the section's forms: the whole security page (which embeds the section),
+/// the section changed by `change`.
 async fn render(
     state: &AppState,
     auth: &RequestAuth,
@@ -203,25 +228,25 @@ async fn render(
     change: impl FnOnce(&mut MfaSection),
 ) -> Result<Response, PageError> {
     let (ctx, user, session) = signed_in(state, auth).await?;
-    let mut mfa = mfa_section(state, auth, headers, &user, &session).await?;
-    change(&mut mfa);
-    Ok((
-        status,
-        MfaPage {
-            layout: ctx.layout,
-            mfa,
-        },
-    )
-        .into_response())
+    let mut page = SecurityPage::load(state, auth, headers, ctx.layout, &user, &session).await?;
+    change(&mut page.mfa);
+    Ok((status, page).into_response())
 }
 
-/// `GET /account/security/mfa`.
+/// `GET /account/security/mfa`: the section on a page of its own (where administrators
+/// without a second factor are sent).
 pub async fn security_mfa(
     State(state): State<AppState>,
     auth: RequestAuth,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
-    render(&state, &auth, &headers, StatusCode::OK, |_| {}).await
+    let (ctx, user, session) = signed_in(&state, &auth).await?;
+    let mfa = mfa_section(&state, &auth, &headers, &user, &session).await?;
+    Ok(MfaPage {
+        layout: ctx.layout,
+        mfa,
+    }
+    .into_response())
 }
 
 /// The signed-in user of a posted form (its `_csrf` already checked by [`CsrfForm`]) whose
@@ -279,7 +304,7 @@ pub async fn reauth(
     match result {
         Ok(()) => {
             auth.mark_recently_authenticated(&session)?;
-            Ok(Redirect::to("/account/security/mfa").into_response())
+            Ok(Redirect::to("/account/security#two-factor").into_response())
         }
         Err(error) => {
             let (status, message) = failure(error);

@@ -4,6 +4,8 @@
 // the server's options into what navigator.credentials wants and the answer back into JSON.
 "use strict";
 (function () {
+  // A page holding two sections that each load this script wires its buttons once.
+  if (window.ringfencePasskeys) return;
   async function call(method, path, body, csrf) {
     const headers = { "Content-Type": "application/json" };
     if (csrf) headers["X-CSRF-Token"] = csrf;
@@ -38,6 +40,9 @@
     }, csrf);
   }
 
+  // One ceremony, three uses, chosen by the server from the cookies: with a pending sign-in
+  // (after a password) it completes that sign-in; signed in, it re-authenticates this session
+  // (the answer is empty); otherwise the passkey alone signs its owner in.
   async function signIn(email) {
     const start = await call("POST", "/api/v1/passkeys/login/start", email ? { email } : {});
     const publicKey = PublicKeyCredential.parseRequestOptionsFromJSON(start.publicKey);
@@ -57,22 +62,27 @@
     return (await call("GET", "/api/v1/passkeys")).passkeys;
   }
 
-  function report(text) {
-    const status = document.getElementById("passkey-status");
+  // Shows `text` in the .passkey-status of the section holding `from` (the button or form),
+  // else in #passkey-status.
+  function report(text, from) {
+    const section = from && from.closest("section");
+    const status = (section && section.querySelector(".passkey-status"))
+      || document.getElementById("passkey-status");
     if (status) status.textContent = text;
   }
 
   // Hooks for the pages: a form#passkey-register with an input[name=name], a
-  // button#passkey-login (next to an optional input#passkey-email), buttons with
-  // data-passkey-delete="ID". Results go to #passkey-status.
+  // button#passkey-login (next to an optional input#passkey-email), a button#passkey-reauth
+  // (signed in: confirm it is you), buttons with data-passkey-delete="ID". Results go to
+  // #passkey-status.
   function wire() {
     const form = document.getElementById("passkey-register");
     if (form) {
       form.addEventListener("submit", (event) => {
         event.preventDefault();
         register(form.elements.name.value)
-          .then((p) => { report("Passkey \u201c" + p.name + "\u201d added."); location.reload(); })
-          .catch((e) => report(e.message));
+          .then((p) => { report("Passkey \u201c" + p.name + "\u201d added.", form); location.reload(); })
+          .catch((e) => report(e.message, form));
       });
     }
     const login = document.getElementById("passkey-login");
@@ -82,7 +92,16 @@
         const email = document.getElementById("passkey-email");
         signIn(email && email.value ? email.value : undefined)
           .then(() => { location.href = "/"; })
-          .catch((e) => report(e.message));
+          .catch((e) => report(e.message, login));
+      });
+    }
+    const reauth = document.getElementById("passkey-reauth");
+    if (reauth) {
+      reauth.addEventListener("click", (event) => {
+        event.preventDefault();
+        signIn()
+          .then(() => location.reload())
+          .catch((e) => report(e.message, reauth));
       });
     }
     for (const button of document.querySelectorAll("[data-passkey-delete]")) {
@@ -90,7 +109,7 @@
         event.preventDefault();
         remove(button.dataset.passkeyDelete)
           .then(() => location.reload())
-          .catch((e) => report(e.message));
+          .catch((e) => report(e.message, button));
       });
     }
   }

@@ -19,6 +19,15 @@
 //! may land on different nodes (the store is Redis, or the shared database), the finish takes
 //! the state atomically (a ceremony finishes once), and it lives [`CEREMONY_LIFETIME`].
 //!
+//! # Sign-in ceremonies
+//!
+//! [`PasskeyService::start_login`] is for any account: discoverable, no `allowCredentials`, a
+//! complete sign-in. [`PasskeyService::start_login_for`] is for one account (the second step
+//! after its password, or re-authentication of its session): the options list its credentials,
+//! only they are accepted ([`PasskeyError::OtherAccount`] otherwise), and the check goes through
+//! the account's sign-in throttle. [`PasskeyService::finish_login`] finishes both and says which
+//! kind it was ([`CeremonyScope`]); the server decides what the proof does.
+//!
 //! # Relying party
 //!
 //! [`PasskeyService`] builds webauthn-rs's relying party from the public URL (`--public-url`):
@@ -31,7 +40,9 @@ mod sql;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-pub use service::{Ceremony, PasskeyError, PasskeyService, MAX_NAME_CHARS};
+pub use service::{
+    Ceremony, CeremonyScope, PasskeyError, PasskeyProof, PasskeyService, MAX_NAME_CHARS,
+};
 pub use sql::{PostgresPasskeyStore, SqlitePasskeyStore};
 
 #[cfg(doc)]

@@ -6,9 +6,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use webauthn_rs::prelude::{
-    CreationChallengeResponse, DiscoverableAuthentication, Passkey, PasskeyRegistration,
-    PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse, Url, Uuid,
-    Webauthn, WebauthnBuilder, WebauthnError,
+    AuthenticationResult, CreationChallengeResponse, DiscoverableAuthentication, Passkey,
+    PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
+    RequestChallengeResponse, Url, Uuid, Webauthn, WebauthnBuilder, WebauthnError,
 };
 use webauthn_rs_proto::ResidentKeyRequirement;
 
@@ -56,6 +56,15 @@ pub enum PasskeyError {
     /// No such passkey of this user. HTTP `404`.
     #[error("no such passkey")]
     NotFound,
+    /// A ceremony for one account (the second step of a sign-in, or re-authentication) was
+    /// answered with a registered passkey of another account. HTTP `403`
+    /// `passkey_other_account`; nobody is signed in or switched to that account.
+    #[error("this passkey belongs to another account than the one signing in or signed in here; use one of this account's passkeys (or sign out first to use that account)")]
+    OtherAccount,
+    /// A ceremony for one account was asked for, and the account has no passkeys. HTTP `409`
+    /// `no_passkeys`.
+    #[error("this account has no passkeys")]
+    NoPasskeys,
     /// The account side failed (disabled account, store down).
     #[error(transparent)]
     Account(#[from] AccountError),
@@ -82,12 +91,43 @@ impl From<TokenStoreError> for PasskeyError {
     }
 }
 
-/// What a sign-in ceremony remembers: webauthn-rs's state and, when the client named one, the
-/// account the passkey must belong to.
+/// What a sign-in ceremony remembers. Untagged: the two kinds have distinct fields, and a
+/// ceremony stored by a node of the previous release (always [`LoginState::AnyAccount`]) still
+/// reads.
 #[derive(Serialize, Deserialize)]
-struct LoginState {
-    state: DiscoverableAuthentication,
-    email: Option<String>,
+#[serde(untagged)]
+enum LoginState {
+    /// For one account (its id is the ceremony record's `user_id`): webauthn-rs's state, which
+    /// lists that account's credentials.
+    OneAccount {
+        account_state: PasskeyAuthentication,
+    },
+    /// For whoever's discoverable passkey answers: webauthn-rs's state and, when the client
+    /// named one, the account the passkey must belong to.
+    AnyAccount {
+        state: DiscoverableAuthentication,
+        email: Option<String>,
+    },
+}
+
+/// How a sign-in ceremony was started, which decides what its finish may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CeremonyScope {
+    /// [`PasskeyService::start_login`]: any account's passkey; proving it is a complete
+    /// sign-in.
+    AnyAccount,
+    /// [`PasskeyService::start_login_for`]: a passkey of one account (the second step after a
+    /// password, or re-authentication of a signed-in session).
+    OneAccount,
+}
+
+/// A finished sign-in ceremony: whose passkey answered, and how the ceremony was started.
+#[derive(Debug, Clone)]
+pub struct PasskeyProof {
+    /// The owner of the passkey (enabled).
+    pub user: User,
+    /// How the ceremony was started.
+    pub scope: CeremonyScope,
 }
 
 /// Passkeys of the accounts of one [`Accounts`]: registration, listing, removal and sign-in.
@@ -308,7 +348,7 @@ impl PasskeyService {
             .map_err(|e| AccountError::Internal(format!("passkey sign-in options: {e}")))?;
         // webauthn-rs marks it for conditional (autofill) UI; the pages use a button.
         options.mediation = None;
-        let payload = to_json(&LoginState { state, email })?;
+        let payload = to_json(&LoginState::AnyAccount { state, email })?;
         let challenge_id = self
             .begin(TokenPurpose::PasskeyLogin, "", String::new(), payload)
             .await?;
@@ -318,24 +358,91 @@ impl PasskeyService {
         })
     }
 
-    /// Finishes a sign-in started by [`Self::start_login`]: the ceremony is spent whatever the
-    /// outcome. The credential must be registered, belong to the user its handle names (and to
-    /// the e-mail's account when the start named one), verify against the ceremony's challenge,
-    /// this RP id and origin, and carry user verification. The stored credential's sign counter
-    /// and backup flags are updated. Returns the account, which the caller signs in.
+    /// Starts a sign-in ceremony for `user` alone: the second step after the password, or the
+    /// re-authentication of a signed-in session. The options list the user's credentials
+    /// (`allowCredentials`), so the browser offers only those; user verification is required.
+    /// [`PasskeyError::NoPasskeys`] when the user has none.
+    pub async fn start_login_for(&self, user: &User) -> Result<Ceremony, PasskeyError> {
+        let credentials = self
+            .inner
+            .passkeys
+            .list(&user.id)
+            .await?
+            .iter()
+            .map(|p| parse_passkey(&p.credential))
+            .collect::<Result<Vec<_>, _>>()?;
+        if credentials.is_empty() {
+            return Err(PasskeyError::NoPasskeys);
+        }
+        let (mut options, account_state): (RequestChallengeResponse, PasskeyAuthentication) = self
+            .inner
+            .webauthn
+            .start_passkey_authentication(&credentials)
+            .map_err(|e| AccountError::Internal(format!("passkey sign-in options: {e}")))?;
+        options.mediation = None;
+        let payload = to_json(&LoginState::OneAccount { account_state })?;
+        let challenge_id = self
+            .begin(TokenPurpose::PasskeyLogin, &user.id, String::new(), payload)
+            .await?;
+        Ok(Ceremony {
+            challenge_id,
+            public_key: public_key_of(&options)?,
+        })
+    }
+
+    /// Finishes a sign-in started by [`Self::start_login`] or [`Self::start_login_for`]: the
+    /// ceremony is spent whatever the outcome. The credential must be registered, verify
+    /// against the ceremony's challenge, this RP id and origin, and carry user verification;
+    /// its stored sign counter and backup flags are updated.
+    ///
+    /// Started with [`Self::start_login`], it must also belong to the user its handle names
+    /// (and to the e-mail's account when the start named one). Started with
+    /// [`Self::start_login_for`], it must be one of that account's passkeys
+    /// ([`PasskeyError::OtherAccount`] otherwise), and the check goes through that account's
+    /// sign-in throttle like a password or a code (a refused answer counts, a locked account
+    /// is [`AccountError::Throttled`]), from `client_ip`.
+    ///
+    /// Returns the owner, whom the caller signs in or re-authenticates.
     pub async fn finish_login(
         &self,
         challenge_id: &str,
         credential: &serde_json::Value,
-    ) -> Result<User, PasskeyError> {
+        client_ip: Option<&str>,
+    ) -> Result<PasskeyProof, PasskeyError> {
         let credential: PublicKeyCredential = serde_json::from_value(credential.clone())
             .map_err(|e| PasskeyError::MalformedCredential(e.to_string()))?;
         let taken = self.take(TokenPurpose::PasskeyLogin, challenge_id).await?;
-        let login: LoginState = from_payload(&taken)?;
+        match from_payload(&taken)? {
+            LoginState::AnyAccount { state, email } => {
+                let user = self.finish_any(&credential, state, email).await?;
+                Ok(PasskeyProof {
+                    user,
+                    scope: CeremonyScope::AnyAccount,
+                })
+            }
+            LoginState::OneAccount { account_state } => {
+                let user = self
+                    .finish_one(&taken.user_id, &credential, &account_state, client_ip)
+                    .await?;
+                Ok(PasskeyProof {
+                    user,
+                    scope: CeremonyScope::OneAccount,
+                })
+            }
+        }
+    }
+
+    /// The finish of a discoverable ceremony (any account's passkey).
+    async fn finish_any(
+        &self,
+        credential: &PublicKeyCredential,
+        state: DiscoverableAuthentication,
+        email: Option<String>,
+    ) -> Result<User, PasskeyError> {
         let (handle, credential_id) = self
             .inner
             .webauthn
-            .identify_discoverable_authentication(&credential)
+            .identify_discoverable_authentication(credential)
             .map_err(rejected)?;
         let credential_id = URL_SAFE_NO_PAD.encode(credential_id);
         let unknown = || PasskeyError::Rejected("this passkey is not registered here".into());
@@ -348,31 +455,128 @@ impl PasskeyService {
         if user_handle(&stored.user_id)? != handle {
             return Err(unknown());
         }
-        let mut passkey = parse_passkey(&stored.credential)?;
+        let passkey = parse_passkey(&stored.credential)?;
         let result = self
             .inner
             .webauthn
-            .finish_discoverable_authentication_v2(&credential, login.state, &passkey)
+            .finish_discoverable_authentication_v2(credential, state, &passkey)
             .map_err(rejected)?;
         if !result.user_verified() {
             return Err(PasskeyError::Rejected("no user verification".into()));
         }
         let user = self
+            .enabled_user(&stored.user_id)
+            .await?
+            .ok_or_else(unknown)?;
+        if email.as_deref().is_some_and(|e| e != user.email) {
+            return Err(unknown());
+        }
+        self.record_use(&stored, passkey, &result).await?;
+        tracing::info!(user_id = %user.id, passkey_id = %stored.id, "signed in with a passkey");
+        Ok(user)
+    }
+
+    /// The finish of a ceremony for the account `user_id`, under its sign-in throttle.
+    async fn finish_one(
+        &self,
+        user_id: &str,
+        credential: &PublicKeyCredential,
+        state: &PasskeyAuthentication,
+        client_ip: Option<&str>,
+    ) -> Result<User, PasskeyError> {
+        let user = self
+            .enabled_user(user_id)
+            .await?
+            .ok_or(PasskeyError::InvalidChallenge)?;
+        // Why a refused answer was refused; the throttle only learns that it was.
+        let mut refusal = None;
+        let mut accepted = None;
+        let (refused, verified, account) = (&mut refusal, &mut accepted, &user);
+        let right = self
+            .inner
+            .accounts
+            .check_user_secret(&user, client_ip, move || async move {
+                match self.verify_one(account, credential, state).await {
+                    Ok(answer) => {
+                        *verified = Some(answer);
+                        Ok(true)
+                    }
+                    Err(PasskeyError::Account(e)) => Err(e),
+                    Err(e) => {
+                        *refused = Some(e);
+                        Ok(false)
+                    }
+                }
+            })
+            .await?;
+        match (right, accepted) {
+            (true, Some((stored, passkey, result))) => {
+                self.record_use(&stored, passkey, &result).await?;
+                tracing::info!(user_id = %user.id, passkey_id = %stored.id, "passkey verified for its account");
+                Ok(user)
+            }
+            _ => Err(refusal
+                .unwrap_or_else(|| PasskeyError::Rejected("the passkey was not accepted".into()))),
+        }
+    }
+
+    /// Checks an answer to a ceremony for `user`: one of the user's registered passkeys,
+    /// verified, with user verification.
+    async fn verify_one(
+        &self,
+        user: &User,
+        credential: &PublicKeyCredential,
+        state: &PasskeyAuthentication,
+    ) -> Result<(StoredPasskey, Passkey, AuthenticationResult), PasskeyError> {
+        let credential_id = URL_SAFE_NO_PAD.encode::<&[u8]>(credential.raw_id.as_ref());
+        let stored = self
+            .inner
+            .passkeys
+            .by_credential_id(&credential_id)
+            .await?
+            .ok_or_else(|| PasskeyError::Rejected("this passkey is not registered here".into()))?;
+        if stored.user_id != user.id {
+            return Err(PasskeyError::OtherAccount);
+        }
+        let passkey = parse_passkey(&stored.credential)?;
+        let result = self
+            .inner
+            .webauthn
+            .finish_passkey_authentication(credential, state)
+            .map_err(rejected)?;
+        if !result.user_verified() {
+            return Err(PasskeyError::Rejected("no user verification".into()));
+        }
+        Ok((stored, passkey, result))
+    }
+
+    /// The account `user_id`; `None` when it is gone, [`AccountError::AccountDisabled`] when
+    /// it may not sign in.
+    async fn enabled_user(&self, user_id: &str) -> Result<Option<User>, PasskeyError> {
+        let Some(record) = self
             .inner
             .accounts
             .users()
-            .by_id(&stored.user_id)
+            .by_id(user_id)
             .await
             .map_err(AccountError::from)?
-            .ok_or_else(unknown)?
-            .user;
-        if login.email.as_deref().is_some_and(|e| e != user.email) {
-            return Err(unknown());
-        }
-        if user.disabled {
+        else {
+            return Ok(None);
+        };
+        if record.user.disabled {
             return Err(AccountError::AccountDisabled.into());
         }
-        passkey.update_credential(&result);
+        Ok(Some(record.user))
+    }
+
+    /// Keeps the credential's new sign counter and backup flags, and when it was used.
+    async fn record_use(
+        &self,
+        stored: &StoredPasskey,
+        mut passkey: Passkey,
+        result: &AuthenticationResult,
+    ) -> Result<(), PasskeyError> {
+        passkey.update_credential(result);
         self.inner
             .passkeys
             .record_use(
@@ -381,8 +585,7 @@ impl PasskeyService {
                 now_millis(&self.inner.accounts),
             )
             .await?;
-        tracing::info!(user_id = %user.id, passkey_id = %stored.id, "signed in with a passkey");
-        Ok(user)
+        Ok(())
     }
 
     /// Stores a ceremony's state under a new challenge id.

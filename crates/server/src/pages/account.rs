@@ -1,24 +1,28 @@
 //! The signed-in user's own pages: where they are signed in, and `/account/security`.
 //!
 //! `/account/security` is one page of sections (`templates/security.html` includes one
-//! template per section from `templates/security/`): password, e-mail address. Each section
-//! posts to its own route and the answer is the whole page again, with that section's
-//! [`Feedback`]. A new section (issue 15: TOTP, recovery codes, passkeys) adds a template under
+//! template per section from `templates/security/`): password, e-mail address, and the second
+//! factors (`security/factors.html` embeds the TOTP and recovery-code section of
+//! [`crate::pages_mfa`] and the passkey section of [`crate::pages_passkeys`], which are also
+//! pages of their own). Each section posts to its own route and the answer is the whole page
+//! again, with that section's feedback. A new section adds a template under
 //! `templates/security/`, an include line, a field on [`SecurityPage`] filled in
 //! [`SecurityPage::load`], and its routes.
 
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use ringfence_accounts::User;
 use ringfence_axum::RequestAuth;
-use ringfence_sessions::SessionId;
+use ringfence_sessions::{Session, SessionId};
 use serde::Deserialize;
 
 use super::{signed_in, CsrfForm, CsrfOnly, FormRefusal, Layout};
 use crate::errors::PageError;
+use crate::pages_mfa::{mfa_section, MfaSection};
+use crate::pages_passkeys::{passkey_rows, PasskeyRow};
 use crate::state::AppState;
 use crate::views::SessionRow;
 
@@ -129,19 +133,37 @@ pub struct SecurityPage {
     address: Feedback,
     /// What the address-change field held when the form comes back refused.
     new_email: String,
+    /// The TOTP and recovery-code section (`mfa_section.html`); its forms fill its feedback.
+    pub(crate) mfa: MfaSection,
+    /// Passkeys are enabled on this node: the passkey section is shown.
+    passkeys_enabled: bool,
+    /// The passkey section's list (`passkeys_section.html`).
+    passkeys: Vec<PasskeyRow>,
 }
 
 impl SecurityPage {
-    /// The page for `user`, every section without feedback.
-    fn load(layout: Layout, user: &User) -> Self {
-        Self {
+    /// The page for the signed-in `user` on `session`, every section without feedback.
+    pub(crate) async fn load(
+        state: &AppState,
+        auth: &RequestAuth,
+        headers: &HeaderMap,
+        layout: Layout,
+        user: &User,
+        session: &Session,
+    ) -> Result<Self, PageError> {
+        let mfa = mfa_section(state, auth, headers, user, session).await?;
+        let passkeys = passkey_rows(state, user).await?;
+        Ok(Self {
             layout,
             email: user.email.clone(),
             email_verified: user.email_verified,
             password: Feedback::default(),
             address: Feedback::default(),
             new_email: String::new(),
-        }
+            mfa,
+            passkeys_enabled: passkeys.is_some(),
+            passkeys: passkeys.unwrap_or_default(),
+        })
     }
 }
 
@@ -149,9 +171,11 @@ impl SecurityPage {
 pub async fn security(
     State(state): State<AppState>,
     auth: RequestAuth,
+    headers: HeaderMap,
 ) -> Result<Response, PageError> {
-    let (ctx, user, _) = signed_in(&state, &auth).await?;
-    Ok(SecurityPage::load(ctx.layout, &user).into_response())
+    let (ctx, user, session) = signed_in(&state, &auth).await?;
+    let page = SecurityPage::load(&state, &auth, &headers, ctx.layout, &user, &session).await?;
+    Ok(page.into_response())
 }
 
 /// The password change form's fields.
@@ -168,6 +192,7 @@ pub struct PasswordForm {
 pub async fn change_password(
     State(state): State<AppState>,
     auth: RequestAuth,
+    headers: HeaderMap,
     CsrfForm(form): CsrfForm<PasswordForm>,
 ) -> Result<Response, PageError> {
     let (ctx, user, current) = signed_in(&state, &auth).await?;
@@ -182,7 +207,7 @@ pub async fn change_password(
             auth.client().ip.as_deref(),
         )
         .await;
-    let mut page = SecurityPage::load(ctx.layout, &user);
+    let mut page = SecurityPage::load(&state, &auth, &headers, ctx.layout, &user, &current).await?;
     match result {
         Ok(others) => {
             page.password = Feedback::done(match others {
@@ -213,7 +238,7 @@ pub struct EmailChangeForm {
 pub async fn change_email(
     State(state): State<AppState>,
     auth: RequestAuth,
-    headers: axum::http::HeaderMap,
+    headers: HeaderMap,
     CsrfForm(form): CsrfForm<EmailChangeForm>,
 ) -> Result<Response, PageError> {
     let (ctx, user, session) = signed_in(&state, &auth).await?;
@@ -221,9 +246,10 @@ pub async fn change_email(
     // The same rule as the API's (`RecentAuth`): the section says what to do, the field keeps
     // what was typed.
     if !auth.is_recently_authenticated(&session, &headers).await {
-        let mut page = SecurityPage::load(ctx.layout, &user);
+        let mut page =
+            SecurityPage::load(&state, &auth, &headers, ctx.layout, &user, &session).await?;
         page.address = Feedback::refused(
-            "This needs a recent sign-in: confirm your password under Second factors (re-authenticate) or sign in again, then retry.".to_owned(),
+            "This needs a recent sign-in: confirm it is you under Two-step sign-in (password, code or passkey) or sign in again, then retry.".to_owned(),
         );
         page.new_email = new_email.to_owned();
         return Ok((StatusCode::FORBIDDEN, page).into_response());
@@ -233,7 +259,7 @@ pub async fn change_email(
         .accounts()
         .request_email_change(&user.id, new_email)
         .await;
-    let mut page = SecurityPage::load(ctx.layout, &user);
+    let mut page = SecurityPage::load(&state, &auth, &headers, ctx.layout, &user, &session).await?;
     match result {
         Ok(()) => {
             page.address = Feedback::done(format!(
@@ -254,15 +280,16 @@ pub async fn change_email(
 pub async fn resend_verification(
     State(state): State<AppState>,
     auth: RequestAuth,
+    headers: HeaderMap,
     CsrfForm(CsrfOnly {}): CsrfForm<CsrfOnly>,
 ) -> Result<Response, PageError> {
-    let (ctx, user, _) = signed_in(&state, &auth).await?;
+    let (ctx, user, session) = signed_in(&state, &auth).await?;
     let result = state
         .ringfence
         .accounts()
         .resend_verification(&user.id)
         .await;
-    let mut page = SecurityPage::load(ctx.layout, &user);
+    let mut page = SecurityPage::load(&state, &auth, &headers, ctx.layout, &user, &session).await?;
     match result {
         Ok(()) if user.email_verified => {
             page.address = Feedback::done("Your address is already verified.");

@@ -21,12 +21,20 @@ struct AuthFormPage {
     button: &'static str,
     password_autocomplete: &'static str,
     is_register: bool,
+    /// The sign-in form offers "Sign in with a passkey" (passkeys are enabled here).
+    passkeys: bool,
     email: String,
     error: Option<String>,
 }
 
 impl AuthFormPage {
-    fn new(layout: Layout, is_register: bool, email: String, error: Option<String>) -> Self {
+    fn new(
+        state: &AppState,
+        layout: Layout,
+        is_register: bool,
+        email: String,
+        error: Option<String>,
+    ) -> Self {
         let (heading, action, button, password_autocomplete) = if is_register {
             (
                 "Create account",
@@ -44,6 +52,7 @@ impl AuthFormPage {
             button,
             password_autocomplete,
             is_register,
+            passkeys: !is_register && state.passkeys.is_some(),
             email,
             error,
         }
@@ -65,7 +74,7 @@ pub async fn register_form(
     auth: RequestAuth,
 ) -> Result<Response, PageError> {
     let ctx = context(&state, &auth).await?;
-    Ok(AuthFormPage::new(ctx.layout, true, String::new(), None).into_response())
+    Ok(AuthFormPage::new(&state, ctx.layout, true, String::new(), None).into_response())
 }
 
 /// `GET /login`.
@@ -74,7 +83,7 @@ pub async fn login_form(
     auth: RequestAuth,
 ) -> Result<Response, PageError> {
     let ctx = context(&state, &auth).await?;
-    Ok(AuthFormPage::new(ctx.layout, false, String::new(), None).into_response())
+    Ok(AuthFormPage::new(&state, ctx.layout, false, String::new(), None).into_response())
 }
 
 /// Shows the form again with the error's message and status (and `Retry-After` when throttled).
@@ -104,6 +113,7 @@ async fn form_again(
     }
     let ctx = context(state, auth).await?;
     let page = AuthFormPage::new(
+        state,
         ctx.layout,
         is_register,
         email,

@@ -29,6 +29,7 @@ use crate::errors::{ApiError, PageError};
 use crate::state::AppState;
 
 pub use crate::body::{CsrfForm, CsrfOnly};
+pub(crate) use account::SecurityPage;
 pub use account::{
     change_email, change_password, resend_verification, revoke, revoke_others, security, sessions,
 };
