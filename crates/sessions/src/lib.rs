@@ -7,7 +7,7 @@
 //!
 //! Layers:
 //! - [`Session`], [`SessionId`], [`SessionSecret`]: the data.
-//! - [`SessionStore`]: the storage seam (one trait; SQLite and Redis implement it, and
+//! - [`SessionStore`]: the storage seam (one trait; SQLite, PostgreSQL and Redis implement it, and
 //!   [`conformance`] is the one suite every backend passes).
 //! - [`SessionManager`]: the policy (idle and absolute timeouts, sliding renewal without a write
 //!   per request, per-user cap, cookie protection).
@@ -24,7 +24,9 @@ mod id;
 mod manager;
 pub mod migrations;
 pub mod redis_store;
+pub mod postgres_store;
 mod session;
+mod sql;
 pub mod sqlite_store;
 mod store;
 
@@ -37,6 +39,7 @@ pub use manager::{
     SESSION_CEILING, SESSION_PURPOSE,
 };
 pub use redis_store::RedisSessionStore;
+pub use postgres_store::PostgresSessionStore;
 pub use session::{Session, SessionCounts};
 pub use sqlite_store::SqliteSessionStore;
 pub use store::{SessionStore, StoreError};
