@@ -23,8 +23,8 @@ use ringfence_keyring::{
 use ringfence_server::mail::{start_mailer, AccountLetters, MailOptions};
 use ringfence_sessions::cache::{DEFAULT_CAPACITY, DEFAULT_LEASE};
 use ringfence_sessions::{
-    CachedSessionStore, RedisSessionStore, SessionCache, SessionConfig, SessionManager,
-    SessionStore, SqliteSessionStore,
+    CachedSessionStore, PostgresSessionStore, RedisSessionStore, SessionCache, SessionConfig,
+    SessionManager, SessionStore, SqliteSessionStore,
 };
 
 use crate::cli::{MailArgs, StoreArgs};
@@ -516,27 +516,40 @@ pub async fn open(
             conn.clone(),
             args.redis_prefix.clone(),
         )),
-        None => {
-            // Without Redis, sessions live in the embedded SQLite: the accounts database when it
-            // is SQLite, otherwise a SQLite file in the data dir (single node).
-            let pool = match database.sqlite_pool() {
-                Some(pool) => pool.clone(),
-                None => Database::connect(&sqlite_url(&embedded_db))
+        // Without Redis, sessions live where the accounts are when every node reaches it: the
+        // shared PostgreSQL (a fleet); otherwise in the embedded SQLite, the accounts database
+        // when it is SQLite, else a SQLite file in the data dir (single node).
+        None => match database.postgres_pool() {
+            Some(pool) => {
+                let store = PostgresSessionStore::new(pool.clone());
+                store
+                    .migrate()
                     .await
-                    .map_err(|e| fail("cannot open the embedded session database")(e.to_string()))?
-                    .sqlite_pool()
-                    .cloned()
-                    .ok_or_else(|| {
-                        StartError("embedded session database is not SQLite".to_owned())
-                    })?,
-            };
-            let store = SqliteSessionStore::new(pool);
-            store
-                .migrate()
-                .await
-                .map_err(|e| fail("cannot prepare the session store")(e.to_string()))?;
-            Arc::new(store)
-        }
+                    .map_err(|e| fail("cannot prepare the session store")(e.to_string()))?;
+                Arc::new(store)
+            }
+            None => {
+                let pool = match database.sqlite_pool() {
+                    Some(pool) => pool.clone(),
+                    None => Database::connect(&sqlite_url(&embedded_db))
+                        .await
+                        .map_err(|e| {
+                            fail("cannot open the embedded session database")(e.to_string())
+                        })?
+                        .sqlite_pool()
+                        .cloned()
+                        .ok_or_else(|| {
+                            StartError("embedded session database is not SQLite".to_owned())
+                        })?,
+                };
+                let store = SqliteSessionStore::new(pool);
+                store
+                    .migrate()
+                    .await
+                    .map_err(|e| fail("cannot prepare the session store")(e.to_string()))?;
+                Arc::new(store)
+            }
+        },
     };
     let sessions = SessionManager::new(session_store, &keyring, clock.clone(), session_config);
     let hasher = PasswordHasher::default();

@@ -23,8 +23,8 @@ pub mod events;
 mod id;
 mod manager;
 pub mod migrations;
-pub mod redis_store;
 pub mod postgres_store;
+pub mod redis_store;
 mod session;
 mod sql;
 pub mod sqlite_store;
@@ -38,8 +38,8 @@ pub use manager::{
     ResolveError, SessionConfig, SessionManager, StartedSession, MAX_COOKIE_VALUE_LEN,
     SESSION_CEILING, SESSION_PURPOSE,
 };
-pub use redis_store::RedisSessionStore;
 pub use postgres_store::PostgresSessionStore;
+pub use redis_store::RedisSessionStore;
 pub use session::{Session, SessionCounts};
 pub use sqlite_store::SqliteSessionStore;
 pub use store::{SessionStore, StoreError};

@@ -290,14 +290,13 @@ impl SessionStore for PostgresSessionStore {
         let (mut tx, expired) = self.begin_user_write(user_id, millis(now)).await?;
         // An id is never empty, so "" as `keep` matches nothing and one statement serves both.
         let keep = keep.map(SessionId::as_str).unwrap_or("");
-        let ids: Vec<String> = sqlx::query_scalar(
-            "DELETE FROM sessions WHERE user_id = $1 AND id <> $2 RETURNING id",
-        )
-        .bind(user_id)
-        .bind(keep)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_sqlx_error)?;
+        let ids: Vec<String> =
+            sqlx::query_scalar("DELETE FROM sessions WHERE user_id = $1 AND id <> $2 RETURNING id")
+                .bind(user_id)
+                .bind(keep)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_sqlx_error)?;
         expired.commit(tx).await?;
         ids.iter().map(|id| parse_id(id)).collect()
     }
