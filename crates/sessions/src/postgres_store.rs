@@ -47,7 +47,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::sql::{
-    decode, limit, map_migrate_error, map_sqlx_error, millis, parse_id, Expired, COLUMNS,
+    beyond_cap, counts, decode, limit, map_migrate_error, map_sqlx_error, millis, parse_id,
+    Expired, COLUMNS,
 };
 use crate::{Session, SessionCounts, SessionId, SessionStore, StoreError};
 
@@ -205,9 +206,7 @@ impl SessionStore for PostgresSessionStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(map_sqlx_error)?;
-            let keep_others = (cap as usize).saturating_sub(1);
-            let excess = others.len().saturating_sub(keep_others);
-            let victims: Vec<String> = others.into_iter().take(excess).collect();
+            let victims = beyond_cap(others, cap);
             if !victims.is_empty() {
                 sqlx::query("DELETE FROM sessions WHERE id = ANY($1)")
                     .bind(&victims)
@@ -382,10 +381,7 @@ impl SessionStore for PostgresSessionStore {
         .await
         .map_err(map_sqlx_error)?;
         self.sweep_quietly(now).await;
-        Ok(SessionCounts {
-            active_sessions: u64::try_from(sessions).unwrap_or(0),
-            signed_in_users: u64::try_from(users).unwrap_or(0),
-        })
+        Ok(counts(sessions, users))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use crate::events::{self, Event};
-use crate::{Session, SessionId, StoreError};
+use crate::{Session, SessionCounts, SessionId, StoreError};
 
 /// The columns every query that returns whole sessions selects, in [`decode`]'s names.
 pub(crate) const COLUMNS: &str = "id, user_id, created_at, last_seen_at, idle_expires_at, \
@@ -61,6 +61,22 @@ pub(crate) fn millis(time: DateTime<Utc>) -> i64 {
 /// A stored time read back; `None` when out of chrono's range.
 pub(crate) fn from_millis(ms: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms)
+}
+
+/// Which of a user's other live sessions (ids, oldest first) a new one evicts so that, with it,
+/// at most `cap` remain; the new session is never its own victim.
+pub(crate) fn beyond_cap(others_oldest_first: Vec<String>, cap: u32) -> Vec<String> {
+    let keep_others = (cap as usize).saturating_sub(1);
+    let excess = others_oldest_first.len().saturating_sub(keep_others);
+    others_oldest_first.into_iter().take(excess).collect()
+}
+
+/// Counts as SQL returns them (never below zero in practice; clamped if they were).
+pub(crate) fn counts(sessions: i64, users: i64) -> SessionCounts {
+    SessionCounts {
+        active_sessions: u64::try_from(sessions).unwrap_or(0),
+        signed_in_users: u64::try_from(users).unwrap_or(0),
+    }
 }
 
 /// A limit as SQL wants it.

@@ -1,7 +1,7 @@
 //! Sessions in SQLite: the embedded, zero-setup store for a single node.
 //!
 //! SQLite is the single-node store: every node would need the same file, so a fleet uses
-//! [`crate::RedisSessionStore`] instead.
+//! [`crate::RedisSessionStore`] or [`crate::PostgresSessionStore`] instead.
 //!
 //! Table `sessions` (migration `migrations/sqlite/2001_sessions.sql`): one row per session, times
 //! as INTEGER unix milliseconds, plus `expires_at = MIN(idle_expires_at, absolute_expires_at)`.
@@ -33,7 +33,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use crate::sql::{
-    decode, limit, map_migrate_error, map_sqlx_error, millis, parse_id, Expired, COLUMNS,
+    beyond_cap, counts, decode, limit, map_migrate_error, map_sqlx_error, millis, parse_id,
+    Expired, COLUMNS,
 };
 use crate::{Session, SessionCounts, SessionId, SessionStore, StoreError};
 
@@ -145,9 +146,7 @@ impl SessionStore for SqliteSessionStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(map_sqlx_error)?;
-            let keep_others = (cap as usize).saturating_sub(1);
-            let excess = others.len().saturating_sub(keep_others);
-            for id in others.into_iter().take(excess) {
+            for id in beyond_cap(others, cap) {
                 sqlx::query("DELETE FROM sessions WHERE id = ?")
                     .bind(&id)
                     .execute(&mut *tx)
@@ -324,10 +323,7 @@ impl SessionStore for SqliteSessionStore {
                 .map_err(map_sqlx_error)?
                 .ok_or_else(|| StoreError::Corrupt("session_totals has no row".to_owned()))?;
         Expired(swept).commit(tx).await?;
-        Ok(SessionCounts {
-            active_sessions: u64::try_from(sessions).unwrap_or(0),
-            signed_in_users: u64::try_from(users).unwrap_or(0),
-        })
+        Ok(counts(sessions, users))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
