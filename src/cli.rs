@@ -30,6 +30,8 @@ pub struct StoreArgs {
     #[arg(long, env = "RINGFENCE_REDIS_URL", global = true)]
     pub redis: Option<String>,
     /// postgres://… or sqlite://…: where user accounts live (default: SQLite in the data dir).
+    /// Without --redis, a postgres:// database also holds the key ring, the sessions, the sign-in
+    /// attempts and the mail links, so nodes on the same database form a fleet.
     #[arg(long, env = "RINGFENCE_DATABASE_URL", global = true)]
     pub database: Option<String>,
     /// Every Redis key ringfence writes starts with this.

@@ -23,8 +23,8 @@ use ringfence_keyring::{
 use ringfence_server::mail::{start_mailer, AccountLetters, MailOptions};
 use ringfence_sessions::cache::{DEFAULT_CAPACITY, DEFAULT_LEASE};
 use ringfence_sessions::{
-    CachedSessionStore, RedisSessionStore, SessionCache, SessionConfig, SessionManager,
-    SessionStore, SqliteSessionStore,
+    CachedSessionStore, PostgresSessionStore, RedisSessionStore, SessionCache, SessionConfig,
+    SessionManager, SessionStore, SqliteSessionStore,
 };
 
 use crate::cli::{MailArgs, StoreArgs};
@@ -155,39 +155,118 @@ struct Attempt<'a> {
     ca_file: Option<&'a Path>,
 }
 
+/// What went wrong talking to Redis, read from the error's kind, the server's error code and the
+/// TLS error inside it, never from its message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RedisProblem {
+    /// The server refused the credentials, or wants some (`WRONGPASS`, `NOAUTH`).
+    Auth,
+    /// The TLS handshake failed (an unknown CA, a name mismatch, a server speaking plain TCP).
+    Tls,
+    /// The server answered but is not a Redis Cluster node (`cluster_enabled:0`).
+    NotCluster,
+    /// Anything else: refused, timed out, reset.
+    Unreachable,
+}
+
+impl RedisProblem {
+    fn of(error: &redis::RedisError) -> Self {
+        if error.kind() == redis::ErrorKind::AuthenticationFailed
+            || matches!(error.code(), Some("WRONGPASS" | "NOAUTH"))
+        {
+            RedisProblem::Auth
+        } else if tls_failure_in(error) {
+            RedisProblem::Tls
+        } else {
+            RedisProblem::Unreachable
+        }
+    }
+}
+
+/// Whether a rustls error is in `error`'s chain of sources. redis keeps an I/O error behind an
+/// `Arc`, and an `io::Error` hides the error it wraps from `source()`, so both are opened here.
+fn tls_failure_in(error: &(dyn std::error::Error + 'static)) -> bool {
+    type Shared = Arc<dyn std::error::Error + Send + Sync>;
+    let mut next = Some(error);
+    while let Some(current) = next {
+        let io = current.downcast_ref::<std::io::Error>().or_else(|| {
+            current
+                .downcast_ref::<Shared>()
+                .and_then(|shared| shared.downcast_ref::<std::io::Error>())
+        });
+        let wrapped = io.and_then(std::io::Error::get_ref);
+        if current.is::<rustls::Error>() || wrapped.is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
+        next = current.source();
+    }
+    false
+}
+
+/// Why connecting to a cluster failed. The cluster client folds the seeds' errors into the text
+/// of one "initial connections" error, so their kind is lost: one seed is asked again on its
+/// own, where the error keeps its type, and asked whether it is a cluster node at all.
+async fn cluster_problem(
+    seed: &str,
+    ca_file: Option<&Path>,
+    error: &redis::RedisError,
+) -> RedisProblem {
+    let seen = RedisProblem::of(error);
+    if seen != RedisProblem::Unreachable {
+        return seen;
+    }
+    let Ok(client) = redis_client(seed, ca_file, ProtocolVersion::RESP2) else {
+        return seen;
+    };
+    let probe = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        ping(&mut conn).await?;
+        redis::cmd("INFO")
+            .arg("cluster")
+            .query_async::<String>(&mut conn)
+            .await
+    };
+    match tokio::time::timeout(REDIS_TIMEOUT, probe).await {
+        Ok(Ok(info)) if info.lines().any(|line| line.trim() == "cluster_enabled:0") => {
+            RedisProblem::NotCluster
+        }
+        Ok(Err(e)) => RedisProblem::of(&e),
+        _ => seen,
+    }
+}
+
 /// A message naming what went wrong talking to Redis, with the URL's password removed.
-fn redis_failure(attempt: &Attempt<'_>, error: &redis::RedisError) -> StartError {
+fn redis_failure(
+    attempt: &Attempt<'_>,
+    problem: RedisProblem,
+    error: &redis::RedisError,
+) -> StartError {
     let target = attempt.target;
     let text = error.to_string();
-    // The cluster client wraps a refused AUTH in its initial-connection error, so the kind alone
-    // does not tell.
-    let auth = error.kind() == redis::ErrorKind::AuthenticationFailed
-        || text.contains("WRONGPASS")
-        || text.contains("NOAUTH")
-        || text.contains("AuthenticationFailed");
-    if auth && attempt.credentials {
-        StartError(format!(
+    match problem {
+        RedisProblem::Auth if attempt.credentials => StartError(format!(
             "Redis at {target} refused the user name or password in the URL: {text}"
-        ))
-    } else if auth {
-        StartError(format!(
+        )),
+        RedisProblem::Auth => StartError(format!(
             "Redis at {target} wants a user name and password; put them in the URL (rediss://USER:PASSWORD@HOST:PORT/): {text}"
-        ))
-    } else if text.contains("certificate") || text.contains("TLS") || text.contains("tls") {
-        let hint = match attempt.ca_file {
-            Some(path) => format!(
-                "is {} the CA that signed the server's certificate, and does the certificate name the host in the URL?",
-                path.display()
-            ),
-            None => "the system trust store does not vouch for the server; name its CA with --redis-ca-file".to_owned(),
-        };
-        StartError(format!("TLS to Redis at {target} failed: {text} ({hint})"))
-    } else if text.contains("cluster support disabled") {
-        StartError(format!(
+        )),
+        RedisProblem::Tls => {
+            let hint = match attempt.ca_file {
+                Some(path) => format!(
+                    "is {} the CA that signed the server's certificate, and does the certificate name the host in the URL?",
+                    path.display()
+                ),
+                None => "the system trust store does not vouch for the server; name its CA with --redis-ca-file".to_owned(),
+            };
+            StartError(format!("TLS to Redis at {target} failed: {text} ({hint})"))
+        }
+        RedisProblem::NotCluster => StartError(format!(
             "Redis at {target} is not a Redis Cluster node ({text}); use --redis for a single server"
-        ))
-    } else {
-        StartError(format!("cannot reach Redis at {target}: {text}"))
+        )),
+        RedisProblem::Unreachable => {
+            StartError(format!("cannot reach Redis at {target}: {text}"))
+        }
     }
 }
 
@@ -255,6 +334,7 @@ async fn connect_redis(url: &str, ca_file: Option<&Path>) -> Result<ConnectionMa
                 credentials: has_credentials(url),
                 ca_file,
             },
+            RedisProblem::of(&e),
             &e,
         )),
         Err(_) => Err(StartError(format!(
@@ -345,13 +425,12 @@ async fn connect_cluster(
         )));
     }
     let client = builder.build().map_err(|e| {
-        let text = e.to_string();
-        if tls > 0
-            && (text.contains("certificate") || text.contains("PEM") || text.contains("trust"))
-        {
+        // The seeds are parsed already: what fails with an I/O kind here is reading the CA
+        // certificates (their PEM or trust anchors); the rest is InvalidClientConfig.
+        if tls > 0 && e.kind() == redis::ErrorKind::Io {
             tls_setup_failure(ca_file, &e)
         } else {
-            StartError(format!("invalid --redis-cluster {shown}: {text}"))
+            StartError(format!("invalid --redis-cluster {shown}: {e}"))
         }
     })?;
     let connect = async {
@@ -367,6 +446,7 @@ async fn connect_cluster(
                 credentials: seeds.iter().any(|s| has_credentials(s)),
                 ca_file,
             },
+            cluster_problem(seeds[0], ca_file, &e).await,
             &e,
         )),
         Err(_) => Err(StartError(format!(
@@ -516,27 +596,40 @@ pub async fn open(
             conn.clone(),
             args.redis_prefix.clone(),
         )),
-        None => {
-            // Without Redis, sessions live in the embedded SQLite: the accounts database when it
-            // is SQLite, otherwise a SQLite file in the data dir (single node).
-            let pool = match database.sqlite_pool() {
-                Some(pool) => pool.clone(),
-                None => Database::connect(&sqlite_url(&embedded_db))
+        // Without Redis, sessions live where the accounts are when every node reaches it: the
+        // shared PostgreSQL (a fleet); otherwise in the embedded SQLite, the accounts database
+        // when it is SQLite, else a SQLite file in the data dir (single node).
+        None => match database.postgres_pool() {
+            Some(pool) => {
+                let store = PostgresSessionStore::new(pool.clone());
+                store
+                    .migrate()
                     .await
-                    .map_err(|e| fail("cannot open the embedded session database")(e.to_string()))?
-                    .sqlite_pool()
-                    .cloned()
-                    .ok_or_else(|| {
-                        StartError("embedded session database is not SQLite".to_owned())
-                    })?,
-            };
-            let store = SqliteSessionStore::new(pool);
-            store
-                .migrate()
-                .await
-                .map_err(|e| fail("cannot prepare the session store")(e.to_string()))?;
-            Arc::new(store)
-        }
+                    .map_err(|e| fail("cannot prepare the session store")(e.to_string()))?;
+                Arc::new(store)
+            }
+            None => {
+                let pool = match database.sqlite_pool() {
+                    Some(pool) => pool.clone(),
+                    None => Database::connect(&sqlite_url(&embedded_db))
+                        .await
+                        .map_err(|e| {
+                            fail("cannot open the embedded session database")(e.to_string())
+                        })?
+                        .sqlite_pool()
+                        .cloned()
+                        .ok_or_else(|| {
+                            StartError("embedded session database is not SQLite".to_owned())
+                        })?,
+                };
+                let store = SqliteSessionStore::new(pool);
+                store
+                    .migrate()
+                    .await
+                    .map_err(|e| fail("cannot prepare the session store")(e.to_string()))?;
+                Arc::new(store)
+            }
+        },
     };
     let sessions = SessionManager::new(session_store, &keyring, clock.clone(), session_config);
     let hasher = PasswordHasher::default();
@@ -649,7 +742,35 @@ pub fn attach_mail(
 
 #[cfg(test)]
 mod tests {
-    use super::{has_credentials, is_tls_url, redact};
+    use super::{has_credentials, is_tls_url, redact, RedisProblem};
+
+    #[test]
+    fn redis_failures_are_classified_by_type_not_by_their_words() {
+        use redis::{ErrorKind, RedisError};
+        use std::io;
+        let auth = RedisError::from((
+            ErrorKind::AuthenticationFailed,
+            "Password authentication failed",
+        ));
+        assert_eq!(RedisProblem::of(&auth), RedisProblem::Auth);
+        for code in ["WRONGPASS", "NOAUTH"] {
+            let refused = redis::make_extension_error(code.to_owned(), Some("no".to_owned()));
+            assert_eq!(RedisProblem::of(&refused), RedisProblem::Auth, "{code}");
+        }
+        let handshake = RedisError::from(io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ));
+        assert_eq!(RedisProblem::of(&handshake), RedisProblem::Tls);
+        // Words that used to decide are not enough any more, in either direction.
+        let wordy = RedisError::from(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            "TLS certificate WRONGPASS NOAUTH AuthenticationFailed cluster support disabled",
+        ));
+        assert_eq!(RedisProblem::of(&wordy), RedisProblem::Unreachable);
+        let refused = RedisError::from(io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert_eq!(RedisProblem::of(&refused), RedisProblem::Unreachable);
+    }
 
     #[test]
     fn tls_and_credentials_are_read_from_the_url() {

@@ -1,5 +1,6 @@
-//! A fleet: Redis + PostgreSQL + two nodes behind a real HAProxy (round robin), all real
-//! processes on loopback. What seed 1 and seed 2 promise, tested end to end.
+//! A fleet: two nodes behind a real HAProxy (round robin), all real processes on loopback, on
+//! each way a fleet can share its state: Redis + PostgreSQL, and PostgreSQL alone. What seed 1
+//! and seed 2 promise, tested end to end; every scenario takes the fleet, so each runs on both.
 
 mod common;
 
@@ -7,32 +8,81 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
-use reqwest::StatusCode;
+use reqwest::{Client, StatusCode};
 use ringfence_testkit::{HaProxy, NodeProcess, PostgresServer, RedisServer};
 
-struct Fleet {
-    redis: RedisServer,
-    _postgres: PostgresServer,
-    nodes: Vec<NodeProcess>,
-    haproxy: HaProxy,
-    _dirs: Vec<tempfile::TempDir>,
+/// Where the nodes keep what they share.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Shared {
+    /// Keys, sessions, attempts and mail links in Redis; accounts in PostgreSQL.
+    RedisAndPostgres,
+    /// Everything in PostgreSQL (`--database` without `--redis`).
+    PostgresAlone,
 }
 
-fn fleet() -> Fleet {
-    let redis = RedisServer::start().expect("redis");
+struct Fleet {
+    redis: Option<RedisServer>,
+    postgres: PostgresServer,
+    nodes: Vec<NodeProcess>,
+    haproxy: HaProxy,
+    dirs: Vec<tempfile::TempDir>,
+}
+
+impl Fleet {
+    /// The store flags every node and every CLI run of this fleet gets.
+    fn store_args(&self) -> Vec<String> {
+        store_args(self.redis.as_ref(), &self.postgres)
+    }
+
+    /// Deletes every session record behind the nodes' backs, in the store itself.
+    fn delete_every_session_in_the_store(&self) {
+        match &self.redis {
+            Some(redis) => {
+                let keys = redis
+                    .redis_cli(&["--scan", "--pattern", "ringfence:{u:*"])
+                    .unwrap();
+                assert!(
+                    !keys.trim().is_empty(),
+                    "session keys live in Redis under the prefix"
+                );
+                for key in keys.lines().filter(|l| !l.trim().is_empty()) {
+                    redis.redis_cli(&["DEL", key.trim()]).unwrap();
+                }
+            }
+            None => {
+                let deleted = self
+                    .postgres
+                    .psql(
+                        "WITH gone AS (DELETE FROM sessions RETURNING 1) SELECT COUNT(*) FROM gone",
+                    )
+                    .unwrap();
+                assert_ne!(deleted, "0", "session rows live in PostgreSQL");
+            }
+        }
+    }
+}
+
+fn store_args(redis: Option<&RedisServer>, postgres: &PostgresServer) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(redis) = redis {
+        args.extend(["--redis".to_owned(), redis.url()]);
+    }
+    args.extend(["--database".to_owned(), postgres.url()]);
+    args
+}
+
+fn fleet(shared: Shared) -> Fleet {
+    let redis = match shared {
+        Shared::RedisAndPostgres => Some(RedisServer::start().expect("redis")),
+        Shared::PostgresAlone => None,
+    };
     let postgres = PostgresServer::start().expect("postgres");
+    let mut args = store_args(redis.as_ref(), &postgres);
+    args.extend(["--trusted-proxy".to_owned(), "127.0.0.1/32".to_owned()]);
     let mut dirs = Vec::new();
     let mut nodes = Vec::new();
     for name in ["node1", "node2"] {
         let dir = tempfile::tempdir().unwrap();
-        let args = vec![
-            "--redis".to_owned(),
-            redis.url(),
-            "--database".to_owned(),
-            postgres.url(),
-            "--trusted-proxy".to_owned(),
-            "127.0.0.1/32".to_owned(),
-        ];
         nodes.push(start_node(name, dir.path(), &args));
         dirs.push(dir);
     }
@@ -49,16 +99,78 @@ fn fleet() -> Fleet {
     }
     Fleet {
         redis,
-        _postgres: postgres,
+        postgres,
         nodes,
         haproxy,
-        _dirs: dirs,
+        dirs,
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_behind_haproxy_shares_keys_and_sessions() {
-    let mut fleet = fleet();
+    shares_keys_and_sessions(&mut fleet(Shared::RedisAndPostgres)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_on_postgres_alone_shares_keys_and_sessions() {
+    let mut fleet = fleet(Shared::PostgresAlone);
+    shares_keys_and_sessions(&mut fleet).await;
+    // No node kept sessions in its own data dir: both read the one table.
+    for dir in &fleet.dirs {
+        assert!(
+            !dir.path().join("ringfence.db").exists(),
+            "a node fell back to an embedded SQLite file"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_sees_the_fleet_state() {
+    cli_sees_the_state_of(&fleet(Shared::RedisAndPostgres)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_sees_the_fleet_state_on_postgres_alone() {
+    cli_sees_the_state_of(&fleet(Shared::PostgresAlone)).await;
+}
+
+/// A node's `/readyz` status and the session gauges of its `/metrics` (active sessions,
+/// signed-in users).
+async fn ready_and_counted(client: &Client, node: &str) -> (StatusCode, [u64; 2]) {
+    let ready = client
+        .get(format!("{node}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    let metrics = client
+        .get(format!("{node}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{metrics}")) as u64
+    };
+    (
+        ready,
+        [
+            gauge("ringfence_active_sessions"),
+            gauge("ringfence_signed_in_users"),
+        ],
+    )
+}
+
+/// The seed's demo and revocation: a form from one node posted to the other, requests
+/// alternating through the balancer, a second device revoked on one node and refused by the
+/// other at once, "sign out everywhere else", the store as the truth, a node killed.
+async fn shares_keys_and_sessions(fleet: &mut Fleet) {
     let (a, b) = (fleet.nodes[0].url(), fleet.nodes[1].url());
     let lb = fleet.haproxy.url();
     let client = browser();
@@ -167,18 +279,38 @@ async fn a_fleet_behind_haproxy_shares_keys_and_sessions() {
         "revoked on node1, refused by node2 on the next request"
     );
 
-    // Deleting the user's sessions hash in Redis signs the user out (the store is the truth).
-    let keys = fleet
-        .redis
-        .redis_cli(&["--scan", "--pattern", "ringfence:{u:*"])
+    // "Sign out everywhere else" on node2: the phone, signed in again, is refused by node1 at
+    // once; the current session stays. Both nodes' readiness and gauges see the same store.
+    login_api(&phone, &lb, "fleet@example.com", "curl/8").await;
+    let (ready, gauges) = ready_and_counted(&client, &a).await;
+    assert_eq!(ready, StatusCode::OK);
+    assert_eq!(gauges, [2, 1], "active sessions, signed-in users");
+    let revoked: serde_json::Value = client
+        .post(format!("{b}/api/v1/sessions/revoke-others"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
         .unwrap();
-    assert!(
-        !keys.trim().is_empty(),
-        "session keys live in Redis under the prefix"
+    assert_eq!(revoked["revoked"], 1);
+    assert_eq!(
+        phone
+            .get(format!("{a}/api/v1/me"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED,
+        "revoked on node2, refused by node1 on the next request"
     );
-    for key in keys.lines().filter(|l| !l.trim().is_empty()) {
-        fleet.redis.redis_cli(&["DEL", key.trim()]).unwrap();
-    }
+    let (ready, gauges) = ready_and_counted(&client, &b).await;
+    assert_eq!(ready, StatusCode::OK);
+    assert_eq!(gauges, [1, 1], "active sessions, signed-in users");
+
+    // Deleting the sessions in the store signs the user out (the store is the truth).
+    fleet.delete_every_session_in_the_store();
     assert_eq!(
         client
             .get(format!("{lb}/api/v1/me"))
@@ -208,42 +340,26 @@ async fn a_fleet_behind_haproxy_shares_keys_and_sessions() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_sees_the_fleet_state() {
-    let fleet = fleet();
+/// The admin commands, run beside the fleet on the same stores, see and change its state.
+async fn cli_sees_the_state_of(fleet: &Fleet) {
     let lb = fleet.haproxy.url();
     let client = browser();
     register_api(&client, &lb, "ops@example.com").await;
     login_api(&client, &lb, "ops@example.com", "curl/8").await;
-    let redis = fleet.redis.url();
-    let (ok, out, err) = cli(
-        &[
-            "sessions",
-            "count",
-            "--json",
-            "--redis",
-            &redis,
-            "--database",
-            &fleet._postgres.url(),
-        ],
-        None,
-    );
+    let stores = fleet.store_args();
+    // `ringfence ARGS` on the fleet's stores.
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(stores.iter().map(String::as_str));
+        cli(&all, None)
+    };
+    let (ok, out, err) = run(&["sessions", "count", "--json"]);
     assert!(ok, "{err}");
     let counts: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(counts["active_sessions"], 1);
     assert_eq!(counts["signed_in_users"], 1);
     // One user's count: the only user, so all the active sessions are theirs.
-    let store = [
-        "--redis",
-        redis.as_str(),
-        "--database",
-        &fleet._postgres.url(),
-    ];
-    let per_user = |email: &str| {
-        let mut args = vec!["sessions", "count", "--json", "--user", email];
-        args.extend_from_slice(&store);
-        cli(&args, None)
-    };
+    let per_user = |email: &str| run(&["sessions", "count", "--json", "--user", email]);
     let (ok, out, err) = per_user("ops@example.com");
     assert!(ok, "{err}");
     let mine: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
@@ -251,18 +367,7 @@ async fn cli_sees_the_fleet_state() {
     assert_eq!(mine["user"], "ops@example.com");
     let (ok, _, err) = per_user("nobody@example.com");
     assert!(!ok && err.contains("no user"), "{err}");
-    let (ok, out, _) = cli(
-        &[
-            "keys",
-            "list",
-            "--json",
-            "--redis",
-            &redis,
-            "--database",
-            &fleet._postgres.url(),
-        ],
-        None,
-    );
+    let (ok, out, _) = run(&["keys", "list", "--json"]);
     assert!(ok);
     let keys: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(
@@ -270,33 +375,9 @@ async fn cli_sees_the_fleet_state() {
         1,
         "two nodes started together made one key"
     );
-    let (ok, out, _) = cli(
-        &[
-            "sessions",
-            "list",
-            "--user",
-            "ops@example.com",
-            "--redis",
-            &redis,
-            "--database",
-            &fleet._postgres.url(),
-        ],
-        None,
-    );
+    let (ok, out, _) = run(&["sessions", "list", "--user", "ops@example.com"]);
     assert!(ok && out.contains("curl"), "{out}");
-    let (ok, out, _) = cli(
-        &[
-            "sessions",
-            "revoke",
-            "--user",
-            "ops@example.com",
-            "--redis",
-            &redis,
-            "--database",
-            &fleet._postgres.url(),
-        ],
-        None,
-    );
+    let (ok, out, _) = run(&["sessions", "revoke", "--user", "ops@example.com"]);
     assert!(ok && out.contains("revoked 1"), "{out}");
     assert_eq!(
         client

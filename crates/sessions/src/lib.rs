@@ -7,7 +7,7 @@
 //!
 //! Layers:
 //! - [`Session`], [`SessionId`], [`SessionSecret`]: the data.
-//! - [`SessionStore`]: the storage seam (one trait; SQLite and Redis implement it, and
+//! - [`SessionStore`]: the storage seam (one trait; SQLite, PostgreSQL and Redis implement it, and
 //!   [`conformance`] is the one suite every backend passes).
 //! - [`SessionManager`]: the policy (idle and absolute timeouts, sliding renewal without a write
 //!   per request, per-user cap, cookie protection).
@@ -23,8 +23,10 @@ pub mod events;
 mod id;
 mod manager;
 pub mod migrations;
+pub mod postgres_store;
 pub mod redis_store;
 mod session;
+mod sql;
 pub mod sqlite_store;
 mod store;
 
@@ -36,6 +38,7 @@ pub use manager::{
     ResolveError, SessionConfig, SessionManager, StartedSession, MAX_COOKIE_VALUE_LEN,
     SESSION_CEILING, SESSION_PURPOSE,
 };
+pub use postgres_store::PostgresSessionStore;
 pub use redis_store::RedisSessionStore;
 pub use session::{Session, SessionCounts};
 pub use sqlite_store::SqliteSessionStore;

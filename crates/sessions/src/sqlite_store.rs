@@ -1,7 +1,7 @@
 //! Sessions in SQLite: the embedded, zero-setup store for a single node.
 //!
 //! SQLite is the single-node store: every node would need the same file, so a fleet uses
-//! [`crate::RedisSessionStore`] instead.
+//! [`crate::RedisSessionStore`] or [`crate::PostgresSessionStore`] instead.
 //!
 //! Table `sessions` (migration `migrations/sqlite/2001_sessions.sql`): one row per session, times
 //! as INTEGER unix milliseconds, plus `expires_at = MIN(idle_expires_at, absolute_expires_at)`.
@@ -30,18 +30,17 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use crate::events::{self, Event};
+use crate::sql::{
+    beyond_cap, counts, decode, limit, map_migrate_error, map_sqlx_error, millis, parse_id,
+    Expired, COLUMNS,
+};
 use crate::{Session, SessionCounts, SessionId, SessionStore, StoreError};
 
 /// Expired rows of any user deleted per insert: enough to outpace creation (one row per
 /// insert), small enough that no insert stalls on a large backlog.
 const GLOBAL_PRUNE_BATCH: i64 = 256;
-
-const COLUMNS: &str = "id, user_id, created_at, last_seen_at, idle_expires_at, \
-    absolute_expires_at, ip, user_agent, device, node";
 
 /// [`SessionStore`] over a SQLite database (see the module docs for the schema).
 #[derive(Debug, Clone)]
@@ -90,28 +89,6 @@ impl SqliteSessionStore {
         let mut expired = Expired::default();
         prune_user(&mut tx, user_id, now_ms, &mut expired).await?;
         Ok((tx, expired))
-    }
-}
-
-/// Expired rows a transaction deleted, reported once it has committed (a rolled-back
-/// transaction deleted nothing).
-#[derive(Default)]
-struct Expired(Vec<(String, String)>);
-
-impl Expired {
-    /// Commits `tx`, then logs and counts each expired session it deleted.
-    async fn commit(self, tx: sqlx::Transaction<'static, sqlx::Sqlite>) -> Result<(), StoreError> {
-        tx.commit().await.map_err(map_sqlx_error)?;
-        for (id, user_id) in &self.0 {
-            match SessionId::parse(id) {
-                Some(id) => events::session(Event::Expired, &id, user_id),
-                None => tracing::warn!(
-                    user_id,
-                    "deleted an expired session row with a malformed id"
-                ),
-            }
-        }
-        Ok(())
     }
 }
 
@@ -169,9 +146,7 @@ impl SessionStore for SqliteSessionStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(map_sqlx_error)?;
-            let keep_others = (cap as usize).saturating_sub(1);
-            let excess = others.len().saturating_sub(keep_others);
-            for id in others.into_iter().take(excess) {
+            for id in beyond_cap(others, cap) {
                 sqlx::query("DELETE FROM sessions WHERE id = ?")
                     .bind(&id)
                     .execute(&mut *tx)
@@ -318,14 +293,14 @@ impl SessionStore for SqliteSessionStore {
         row.as_ref().map(decode).transpose()
     }
 
-    async fn list_all(&self, limit: usize, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError> {
+    async fn list_all(&self, max: usize, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError> {
         let query = format!(
             "SELECT {COLUMNS} FROM sessions WHERE expires_at > ? \
              ORDER BY last_seen_at DESC, id ASC LIMIT ?"
         );
         let rows = sqlx::query(&query)
             .bind(millis(now))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(limit(max))
             .fetch_all(&self.pool)
             .await
             .map_err(map_sqlx_error)?;
@@ -348,10 +323,7 @@ impl SessionStore for SqliteSessionStore {
                 .map_err(map_sqlx_error)?
                 .ok_or_else(|| StoreError::Corrupt("session_totals has no row".to_owned()))?;
         Expired(swept).commit(tx).await?;
-        Ok(SessionCounts {
-            active_sessions: u64::try_from(sessions).unwrap_or(0),
-            signed_in_users: u64::try_from(users).unwrap_or(0),
-        })
+        Ok(counts(sessions, users))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -382,63 +354,4 @@ async fn prune_user(
         .0
         .extend(ids.into_iter().map(|id| (id, user_id.to_owned())));
     Ok(())
-}
-
-fn decode(row: &SqliteRow) -> Result<Session, StoreError> {
-    let text = |name: &str| row.try_get::<String, _>(name).map_err(map_sqlx_error);
-    let opt_text = |name: &str| {
-        row.try_get::<Option<String>, _>(name)
-            .map_err(map_sqlx_error)
-    };
-    let time = |name: &str| {
-        let ms: i64 = row.try_get(name).map_err(map_sqlx_error)?;
-        from_millis(ms).ok_or_else(|| StoreError::Corrupt(format!("{name} out of range: {ms}")))
-    };
-    Ok(Session {
-        id: parse_id(&text("id")?)?,
-        user_id: text("user_id")?,
-        created_at: time("created_at")?,
-        last_seen_at: time("last_seen_at")?,
-        idle_expires_at: time("idle_expires_at")?,
-        absolute_expires_at: time("absolute_expires_at")?,
-        ip: opt_text("ip")?,
-        user_agent: opt_text("user_agent")?,
-        device: text("device")?,
-        node: text("node")?,
-    })
-}
-
-fn parse_id(text: &str) -> Result<SessionId, StoreError> {
-    SessionId::parse(text)
-        .ok_or_else(|| StoreError::Corrupt(format!("malformed session id {text:?}")))
-}
-
-pub(crate) fn millis(time: DateTime<Utc>) -> i64 {
-    time.timestamp_millis()
-}
-
-pub(crate) fn from_millis(ms: i64) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(ms)
-}
-
-fn map_sqlx_error(error: sqlx::Error) -> StoreError {
-    match error {
-        sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::Decode(_)
-        | sqlx::Error::ColumnNotFound(_)
-        | sqlx::Error::ColumnIndexOutOfBounds { .. }
-        | sqlx::Error::TypeNotFound { .. }
-        | sqlx::Error::RowNotFound => StoreError::Corrupt(error.to_string()),
-        // Pool timeouts, I/O, a locked or busy database, a closed pool: the store is not
-        // answering right now, which callers turn into 503 rather than a sign-out.
-        other => StoreError::Unavailable(other.to_string()),
-    }
-}
-
-fn map_migrate_error(error: sqlx::migrate::MigrateError) -> StoreError {
-    match error {
-        sqlx::migrate::MigrateError::Execute(inner) => map_sqlx_error(inner),
-        // A dirty or mismatching migration history: the schema is not what this code expects.
-        other => StoreError::Corrupt(format!("session schema migration: {other}")),
-    }
 }

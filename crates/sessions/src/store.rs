@@ -92,9 +92,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Active sessions and signed-in users, in O(log n) or better (no scan of all sessions).
     ///
     /// A store may delete records that have expired by `now` while it counts (SQLite does, so
-    /// that its maintained totals hold only live rows).
+    /// that its maintained totals hold only live rows; PostgreSQL subtracts them and then sweeps
+    /// a bounded batch).
     ///
-    /// Resolution: SQLite counts to the millisecond; Redis counts to the second (its counters
+    /// Resolution: SQLite and PostgreSQL count to the millisecond; Redis counts to the second (its counters
     /// are per-second buckets, see [`crate::redis_store`]). With a whole-second `now` both are
     /// exact and a session is counted while `now < expires_at()`, never at it; with a
     /// fractional `now` a Redis count may include sessions that ended earlier in that second.
