@@ -61,7 +61,7 @@ pub use recent::{
 };
 pub use routes::account_routes;
 pub use serve::serve;
-pub use sign_in::PasswordSignIn;
+pub use sign_in::{PasswordSignIn, SignInError};
 
 // The README's Rust blocks compile as doctests of this crate, so the way in cannot rot.
 #[cfg(doctest)]

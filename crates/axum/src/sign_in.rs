@@ -8,7 +8,47 @@ use ringfence_sessions::Session;
 use crate::api_error::ApiError;
 use crate::auth::RequestAuth;
 use crate::error::AuthError;
+use crate::layer::Ringfence;
 use crate::pending::PendingSignIn;
+
+/// Why a sign-in step failed: the account said no (wrong password or code, throttled,
+/// disabled: the answer to show the user), or the request could not be served (a store, the
+/// key ring). Both turn into an [`ApiError`] with `?`.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// The account service refused or failed.
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    /// Signing in or out could not be done.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+impl From<SignInError> for ApiError {
+    fn from(error: SignInError) -> Self {
+        match error {
+            SignInError::Account(e) => e.into(),
+            SignInError::Auth(e) => e.into(),
+        }
+    }
+}
+
+impl Ringfence {
+    /// The account a pending sign-in is for, while it is still the same account (password
+    /// unchanged) and not disabled; [`AuthError::Unauthenticated`] otherwise.
+    pub async fn pending_user(&self, pending: &PendingSignIn) -> Result<User, SignInError> {
+        let user = self
+            .accounts()
+            .user(&pending.user_id)
+            .await?
+            .filter(|u| pending.matches(u))
+            .ok_or(AuthError::Unauthenticated)?;
+        if user.disabled {
+            return Err(AccountError::AccountDisabled.into());
+        }
+        Ok(user)
+    }
+}
 
 /// What a right password led to.
 #[derive(Debug, Clone)]
@@ -38,7 +78,7 @@ impl RequestAuth {
         &self,
         email: &str,
         password: &str,
-    ) -> Result<PasswordSignIn, ApiError> {
+    ) -> Result<PasswordSignIn, SignInError> {
         let accounts = self.ringfence().accounts();
         let user = accounts
             .authenticate_from(email, password, self.client().ip.as_deref())
@@ -55,30 +95,14 @@ impl RequestAuth {
         Ok(PasswordSignIn::SignedIn { user, session })
     }
 
-    /// The account a pending sign-in is for, while it is still the same account (password
-    /// unchanged) and not disabled; `401` otherwise.
-    pub async fn pending_user(&self, pending: &PendingSignIn) -> Result<User, ApiError> {
-        let user = self
-            .ringfence()
-            .accounts()
-            .user(&pending.user_id)
-            .await?
-            .filter(|u| pending.matches(u))
-            .ok_or(AuthError::Unauthenticated)?;
-        if user.disabled {
-            return Err(AccountError::AccountDisabled.into());
-        }
-        Ok(user)
-    }
-
     /// The second step: checks `code` (once only, throttled like the password), ends the
     /// pending sign-in and signs in on a new session.
     pub async fn finish_sign_in(
         &self,
         pending: &PendingSignIn,
         code: SecondFactorCode<'_>,
-    ) -> Result<(User, Session), ApiError> {
-        let user = self.pending_user(pending).await?;
+    ) -> Result<(User, Session), SignInError> {
+        let user = self.ringfence().pending_user(pending).await?;
         self.ringfence()
             .accounts()
             .verify_second_factor(&user, code, self.client().ip.as_deref())

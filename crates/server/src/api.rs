@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ringfence_accounts::User;
 use ringfence_axum::{
-    CsrfHeader, CurrentSession, CurrentUser, RequestAuth, RequireAdmin, CSRF_HEADER,
+    CsrfHeader, CurrentSession, CurrentUser, PasswordSignIn, RequestAuth, RequireAdmin, CSRF_HEADER,
 };
 use ringfence_sessions::SessionId;
 use serde::{Deserialize, Serialize};
@@ -201,19 +201,25 @@ pub async fn register(
         (status = 429, body = ErrorResponse, description = "too many failed attempts; see Retry-After"),
         (status = 503, body = ErrorResponse)))]
 pub async fn login(
-    State(state): State<AppState>,
     auth: RequestAuth,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
-    let user = state
-        .ringfence
-        .accounts()
-        .authenticate_from(&body.email, &body.password, auth.client().ip.as_deref())
-        .await?;
-    if let Some(second_step) = crate::api_mfa::second_step_if_needed(&state, &auth, &user).await? {
-        return Ok(Json(LoginAnswer::MfaRequired(second_step)).into_response());
-    }
-    login_response(&auth, &user).await
+    let answer = match auth
+        .sign_in_with_password(&body.email, &body.password)
+        .await?
+    {
+        PasswordSignIn::SignedIn { user, session } => {
+            LoginAnswer::SignedIn(Box::new(LoginResponse::new(
+                UserJson::from(&user),
+                SessionJson::new(&session, true),
+                auth.csrf_token()?,
+            )))
+        }
+        PasswordSignIn::SecondFactorRequired { methods, .. } => LoginAnswer::MfaRequired(
+            crate::api_mfa::MfaRequiredResponse::new(methods, auth.csrf_token()?),
+        ),
+    };
+    Ok(Json(answer).into_response())
 }
 
 /// Signs `user` in on a new session and answers with the login response (password and passkey

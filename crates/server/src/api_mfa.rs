@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ringfence_accounts::{AccountError, MfaStatus, SecondFactorCode, User};
+use ringfence_accounts::{AccountError, MfaStatus, SecondFactorCode};
 use ringfence_axum::{CsrfHeader, CurrentUser, PendingSignIn, RecentAuth, RequestAuth};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -103,23 +103,15 @@ impl From<MfaStatus> for MfaJson {
     }
 }
 
-/// For the login handler: when `user` has a second factor, starts the pending sign-in and
-/// gives its answer; `None` when the password alone signs in.
-pub async fn second_step_if_needed(
-    state: &AppState,
-    auth: &RequestAuth,
-    user: &User,
-) -> Result<Option<MfaRequiredResponse>, ApiError> {
-    let mfa = state.ringfence.accounts().mfa_status(user).await?;
-    if !mfa.has_second_factor() {
-        return Ok(None);
+impl MfaRequiredResponse {
+    /// The answer of a right password for a user with a second factor.
+    pub fn new(methods: Vec<&'static str>, csrf_token: String) -> Self {
+        Self {
+            mfa_required: true,
+            methods: methods.into_iter().map(str::to_owned).collect(),
+            csrf_token,
+        }
     }
-    auth.start_pending_sign_in(user)?;
-    Ok(Some(MfaRequiredResponse {
-        mfa_required: true,
-        methods: mfa.methods().into_iter().map(str::to_owned).collect(),
-        csrf_token: auth.csrf_token()?,
-    }))
 }
 
 fn invalid_input(message: &str) -> ApiError {
@@ -263,21 +255,6 @@ pub async fn recovery_codes(
     Ok(Json(RecoveryCodesResponse { recovery_codes }).into_response())
 }
 
-/// The user a pending sign-in names, if it is still the same account and may sign in.
-pub async fn pending_user(state: &AppState, pending: &PendingSignIn) -> Result<User, ApiError> {
-    let user = state
-        .ringfence
-        .accounts()
-        .user(&pending.user_id)
-        .await?
-        .filter(|u| pending.matches(u))
-        .ok_or(ringfence_axum::AuthError::Unauthenticated)?;
-    if user.disabled {
-        return Err(AccountError::AccountDisabled.into());
-    }
-    Ok(user)
-}
-
 /// `POST /api/v1/login/mfa`: the second step of signing in, with the pending sign-in cookie.
 #[utoipa::path(post, path = "/api/v1/login/mfa", request_body = MfaLoginRequest, tag = "mfa",
     security(("pending_sign_in_cookie" = [], "csrf_header" = [])),
@@ -293,7 +270,6 @@ pub async fn pending_user(state: &AppState, pending: &PendingSignIn) -> Result<U
         (status = 503, body = ErrorResponse)))]
 pub async fn login_mfa(
     pending: PendingSignIn,
-    State(state): State<AppState>,
     auth: RequestAuth,
     _csrf: CsrfHeader,
     ApiJson(body): ApiJson<MfaLoginRequest>,
@@ -303,14 +279,7 @@ pub async fn login_mfa(
         (None, Some(code)) => SecondFactorCode::Recovery(code),
         _ => return Err(invalid_input("give either code or recovery_code")),
     };
-    let user = pending_user(&state, &pending).await?;
-    state
-        .ringfence
-        .accounts()
-        .verify_second_factor(&user, code, auth.client().ip.as_deref())
-        .await?;
-    auth.clear_pending_sign_in();
-    let session = auth.sign_in(&user.id).await?;
+    let (user, session) = auth.finish_sign_in(&pending, code).await?;
     Ok(Json(LoginResponse::new(
         UserJson::from(&user),
         SessionJson::new(&session, true),

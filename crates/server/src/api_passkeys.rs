@@ -23,7 +23,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::{login_response, ErrorResponse, LoginResponse};
-use crate::api_mfa::pending_user;
 use crate::body::ApiJson;
 use crate::errors::ApiError;
 use crate::state::AppState;
@@ -320,7 +319,7 @@ async fn ceremony_account(
     current: Result<CurrentUser, AuthError>,
 ) -> Result<Option<User>, ApiError> {
     if let Ok(pending) = pending {
-        return pending_user(state, &pending).await.map(Some);
+        return Ok(Some(state.ringfence.pending_user(&pending).await?));
     }
     match current {
         Ok(current) => Ok(Some(current.user)),
@@ -406,7 +405,7 @@ pub async fn login_finish(
         CeremonyScope::OneAccount => {
             if let Ok(pending) = pending.as_ref() {
                 if pending.user_id == user.id {
-                    pending_user(&state, pending).await?;
+                    state.ringfence.pending_user(pending).await?;
                     auth.clear_pending_sign_in();
                     return login_response(&auth, &user).await;
                 }

@@ -13,30 +13,15 @@ use axum::response::{IntoResponse, Redirect, Response};
 use qrcode::render::svg;
 use qrcode::QrCode;
 use ringfence_accounts::{AccountError, SecondFactorCode, TotpSetup, User};
-use ringfence_axum::{PendingSignIn, RequestAuth};
+use ringfence_axum::{AuthError, PendingSignIn, RequestAuth, SignInError};
 use ringfence_sessions::Session;
 use serde::Deserialize;
 
-use crate::api_mfa::{pending_user, TOTP_ISSUER};
+use crate::api_mfa::TOTP_ISSUER;
 use crate::body::{CsrfForm, CsrfOnly};
 use crate::errors::{ApiError, PageError};
 use crate::pages::{context, signed_in, Layout, SecurityPage};
 use crate::state::AppState;
-
-/// For the sign-in form: when `user` has a second factor, starts the pending sign-in (the
-/// browser goes on to `/login/mfa`) and answers `true`.
-pub async fn second_step_needed(
-    state: &AppState,
-    auth: &RequestAuth,
-    user: &User,
-) -> Result<bool, PageError> {
-    let mfa = state.ringfence.accounts().mfa_status(user).await?;
-    if !mfa.has_second_factor() {
-        return Ok(false);
-    }
-    auth.start_pending_sign_in(user)?;
-    Ok(true)
-}
 
 /// [`PendingSignIn`] for pages: without one, the browser goes back to the sign-in page.
 pub struct PagePending(PendingSignIn);
@@ -99,7 +84,9 @@ pub async fn login_mfa_form(
     State(state): State<AppState>,
     auth: RequestAuth,
 ) -> Result<Response, PageError> {
-    let user = pending_user(&state, &pending)
+    let user = state
+        .ringfence
+        .pending_user(&pending)
         .await
         .map_err(|_| PageError::Redirect("/login"))?;
     Ok(LoginMfaPage::new(&state, &auth, &user, None)
@@ -114,25 +101,12 @@ pub async fn login_mfa(
     auth: RequestAuth,
     CsrfForm(form): CsrfForm<CodeForm>,
 ) -> Result<Response, PageError> {
-    let user = pending_user(&state, &pending)
-        .await
-        .map_err(|_| PageError::Redirect("/login"))?;
-    let result = state
-        .ringfence
-        .accounts()
-        .verify_second_factor(
-            &user,
-            SecondFactorCode::either(form.code.trim()),
-            auth.client().ip.as_deref(),
-        )
-        .await;
-    match result {
-        Ok(()) => {
-            auth.clear_pending_sign_in();
-            auth.sign_in(&user.id).await?;
-            Ok(Redirect::to("/").into_response())
-        }
-        Err(error) => {
+    let code = SecondFactorCode::either(form.code.trim());
+    match auth.finish_sign_in(&pending, code).await {
+        Ok(_) => Ok(Redirect::to("/").into_response()),
+        Err(SignInError::Auth(AuthError::Unauthenticated)) => Err(PageError::Redirect("/login")),
+        Err(SignInError::Auth(error)) => Err(error.into()),
+        Err(SignInError::Account(error)) => {
             let api = ApiError::from(error);
             if api.status() == StatusCode::SERVICE_UNAVAILABLE {
                 return Err(PageError::status(
@@ -141,6 +115,12 @@ pub async fn login_mfa(
                     api.message(),
                 ));
             }
+            // The form again, for the same account (gone or disabled meanwhile: sign in again).
+            let user = state
+                .ringfence
+                .pending_user(&pending)
+                .await
+                .map_err(|_| PageError::Redirect("/login"))?;
             let page =
                 LoginMfaPage::new(&state, &auth, &user, Some(api.message().to_owned())).await?;
             let mut response = (api.status(), page).into_response();
@@ -233,8 +213,7 @@ async fn render(
     Ok((status, page).into_response())
 }
 
-/// `GET /account/security/mfa`: the section on a page of its own (where administrators
-/// without a second factor are sent).
+/// `GET /account/security/mfa`: the TOTP and recovery-code section on a page of its own.
 pub async fn security_mfa(
     State(state): State<AppState>,
     auth: RequestAuth,

@@ -5,7 +5,7 @@ use askama_web::WebTemplate;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use ringfence_accounts::AccountError;
-use ringfence_axum::RequestAuth;
+use ringfence_axum::{PasswordSignIn, RequestAuth, SignInError};
 use serde::Deserialize;
 
 use super::{context, CsrfForm, CsrfOnly, FormRefusal, Layout};
@@ -129,26 +129,32 @@ async fn credentials_posted(
     form: CredentialsForm,
     is_register: bool,
 ) -> Result<Response, PageError> {
-    let accounts = state.ringfence.accounts();
-    let ip = auth.client().ip.clone();
-    let result = if is_register {
-        accounts
-            .register_from(&form.email, &form.password, ip.as_deref())
-            .await
-    } else {
-        accounts
-            .authenticate_from(&form.email, &form.password, ip.as_deref())
-            .await
-    };
-    match result {
-        Ok(user) => {
-            if !is_register && crate::pages_mfa::second_step_needed(&state, &auth, &user).await? {
-                return Ok(Redirect::to("/login/mfa").into_response());
+    if is_register {
+        let registered = state
+            .ringfence
+            .accounts()
+            .register_from(&form.email, &form.password, auth.client().ip.as_deref())
+            .await;
+        return match registered {
+            Ok(user) => {
+                auth.sign_in(&user.id).await?;
+                Ok(Redirect::to("/").into_response())
             }
-            auth.sign_in(&user.id).await?;
-            Ok(Redirect::to("/").into_response())
+            Err(error) => form_again(&state, &auth, true, form.email, error).await,
+        };
+    }
+    match auth
+        .sign_in_with_password(&form.email, &form.password)
+        .await
+    {
+        Ok(PasswordSignIn::SignedIn { .. }) => Ok(Redirect::to("/").into_response()),
+        Ok(PasswordSignIn::SecondFactorRequired { .. }) => {
+            Ok(Redirect::to("/login/mfa").into_response())
         }
-        Err(error) => form_again(&state, &auth, is_register, form.email, error).await,
+        Err(SignInError::Account(error)) => {
+            form_again(&state, &auth, false, form.email, error).await
+        }
+        Err(SignInError::Auth(error)) => Err(error.into()),
     }
 }
 
