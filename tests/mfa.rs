@@ -561,7 +561,10 @@ async fn wrong_second_factor_codes_are_throttled_and_admins_need_a_factor() {
     assert_eq!(code_of(&body), "mfa_setup_required");
     let page = root.get(format!("{base}/admin")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::SEE_OTHER);
-    assert_eq!(page.headers()["location"], "/account/security/mfa");
+    assert_eq!(
+        page.headers()["location"],
+        "/account/security#second-factors"
+    );
     // `users reset-mfa` removes Alice's factors: the password signs in again.
     let done = run(
         &[

@@ -103,7 +103,10 @@ impl<S: Send + Sync> FromRequestParts<S> for PageAdmin {
                 "This page is for administrators.",
             )),
             // Sent to set one up: the security page has the TOTP and passkey forms.
-            Err(AuthError::MfaSetupRequired) => Err(PageError::Redirect("/account/security/mfa")),
+            // The security page, where TOTP and passkeys can both be set up.
+            Err(AuthError::MfaSetupRequired) => {
+                Err(PageError::Redirect("/account/security#second-factors"))
+            }
             Err(other) => Err(other.into()),
         }
     }
