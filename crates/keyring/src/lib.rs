@@ -33,15 +33,22 @@ mod protector;
 mod push;
 pub mod repository;
 mod ring;
+#[cfg(feature = "redis")]
 pub mod tracking;
 
 pub use clock::{add_saturating, Clock, ManualClock, SharedClock, SystemClock};
 pub use document::{DocumentError, KeyDocument, MasterKey, MasterKeyError};
 pub use key::{Key, KeyId, KeyInfo, KeyMaterial, KeyStatus, ParseKeyIdError};
 pub use protector::{ProtectError, Protector, TimeLimitedProtector, UnprotectError};
+#[cfg(feature = "postgres")]
+pub use repository::PostgresKeyRepository;
+#[cfg(feature = "redis")]
+pub use repository::RedisKeyRepository;
+#[cfg(feature = "sqlite")]
+pub use repository::SqliteKeyRepository;
 pub use repository::{
-    DirectoryKeyRepository, KeyRepository, MemoryKeyRepository, PostgresKeyRepository,
-    RedisKeyRepository, RepositoryError, Revision, RingSnapshot, SqliteKeyRepository,
+    DirectoryKeyRepository, KeyRepository, MemoryKeyRepository, RepositoryError, Revision,
+    RingSnapshot,
 };
 pub use ring::{KeyRing, KeyRingConfig, KeyRingError, MIN_KEY_LIFETIME};
 

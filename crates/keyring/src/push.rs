@@ -8,11 +8,15 @@
 //! also wakes it whenever the tracking connection comes or goes (a change may have been missed
 //! while it was down), so the poll is only the safety net and can run far less often.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
+#[cfg(feature = "redis")]
+use std::sync::Weak;
 
 use tokio::sync::{watch, Notify};
 
+#[cfg(feature = "redis")]
 use crate::ring::Inner;
+#[cfg(feature = "redis")]
 use crate::tracking::TrackingListener;
 use crate::KeyRing;
 
@@ -54,6 +58,7 @@ impl KeyRing {
         self.inner.changes.reloads.subscribe()
     }
 
+    #[cfg(feature = "redis")]
     /// The listener to give a [`Tracker`](crate::tracking::Tracker) on the Redis holding this
     /// ring under `prefix` (as given to [`RedisKeyRepository::new`](crate::RedisKeyRepository::new)).
     /// It holds the ring weakly: a dropped ring is not kept alive by its tracker.
@@ -65,11 +70,13 @@ impl KeyRing {
     }
 }
 
+#[cfg(feature = "redis")]
 struct RingListener {
     ring: Weak<Inner>,
     prefix: String,
 }
 
+#[cfg(feature = "redis")]
 impl RingListener {
     fn wake(&self) {
         if let Some(inner) = self.ring.upgrade() {
@@ -78,6 +85,7 @@ impl RingListener {
     }
 }
 
+#[cfg(feature = "redis")]
 impl TrackingListener for RingListener {
     fn prefixes(&self) -> Vec<String> {
         vec![self.prefix.clone()]

@@ -69,6 +69,7 @@ pub(crate) fn session_because(event: Event, reason: &'static str, id: &SessionId
 }
 
 /// `n` sessions expired that no single id stands for (the Redis count sweep).
+#[cfg(feature = "redis")]
 pub(crate) fn expired_unnamed(n: u64) {
     if n == 0 {
         return;

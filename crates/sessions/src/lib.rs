@@ -14,22 +14,34 @@
 //! - [`CachedSessionStore`]: Redis with the sessions a node reads kept in memory, and Redis
 //!   pushing every change to every node ([`cache`], `ringfence_keyring::tracking`).
 
+//!
+//! Backends are cargo features, all on by default: `redis` ([`RedisSessionStore`],
+//! [`CachedSessionStore`]), `sqlite` ([`SqliteSessionStore`]) and `postgres`
+//! ([`PostgresSessionStore`]).
+
 #![deny(missing_docs)]
 
+#[cfg(feature = "redis")]
 pub mod cache;
 pub mod conformance;
 mod device;
 pub mod events;
 mod id;
 mod manager;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod migrations;
+#[cfg(feature = "postgres")]
 pub mod postgres_store;
+#[cfg(feature = "redis")]
 pub mod redis_store;
 mod session;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
+#[cfg(feature = "sqlite")]
 pub mod sqlite_store;
 mod store;
 
+#[cfg(feature = "redis")]
 pub use cache::{CachedSessionStore, SessionCache};
 pub use device::{cap_user_agent, device_label, ClientInfo, MAX_IP_LEN, MAX_USER_AGENT_LEN};
 pub use events::EVENTS_METRIC;
@@ -38,9 +50,12 @@ pub use manager::{
     ResolveError, SessionConfig, SessionManager, StartedSession, MAX_COOKIE_VALUE_LEN,
     SESSION_CEILING, SESSION_PURPOSE,
 };
+#[cfg(feature = "postgres")]
 pub use postgres_store::PostgresSessionStore;
+#[cfg(feature = "redis")]
 pub use redis_store::RedisSessionStore;
 pub use session::{Session, SessionCounts};
+#[cfg(feature = "sqlite")]
 pub use sqlite_store::SqliteSessionStore;
 pub use store::{SessionStore, StoreError};
 

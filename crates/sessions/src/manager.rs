@@ -364,7 +364,7 @@ impl SessionManager {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sqlite"))]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -90,7 +90,7 @@ pub fn is_sqlite_busy(error: &sqlx::Error) -> bool {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sqlite"))]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 

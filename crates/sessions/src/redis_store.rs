@@ -109,7 +109,7 @@ use redis::aio::ConnectionManager;
 use redis::{Cmd, Script, Value};
 use uuid::Uuid;
 
-use crate::sql::millis;
+use crate::session::millis;
 use crate::{Session, SessionCounts, SessionId, SessionStore, StoreError, ID_BYTES};
 
 mod counts;

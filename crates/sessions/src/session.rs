@@ -50,3 +50,15 @@ pub struct SessionCounts {
     /// Distinct users with at least one active session.
     pub signed_in_users: u64,
 }
+
+/// A time as every store keeps it: unix milliseconds.
+#[cfg(any(feature = "redis", feature = "sqlite", feature = "postgres"))]
+pub(crate) fn millis(time: DateTime<Utc>) -> i64 {
+    time.timestamp_millis()
+}
+
+/// A stored time read back; `None` when out of chrono's range.
+#[cfg(any(feature = "redis", feature = "sqlite", feature = "postgres"))]
+pub(crate) fn from_millis(ms: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms)
+}

@@ -4,7 +4,6 @@
 //! Both tables have the same columns with times as BIGINT unix milliseconds, so one decoder,
 //! generic over the sqlx row type, reads either.
 
-use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use crate::events::{self, Event};
@@ -53,15 +52,7 @@ pub(crate) fn parse_id(text: &str) -> Result<SessionId, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("malformed session id {text:?}")))
 }
 
-/// A time as stored: unix milliseconds.
-pub(crate) fn millis(time: DateTime<Utc>) -> i64 {
-    time.timestamp_millis()
-}
-
-/// A stored time read back; `None` when out of chrono's range.
-pub(crate) fn from_millis(ms: i64) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(ms)
-}
+pub(crate) use crate::session::{from_millis, millis};
 
 /// Which of a user's other live sessions (ids, oldest first) a new one evicts so that, with it,
 /// at most `cap` remain; the new session is never its own victim.

@@ -7,13 +7,19 @@
 
 mod directory;
 mod memory;
+#[cfg(feature = "redis")]
 mod redis;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 
 pub use self::directory::DirectoryKeyRepository;
 pub use self::memory::MemoryKeyRepository;
+#[cfg(feature = "redis")]
 pub use self::redis::RedisKeyRepository;
-pub use self::sql::{PostgresKeyRepository, SqliteKeyRepository};
+#[cfg(feature = "postgres")]
+pub use self::sql::PostgresKeyRepository;
+#[cfg(feature = "sqlite")]
+pub use self::sql::SqliteKeyRepository;
 
 use async_trait::async_trait;
 

@@ -132,12 +132,14 @@ macro_rules! sql_key_repository {
     };
 }
 
+#[cfg(feature = "sqlite")]
 sql_key_repository!(
     /// Key documents in SQLite (single node: the embedded database).
     SqliteKeyRepository,
     sqlx::SqlitePool,
     "sqlite ringfence_keys"
 );
+#[cfg(feature = "postgres")]
 sql_key_repository!(
     /// Key documents in PostgreSQL, shared by a fleet.
     PostgresKeyRepository,

@@ -32,7 +32,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use chrono::{DateTime, Utc};
 
-use crate::sql::{from_millis, millis};
+use crate::session::{from_millis, millis};
 use crate::{Session, SessionId, StoreError};
 
 /// The first byte of every record this code writes.
