@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 mod clock;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod document;
 mod key;

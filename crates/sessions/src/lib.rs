@@ -23,6 +23,7 @@
 
 #[cfg(feature = "redis")]
 pub mod cache;
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod device;
 pub mod events;
