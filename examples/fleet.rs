@@ -1,5 +1,6 @@
 //! The minimal app as a fleet: run any number of copies behind a load balancer and they share
-//! keys, sessions, throttle counters and mail tokens in Redis and accounts in PostgreSQL. A user
+//! keys, sessions, throttle counters and mail tokens in Redis and accounts in PostgreSQL
+//! (without `REDIS_URL`, everything in PostgreSQL). A user
 //! signed in on one copy is signed in on all; signing out (or an admin revoking the session) on
 //! one is refused by every other at once.
 //!
@@ -17,11 +18,14 @@ async fn hello(CurrentUser { user, session }: CurrentUser) -> String {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let database = std::env::var("DATABASE_URL")?;
     let listen = std::env::var("LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".into());
 
-    let ringfence = Ringfence::builder().shared(redis, database).build().await?;
+    let ringfence = match std::env::var("REDIS_URL") {
+        Ok(redis) => Ringfence::builder().shared(redis, database),
+        Err(_) => Ringfence::builder().postgres(database),
+    };
+    let ringfence = ringfence.build().await?;
     let app = Router::new()
         .route("/", get(hello))
         .merge(account_routes())

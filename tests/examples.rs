@@ -91,14 +91,11 @@ async fn minimal_example_throttles_password_guessing() {
     );
 }
 
-#[tokio::test]
-async fn fleet_example_copies_share_sessions_and_revocation_on_redis_and_postgres() {
-    let redis = RedisServer::start().unwrap();
-    let postgres = PostgresServer::start().unwrap();
-    let database = postgres.fresh_database().unwrap();
-    let envs = [("REDIS_URL", redis.url()), ("DATABASE_URL", database)];
-    let one = start("fleet", &envs);
-    let two = start("fleet", &envs);
+/// Two copies of `examples/fleet.rs` on `envs`: a sign-in on one is a sign-in on the other, and
+/// a sign-out on the other is refused by the first at once.
+async fn copies_share_sessions_and_revocation(envs: &[(&str, String)]) {
+    let one = start("fleet", envs);
+    let two = start("fleet", envs);
     let client = browser();
 
     let credentials = json!({"email": "fleet@example.com", "password": PASSWORD});
@@ -122,6 +119,22 @@ async fn fleet_example_copies_share_sessions_and_revocation_on_redis_and_postgre
     assert_eq!(out.status(), StatusCode::NO_CONTENT);
     let on_one = client.get(format!("{}/", one.url())).send().await.unwrap();
     assert_eq!(on_one.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn fleet_example_copies_share_sessions_and_revocation_on_redis_and_postgres() {
+    let redis = RedisServer::start().unwrap();
+    let postgres = PostgresServer::start().unwrap();
+    let database = postgres.fresh_database().unwrap();
+    copies_share_sessions_and_revocation(&[("REDIS_URL", redis.url()), ("DATABASE_URL", database)])
+        .await;
+}
+
+#[tokio::test]
+async fn fleet_example_copies_share_sessions_and_revocation_on_postgres_alone() {
+    let postgres = PostgresServer::start().unwrap();
+    let database = postgres.fresh_database().unwrap();
+    copies_share_sessions_and_revocation(&[("DATABASE_URL", database)]).await;
 }
 
 #[tokio::test]

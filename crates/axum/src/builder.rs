@@ -7,8 +7,9 @@
 //! nodes, passwords can be guessed at full speed, every client shares one throttle). The
 //! builder makes them impossible to forget:
 //!
-//! - there is no `build` until storage is chosen ([`RingfenceBuilder::embedded`] or
-//!   [`RingfenceBuilder::shared`]): a compile error, not a runtime surprise;
+//! - there is no `build` until storage is chosen ([`RingfenceBuilder::embedded`],
+//!   [`RingfenceBuilder::shared`] or [`RingfenceBuilder::postgres`]): a compile error, not a
+//!   runtime surprise;
 //! - one clock, one key ring, the throttle always on, mail tokens and second factors wired;
 //! - the key ring's refresh runs for as long as the [`Ringfence`] lives (it ends by itself with
 //!   the last clone), so there is no handle to lose;
@@ -35,10 +36,11 @@ use ringfence_accounts::{
 };
 use ringfence_keyring::{
     private_files, DirectoryKeyRepository, KeyRepository, KeyRing, KeyRingConfig,
-    RedisKeyRepository, SharedClock, SystemClock,
+    PostgresKeyRepository, RedisKeyRepository, SharedClock, SystemClock,
 };
 use ringfence_sessions::{
-    RedisSessionStore, SessionConfig, SessionManager, SessionStore, SqliteSessionStore,
+    PostgresSessionStore, RedisSessionStore, SessionConfig, SessionManager, SessionStore,
+    SqliteSessionStore,
 };
 
 use crate::client::TrustedProxies;
@@ -68,6 +70,8 @@ enum Backend {
     /// A fleet: keys, sessions, throttle counters and mail tokens in Redis, accounts in a
     /// database every node reaches.
     Shared { redis: String, database: String },
+    /// A fleet without Redis: everything in one PostgreSQL database.
+    Postgres(String),
 }
 
 /// Builds a [`Ringfence`]; start with [`Ringfence::builder`].
@@ -166,6 +170,14 @@ impl RingfenceBuilder<NoStorage> {
         })
     }
 
+    /// Any number of nodes on PostgreSQL alone (`postgres://…`): keys, sessions, throttle
+    /// counters, mail tokens and accounts in that one database. Every session check reads it,
+    /// so a revocation is refused everywhere at once; Redis ([`RingfenceBuilder::shared`])
+    /// takes that read off the database.
+    pub fn postgres(self, database_url: impl Into<String>) -> RingfenceBuilder<Storage> {
+        self.with_storage(Backend::Postgres(database_url.into()))
+    }
+
     fn with_storage(self, backend: Backend) -> RingfenceBuilder<Storage> {
         RingfenceBuilder {
             storage: Storage(backend),
@@ -258,6 +270,7 @@ impl RingfenceBuilder<Storage> {
             Backend::Shared { redis, database } => {
                 shared_stores(redis, database, &self.redis_prefix).await?
             }
+            Backend::Postgres(url) => postgres_stores(url).await?,
         };
         let prepare = |what: &'static str| {
             move |e: &dyn std::fmt::Display| BuildError::Prepare {
@@ -364,6 +377,48 @@ async fn shared_stores(
         sessions: Arc::new(RedisSessionStore::new(conn.clone(), prefix.to_owned())),
         attempts: Arc::new(RedisAttemptStore::new(conn.clone(), prefix.to_owned())),
         mail_tokens: Arc::new(RedisMailTokenStore::new(conn, prefix.to_owned())),
+        database,
+    })
+}
+
+async fn postgres_stores(url: &str) -> Result<Stores, BuildError> {
+    let database = Database::connect(url)
+        .await
+        .map_err(|e| BuildError::Database(e.to_string()))?;
+    let pool = database.postgres_pool().cloned().ok_or_else(|| {
+        BuildError::Database(format!(
+            "{} is not a postgres:// URL",
+            url.split("://").next().unwrap_or("the URL")
+        ))
+    })?;
+    let prepare = |what: &'static str| {
+        move |e: &dyn std::fmt::Display| BuildError::Prepare {
+            what,
+            detail: e.to_string(),
+        }
+    };
+    let keys = PostgresKeyRepository::new(pool.clone());
+    keys.migrate()
+        .await
+        .map_err(|e| prepare("key tables")(&e))?;
+    let sessions = PostgresSessionStore::new(pool);
+    sessions
+        .migrate()
+        .await
+        .map_err(|e| prepare("session store")(&e))?;
+    let attempts = database
+        .attempt_store()
+        .await
+        .map_err(|e| prepare("sign-in attempt store")(&e))?;
+    let mail_tokens = database
+        .mail_token_store()
+        .await
+        .map_err(|e| prepare("mail token store")(&e))?;
+    Ok(Stores {
+        keys: Arc::new(keys),
+        sessions: Arc::new(sessions),
+        attempts,
+        mail_tokens,
         database,
     })
 }
