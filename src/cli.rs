@@ -29,7 +29,8 @@ pub struct StoreArgs {
     /// redis:// or rediss:// URL: the key ring and the sessions live in Redis, shared by every node.
     #[arg(long, env = "RINGFENCE_REDIS_URL", global = true)]
     pub redis: Option<String>,
-    /// postgres://… or sqlite://…: where user accounts live (default: SQLite in the data dir).
+    /// postgres://…, mongodb://… (with --redis) or sqlite://…: where user accounts live
+    /// (default: SQLite in the data dir).
     #[arg(long, env = "RINGFENCE_DATABASE_URL", global = true)]
     pub database: Option<String>,
     /// Every Redis key ringfence writes starts with this.

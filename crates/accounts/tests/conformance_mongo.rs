@@ -1,0 +1,115 @@
+//! The UserStore conformance suite on a real MongoDB wire-protocol server (FerretDB on SQLite,
+//! started by ringfence-testkit; skipped with a message when it is not built here).
+#![cfg(feature = "mongodb")]
+
+use ringfence_accounts::mongo::{MongoDatabase, MongoUserStore};
+use ringfence_accounts::{conformance, Database, UserStore, UserStoreError};
+use ringfence_testkit::MongoServer;
+
+async fn start_server() -> Option<MongoServer> {
+    tokio::task::spawn_blocking(MongoServer::start_or_skip)
+        .await
+        .unwrap()
+}
+
+/// A store with its index on a fresh database of `server`.
+async fn store(server: &MongoServer) -> MongoUserStore {
+    let db = MongoDatabase::connect(&server.fresh_database())
+        .await
+        .unwrap();
+    let store = MongoUserStore::new(&db);
+    store.migrate().await.unwrap();
+    store
+}
+
+/// One server for the whole file; every check gets its own database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_user_store_conformance() {
+    let Some(server) = start_server().await else {
+        return;
+    };
+
+    conformance::each_on_fresh(|| store(&server)).await;
+
+    // Everything again on one populated database.
+    let s = store(&server).await;
+    conformance::run_all(&s).await;
+    conformance::list_order(&s).await;
+    conformance::count(&s).await;
+    conformance::duplicate_email(&s).await;
+    conformance::change_email(&s).await;
+    conformance::list_by_id(&s).await;
+
+    // Through Database::connect and user_store, as the server opens it; twice (a second node,
+    // a restart): creating the index again is a no-op.
+    let url = server.fresh_database();
+    let db = Database::connect(&url).await.unwrap();
+    assert_eq!(db.backend(), "mongodb");
+    assert!(db.sqlite_pool().is_none() && db.postgres_pool().is_none());
+    let users = db.user_store().await.unwrap();
+    conformance::run_all(users.as_ref()).await;
+    let again = Database::connect(&url)
+        .await
+        .unwrap()
+        .user_store()
+        .await
+        .unwrap();
+    conformance::run_all_on_populated(again.as_ref()).await;
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_mongo_is_unavailable_within_the_timeout_and_keeps_the_password_out() {
+    // Port 1 on loopback: nothing listens there.
+    let started = std::time::Instant::now();
+    let err = Database::connect("mongodb://admin:hunter2@127.0.0.1:1/app")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, UserStoreError::Unavailable(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("did not answer within 5 s"), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+
+    let err = Database::connect("mongodb://admin:hunter2@127.0.0.1:notaport/")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, UserStoreError::InvalidUrl(_)), "{err:?}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_mongo_is_unavailable() {
+    let Some(mut server) = start_server().await else {
+        return;
+    };
+    let s = store(&server).await;
+    s.ping().await.unwrap();
+    tokio::task::block_in_place(|| server.stop());
+    let err = s.count().await.unwrap_err();
+    assert!(matches!(err, UserStoreError::Unavailable(_)), "{err:?}");
+    assert!(s.ping().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_user_document_is_corrupt_not_a_panic() {
+    let Some(server) = start_server().await else {
+        return;
+    };
+    let url = server.fresh_database();
+    let db = MongoDatabase::connect(&url).await.unwrap();
+    let s = MongoUserStore::new(&db);
+    s.migrate().await.unwrap();
+    db.database()
+        .collection::<mongodb::bson::Document>("users")
+        .insert_one(mongodb::bson::doc! {
+            "_id": "broken", "email": "broken@example.com", "password_hash": 7,
+            "created_at_us": "yesterday", "password_changed_at_us": 0i64,
+        })
+        .await
+        .unwrap();
+    let err = s.by_id("broken").await.unwrap_err();
+    assert!(matches!(err, UserStoreError::Corrupt(_)), "{err:?}");
+    let err = s.list(10, 0).await.unwrap_err();
+    assert!(matches!(err, UserStoreError::Corrupt(_)), "{err:?}");
+}
