@@ -286,6 +286,25 @@ pub struct UsersArgs {
     pub command: UsersCommand,
 }
 
+/// `ringfence users import`: where the ASP.NET Core Identity users are (exactly one source).
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// mongodb://…/DATABASE of an app using AspNetCore.Identity.MongoDB: its documents are read.
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present = "aspnet_identity_json",
+        conflicts_with = "aspnet_identity_json"
+    )]
+    pub aspnet_identity: Option<String>,
+    /// The collection holding the users (with --aspnet-identity).
+    #[arg(long, default_value = "users", requires = "aspnet_identity")]
+    pub collection: String,
+    /// A JSON export (an array of rows) of EF Core's AspNetUsers table.
+    #[arg(long, value_name = "FILE")]
+    pub aspnet_identity_json: Option<PathBuf>,
+}
+
 /// `ringfence users …`.
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
@@ -336,6 +355,9 @@ pub enum UsersCommand {
         /// E-mail address.
         email: String,
     },
+    /// Bring over the users of an ASP.NET Core Identity store, their passwords kept (each
+    /// re-hashed with argon2id at its first sign-in). Run again, it imports only what is new.
+    Import(ImportArgs),
     /// Mail the user a password-reset link, or print the link instead with --print-link.
     ResetPassword {
         /// E-mail address.

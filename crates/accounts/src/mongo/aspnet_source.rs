@@ -132,9 +132,17 @@ fn occurrence(d: &Document, key: &str) -> Result<Option<DateTime<Utc>>, &'static
         Some(v) => v,
     };
     match value {
-        Bson::DateTime(t) => DateTime::from_timestamp_millis(t.timestamp_millis())
-            .map(Some)
-            .ok_or("a date field (LockoutEndDate, CreatedOn, DeletedOn) is out of range"),
+        // BSON dates reach further than chrono's; beyond, the far past or future is meant
+        // (a lockout "forever").
+        Bson::DateTime(t) => Ok(Some(
+            DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(
+                if t.timestamp_millis() > 0 {
+                    DateTime::<Utc>::MAX_UTC
+                } else {
+                    DateTime::<Utc>::MIN_UTC
+                },
+            ),
+        )),
         Bson::String(s) => DateTime::parse_from_rfc3339(s)
             .map(|t| Some(t.with_timezone(&Utc)))
             .map_err(|_| "a date field (LockoutEndDate, CreatedOn, DeletedOn) is not a date"),
