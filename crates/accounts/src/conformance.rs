@@ -693,3 +693,11 @@ where
     finding_07_stored_lookalike_emails_are_rewritten_or_reported(&fresh().await).await;
     run_all(&fresh().await).await;
 }
+
+/// Stores a plain account with `email` (unverified, enabled, not an admin) and returns its id:
+/// the owner other stores' suites (passkeys, factors) need.
+pub async fn new_account(store: &dyn UserStore, email: &str) -> String {
+    let u = user(&self::email(email), false, Utc::now());
+    store.insert(&u, "$argon2id$unused").await.expect("insert");
+    u.id
+}

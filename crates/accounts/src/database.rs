@@ -206,10 +206,10 @@ impl Database {
                 Arc::new(store)
             }
             #[cfg(feature = "mongodb")]
-            Database::Mongo(_) => {
-                return Err(crate::PasskeyStoreError::Unavailable(not_on_mongo(
-                    "passkeys",
-                )))
+            Database::Mongo(db) => {
+                let store = crate::mongo::MongoPasskeyStore::new(db);
+                store.migrate().await?;
+                Arc::new(store)
             }
         })
     }
@@ -252,10 +252,10 @@ impl Database {
                 Arc::new(store)
             }
             #[cfg(feature = "mongodb")]
-            Database::Mongo(_) => {
-                return Err(UserStoreError::Unavailable(not_on_mongo(
-                    "second factors (TOTP and recovery codes)",
-                )))
+            Database::Mongo(db) => {
+                let store = crate::mongo::MongoFactorStore::new(db);
+                store.migrate().await?;
+                Arc::new(store)
             }
         })
     }

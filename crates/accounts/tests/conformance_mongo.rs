@@ -1,9 +1,10 @@
-//! The UserStore conformance suite on a real MongoDB wire-protocol server (FerretDB on SQLite,
+//! The UserStore, FactorStore and PasskeyStore conformance suites on a real MongoDB wire-protocol server (FerretDB on SQLite,
 //! started by ringfence-testkit; skipped with a message when it is not built here).
 #![cfg(feature = "mongodb")]
 
-use ringfence_accounts::mongo::{MongoDatabase, MongoUserStore};
-use ringfence_accounts::{conformance, Database, UserStore, UserStoreError};
+use ringfence_accounts::mongo::{MongoDatabase, MongoFactorStore, MongoUserStore};
+use ringfence_accounts::passkeys::conformance as passkey_conformance;
+use ringfence_accounts::{conformance, factors_conformance, Database, UserStore, UserStoreError};
 use ringfence_testkit::MongoServer;
 
 async fn start_server() -> Option<MongoServer> {
@@ -112,4 +113,56 @@ async fn a_malformed_user_document_is_corrupt_not_a_panic() {
     assert!(matches!(err, UserStoreError::Corrupt(_)), "{err:?}");
     let err = s.list(10, 0).await.unwrap_err();
     assert!(matches!(err, UserStoreError::Corrupt(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_factor_store_conformance() {
+    let Some(server) = start_server().await else {
+        return;
+    };
+    let url = server.fresh_database();
+    // Two handles on one database, as two nodes have.
+    let a = MongoFactorStore::new(&MongoDatabase::connect(&url).await.unwrap());
+    a.migrate().await.unwrap();
+    let b = MongoFactorStore::new(&MongoDatabase::connect(&url).await.unwrap());
+    factors_conformance::run_all(&a).await;
+    factors_conformance::concurrent_uses_one_wins(&a, &b).await;
+    let db = Database::connect(&server.fresh_database()).await.unwrap();
+    factors_conformance::run_all(db.factor_store().await.unwrap().as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_passkey_store_conformance_and_deleting_the_user_deletes_its_credentials() {
+    let Some(server) = start_server().await else {
+        return;
+    };
+    let db = Database::connect(&server.fresh_database()).await.unwrap();
+    let users = db.user_store().await.unwrap();
+    let passkeys = db.passkey_store().await.unwrap();
+    let factors = db.factor_store().await.unwrap();
+    let alice = conformance::new_account(users.as_ref(), "alice@example.com").await;
+    let bob = conformance::new_account(users.as_ref(), "bob@example.com").await;
+    passkey_conformance::run_all(passkeys.as_ref(), &alice, &bob).await;
+
+    // What the SQL stores' foreign keys cascade goes with the account here too.
+    let p = passkey_conformance::passkey(&alice, "phone", 0);
+    passkeys.insert(&p).await.unwrap();
+    factors
+        .put_pending_totp(&alice, "s", chrono::Utc::now())
+        .await
+        .unwrap();
+    factors
+        .replace_recovery_codes(&alice, &["c".repeat(64)])
+        .await
+        .unwrap();
+    let bobs = passkeys.count(&bob).await.unwrap();
+    assert!(users.delete(&alice).await.unwrap());
+    assert_eq!(passkeys.count(&alice).await.unwrap(), 0);
+    assert_eq!(
+        passkeys.by_credential_id(&p.credential_id).await.unwrap(),
+        None
+    );
+    assert_eq!(factors.totp(&alice).await.unwrap(), None);
+    assert_eq!(factors.recovery_codes_left(&alice).await.unwrap(), 0);
+    assert_eq!(passkeys.count(&bob).await.unwrap(), bobs);
 }

@@ -12,6 +12,8 @@
 //! those keep milliseconds, and the stores must give back the instants they were given.
 
 pub mod aspnet_source;
+mod factors;
+mod passkeys;
 mod users;
 
 use std::time::Duration;
@@ -22,6 +24,8 @@ use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, IndexModel};
 
+pub use factors::MongoFactorStore;
+pub use passkeys::MongoPasskeyStore;
 pub use users::MongoUserStore;
 
 use crate::UserStoreError;

@@ -197,6 +197,15 @@ impl UserStore for MongoUserStore {
     }
 
     async fn delete(&self, id: &str) -> Result<bool, UserStoreError> {
+        // What the SQL stores' foreign keys cascade: the account's passkeys and second
+        // factors go too. First, so that a failure half-way leaves an account without its
+        // credentials (deleting again finishes), never credentials without an account.
+        let db = self.db.database();
+        db.collection::<Document>(super::passkeys::COLLECTION)
+            .delete_many(doc! { "user_id": id })
+            .await
+            .map_err(store_error)?;
+        super::MongoFactorStore::forget(&self.db, id).await?;
         let done = self
             .users
             .delete_one(doc! { "_id": id })
