@@ -6,12 +6,11 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use common::*;
 use reqwest::StatusCode;
 use ringfence_accounts::{Database, Email};
-use ringfence_testkit::{HaProxy, MongoServer, RedisServer};
+use ringfence_testkit::{MongoServer, RedisServer};
 
 /// ASP.NET Core Identity version 3 (HMAC-SHA256, 10,000 iterations) hash of [`PASSWORD`].
 const IMPORTED_HASH: &str =
@@ -60,17 +59,7 @@ async fn a_fleet_on_mongodb_and_redis_behind_haproxy_shares_accounts_keys_and_se
         nodes.push(start_node(name, dir.path(), &args));
         dirs.push(dir);
     }
-    let backends: Vec<(String, std::net::SocketAddr)> = nodes
-        .iter()
-        .zip(["node1", "node2"])
-        .map(|(n, name)| (name.to_owned(), n.addr()))
-        .collect();
-    let haproxy = HaProxy::start(&backends).expect("haproxy");
-    for name in ["node1", "node2"] {
-        haproxy
-            .wait_for_server_status(name, "UP", Duration::from_secs(10))
-            .expect("backend up");
-    }
+    let haproxy = behind_haproxy(&nodes, &["node1", "node2"]);
     let (a, b) = (nodes[0].url(), nodes[1].url());
     let lb = haproxy.url();
 

@@ -205,3 +205,20 @@ pub fn assert_one_line_failure(run: &Run, needle: &str, secret: &str) {
         );
     }
 }
+
+/// A real HAProxy in front of `nodes` (round robin), named `names` in order, once it sees each
+/// of them up.
+pub fn behind_haproxy(nodes: &[NodeProcess], names: &[&str]) -> ringfence_testkit::HaProxy {
+    let backends: Vec<(String, std::net::SocketAddr)> = nodes
+        .iter()
+        .zip(names)
+        .map(|(n, name)| ((*name).to_owned(), n.addr()))
+        .collect();
+    let haproxy = ringfence_testkit::HaProxy::start(&backends).expect("haproxy");
+    for name in names {
+        haproxy
+            .wait_for_server_status(name, "UP", Duration::from_secs(10))
+            .expect("backend up");
+    }
+    haproxy
+}
