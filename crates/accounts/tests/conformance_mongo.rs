@@ -102,7 +102,7 @@ async fn a_malformed_user_document_is_corrupt_not_a_panic() {
     let s = MongoUserStore::new(&db);
     s.migrate().await.unwrap();
     db.database()
-        .collection::<mongodb::bson::Document>("users")
+        .collection::<mongodb::bson::Document>("ringfence_users")
         .insert_one(mongodb::bson::doc! {
             "_id": "broken", "email": "broken@example.com", "password_hash": 7,
             "created_at_us": "yesterday", "password_changed_at_us": 0i64,

@@ -1,9 +1,9 @@
 //! Second factors on MongoDB.
 //!
-//! - `user_totp`: a user's TOTP state, `{ _id: user id, secret, pending_secret, last_step,
+//! - `ringfence_user_totp`: a user's TOTP state, `{ _id: user id, secret, pending_secret, last_step,
 //!   updated_at_ms }`.
-//! - `totp_steps`: one document per time step taken, `{ _id: "USER:STEP", user_id, step }`.
-//! - `recovery_codes`: one document per unused code, `{ _id: "USER:HASH", user_id }`.
+//! - `ringfence_totp_steps`: one document per time step taken, `{ _id: "USER:STEP", user_id, step }`.
+//! - `ringfence_recovery_codes`: one document per unused code, `{ _id: "USER:HASH", user_id }`.
 //!
 //! What must happen once (a step taken, a code used) is decided by something every server
 //! that speaks the protocol does atomically, FerretDB included: an insert refused by the unique
@@ -23,9 +23,9 @@ use crate::factors::{FactorStore, TotpRecord};
 use crate::UserStoreError;
 
 /// The collection of TOTP state, keyed by user id.
-const TOTP: &str = "user_totp";
+const TOTP: &str = "ringfence_user_totp";
 /// The collections holding documents with a `user_id` field.
-pub(super) const BY_USER: [&str; 2] = ["totp_steps", "recovery_codes"];
+pub(super) const BY_USER: [&str; 2] = ["ringfence_totp_steps", "ringfence_recovery_codes"];
 
 /// [`FactorStore`] on MongoDB.
 #[derive(Debug, Clone)]

@@ -8,6 +8,9 @@
 //! `findOneAndUpdate` with upsert (counters), binary string order for sorting and ranges (no
 //! collation is ever set), and `buildInfo` to refuse servers older than [`MIN_SERVER_VERSION`].
 //!
+//! Every collection's name starts with `ringfence_`, so the stores may share a database with
+//! an application's own collections (the ASP.NET Core Identity provider's `users` among them).
+//!
 //! Times are stored as whole microseconds since the Unix epoch (BSON `Int64`), not BSON dates:
 //! those keep milliseconds, and the stores must give back the instants they were given.
 

@@ -1,4 +1,4 @@
-//! Passkeys on MongoDB: one document per credential in `passkeys`.
+//! Passkeys on MongoDB: one document per credential in `ringfence_passkeys`.
 //!
 //! `{ _id: id, user_id, credential_id, name, credential, created_at_ms, last_used_at_ms }`, with
 //! a unique index on `credential_id` (a credential is registered once, to one account) and an
@@ -15,7 +15,7 @@ use crate::passkeys::{PasskeyStore, PasskeyStoreError, StoredPasskey};
 use crate::UserStoreError;
 
 /// The collection.
-pub(super) const COLLECTION: &str = "passkeys";
+pub(super) const COLLECTION: &str = "ringfence_passkeys";
 
 /// [`PasskeyStore`] on MongoDB.
 #[derive(Debug, Clone)]

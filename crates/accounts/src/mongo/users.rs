@@ -1,4 +1,4 @@
-//! The user store on MongoDB: one document per account in the collection `users`.
+//! The user store on MongoDB: one document per account in the collection `ringfence_users`.
 //!
 //! `{ _id: id, email, password_hash, is_admin, created_at_us, password_changed_at_us,
 //! email_verified, disabled }`, with a unique index `users_email` on the normalized e-mail: the
@@ -14,7 +14,7 @@ use mongodb::Collection;
 use super::{ensure_index, instant, is_duplicate_key, micros, store_error, MongoDatabase};
 use crate::{Email, User, UserRecord, UserStore, UserStoreError};
 
-const COLLECTION: &str = "users";
+const COLLECTION: &str = "ringfence_users";
 
 /// [`UserStore`] on MongoDB.
 #[derive(Debug, Clone)]
