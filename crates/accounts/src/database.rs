@@ -229,10 +229,10 @@ impl Database {
                 Arc::new(store)
             }
             #[cfg(feature = "mongodb")]
-            Database::Mongo(_) => {
-                return Err(TokenStoreError::Unavailable(not_on_mongo(
-                    "mail-link tokens (without --redis)",
-                )))
+            Database::Mongo(db) => {
+                let store = crate::mongo::MongoMailTokenStore::new(db);
+                store.migrate().await?;
+                Arc::new(store)
             }
         })
     }

@@ -1,10 +1,15 @@
-//! The UserStore, FactorStore and PasskeyStore conformance suites on a real MongoDB wire-protocol server (FerretDB on SQLite,
+//! The UserStore, FactorStore, PasskeyStore and MailTokenStore conformance suites on a real MongoDB wire-protocol server (FerretDB on SQLite,
 //! started by ringfence-testkit; skipped with a message when it is not built here).
 #![cfg(feature = "mongodb")]
 
-use ringfence_accounts::mongo::{MongoDatabase, MongoFactorStore, MongoUserStore};
+use ringfence_accounts::mongo::{
+    MongoDatabase, MongoFactorStore, MongoMailTokenStore, MongoUserStore,
+};
 use ringfence_accounts::passkeys::conformance as passkey_conformance;
-use ringfence_accounts::{conformance, factors_conformance, Database, UserStore, UserStoreError};
+use ringfence_accounts::MailTokenStore;
+use ringfence_accounts::{
+    conformance, factors_conformance, tokens_conformance, Database, UserStore, UserStoreError,
+};
 use ringfence_testkit::MongoServer;
 
 async fn start_server() -> Option<MongoServer> {
@@ -165,4 +170,41 @@ async fn mongo_passkey_store_conformance_and_deleting_the_user_deletes_its_crede
     assert_eq!(factors.totp(&alice).await.unwrap(), None);
     assert_eq!(factors.recovery_codes_left(&alice).await.unwrap(), 0);
     assert_eq!(passkeys.count(&bob).await.unwrap(), bobs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_mail_token_store_conformance() {
+    let Some(server) = start_server().await else {
+        return;
+    };
+    let url = server.fresh_database();
+    // Two handles on one database, as two nodes have.
+    let a = MongoMailTokenStore::new(&MongoDatabase::connect(&url).await.unwrap());
+    a.migrate().await.unwrap();
+    let b = MongoMailTokenStore::new(&MongoDatabase::connect(&url).await.unwrap());
+    tokens_conformance::concurrent_takes_one_wins(&a, &b).await;
+    tokens_conformance::run_all(&b).await;
+    let db = Database::connect(&server.fresh_database()).await.unwrap();
+    tokens_conformance::run_all(db.mail_token_store().await.unwrap().as_ref()).await;
+
+    // Expired tokens are purged; live ones stay.
+    let live = tokens_conformance::record(ringfence_accounts::TokenPurpose::ResetPassword);
+    let hash = ringfence_accounts::MailToken::generate().hash();
+    a.insert(&hash, &live, tokens_conformance::t0())
+        .await
+        .unwrap();
+    a.purge(tokens_conformance::t0()).await.unwrap();
+    assert!(a
+        .find(&hash, live.purpose, tokens_conformance::t0())
+        .await
+        .unwrap()
+        .is_some());
+    let after = live.expires_at + chrono::Duration::seconds(1);
+    assert!(a.purge(after).await.unwrap() >= 1);
+    assert_eq!(
+        a.find(&hash, live.purpose, tokens_conformance::t0())
+            .await
+            .unwrap(),
+        None
+    );
 }

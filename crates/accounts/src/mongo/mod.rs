@@ -17,6 +17,7 @@
 pub mod aspnet_source;
 mod factors;
 mod passkeys;
+mod tokens;
 mod users;
 
 use std::time::Duration;
@@ -29,6 +30,7 @@ use mongodb::{Client, IndexModel};
 
 pub use factors::MongoFactorStore;
 pub use passkeys::MongoPasskeyStore;
+pub use tokens::MongoMailTokenStore;
 pub use users::MongoUserStore;
 
 use crate::UserStoreError;
