@@ -297,9 +297,9 @@ pub struct ImportArgs {
         conflicts_with = "aspnet_identity_json"
     )]
     pub aspnet_identity: Option<String>,
-    /// The collection holding the users (with --aspnet-identity).
-    #[arg(long, default_value = "users", requires = "aspnet_identity")]
-    pub collection: String,
+    /// The collection holding the users (with --aspnet-identity; default: users).
+    #[arg(long, conflicts_with = "aspnet_identity_json")]
+    pub collection: Option<String>,
     /// A JSON export (an array of rows) of EF Core's AspNetUsers table.
     #[arg(long, value_name = "FILE")]
     pub aspnet_identity_json: Option<PathBuf>,

@@ -39,7 +39,11 @@ async fn read_source(args: &ImportArgs) -> Result<Vec<SourceRow>, StartError> {
             "cannot open the ASP.NET Core Identity database: {e}"
         ))
     })?;
-    let rows = aspnet_source::read_users(&source, &args.collection)
+    let collection = args
+        .collection
+        .as_deref()
+        .unwrap_or(aspnet_source::DEFAULT_COLLECTION);
+    let rows = aspnet_source::read_users(&source, collection)
         .await
         .map_err(|e| StartError(format!("cannot read the users: {e}")));
     source.close().await;

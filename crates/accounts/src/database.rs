@@ -360,6 +360,8 @@ mod tests {
                 msg.contains("sqlite://") && msg.contains("postgres://"),
                 "{msg}"
             );
+            #[cfg(feature = "mongodb")]
+            assert!(msg.contains("mongodb://"), "{msg}");
             assert!(!msg.contains("hunter2"), "{msg}");
         }
     }
