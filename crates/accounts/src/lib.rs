@@ -14,7 +14,7 @@
 //! - [`import`]: users of an ASP.NET Core Identity store brought over with their passwords.
 //! - [`UserStore`]: the storage seam, implemented by [`SqliteUserStore`] and
 //!   [`PostgresUserStore`] with the same SQL; [`conformance`] is the suite both pass.
-//! - [`Database`]: opens either from a URL (and MongoDB, [`mongo`], with the cargo feature
+//! - [`Database`]: opens either from a URL (and MongoDB, `mongo`, with the cargo feature
 //!   `mongodb`).
 //! - [`Accounts`]: the service (register, authenticate, change password, admin operations).
 //! - [`lifecycle`]: the flows over mail (address verification, forgotten passwords, address

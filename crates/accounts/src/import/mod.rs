@@ -1,6 +1,6 @@
 //! Bringing users over from ASP.NET Core Identity, their passwords kept (issue 19).
 //!
-//! A source (the documents `AspNetCore.Identity.MongoDB` writes, see [`crate::mongo`], or a JSON
+//! A source (the documents `AspNetCore.Identity.MongoDB` writes, see `mongo::aspnet_source`, or a JSON
 //! export of EF Core's `AspNetUsers` table, see [`json`]) yields [`SourceRow`]s; an [`Importer`]
 //! writes each into any [`UserStore`] with one insert, so a row is imported whole or not at all,
 //! and counts what happened in an [`ImportReport`].
