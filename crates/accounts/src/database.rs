@@ -46,13 +46,6 @@ pub enum Database {
     Mongo(crate::mongo::MongoDatabase),
 }
 
-/// What a store that has no MongoDB implementation yet answers on a MongoDB database: the
-/// server refuses to start rather than keep that state somewhere single-node.
-#[cfg(feature = "mongodb")]
-fn not_on_mongo(what: &str) -> String {
-    format!("{what} are not available on MongoDB yet; use --database postgres://… or sqlite://… for now")
-}
-
 /// How often opening a SQLite file that another process holds busy is tried.
 const CONNECT_ATTEMPTS: u32 = 10;
 
@@ -181,10 +174,10 @@ impl Database {
                 Arc::new(store)
             }
             #[cfg(feature = "mongodb")]
-            Database::Mongo(_) => {
-                return Err(AttemptStoreError::Unavailable(not_on_mongo(
-                    "sign-in attempt counters (without --redis)",
-                )))
+            Database::Mongo(db) => {
+                let store = crate::mongo::MongoAttemptStore::new(db);
+                store.migrate().await?;
+                Arc::new(store)
             }
         })
     }

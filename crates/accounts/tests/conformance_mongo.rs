@@ -1,14 +1,15 @@
-//! The UserStore, FactorStore, PasskeyStore and MailTokenStore conformance suites on a real MongoDB wire-protocol server (FerretDB on SQLite,
+//! The UserStore, FactorStore, PasskeyStore, MailTokenStore and AttemptStore conformance suites on a real MongoDB wire-protocol server (FerretDB on SQLite,
 //! started by ringfence-testkit; skipped with a message when it is not built here).
 #![cfg(feature = "mongodb")]
 
 use ringfence_accounts::mongo::{
-    MongoDatabase, MongoFactorStore, MongoMailTokenStore, MongoUserStore,
+    MongoAttemptStore, MongoDatabase, MongoFactorStore, MongoMailTokenStore, MongoUserStore,
 };
 use ringfence_accounts::passkeys::conformance as passkey_conformance;
 use ringfence_accounts::MailTokenStore;
 use ringfence_accounts::{
-    conformance, factors_conformance, tokens_conformance, Database, UserStore, UserStoreError,
+    conformance, factors_conformance, throttle_conformance, tokens_conformance, Database,
+    UserStore, UserStoreError,
 };
 use ringfence_testkit::MongoServer;
 
@@ -207,4 +208,17 @@ async fn mongo_mail_token_store_conformance() {
             .unwrap(),
         None
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_attempt_store_conformance() {
+    let Some(server) = start_server().await else {
+        return;
+    };
+    let url = server.fresh_database();
+    let store = MongoAttemptStore::new(&MongoDatabase::connect(&url).await.unwrap());
+    store.migrate().await.unwrap();
+    throttle_conformance::run_all(&store).await;
+    let db = Database::connect(&server.fresh_database()).await.unwrap();
+    throttle_conformance::run_all(db.attempt_store().await.unwrap().as_ref()).await;
 }

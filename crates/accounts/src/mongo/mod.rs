@@ -15,6 +15,7 @@
 //! those keep milliseconds, and the stores must give back the instants they were given.
 
 pub mod aspnet_source;
+mod attempts;
 mod factors;
 mod passkeys;
 mod tokens;
@@ -28,6 +29,7 @@ use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, IndexModel};
 
+pub use attempts::MongoAttemptStore;
 pub use factors::MongoFactorStore;
 pub use passkeys::MongoPasskeyStore;
 pub use tokens::MongoMailTokenStore;
