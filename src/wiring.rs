@@ -465,8 +465,8 @@ pub async fn open(
     // sessions to SQLite in this node's data dir, which a fleet cannot share.
     if database.backend() == "mongodb" && redis.is_none() {
         return Err(StartError(
-            "--database mongodb://… keeps the accounts only: sessions, keys, sign-in counters and \
-             mail links are not stored on MongoDB, so it needs --redis (or --redis-cluster)"
+            "--database mongodb://… keeps the accounts only: sessions and keys are not stored on \
+             MongoDB, so it needs --redis (or --redis-cluster)"
                 .to_owned(),
         ));
     }
