@@ -129,6 +129,42 @@ if [[ "$("$schemathesis_venv/bin/st" --version 2>/dev/null || true)" != *" $sche
 fi
 export RINGFENCE_SCHEMATHESIS="$schemathesis_venv/bin/st"
 
+# FerretDB (a MongoDB wire-protocol server, Apache-2.0) on its SQLite backend is the MongoDB the
+# tests of the MongoDB stores start (ringfence-testkit's MongoServer): no MongoDB server package
+# is obtainable here. Built once with Go from the Go module proxy into the user's cache; without
+# Go those tests say so and are skipped. Not `go install …/cmd/ferretdb@VERSION`: the released
+# module lacks the generated build/version/version.txt, and a binary built from it panics at
+# start; so the module's source is built in a scratch copy with that file written, as
+# upstream's build instructions say.
+ferretdb_version=v1.24.2
+ferretdb_dir="${XDG_CACHE_HOME:-$HOME/.cache}/ringfence/ferretdb"
+build_ferretdb() {
+    local module scratch
+    module="$(go mod download -json "github.com/FerretDB/FerretDB@$ferretdb_version" |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')" || return 1
+    [[ -d $module ]] || return 1
+    scratch="$(mktemp -d)"
+    cp -r "$module/." "$scratch/"
+    chmod -R u+w "$scratch"
+    echo "$ferretdb_version" >"$scratch/build/version/version.txt"
+    mkdir -p "$ferretdb_dir"
+    (cd "$scratch" && GOFLAGS=-mod=mod go build -buildvcs=false -o "$ferretdb_dir/ferretdb" ./cmd/ferretdb)
+    local status=$?
+    rm -rf "$scratch"
+    return $status
+}
+if [[ "$("$ferretdb_dir/ferretdb" --version 2>/dev/null || true)" != *"version: $ferretdb_version"* ]]; then
+    if command -v go >/dev/null 2>&1; then
+        say "building FerretDB $ferretdb_version into $ferretdb_dir (once; takes minutes)"
+        if ! (cd /tmp && build_ferretdb); then
+            say "could not build FerretDB $ferretdb_version; the MongoDB tests will be skipped"
+        fi
+    else
+        say "no Go toolchain: FerretDB cannot be built and the MongoDB tests will be skipped"
+    fi
+fi
+[[ -x "$ferretdb_dir/ferretdb" ]] && export RINGFENCE_FERRETDB="$ferretdb_dir/ferretdb"
+
 # `cargo test --workspace -p X` would still build and test everything: let -p narrow it.
 scope=(--workspace)
 for arg in "$@"; do

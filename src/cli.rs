@@ -29,9 +29,10 @@ pub struct StoreArgs {
     /// redis:// or rediss:// URL: the key ring and the sessions live in Redis, shared by every node.
     #[arg(long, env = "RINGFENCE_REDIS_URL", global = true)]
     pub redis: Option<String>,
-    /// postgres://… or sqlite://…: where user accounts live (default: SQLite in the data dir).
-    /// Without --redis, a postgres:// database also holds the key ring, the sessions, the sign-in
-    /// attempts and the mail links, so nodes on the same database form a fleet.
+    /// postgres://…, mongodb://… (with --redis) or sqlite://…: where user accounts live (default:
+    /// SQLite in the data dir). Without --redis, a postgres:// database also holds the key ring,
+    /// the sessions, the sign-in attempts and the mail links, so nodes on the same database form
+    /// a fleet.
     #[arg(long, env = "RINGFENCE_DATABASE_URL", global = true)]
     pub database: Option<String>,
     /// Every Redis key ringfence writes starts with this.
@@ -287,6 +288,25 @@ pub struct UsersArgs {
     pub command: UsersCommand,
 }
 
+/// `ringfence users import`: where the ASP.NET Core Identity users are (exactly one source).
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// mongodb://…/DATABASE of an app using AspNetCore.Identity.MongoDB: its documents are read.
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present = "aspnet_identity_json",
+        conflicts_with = "aspnet_identity_json"
+    )]
+    pub aspnet_identity: Option<String>,
+    /// The collection holding the users (with --aspnet-identity; default: users).
+    #[arg(long, conflicts_with = "aspnet_identity_json")]
+    pub collection: Option<String>,
+    /// A JSON export (an array of rows) of EF Core's AspNetUsers table.
+    #[arg(long, value_name = "FILE")]
+    pub aspnet_identity_json: Option<PathBuf>,
+}
+
 /// `ringfence users …`.
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
@@ -337,6 +357,9 @@ pub enum UsersCommand {
         /// E-mail address.
         email: String,
     },
+    /// Bring over the users of an ASP.NET Core Identity store, their passwords kept (each
+    /// re-hashed with argon2id at its first sign-in). Run again, it imports only what is new.
+    Import(ImportArgs),
     /// Mail the user a password-reset link, or print the link instead with --print-link.
     ResetPassword {
         /// E-mail address.

@@ -276,6 +276,7 @@ async fn user_command(
                 .map_err(err)?;
             println!("password of {email} set; {ended} sessions ended");
         }
+        UsersCommand::Import(args) => crate::import::run(services, args).await?,
         UsersCommand::ResetPassword {
             email,
             print_link: true,

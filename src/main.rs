@@ -4,6 +4,7 @@
 mod aspnet;
 mod cli;
 mod commands;
+mod import;
 mod limits;
 mod wiring;
 

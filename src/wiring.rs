@@ -541,6 +541,15 @@ pub async fn open(
     let database = Database::connect(&database_url)
         .await
         .map_err(|e| fail("cannot open the database")(e.to_string()))?;
+    // MongoDB holds the accounts only: without Redis the keys would fall back to files and the
+    // sessions to SQLite in this node's data dir, which a fleet cannot share.
+    if database.backend() == "mongodb" && redis.is_none() {
+        return Err(StartError(
+            "--database mongodb://… keeps the accounts only: sessions and keys are not stored on \
+             MongoDB, so it needs --redis (or --redis-cluster)"
+                .to_owned(),
+        ));
+    }
     let users = database
         .user_store()
         .await

@@ -267,17 +267,7 @@ pub fn fleet(extra: &[&str]) -> Fleet {
         nodes.push(start_node(name, dir.path(), &args));
         dirs.push(dir);
     }
-    let backends: Vec<(String, std::net::SocketAddr)> = nodes
-        .iter()
-        .zip(["node1", "node2"])
-        .map(|(n, name)| (name.to_owned(), n.addr()))
-        .collect();
-    let haproxy = ringfence_testkit::HaProxy::start(&backends).expect("haproxy");
-    for name in ["node1", "node2"] {
-        haproxy
-            .wait_for_server_status(name, "UP", Duration::from_secs(10))
-            .expect("backend up");
-    }
+    let haproxy = behind_haproxy(&nodes, &["node1", "node2"]);
     Fleet {
         redis,
         postgres,
@@ -285,4 +275,21 @@ pub fn fleet(extra: &[&str]) -> Fleet {
         haproxy,
         _dirs: dirs,
     }
+}
+
+/// A real HAProxy in front of `nodes` (round robin), named `names` in order, once it sees each
+/// of them up.
+pub fn behind_haproxy(nodes: &[NodeProcess], names: &[&str]) -> ringfence_testkit::HaProxy {
+    let backends: Vec<(String, std::net::SocketAddr)> = nodes
+        .iter()
+        .zip(names)
+        .map(|(n, name)| ((*name).to_owned(), n.addr()))
+        .collect();
+    let haproxy = ringfence_testkit::HaProxy::start(&backends).expect("haproxy");
+    for name in names {
+        haproxy
+            .wait_for_server_status(name, "UP", Duration::from_secs(10))
+            .expect("backend up");
+    }
+    haproxy
 }

@@ -666,3 +666,38 @@ pub async fn run_all_on_populated(store: &dyn UserStore) {
     set_email(store).await;
     finding_07_stored_lookalike_emails_are_rewritten_or_reported(store).await;
 }
+
+/// Every check, each on a fresh store that `fresh` makes (an empty database of its own), so
+/// one check's rows cannot hide another's mistake; then [`run_all`] on one more fresh store.
+pub async fn each_on_fresh<S, F, Fut>(mut fresh: F)
+where
+    S: UserStore,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = S>,
+{
+    empty(&fresh().await).await;
+    ping(&fresh().await).await;
+    insert_and_find(&fresh().await).await;
+    missing_rows(&fresh().await).await;
+    duplicate_email(&fresh().await).await;
+    set_password_hash(&fresh().await).await;
+    set_admin(&fresh().await).await;
+    list_order(&fresh().await).await;
+    count(&fresh().await).await;
+    status_flags(&fresh().await).await;
+    delete(&fresh().await).await;
+    change_email(&fresh().await).await;
+    concurrent_email_change(&fresh().await).await;
+    list_by_id(&fresh().await).await;
+    set_email(&fresh().await).await;
+    finding_07_stored_lookalike_emails_are_rewritten_or_reported(&fresh().await).await;
+    run_all(&fresh().await).await;
+}
+
+/// Stores a plain account with `email` (unverified, enabled, not an admin) and returns its id:
+/// the owner other stores' suites (passkeys, factors) need.
+pub async fn new_account(store: &dyn UserStore, email: &str) -> String {
+    let u = user(&self::email(email), false, Utc::now());
+    store.insert(&u, "$argon2id$unused").await.expect("insert");
+    u.id
+}

@@ -28,15 +28,22 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a query waits for a free pooled connection before the store counts as unavailable.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+#[cfg(feature = "mongodb")]
+const ACCEPTED_SCHEMES: &str = "sqlite://, postgres://, postgresql:// or mongodb://";
+#[cfg(not(feature = "mongodb"))]
 const ACCEPTED_SCHEMES: &str = "sqlite://, postgres:// or postgresql://";
 
-/// A connection pool to the account database, SQLite or PostgreSQL.
+/// A connection pool to the account database: SQLite, PostgreSQL or (cargo feature `mongodb`)
+/// MongoDB.
 #[derive(Debug, Clone)]
 pub enum Database {
     /// An embedded SQLite file (WAL mode).
     Sqlite(SqlitePool),
     /// A PostgreSQL server.
     Postgres(PgPool),
+    /// A MongoDB server (see [`crate::mongo`]).
+    #[cfg(feature = "mongodb")]
+    Mongo(crate::mongo::MongoDatabase),
 }
 
 /// How often opening a SQLite file that another process holds busy is tried.
@@ -44,7 +51,8 @@ const CONNECT_ATTEMPTS: u32 = 10;
 
 impl Database {
     /// Opens a pool for `url`: `sqlite://PATH` (the file is created when missing) or
-    /// `postgres://…` / `postgresql://…` (the server must answer within 5 s).
+    /// `postgres://…` / `postgresql://…` (the server must answer within 5 s), or with the
+    /// feature `mongodb`, `mongodb://…` (likewise).
     ///
     /// Error messages never repeat the URL, which may hold a password.
     pub async fn connect(url: &str) -> Result<Database, UserStoreError> {
@@ -54,6 +62,14 @@ impl Database {
         match scheme.as_deref() {
             Some("sqlite") => Self::connect_sqlite(url).await,
             Some("postgres" | "postgresql") => Self::connect_postgres(url).await,
+            #[cfg(feature = "mongodb")]
+            Some("mongodb") => Ok(Database::Mongo(
+                crate::mongo::MongoDatabase::connect(url).await?,
+            )),
+            #[cfg(not(feature = "mongodb"))]
+            Some("mongodb") => Err(UserStoreError::InvalidUrl(
+                "this build has no MongoDB support (the cargo feature `mongodb` of ringfence-accounts)".to_owned(),
+            )),
             Some(other) if !other.is_empty() && other.len() <= 32 => {
                 Err(UserStoreError::InvalidUrl(format!(
                     "unsupported scheme {other:?}; use {ACCEPTED_SCHEMES}"
@@ -134,6 +150,12 @@ impl Database {
                 store.migrate().await?;
                 Arc::new(store)
             }
+            #[cfg(feature = "mongodb")]
+            Database::Mongo(db) => {
+                let store = crate::mongo::MongoUserStore::new(db);
+                store.migrate().await?;
+                Arc::new(store)
+            }
         })
     }
 
@@ -148,6 +170,12 @@ impl Database {
             }
             Database::Postgres(pool) => {
                 let store = PostgresAttemptStore::new(pool.clone());
+                store.migrate().await?;
+                Arc::new(store)
+            }
+            #[cfg(feature = "mongodb")]
+            Database::Mongo(db) => {
+                let store = crate::mongo::MongoAttemptStore::new(db);
                 store.migrate().await?;
                 Arc::new(store)
             }
@@ -170,6 +198,12 @@ impl Database {
                 store.migrate().await?;
                 Arc::new(store)
             }
+            #[cfg(feature = "mongodb")]
+            Database::Mongo(db) => {
+                let store = crate::mongo::MongoPasskeyStore::new(db);
+                store.migrate().await?;
+                Arc::new(store)
+            }
         })
     }
 
@@ -184,6 +218,12 @@ impl Database {
             }
             Database::Postgres(pool) => {
                 let store = PostgresMailTokenStore::new(pool.clone());
+                store.migrate().await?;
+                Arc::new(store)
+            }
+            #[cfg(feature = "mongodb")]
+            Database::Mongo(db) => {
+                let store = crate::mongo::MongoMailTokenStore::new(db);
                 store.migrate().await?;
                 Arc::new(store)
             }
@@ -204,6 +244,12 @@ impl Database {
                 store.migrate().await?;
                 Arc::new(store)
             }
+            #[cfg(feature = "mongodb")]
+            Database::Mongo(db) => {
+                let store = crate::mongo::MongoFactorStore::new(db);
+                store.migrate().await?;
+                Arc::new(store)
+            }
         })
     }
 
@@ -211,7 +257,7 @@ impl Database {
     pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
         match self {
             Database::Sqlite(pool) => Some(pool),
-            Database::Postgres(_) => None,
+            _ => None,
         }
     }
 
@@ -219,15 +265,26 @@ impl Database {
     pub fn postgres_pool(&self) -> Option<&PgPool> {
         match self {
             Database::Postgres(pool) => Some(pool),
-            Database::Sqlite(_) => None,
+            _ => None,
         }
     }
 
-    /// `"sqlite"` or `"postgres"`, for logs and status pages.
+    /// The MongoDB database.
+    #[cfg(feature = "mongodb")]
+    pub fn mongo(&self) -> Option<&crate::mongo::MongoDatabase> {
+        match self {
+            Database::Mongo(db) => Some(db),
+            _ => None,
+        }
+    }
+
+    /// `"sqlite"`, `"postgres"` or `"mongodb"`, for logs and status pages.
     pub fn backend(&self) -> &'static str {
         match self {
             Database::Sqlite(_) => "sqlite",
             Database::Postgres(_) => "postgres",
+            #[cfg(feature = "mongodb")]
+            Database::Mongo(_) => "mongodb",
         }
     }
 
@@ -236,6 +293,8 @@ impl Database {
         match self {
             Database::Sqlite(pool) => pool.close().await,
             Database::Postgres(pool) => pool.close().await,
+            #[cfg(feature = "mongodb")]
+            Database::Mongo(db) => db.close().await,
         }
     }
 }
@@ -294,6 +353,8 @@ mod tests {
                 msg.contains("sqlite://") && msg.contains("postgres://"),
                 "{msg}"
             );
+            #[cfg(feature = "mongodb")]
+            assert!(msg.contains("mongodb://"), "{msg}");
             assert!(!msg.contains("hunter2"), "{msg}");
         }
     }

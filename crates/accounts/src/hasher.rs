@@ -11,6 +11,7 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 use tokio::sync::{OnceCell, Semaphore};
 
+use crate::aspnet_identity;
 use crate::hash_pool::{HashPool, HashPriority};
 use crate::AccountError;
 
@@ -325,6 +326,9 @@ fn verify_blocking(
     current: &Params,
 ) -> Result<Verification, AccountError> {
     let corrupt = |what: &str| AccountError::Corrupt(format!("stored password hash: {what}"));
+    if aspnet_identity::is_aspnet_identity(phc) {
+        return verify_aspnet_identity(password, phc, current);
+    }
     let hash = PasswordHash::new(phc).map_err(|e| corrupt(&e.to_string()))?;
     let algorithm = Algorithm::try_from(hash.algorithm).map_err(|e| corrupt(&e.to_string()))?;
     let stored = Params::try_from(&hash).map_err(|e| corrupt(&e.to_string()))?;
@@ -368,6 +372,35 @@ fn verify_blocking(
     Ok(Verification {
         valid,
         needs_rehash,
+    })
+}
+
+/// Verifies an imported ASP.NET Core Identity hash (see [`aspnet_identity`]). Always asks for a
+/// rehash, so the first successful sign-in leaves an argon2id hash behind.
+///
+/// PBKDF2 at ASP.NET's counts takes milliseconds where argon2id takes tens of them, so an
+/// account with an imported hash would answer faster than an unknown e-mail (which pays for a
+/// dummy argon2id verification): one argon2id hash at the current parameters is computed and
+/// thrown away here to keep the two answers equally slow.
+fn verify_aspnet_identity(
+    password: &str,
+    stored: &str,
+    current: &Params,
+) -> Result<Verification, AccountError> {
+    let valid = aspnet_identity::verify(password, stored).map_err(|e| {
+        AccountError::Corrupt(format!("stored ASP.NET Core Identity password hash: {e}"))
+    })?;
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, current.clone());
+    let _ = raw_hash(
+        &argon2,
+        current,
+        password.as_bytes(),
+        b"ringfence timing pad",
+        current.block_count(),
+    );
+    Ok(Verification {
+        valid,
+        needs_rehash: true,
     })
 }
 
@@ -559,6 +592,37 @@ mod tests {
                 valid: true,
                 needs_rehash: true
             }
+        );
+    }
+
+    #[tokio::test]
+    async fn aspnet_identity_hashes_verify_and_always_ask_for_a_rehash() {
+        let h = hasher();
+        // Version 2 and version 3 (HMAC-SHA256, 10,000 iterations) of "my password", salt 00..0f.
+        for b64 in [
+            "AAABAgMEBQYHCAkKCwwNDg+ukCEMDf0yyQ29NYubggHIVY0sdEUfdyeM+E1LtH1uJg==",
+            "AQAAAAEAACcQAAAAEAABAgMEBQYHCAkKCwwNDg+yWU7rLgUwPZb1Itsmra7cbxw2EFpwpVFIEtP+JIuUEw==",
+        ] {
+            let stored = aspnet_identity::import_hash(b64).unwrap();
+            let right = h
+                .verify("my password".into(), stored.clone())
+                .await
+                .unwrap();
+            assert_eq!(
+                right,
+                Verification {
+                    valid: true,
+                    needs_rehash: true
+                }
+            );
+            let wrong = h.verify("My password".into(), stored).await.unwrap();
+            assert!(!wrong.valid);
+        }
+        let unknown = format!("{}AgAB", aspnet_identity::ASPNET_IDENTITY_PREFIX);
+        let result = h.verify("my password".into(), unknown).await;
+        assert!(
+            matches!(result, Err(AccountError::Corrupt(_))),
+            "{result:?}"
         );
     }
 

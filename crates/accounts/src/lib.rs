@@ -9,9 +9,13 @@
 //! - [`PasswordHasher`]: argon2id at OWASP parameters on dedicated background-priority threads
 //!   ([`HashPriority`]), bounded by a semaphore, with transparent rehashing when the parameters
 //!   change.
+//! - [`aspnet_identity`]: ASP.NET Core Identity password hashes (imported users keep their
+//!   passwords; re-hashed with argon2id on their first sign-in).
+//! - [`import`]: users of an ASP.NET Core Identity store brought over with their passwords.
 //! - [`UserStore`]: the storage seam, implemented by [`SqliteUserStore`] and
 //!   [`PostgresUserStore`] with the same SQL; [`conformance`] is the suite both pass.
-//! - [`Database`]: opens either from a URL.
+//! - [`Database`]: opens either from a URL (and MongoDB, `mongo`, with the cargo feature
+//!   `mongodb`).
 //! - [`Accounts`]: the service (register, authenticate, change password, admin operations).
 //! - [`lifecycle`]: the flows over mail (address verification, forgotten passwords, address
 //!   changes, notices) and administrators' control of accounts (disable, enable, delete, set a
@@ -47,6 +51,7 @@
 
 #![deny(missing_docs)]
 
+pub mod aspnet_identity;
 pub mod conformance;
 mod database;
 mod email;
@@ -56,7 +61,10 @@ pub mod factors;
 pub mod factors_conformance;
 mod hash_pool;
 mod hasher;
+pub mod import;
 pub mod lifecycle;
+#[cfg(feature = "mongodb")]
+pub mod mongo;
 pub mod notify;
 pub mod passkeys;
 mod policy;

@@ -312,6 +312,71 @@ async fn change_password_refusals_change_nothing() {
 }
 
 #[tokio::test]
+async fn an_aspnet_identity_hash_signs_in_once_and_becomes_argon2id() {
+    let f = fixture().await;
+    let at = start_time();
+    let user = User {
+        id: uuid::Uuid::new_v4().to_string(),
+        email: "imported@example.com".to_owned(),
+        is_admin: false,
+        created_at: at,
+        password_changed_at: at,
+        email_verified: true,
+        disabled: false,
+    };
+    // ASP.NET Core Identity version 3 (HMAC-SHA256, 10,000 iterations) of "my password".
+    let stored = ringfence_accounts::aspnet_identity::import_hash(
+        "AQAAAAEAACcQAAAAEAABAgMEBQYHCAkKCwwNDg+yWU7rLgUwPZb1Itsmra7cbxw2EFpwpVFIEtP+JIuUEw==",
+    )
+    .unwrap();
+    f.users.insert(&user, &stored).await.unwrap();
+
+    // A wrong password neither signs in nor touches the stored hash.
+    let wrong = f
+        .accounts
+        .authenticate("imported@example.com", "My password")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(wrong, AccountError::InvalidCredentials),
+        "{wrong:?}"
+    );
+    assert_eq!(
+        f.users
+            .by_id(&user.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        stored
+    );
+
+    let signed_in = f
+        .accounts
+        .authenticate("imported@example.com", "my password")
+        .await
+        .unwrap();
+    assert_eq!(signed_in.id, user.id);
+    let after = f.users.by_id(&user.id).await.unwrap().unwrap();
+    assert!(
+        after
+            .password_hash
+            .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{}",
+        after.password_hash
+    );
+    assert_eq!(
+        after.user.password_changed_at, at,
+        "a rehash is not a password change"
+    );
+    // The same password against the new hash.
+    f.accounts
+        .authenticate("imported@example.com", "my password")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn old_parameters_are_upgraded_on_sign_in() {
     let weak = Argon2Params {
         m_cost_kib: 8 * 1024,

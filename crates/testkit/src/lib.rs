@@ -1,4 +1,5 @@
 //! Real processes for tests: `redis-server` (plain, TLS, or a whole Redis Cluster), PostgreSQL,
+//! FerretDB (a MongoDB wire-protocol server: [`MongoServer`]),
 //! HAProxy, an SMTP server (`aiosmtpd`: [`SmtpServer`], which reads back what it received) and
 //! `ringfence` nodes, each on a free port of `127.0.0.1` with its own temporary directory, plus a
 //! throwaway test CA ([`TestPki`]) for TLS.
@@ -14,6 +15,7 @@
 
 mod cluster;
 mod haproxy;
+mod mongo;
 mod node;
 mod postgres;
 mod process;
@@ -23,6 +25,7 @@ mod tls;
 
 pub use cluster::{ClusterOptions, RedisCluster};
 pub use haproxy::{HaProxy, HaProxyOptions};
+pub use mongo::{MongoServer, FERRETDB_VERSION};
 pub use node::NodeProcess;
 pub use postgres::PostgresServer;
 pub use process::{free_port, try_free_port};

@@ -196,6 +196,61 @@ pub(crate) fn relaunch_on_port<T>(
     }
 }
 
+/// Opens `log` for appending, twice: a server's standard output and its standard error.
+pub(crate) fn log_outputs(log: &Path) -> io::Result<(fs::File, fs::File)> {
+    let out = fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let err = out.try_clone()?;
+    Ok((out, err))
+}
+
+/// Waits until `ready` says the freshly spawned `child` (`what` on `port`, logging to `log`)
+/// serves, at most `timeout`. A child that exits first is an error quoting its log
+/// ([`LaunchError::PortTaken`] when the log says so); one that is not ready in time is killed.
+pub(crate) fn wait_until_ready(
+    mut child: Child,
+    what: &str,
+    port: u16,
+    log: &Path,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> Result<Child, LaunchError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let e = io::Error::other(format!(
+                    "{what} on port {port} exited during startup ({status}); log {}:\n{}",
+                    log.display(),
+                    tail(log, 20)
+                ));
+                return Err(if log_says_port_taken(log) {
+                    LaunchError::PortTaken(e)
+                } else {
+                    LaunchError::Fatal(e)
+                });
+            }
+            Ok(None) => {}
+            Err(e) => return Err(LaunchError::Fatal(e)),
+        }
+        if ready() {
+            return Ok(child);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(LaunchError::Fatal(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{what} on port {port} was not ready within {timeout:?}; log {}:\n{}",
+                    log.display(),
+                    tail(log, 20)
+                ),
+            )));
+        }
+        thread::sleep(POLL);
+    }
+}
+
 /// Whether a server's log says it died because its port was taken, the one failure a new port fixes.
 pub(crate) fn log_says_port_taken(path: &Path) -> bool {
     let t = tail(path, 40).to_ascii_lowercase();

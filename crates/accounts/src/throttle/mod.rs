@@ -128,6 +128,8 @@ use sha2::{Digest, Sha256};
 use crate::{AccountError, Email};
 
 pub use redis_store::RedisAttemptStore;
+#[cfg(feature = "mongodb")]
+pub(crate) use sql::next_lock;
 pub use sql::{PostgresAttemptStore, SqliteAttemptStore};
 
 /// Smallest accepted [`ThrottlePolicy::base_delay`]: stores keep milliseconds.

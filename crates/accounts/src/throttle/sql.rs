@@ -66,7 +66,7 @@ fn migrate_error(e: MigrateError) -> AttemptStoreError {
 
 /// The lock and forget time after the `failures`-th failure at `now_ms`, given the lock the
 /// row already had (0 when none or forgotten).
-fn next_lock(
+pub(crate) fn next_lock(
     failures: u32,
     previous_lock_ms: i64,
     free_attempts: u32,

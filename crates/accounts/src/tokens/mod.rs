@@ -41,6 +41,8 @@ use sha2::{Digest, Sha256};
 use crate::UserRecord;
 
 pub use redis_store::RedisMailTokenStore;
+#[cfg(feature = "mongodb")]
+pub(crate) use sql::PURGE_EVERY;
 pub use sql::{PostgresMailTokenStore, SqliteMailTokenStore};
 
 /// Random bytes in a token.
