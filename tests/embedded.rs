@@ -197,24 +197,13 @@ async fn json_api_round_trip() {
     .await;
     assert_eq!(login["user"]["email"], "erin@example.com");
     let csrf = login["csrf_token"].as_str().unwrap().to_owned();
-    let me: serde_json::Value = client
-        .get(format!("{base}/api/v1/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: serde_json::Value = client.get(format!("{base}/api/v1/me")).answer_json().await;
     assert_eq!(me["node"], "solo");
     assert_eq!(me["session"]["id"], login["session"]["id"]);
     let sessions: serde_json::Value = client
         .get(format!("{base}/api/v1/sessions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     let list = sessions["sessions"].as_array().unwrap();
     assert_eq!(list.len(), 1);
     for field in [
@@ -279,10 +268,8 @@ async fn json_api_round_trip() {
     assert_eq!(
         client
             .get(format!("{base}/api/v1/me"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .answer_status()
+            .await,
         StatusCode::UNAUTHORIZED
     );
 }
@@ -431,7 +418,7 @@ async fn bad_input_gets_specific_errors_never_5xx() {
     check(r.status(), StatusCode::NOT_FOUND, "unknown route");
     let r = client
         .delete(format!("{base}/api/v1/sessions/..%2F..%2Fetc"))
-        .header("x-csrf-token", login_csrf(&client, &base).await)
+        .header("x-csrf-token", api_csrf(&client, &base).await)
         .send()
         .await
         .unwrap();
@@ -456,18 +443,6 @@ async fn bad_input_gets_specific_errors_never_5xx() {
         StatusCode::FORBIDDEN,
         "admin stats as non-admin",
     );
-}
-
-async fn login_csrf(client: &reqwest::Client, base: &str) -> String {
-    let me: serde_json::Value = client
-        .get(format!("{base}/api/v1/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    me["csrf_token"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]

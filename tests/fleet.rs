@@ -137,12 +137,7 @@ async fn cli_sees_the_fleet_state_on_postgres_alone() {
 /// A node's `/readyz` status and the session gauges of its `/metrics` (active sessions,
 /// signed-in users).
 async fn ready_and_counted(client: &Client, node: &str) -> (StatusCode, [u64; 2]) {
-    let ready = client
-        .get(format!("{node}/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let ready = client.get(format!("{node}/readyz")).answer_status().await;
     let metrics = client
         .get(format!("{node}/metrics"))
         .send()
@@ -215,34 +210,18 @@ async fn shares_keys_and_sessions(fleet: &mut Fleet) {
     // The client address behind HAProxy comes from X-Forwarded-For of the trusted proxy.
     let sessions: serde_json::Value = client
         .get(format!("{lb}/api/v1/sessions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     assert_eq!(sessions["sessions"][0]["ip"], "127.0.0.1");
 
     // A second device signs in; the first revokes it through node1; node2 refuses it at once.
     let phone = browser();
     login_api(&phone, &lb, "fleet@example.com", "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Mobile Safari/537.36").await;
-    let me: serde_json::Value = client
-        .get(format!("{a}/api/v1/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let csrf = me["csrf_token"].as_str().unwrap().to_owned();
+    let csrf = api_csrf(&client, &a).await;
     let list: serde_json::Value = client
         .get(format!("{a}/api/v1/sessions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     let other = list["sessions"]
         .as_array()
         .unwrap()
@@ -253,12 +232,7 @@ async fn shares_keys_and_sessions(fleet: &mut Fleet) {
         .unwrap()
         .to_owned();
     assert_eq!(
-        phone
-            .get(format!("{b}/api/v1/me"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        phone.get(format!("{b}/api/v1/me")).answer_status().await,
         StatusCode::OK
     );
     let response = client
@@ -269,12 +243,7 @@ async fn shares_keys_and_sessions(fleet: &mut Fleet) {
         .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(
-        phone
-            .get(format!("{b}/api/v1/me"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        phone.get(format!("{b}/api/v1/me")).answer_status().await,
         StatusCode::UNAUTHORIZED,
         "revoked on node1, refused by node2 on the next request"
     );
@@ -288,20 +257,11 @@ async fn shares_keys_and_sessions(fleet: &mut Fleet) {
     let revoked: serde_json::Value = client
         .post(format!("{b}/api/v1/sessions/revoke-others"))
         .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     assert_eq!(revoked["revoked"], 1);
     assert_eq!(
-        phone
-            .get(format!("{a}/api/v1/me"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        phone.get(format!("{a}/api/v1/me")).answer_status().await,
         StatusCode::UNAUTHORIZED,
         "revoked on node2, refused by node1 on the next request"
     );
@@ -312,12 +272,7 @@ async fn shares_keys_and_sessions(fleet: &mut Fleet) {
     // Deleting the sessions in the store signs the user out (the store is the truth).
     fleet.delete_every_session_in_the_store();
     assert_eq!(
-        client
-            .get(format!("{lb}/api/v1/me"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        client.get(format!("{lb}/api/v1/me")).answer_status().await,
         StatusCode::UNAUTHORIZED
     );
 
@@ -380,12 +335,7 @@ async fn cli_sees_the_state_of(fleet: &Fleet) {
     let (ok, out, _) = run(&["sessions", "revoke", "--user", "ops@example.com"]);
     assert!(ok && out.contains("revoked 1"), "{out}");
     assert_eq!(
-        client
-            .get(format!("{lb}/api/v1/me"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        client.get(format!("{lb}/api/v1/me")).answer_status().await,
         StatusCode::UNAUTHORIZED
     );
 }

@@ -120,10 +120,8 @@ async fn secondary_waits_for_a_key_then_serves_without_restart() {
     assert_eq!(
         browser
             .get(format!("{}/api/v1/me", primary.url()))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .answer_status()
+            .await,
         StatusCode::OK
     );
 }
@@ -284,10 +282,8 @@ async fn revoking_every_key_signs_everyone_out_and_a_new_key_takes_over() {
     assert_eq!(
         browser
             .get(format!("{}/api/v1/me", b.url()))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .answer_status()
+            .await,
         StatusCode::OK
     );
     let (ok, out, err) = cli(&["keys", "revoke", "--all", "--redis", &redis.url()], None);
@@ -297,10 +293,8 @@ async fn revoking_every_key_signs_everyone_out_and_a_new_key_takes_over() {
     loop {
         let status = browser
             .get(format!("{}/api/v1/me", b.url()))
-            .send()
-            .await
-            .unwrap()
-            .status();
+            .answer_status()
+            .await;
         if status == StatusCode::UNAUTHORIZED {
             break;
         }
@@ -315,10 +309,8 @@ async fn revoking_every_key_signs_everyone_out_and_a_new_key_takes_over() {
     assert_eq!(
         browser
             .get(format!("{}/api/v1/me", a.url()))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .answer_status()
+            .await,
         StatusCode::OK
     );
     assert_eq!(keys_json(&["--redis", &redis.url()]).len(), 2);

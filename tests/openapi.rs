@@ -142,11 +142,6 @@ async fn document(base: &str) -> Value {
         .unwrap()
 }
 
-/// The status `request` is answered with.
-async fn status_of(request: reqwest::RequestBuilder) -> StatusCode {
-    request.send().await.unwrap().status()
-}
-
 /// What a step of a [`Tour`] sends besides its method and path.
 #[derive(Clone, Copy)]
 enum With<'a> {
@@ -341,12 +336,7 @@ async fn openapi_document_matches_the_running_api() {
         .send()
         .await
         .unwrap();
-    let me = call(&user, Method::GET, "/api/v1/me").send().await.unwrap();
-    let csrf = {
-        let text = me.text().await.unwrap();
-        let value: Value = serde_json::from_str(&text).unwrap();
-        value["csrf_token"].as_str().unwrap().to_owned()
-    };
+    let csrf = api_csrf(&user, &base).await;
     let unknown_ceremony = serde_json::json!({"challenge_id": "A".repeat(43), "name": "Laptop", "credential": {"id": "AA", "rawId": "AA", "type": "public-key", "response": {"clientDataJSON": "e30", "attestationObject": "oA"}, "clientExtensionResults": {}}});
     let rename = serde_json::json!({"name": "Phone"});
     let empty = serde_json::json!({});
@@ -416,12 +406,8 @@ async fn openapi_document_matches_the_running_api() {
         Method::GET,
         "/api/v1/admin/users?email=doc%40example.com",
     )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .answer_json()
+    .await;
     assert_eq!(found["users"][0]["email"], "doc@example.com", "{found}");
     assert_eq!(found["users"][0]["email_verified"], false, "{found}");
     assert_eq!(found["users"][0]["mfa"]["totp"], false, "{found}");
@@ -453,14 +439,7 @@ async fn openapi_document_matches_the_running_api() {
         (&user,  "POST /api/v1/admin/revoke-user",                     CsrfJson(&csrf, &who), 403),
     ];
     tour.run(&steps).await;
-    let admin_me: Value = call(&admin, Method::GET, "/api/v1/me")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let admin_csrf = admin_me["csrf_token"].as_str().unwrap().to_owned();
+    let admin_csrf = api_csrf(&admin, &base).await;
     for route in [
         "DELETE /api/v1/admin/users/{id}",
         "POST /api/v1/admin/users/{id}/disable",
@@ -484,13 +463,17 @@ async fn openapi_document_matches_the_running_api() {
     ];
     tour.run(&steps).await;
     assert_eq!(
-        status_of(call(&other, Method::GET, "/api/v1/me")).await,
+        call(&other, Method::GET, "/api/v1/me")
+            .answer_status()
+            .await,
         StatusCode::UNAUTHORIZED,
         "revoked by revoke-others above"
     );
     call(&other, Method::POST, "/api/v1/login").json(&serde_json::json!({"email": "doc@example.com", "password": "an even longer passphrase"})).send().await.unwrap();
     assert_eq!(
-        status_of(call(&other, Method::GET, "/api/v1/me")).await,
+        call(&other, Method::GET, "/api/v1/me")
+            .answer_status()
+            .await,
         StatusCode::OK
     );
     #[rustfmt::skip]
@@ -499,11 +482,13 @@ async fn openapi_document_matches_the_running_api() {
     ];
     tour.run(&steps).await;
     assert_eq!(
-        status_of(call(&other, Method::GET, "/api/v1/me")).await,
+        call(&other, Method::GET, "/api/v1/me")
+            .answer_status()
+            .await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        status_of(call(&user, Method::GET, "/api/v1/me")).await,
+        call(&user, Method::GET, "/api/v1/me").answer_status().await,
         StatusCode::UNAUTHORIZED
     );
     #[rustfmt::skip]
@@ -660,12 +645,8 @@ async fn mfa_operations_match_the_document() {
         .unwrap();
     let login: Value = call(&user, Method::POST, "/api/v1/login")
         .json(&creds)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     let csrf = login["csrf_token"].as_str().unwrap().to_owned();
     let confirm = "POST /api/v1/mfa/totp/confirm";
     let some_code = serde_json::json!({"code": "123456"});
@@ -679,12 +660,8 @@ async fn mfa_operations_match_the_document() {
     tour.run(&steps).await;
     let setup: Value = call(&user, Method::POST, "/api/v1/mfa/totp/setup")
         .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     let secret = TotpSecret::from_base32(setup["secret"].as_str().unwrap()).unwrap();
     let now = chrono::Utc::now();
     let not_digits = serde_json::json!({"code": "12345x"});
@@ -711,12 +688,8 @@ async fn mfa_operations_match_the_document() {
     tour.run(&steps).await;
     let pending: Value = call(&phone, Method::POST, "/api/v1/login")
         .json(&creds)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     assert_eq!(pending["mfa_required"], true);
     let pending_csrf = pending["csrf_token"].as_str().unwrap().to_owned();
     let second = "POST /api/v1/login/mfa";
@@ -838,10 +811,8 @@ async fn finding_12_schemathesis_finds_nothing_against_a_live_node() {
     assert_eq!(
         client
             .get(format!("{base}/api/v1/me"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .answer_status()
+            .await,
         StatusCode::OK,
         "the session outlived the run: the operations were reached signed in"
     );

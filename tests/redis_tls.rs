@@ -81,12 +81,8 @@ async fn a_node_serves_through_tls_redis_with_an_acl_user() {
     assert_eq!(me.status(), StatusCode::OK);
     let sessions: serde_json::Value = client
         .get(format!("{base}/api/v1/sessions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     assert_eq!(sessions["sessions"].as_array().unwrap().len(), 1);
 
     // The key ring and the session really are in that Redis (read back over TLS as alice).

@@ -149,12 +149,7 @@ async fn rolling_restart_under_traffic_loses_nothing() {
     );
     // Nobody was signed out.
     assert_eq!(
-        client
-            .get(format!("{lb}/api/v1/me"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        client.get(format!("{lb}/api/v1/me")).answer_status().await,
         StatusCode::OK
     );
 

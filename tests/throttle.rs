@@ -96,10 +96,8 @@ async fn login_from(client: &reqwest::Client, base: &str, ip: &str, password: &s
         .post(format!("{base}/api/v1/login"))
         .header("x-forwarded-for", ip)
         .json(&serde_json::json!({"email": "target@example.com", "password": password}))
-        .send()
+        .answer_status()
         .await
-        .unwrap()
-        .status()
 }
 
 fn retry_after_of(response: &reqwest::Response) -> u64 {

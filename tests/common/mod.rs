@@ -286,3 +286,80 @@ pub fn fleet(extra: &[&str]) -> Fleet {
         _dirs: dirs,
     }
 }
+
+/// Sending a request in a test, where a failure to get an answer is the test's failure: the
+/// answer's JSON body, or its status, in one step.
+#[allow(async_fn_in_trait)]
+pub trait Answer {
+    /// Sends the request; the answer's body as JSON (a body that is not JSON fails the test).
+    async fn answer_json(self) -> serde_json::Value;
+    /// Sends the request; the answer's status.
+    async fn answer_status(self) -> StatusCode;
+}
+
+impl Answer for reqwest::RequestBuilder {
+    async fn answer_json(self) -> serde_json::Value {
+        self.send().await.unwrap().json().await.unwrap()
+    }
+
+    async fn answer_status(self) -> StatusCode {
+        self.send().await.unwrap().status()
+    }
+}
+
+/// The CSRF token of the session `client` holds on `base`, as `GET /api/v1/me` gives it.
+pub async fn api_csrf(client: &Client, base: &str) -> String {
+    let me = client.get(format!("{base}/api/v1/me")).answer_json().await;
+    me["csrf_token"].as_str().unwrap().to_owned()
+}
+
+/// The `error.code` of a JSON error body (empty when there is none).
+pub fn error_code(body: &serde_json::Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_default()
+}
+
+/// A JSON API request: `method url`, with the CSRF header and a JSON body when given; the status
+/// and the JSON body (`Null` when the body is empty or not JSON).
+pub async fn api_call(
+    client: &Client,
+    method: reqwest::Method,
+    url: &str,
+    csrf: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let mut request = client.request(method, url);
+    if let Some(csrf) = csrf {
+        request = request.header("x-csrf-token", csrf);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_default())
+}
+
+/// Asserts a JSON API answer (status and body) is `status` with the error code `code`.
+#[track_caller]
+pub fn assert_error(answer: &(StatusCode, serde_json::Value), status: StatusCode, code: &str) {
+    let (got, body) = answer;
+    assert_eq!((*got, error_code(body)), (status, code), "{body}");
+}
+
+/// Makes `email` an administrator of `fleet` with `ringfence users set-admin EMAIL on`.
+pub fn make_fleet_admin(fleet: &Fleet, email: &str) {
+    let (redis, database) = (fleet.redis.url(), fleet.postgres.url());
+    let set = [
+        "users",
+        "set-admin",
+        email,
+        "on",
+        "--redis",
+        &redis,
+        "--database",
+        &database,
+    ];
+    let done = run(&set, None, &[]);
+    assert!(done.success, "{}", done.stderr);
+}
