@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use reqwest::{Client, StatusCode};
-use ringfence_testkit::{
-    HaProxy, NodeProcess, PostgresServer, ReceivedMail, RedisServer, SmtpServer,
-};
+use ringfence_testkit::{ReceivedMail, SmtpServer};
 use serde_json::{json, Value};
 
 const PUBLIC_URL: &str = "http://app.example.test";
@@ -24,14 +22,7 @@ const NEW_PASSWORD: &str = "a brand new passphrase for the test";
 
 /// A JSON POST (with the CSRF header when given); status and body (`Null` when empty).
 async fn post(client: &Client, url: &str, body: Value, csrf: Option<&str>) -> (StatusCode, Value) {
-    let mut request = client.post(url).json(&body);
-    if let Some(csrf) = csrf {
-        request = request.header("x-csrf-token", csrf);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    api_call(client, reqwest::Method::POST, url, csrf, Some(&body)).await
 }
 
 /// An authenticated JSON request without a body.
@@ -41,14 +32,7 @@ async fn call(
     url: &str,
     csrf: Option<&str>,
 ) -> (StatusCode, Value) {
-    let mut request = client.request(method, url);
-    if let Some(csrf) = csrf {
-        request = request.header("x-csrf-token", csrf);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    api_call(client, method, url, csrf, None).await
 }
 
 /// Signs in through the API: the status, and the CSRF token on success.
@@ -60,11 +44,6 @@ async fn sign_in(client: &Client, base: &str, email: &str, password: &str) -> (S
         None,
     )
     .await
-}
-
-/// The error code of an error body.
-fn code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or_default()
 }
 
 /// The token of the one action link in a mail, checking the link's form on the way.
@@ -154,64 +133,69 @@ fn mail_args(smtp: Option<&SmtpServer>) -> Vec<String> {
     args
 }
 
-struct Fleet {
-    redis: RedisServer,
-    _postgres: PostgresServer,
-    nodes: Vec<NodeProcess>,
-    haproxy: HaProxy,
-    store_args: Vec<String>,
-    _dirs: Vec<tempfile::TempDir>,
-}
-
+/// Two nodes on Redis and PostgreSQL behind HAProxy, mailing through `smtp`.
 fn fleet(smtp: &SmtpServer) -> Fleet {
-    let redis = RedisServer::start().expect("redis");
-    let postgres = PostgresServer::start().expect("postgres");
-    let store_args = vec![
-        "--redis".to_owned(),
-        redis.url(),
-        "--database".to_owned(),
-        postgres.url(),
-    ];
-    let mut dirs = Vec::new();
-    let mut nodes = Vec::new();
-    for name in ["node1", "node2"] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut args = store_args.clone();
-        args.extend(mail_args(Some(smtp)));
-        args.extend(["--trusted-proxy".to_owned(), "127.0.0.1/32".to_owned()]);
-        nodes.push(start_node(name, dir.path(), &args));
-        dirs.push(dir);
-    }
-    let backends: Vec<(String, std::net::SocketAddr)> = nodes
-        .iter()
-        .zip(["node1", "node2"])
-        .map(|(n, name)| (name.to_owned(), n.addr()))
-        .collect();
-    let haproxy = HaProxy::start(&backends).expect("haproxy");
-    for name in ["node1", "node2"] {
-        haproxy
-            .wait_for_server_status(name, "UP", Duration::from_secs(10))
-            .expect("backend up");
-    }
-    Fleet {
-        redis,
-        _postgres: postgres,
-        nodes,
-        haproxy,
-        store_args,
-        _dirs: dirs,
-    }
+    let args = mail_args(Some(smtp));
+    common::fleet(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 impl Fleet {
     /// `ringfence ARGS` on the fleet's stores (and mail settings).
     fn cli(&self, args: &[&str], stdin: Option<&str>, smtp: &SmtpServer) -> Run {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        all.extend(self.store_args.iter().cloned());
+        all.extend(["--redis".to_owned(), self.redis.url()]);
+        all.extend(["--database".to_owned(), self.postgres.url()]);
         all.extend(mail_args(Some(smtp)));
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
         run(&refs, stdin, &[])
     }
+}
+
+/// `ringfence users disable` (by `cli`) on an account signed in on `node` with [`NEW_PASSWORD`]:
+/// its session ends there, and signing in on `other` is refused as `account_disabled`.
+async fn disabling_ends_the_sessions(
+    cli: &impl Fn(&[&str], Option<&str>) -> Run,
+    email: &str,
+    node: &str,
+    other: &str,
+) {
+    let client = browser();
+    assert_eq!(
+        sign_in(&client, node, email, NEW_PASSWORD).await.0,
+        StatusCode::OK
+    );
+    let disabled = cli(&["users", "disable", email], None);
+    assert!(disabled.success, "{}", disabled.stderr);
+    let me = call(
+        &client,
+        reqwest::Method::GET,
+        &format!("{node}/api/v1/me"),
+        None,
+    )
+    .await;
+    assert_eq!(me.0, StatusCode::UNAUTHORIZED);
+    let answer = sign_in(&browser(), other, email, NEW_PASSWORD).await;
+    assert_error(&answer, StatusCode::FORBIDDEN, "account_disabled");
+}
+
+/// `ringfence users enable`, then `users set-password` with [`PASSWORD`] (by `cli`): the
+/// account signs in with it on `node`.
+async fn enabling_and_setting_the_password(
+    cli: &impl Fn(&[&str], Option<&str>) -> Run,
+    email: &str,
+    node: &str,
+) {
+    let enabled = cli(&["users", "enable", email], None);
+    assert!(enabled.success, "{}", enabled.stderr);
+    let set = cli(
+        &["users", "set-password", email],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(set.success, "{}", set.stderr);
+    assert_eq!(
+        sign_in(&browser(), node, email, PASSWORD).await.0,
+        StatusCode::OK
+    );
 }
 
 /// The whole reset flow across a fleet, then verification, an e-mail change and the admin
@@ -279,17 +263,14 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
         "../../etc/passwd",
         &"A".repeat(5000),
     ] {
-        let (status, body) = post(
+        let answer = post(
             &anyone,
             &format!("{n2}/api/v1/password/reset"),
             json!({"token": bad, "new_password": NEW_PASSWORD}),
             None,
         )
         .await;
-        assert_eq!(
-            (status, code(&body)),
-            (StatusCode::BAD_REQUEST, "invalid_token")
-        );
+        assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_token");
     }
     let (status, body) = post(
         &anyone,
@@ -299,21 +280,18 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     )
     .await;
     assert_eq!(
-        (status, code(&body)),
+        (status, error_code(&body)),
         (StatusCode::BAD_REQUEST, "invalid_token"),
         "a reset token is no verification token"
     );
-    let (status, body) = post(
+    let answer = post(
         &anyone,
         &format!("{n2}/api/v1/password/reset"),
         json!({"token": 12, "new_password": NEW_PASSWORD}),
         None,
     )
     .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input")
-    );
+    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
     let huge = "x".repeat(100 * 1024);
     let (status, _) = post(
         &anyone,
@@ -343,17 +321,14 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
         "{a:?} {b:?}"
     );
     // Second use: 400 invalid_token.
-    let (status, body) = post(
+    let answer = post(
         &anyone,
         &format!("{n1}/api/v1/password/reset"),
         json!({"token": token, "new_password": NEW_PASSWORD}),
         None,
     )
     .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::BAD_REQUEST, "invalid_token")
-    );
+    assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_token");
     // Earlier sessions ended on both nodes; the old password is refused, the new one works.
     assert_eq!(
         call(&on1, reqwest::Method::GET, &format!("{n1}/api/v1/me"), None)
@@ -378,17 +353,14 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     assert_eq!(login["user"]["email_verified"], true, "{login}");
     smtp_mail(&smtp, email, "password was reset");
     // The verification link sent before the reset is void: the password changed since.
-    let (status, body) = post(
+    let answer = post(
         &anyone,
         &format!("{n1}/api/v1/email/verify"),
         json!({"token": link_token(&verification, "/verify-email")}),
         None,
     )
     .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::BAD_REQUEST, "invalid_token")
-    );
+    assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_token");
 
     // Verification on a fresh account: the mail from registration, redeemed on the other node;
     // a resend after that sends nothing.
@@ -435,22 +407,22 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     assert_eq!(status, StatusCode::ACCEPTED);
     let confirm = smtp_mail(&smtp, "taken@example.com", "Confirm your new e-mail");
     register_api(&browser(), &n2, "taken@example.com").await;
-    let (status, body) = post(
+    let answer = post(
         &anyone,
         &format!("{n2}/api/v1/email/confirm"),
         json!({"token": link_token(&confirm, "/confirm-email")}),
         None,
     )
     .await;
-    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "email_taken"));
-    let (status, body) = post(
+    assert_error(&answer, StatusCode::CONFLICT, "email_taken");
+    let answer = post(
         &fresh_client,
         &format!("{n1}/api/v1/email/change"),
         json!({"new_email": "taken@example.com"}),
         Some(&csrf),
     )
     .await;
-    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "email_taken"));
+    assert_error(&answer, StatusCode::CONFLICT, "email_taken");
     let (status, _) = post(
         &fresh_client,
         &format!("{n1}/api/v1/email/change"),
@@ -554,11 +526,8 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
         .0,
         StatusCode::UNAUTHORIZED
     );
-    let (status, body) = sign_in(&browser(), &n2, "moved@example.com", PASSWORD).await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::FORBIDDEN, "account_disabled")
-    );
+    let answer = sign_in(&browser(), &n2, "moved@example.com", PASSWORD).await;
+    assert_error(&answer, StatusCode::FORBIDDEN, "account_disabled");
     let (status, _) = post(
         &anyone,
         &format!("{n2}/api/v1/password/forgot"),
@@ -605,46 +574,15 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
 
     // The CLI on the fleet's stores: disable ends the sessions on every node, set-password,
     // reset-password mails (and --print-link prints) a working link, delete.
-    let cli_user = browser();
-    assert_eq!(
-        sign_in(&cli_user, &n1, email, NEW_PASSWORD).await.0,
-        StatusCode::OK
-    );
-    let disabled = fleet.cli(&["users", "disable", email], None, &smtp);
-    assert!(disabled.success, "{}", disabled.stderr);
-    assert_eq!(
-        call(
-            &cli_user,
-            reqwest::Method::GET,
-            &format!("{n1}/api/v1/me"),
-            None
-        )
-        .await
-        .0,
-        StatusCode::UNAUTHORIZED
-    );
-    let (status, body) = sign_in(&browser(), &n2, email, NEW_PASSWORD).await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::FORBIDDEN, "account_disabled")
-    );
+    let fleet_cli = |args: &[&str], stdin: Option<&str>| fleet.cli(args, stdin, &smtp);
+    disabling_ends_the_sessions(&fleet_cli, email, &n1, &n2).await;
     let refused = fleet.cli(
         &["users", "reset-password", email, "--print-link"],
         None,
         &smtp,
     );
     assert_one_line_failure(&refused, "disabled", "");
-    assert!(fleet.cli(&["users", "enable", email], None, &smtp).success);
-    let set = fleet.cli(
-        &["users", "set-password", email],
-        Some(&format!("{PASSWORD}\n")),
-        &smtp,
-    );
-    assert!(set.success, "{}", set.stderr);
-    assert_eq!(
-        sign_in(&browser(), &lb, email, PASSWORD).await.0,
-        StatusCode::OK
-    );
+    enabling_and_setting_the_password(&fleet_cli, email, &lb).await;
     smtp_mail(&smtp, email, "password was changed");
     let printed = fleet.cli(
         &["users", "reset-password", email, "--print-link"],
@@ -720,11 +658,8 @@ async fn the_embedded_node_writes_mail_to_the_outbox_and_the_flows_work_from_it(
     let base = node.url();
     let email = "solo@example.com";
     register_api(&browser(), &base, email).await;
-    let (status, body) = sign_in(&browser(), &base, email, PASSWORD).await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::FORBIDDEN, "email_not_verified")
-    );
+    let answer = sign_in(&browser(), &base, email, PASSWORD).await;
+    assert_error(&answer, StatusCode::FORBIDDEN, "email_not_verified");
     // The refused sign-in sent the verification mail again; the first one still works.
     let mail = wait_mails(|| outbox(data.path()), email, "Confirm your e-mail", 2).remove(0);
     let (status, _) = post(
@@ -786,38 +721,8 @@ async fn the_embedded_node_writes_mail_to_the_outbox_and_the_flows_work_from_it(
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
         run(&refs, stdin, &[])
     };
-    let signed_in = browser();
-    assert_eq!(
-        sign_in(&signed_in, &base, email, NEW_PASSWORD).await.0,
-        StatusCode::OK
-    );
-    assert!(cli_run(&["users", "disable", email], None).success);
-    assert_eq!(
-        call(
-            &signed_in,
-            reqwest::Method::GET,
-            &format!("{base}/api/v1/me"),
-            None
-        )
-        .await
-        .0,
-        StatusCode::UNAUTHORIZED
-    );
-    let (status, body) = sign_in(&browser(), &base, email, NEW_PASSWORD).await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::FORBIDDEN, "account_disabled")
-    );
-    assert!(cli_run(&["users", "enable", email], None).success);
-    let set = cli_run(
-        &["users", "set-password", email],
-        Some(&format!("{PASSWORD}\n")),
-    );
-    assert!(set.success, "{}", set.stderr);
-    assert_eq!(
-        sign_in(&browser(), &base, email, PASSWORD).await.0,
-        StatusCode::OK
-    );
+    disabling_ends_the_sessions(&cli_run, email, &base, &base).await;
+    enabling_and_setting_the_password(&cli_run, email, &base).await;
     let weak = cli_run(&["users", "set-password", email], Some("short\n"));
     assert_one_line_failure(&weak, "password", "short");
     let mailed = cli_run(&["users", "reset-password", email], None);
@@ -892,11 +797,8 @@ async fn the_embedded_node_writes_mail_to_the_outbox_and_the_flows_work_from_it(
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, body) = sign_in(&browser(), &base, "victim@example.com", PASSWORD).await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::FORBIDDEN, "account_disabled")
-    );
+    let answer = sign_in(&browser(), &base, "victim@example.com", PASSWORD).await;
+    assert_error(&answer, StatusCode::FORBIDDEN, "account_disabled");
     let (status, _) = call(
         &admin,
         reqwest::Method::DELETE,

@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use common::*;
 use reqwest::{Client, StatusCode};
@@ -86,17 +85,7 @@ fn fleet(shared: Shared) -> Fleet {
         nodes.push(start_node(name, dir.path(), &args));
         dirs.push(dir);
     }
-    let backends: Vec<(String, std::net::SocketAddr)> = nodes
-        .iter()
-        .zip(["node1", "node2"])
-        .map(|(n, name)| (name.to_owned(), n.addr()))
-        .collect();
-    let haproxy = HaProxy::start(&backends).expect("haproxy");
-    for name in ["node1", "node2"] {
-        haproxy
-            .wait_for_server_status(name, "UP", Duration::from_secs(10))
-            .expect("backend up");
-    }
+    let haproxy = balance(&nodes);
     Fleet {
         redis,
         postgres,

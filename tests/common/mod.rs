@@ -267,17 +267,7 @@ pub fn fleet(extra: &[&str]) -> Fleet {
         nodes.push(start_node(name, dir.path(), &args));
         dirs.push(dir);
     }
-    let backends: Vec<(String, std::net::SocketAddr)> = nodes
-        .iter()
-        .zip(["node1", "node2"])
-        .map(|(n, name)| (name.to_owned(), n.addr()))
-        .collect();
-    let haproxy = ringfence_testkit::HaProxy::start(&backends).expect("haproxy");
-    for name in ["node1", "node2"] {
-        haproxy
-            .wait_for_server_status(name, "UP", Duration::from_secs(10))
-            .expect("backend up");
-    }
+    let haproxy = balance(&nodes);
     Fleet {
         redis,
         postgres,
@@ -362,4 +352,21 @@ pub fn make_fleet_admin(fleet: &Fleet, email: &str) {
     ];
     let done = run(&set, None, &[]);
     assert!(done.success, "{}", done.stderr);
+}
+
+/// A real HAProxy (round robin) in front of `nodes`, named `node1`, `node2`, … in order; it is
+/// returned once it sees every one of them up.
+pub fn balance(nodes: &[NodeProcess]) -> ringfence_testkit::HaProxy {
+    let backends: Vec<(String, std::net::SocketAddr)> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| (format!("node{}", i + 1), node.addr()))
+        .collect();
+    let haproxy = ringfence_testkit::HaProxy::start(&backends).expect("haproxy");
+    for (name, _) in &backends {
+        haproxy
+            .wait_for_server_status(name, "UP", Duration::from_secs(10))
+            .expect("backend up");
+    }
+    haproxy
 }
