@@ -155,12 +155,4 @@ async fn three_devices(backend: Backend) {
     assert!(!ids(&listed).contains(&old));
 }
 
-#[tokio::test]
-async fn three_devices_listed_sqlite() {
-    three_devices(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn three_devices_listed_redis() {
-    three_devices(Backend::Redis).await;
-}
+on_each_backend!(three_devices: three_devices_listed_sqlite, three_devices_listed_redis);

@@ -6,44 +6,10 @@ use serde_json::json;
 
 use crate::harness::*;
 
-/// Asserts that `device`'s cookie is refused by every node. The cookie is replayed unchanged on
-/// each node (a browser behind a load balancer may hit any of them first).
-async fn refused_everywhere(d: &Deployment, device: &Device, what: &str) {
-    for node in &d.nodes {
-        assert_eq!(
-            device.probe(node).await,
-            StatusCode::UNAUTHORIZED,
-            "{what}: still accepted by {}",
-            node.name
-        );
-    }
-}
-
-async fn accepted_everywhere(d: &Deployment, device: &Device, what: &str) {
-    for node in &d.nodes {
-        assert_eq!(
-            device.probe(node).await,
-            StatusCode::OK,
-            "{what}: refused by {}",
-            node.name
-        );
-    }
-}
-
 async fn two_nodes(backend: Backend) {
     let d = Deployment::start(backend, &["node-a", "node-b"], None).await;
     let (a, b) = (d.node(0), d.node(1));
-    d.add_user("alice@example.com", false).await;
-    d.add_user("bob@example.com", false).await;
-
-    let laptop = Device::new(FIREFOX_LINUX, "198.51.100.10");
-    let phone = Device::new(SAFARI_IPHONE, "198.51.100.11");
-    let desktop = Device::new(CHROME_WINDOWS, "198.51.100.12");
-    let bob = Device::new(CHROME_ANDROID, "198.51.100.13");
-    laptop.login(a, "alice@example.com").await;
-    phone.login(b, "alice@example.com").await;
-    desktop.login(a, "alice@example.com").await;
-    bob.login(b, "bob@example.com").await;
+    let [laptop, phone, desktop, bob] = alice_and_bob_signed_in(&d, 10).await;
     for device in [&laptop, &phone, &desktop, &bob] {
         accepted_everywhere(&d, device, "fresh sign-in").await;
     }
@@ -161,13 +127,5 @@ async fn two_nodes(backend: Backend) {
     refused_everywhere(&d, &laptop, "laptop after logout").await;
 }
 
-#[tokio::test]
-async fn revocation_on_two_nodes_redis() {
-    two_nodes(Backend::Redis).await;
-}
-
-/// Two nodes on one SQLite file (the embedded store) behave the same.
-#[tokio::test]
-async fn revocation_on_two_nodes_sqlite() {
-    two_nodes(Backend::Sqlite).await;
-}
+// Two nodes on one SQLite file (the embedded store) behave the same.
+on_each_backend!(two_nodes: revocation_on_two_nodes_sqlite, revocation_on_two_nodes_redis);

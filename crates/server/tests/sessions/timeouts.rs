@@ -130,22 +130,6 @@ async fn absolute_timeout(backend: Backend) {
     assert_eq!(ids(&later.sessions(node).await), vec![later.id()]);
 }
 
-#[tokio::test]
-async fn idle_timeout_sqlite() {
-    idle_timeout(Backend::Sqlite).await;
-}
+on_each_backend!(idle_timeout: idle_timeout_sqlite, idle_timeout_redis);
 
-#[tokio::test]
-async fn idle_timeout_redis() {
-    idle_timeout(Backend::Redis).await;
-}
-
-#[tokio::test]
-async fn absolute_timeout_sqlite() {
-    absolute_timeout(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn absolute_timeout_redis() {
-    absolute_timeout(Backend::Redis).await;
-}
+on_each_backend!(absolute_timeout: absolute_timeout_sqlite, absolute_timeout_redis);
