@@ -42,10 +42,7 @@ async fn a_ceremony_lives_five_minutes_for_its_own_user() {
     let result = service
         .finish_registration(&ada, &started.challenge_id, "Laptop", &junk_registration())
         .await;
-    assert!(
-        matches!(result, Err(PasskeyError::Rejected(_))),
-        "{result:?}"
-    );
+    assert_matches!(result, Err(PasskeyError::Rejected(_)));
 
     // Past it, it is gone.
     let started = service.start_registration(&ada).await.unwrap();
@@ -53,44 +50,29 @@ async fn a_ceremony_lives_five_minutes_for_its_own_user() {
     let result = service
         .finish_registration(&ada, &started.challenge_id, "Laptop", &junk_registration())
         .await;
-    assert!(
-        matches!(result, Err(PasskeyError::InvalidChallenge)),
-        "{result:?}"
-    );
+    assert_matches!(result, Err(PasskeyError::InvalidChallenge));
 
     // Another user cannot finish it (and it is spent by the attempt).
     let started = service.start_registration(&ada).await.unwrap();
     let result = service
         .finish_registration(&bob, &started.challenge_id, "Laptop", &junk_registration())
         .await;
-    assert!(
-        matches!(result, Err(PasskeyError::InvalidChallenge)),
-        "{result:?}"
-    );
+    assert_matches!(result, Err(PasskeyError::InvalidChallenge));
     let result = service
         .finish_registration(&ada, &started.challenge_id, "Laptop", &junk_registration())
         .await;
-    assert!(
-        matches!(result, Err(PasskeyError::InvalidChallenge)),
-        "{result:?}"
-    );
+    assert_matches!(result, Err(PasskeyError::InvalidChallenge));
 
     // A ceremony for one account (second step, re-authentication) needs its passkeys.
     let result = service.start_login_for(&bob).await;
-    assert!(
-        matches!(result, Err(PasskeyError::NoPasskeys)),
-        "{result:?}"
-    );
+    assert_matches!(result, Err(PasskeyError::NoPasskeys));
 
     // A sign-in ceremony cannot finish a registration.
     let login = service.start_login(None).await.unwrap();
     let result = service
         .finish_registration(&ada, &login.challenge_id, "Laptop", &junk_registration())
         .await;
-    assert!(
-        matches!(result, Err(PasskeyError::InvalidChallenge)),
-        "{result:?}"
-    );
+    assert_matches!(result, Err(PasskeyError::InvalidChallenge));
 }
 
 #[tokio::test]
