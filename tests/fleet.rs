@@ -163,16 +163,8 @@ async fn shares_keys_and_sessions(fleet: &mut Fleet) {
     // are accepted by the other (shared key ring).
     let (node, html) = get_page(&client, &format!("{a}/register")).await;
     assert_eq!(node, "node1");
-    let response = client
-        .post(format!("{b}/register"))
-        .form(&[
-            ("email", "fleet@example.com"),
-            ("password", PASSWORD),
-            ("_csrf", &csrf_of(&html)),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let fields = [("email", "fleet@example.com"), ("password", PASSWORD)];
+    let response = send_form(client.post(format!("{b}/register")), &fields, &html).await;
     assert_eq!(
         response.status(),
         StatusCode::SEE_OTHER,

@@ -219,52 +219,26 @@ fn bad_ca_files_and_flag_mixups_are_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
 
     let missing = dir.path().join("missing.pem");
-    let r = run(
-        &[
-            "keys",
-            "list",
-            "--redis",
-            &url,
-            "--redis-ca-file",
-            missing.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_one_line_failure(&r, "cannot read --redis-ca-file", SECRET);
-
     let garbage = dir.path().join("garbage.pem");
     std::fs::write(&garbage, "this is not a certificate\n").unwrap();
-    let r = run(
-        &[
-            "keys",
-            "list",
-            "--redis",
-            &url,
-            "--redis-ca-file",
-            garbage.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_one_line_failure(&r, "no PEM certificate", SECRET);
-
     let broken = dir.path().join("broken.pem");
     std::fs::write(
         &broken,
         "-----BEGIN CERTIFICATE-----\n!!!notbase64!!!\n-----END CERTIFICATE-----\n",
     )
     .unwrap();
-    let r = run(
-        &[
-            "keys",
-            "list",
-            "--redis",
-            &url,
-            "--redis-ca-file",
-            broken.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_one_line_failure(&r, "--redis-ca-file", SECRET);
+    for (ca, needle) in [
+        (&missing, "cannot read --redis-ca-file"),
+        (&garbage, "no PEM certificate"),
+        (&broken, "--redis-ca-file"),
+    ] {
+        let ca = ca.to_str().unwrap();
+        let r = run(
+            &["keys", "list", "--redis", &url, "--redis-ca-file", ca],
+            &[],
+        );
+        assert_one_line_failure(&r, needle, SECRET);
+    }
 
     // A CA file with a plain-text URL, or with no Redis at all, is a mistake worth saying.
     let ca = pki.ca_file();

@@ -61,17 +61,7 @@ async fn rolling_restart_under_traffic_loses_nothing() {
         .zip(ports)
         .map(|(name, port)| node_on(name, port, dir.path(), &redis, &database))
         .collect();
-    let backends: Vec<(String, std::net::SocketAddr)> = names
-        .iter()
-        .zip(&nodes)
-        .map(|(n, p)| (n.to_string(), p.addr()))
-        .collect();
-    let haproxy = HaProxy::start(&backends).unwrap();
-    for name in names {
-        haproxy
-            .wait_for_server_status(name, "UP", Duration::from_secs(10))
-            .unwrap();
-    }
+    let haproxy = balance(&nodes);
     let lb = haproxy.url();
     let client = browser();
     register_api(&client, &lb, "steady@example.com").await;
@@ -79,73 +69,19 @@ async fn rolling_restart_under_traffic_loses_nothing() {
     let csrf = login["csrf_token"].as_str().unwrap().to_owned();
 
     // Steady traffic: reads and cookie-authenticated writes, counting every failure.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut workers = Vec::new();
-    for worker in 0..4 {
-        let (client, lb, csrf) = (client.clone(), lb.clone(), csrf.clone());
-        let (stop, ok, failed, failures) =
-            (stop.clone(), ok.clone(), failed.clone(), failures.clone());
-        workers.push(tokio::spawn(async move {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                i += 1;
-                let request = if (i + worker).is_multiple_of(5) {
-                    client.get(format!("{lb}/api/v1/sessions"))
-                } else {
-                    client
-                        .get(format!("{lb}/api/v1/me"))
-                        .header("x-csrf-token", &csrf)
-                };
-                match request.send().await {
-                    Ok(r) if r.status() == StatusCode::OK => {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(r) => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        failures
-                            .lock()
-                            .unwrap()
-                            .push(format!("status {}", r.status()));
-                    }
-                    Err(e) => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        failures.lock().unwrap().push(format!("error {e}"));
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }));
-    }
+    let load = Load::start(&client, &lb, &csrf, 4);
     tokio::time::sleep(Duration::from_millis(500)).await;
     for (i, name) in names.iter().enumerate() {
-        nodes[i].terminate();
-        let status = nodes[i]
-            .wait_exit(Duration::from_secs(20))
-            .unwrap()
-            .expect("node exits on SIGTERM");
-        assert!(
-            status.success(),
-            "{name} exits 0 after draining: {status:?}"
-        );
-        nodes[i] = node_on(name, ports[i], dir.path(), &redis, &database);
-        haproxy
-            .wait_for_server_status(name, "UP", Duration::from_secs(15))
-            .unwrap();
+        let start = || node_on(name, ports[i], dir.path(), &redis, &database);
+        restart(&mut nodes[i], name, start, &haproxy, "");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (ok, failures) = load.finish().await;
     assert!(ok > 200, "steady traffic ran: {ok} requests");
     assert_eq!(
-        failed,
+        failures.len(),
         0,
-        "failed requests during the rolling restart: {:?}",
-        failures.lock().unwrap()
+        "failed requests during the rolling restart: {failures:?}"
     );
     // Nobody was signed out.
     assert_eq!(
@@ -165,6 +101,31 @@ async fn rolling_restart_under_traffic_loses_nothing() {
         };
         assert_eq!(r.status(), StatusCode::OK, "request {i} after SIGKILL");
     }
+}
+
+/// Stops `node` (`name` behind `haproxy`) with SIGTERM, which it must answer by exiting 0
+/// after draining, starts it again with `start`, and waits until the balancer has it up;
+/// `context` ends the messages.
+fn restart(
+    node: &mut NodeProcess,
+    name: &str,
+    start: impl FnOnce() -> NodeProcess,
+    haproxy: &HaProxy,
+    context: &str,
+) {
+    node.terminate();
+    let status = node
+        .wait_exit(Duration::from_secs(20))
+        .unwrap()
+        .unwrap_or_else(|| panic!("{name} exits on SIGTERM{context}"));
+    assert!(
+        status.success(),
+        "{name} exits 0 after draining{context}: {status:?}"
+    );
+    *node = start();
+    haproxy
+        .wait_for_server_status(name, "UP", Duration::from_secs(15))
+        .unwrap();
 }
 
 /// Steady traffic through the balancer until stopped: (succeeded, failures).
@@ -249,19 +210,9 @@ async fn finding_14_rolling_restarts_behind_a_plain_balancer_lose_nothing() {
         .zip(ports)
         .map(|(name, port)| node_with(name, port, dir.path(), &redis, &database, &drain))
         .collect();
-    let backends: Vec<(String, std::net::SocketAddr)> = names
-        .iter()
-        .zip(&nodes)
-        .map(|(n, p)| (n.to_string(), p.addr()))
-        .collect();
-    let haproxy = HaProxy::start_with(&backends, &options).unwrap();
+    let haproxy = balance_with(&nodes, &options);
     let config = std::fs::read_to_string(haproxy.config_path()).unwrap();
     assert!(!config.contains("retry-on"), "a plain config: {config}");
-    for name in names {
-        haproxy
-            .wait_for_server_status(name, "UP", Duration::from_secs(10))
-            .unwrap();
-    }
     let lb = haproxy.url();
     let client = browser();
     register_api(&client, &lb, "plain@example.com").await;
@@ -272,19 +223,14 @@ async fn finding_14_rolling_restarts_behind_a_plain_balancer_lose_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     for round in 0..5 {
         for (i, name) in names.iter().enumerate() {
-            nodes[i].terminate();
-            let status = nodes[i]
-                .wait_exit(Duration::from_secs(20))
-                .unwrap()
-                .unwrap_or_else(|| panic!("{name} exits on SIGTERM (round {round})"));
-            assert!(
-                status.success(),
-                "{name} exits 0 after draining: {status:?}"
+            let start = || node_with(name, ports[i], dir.path(), &redis, &database, &drain);
+            restart(
+                &mut nodes[i],
+                name,
+                start,
+                &haproxy,
+                &format!(" (round {round})"),
             );
-            nodes[i] = node_with(name, ports[i], dir.path(), &redis, &database, &drain);
-            haproxy
-                .wait_for_server_status(name, "UP", Duration::from_secs(15))
-                .unwrap();
         }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

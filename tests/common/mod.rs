@@ -357,16 +357,36 @@ pub fn make_fleet_admin(fleet: &Fleet, email: &str) {
 /// A real HAProxy (round robin) in front of `nodes`, named `node1`, `node2`, … in order; it is
 /// returned once it sees every one of them up.
 pub fn balance(nodes: &[NodeProcess]) -> ringfence_testkit::HaProxy {
+    balance_with(nodes, &ringfence_testkit::HaProxyOptions::default())
+}
+
+/// [`balance`] with these options.
+pub fn balance_with(
+    nodes: &[NodeProcess],
+    options: &ringfence_testkit::HaProxyOptions,
+) -> ringfence_testkit::HaProxy {
     let backends: Vec<(String, std::net::SocketAddr)> = nodes
         .iter()
         .enumerate()
         .map(|(i, node)| (format!("node{}", i + 1), node.addr()))
         .collect();
-    let haproxy = ringfence_testkit::HaProxy::start(&backends).expect("haproxy");
+    let haproxy = ringfence_testkit::HaProxy::start_with(&backends, options).expect("haproxy");
     for (name, _) in &backends {
         haproxy
             .wait_for_server_status(name, "UP", Duration::from_secs(10))
             .expect("backend up");
     }
     haproxy
+}
+
+/// Sends `request` with the form `fields` and the `_csrf` of the first form on `page`.
+pub async fn send_form(
+    request: reqwest::RequestBuilder,
+    fields: &[(&str, &str)],
+    page: &str,
+) -> Response {
+    let csrf = csrf_of(page);
+    let mut all = fields.to_vec();
+    all.push(("_csrf", &csrf));
+    request.form(&all).send().await.unwrap()
 }
