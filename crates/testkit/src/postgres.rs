@@ -190,10 +190,7 @@ impl PostgresServer {
 
     /// Whether the postmaster process is alive.
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
+        process::is_alive(self.child.as_mut())
     }
 
     fn launch(&self, port: u16) -> Result<Child, LaunchError> {

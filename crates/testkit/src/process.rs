@@ -321,3 +321,8 @@ pub(crate) fn output_text(cmd: &mut Command, what: &str) -> io::Result<String> {
     }
     Ok(s)
 }
+
+/// Whether the process in `child`, if any, is still alive.
+pub(crate) fn is_alive(child: Option<&mut Child>) -> bool {
+    child.is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+}

@@ -207,10 +207,7 @@ impl RedisServer {
 
     /// Whether the server process is alive.
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
+        process::is_alive(self.child.as_mut())
     }
 
     /// The process id, while it runs.
