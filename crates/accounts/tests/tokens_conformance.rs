@@ -7,14 +7,17 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
-use redis::aio::ConnectionManager;
 use ringfence_accounts::tokens_conformance::{self as conformance, record, t0};
 use ringfence_accounts::{
     Database, MailToken, MailTokenStore, PostgresMailTokenStore, RedisMailTokenStore,
     SqliteMailTokenStore, TokenPurpose, TokenStoreError,
 };
-use ringfence_testkit::{PostgresServer, RedisCluster, RedisOptions, RedisServer};
+use ringfence_testkit::{PostgresServer, RedisCluster, RedisServer};
 use tempfile::TempDir;
+
+#[path = "common/redis.rs"]
+mod redis_harness;
+use redis_harness::{connect, redis_server};
 
 macro_rules! each_check {
     ($make:expr) => {
@@ -123,22 +126,6 @@ async fn sqlite_closed_pool_is_unavailable() {
     ] {
         assert!(matches!(err, TokenStoreError::Unavailable(_)), "{err:?}");
     }
-}
-
-fn redis_server(extra_args: Vec<String>) -> RedisServer {
-    RedisServer::start_with(RedisOptions {
-        appendonly: false,
-        extra_args,
-    })
-    .unwrap()
-}
-
-async fn connect(server: &RedisServer) -> ConnectionManager {
-    redis::Client::open(server.url())
-        .unwrap()
-        .get_connection_manager()
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
