@@ -133,14 +133,7 @@ pub async fn login_mfa(
             Ok(Redirect::to("/").into_response())
         }
         Err(error) => {
-            let api = ApiError::from(error);
-            if api.status() == StatusCode::SERVICE_UNAVAILABLE {
-                return Err(PageError::status(
-                    api.status(),
-                    "Temporarily unavailable",
-                    api.message(),
-                ));
-            }
+            let api = crate::pages::form_refusal(error)?;
             let page =
                 LoginMfaPage::new(&state, &auth, &user, Some(api.message().to_owned())).await?;
             let mut response = (api.status(), page).into_response();
