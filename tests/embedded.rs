@@ -448,14 +448,7 @@ async fn health_readiness_metrics_and_node_header() {
         assert_eq!(node_of(&r), "solo", "{path}");
         assert!(r.status().as_u16() < 500, "{path}");
     }
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = client.get(format!("{base}/metrics")).answer_text().await;
     assert!(
         metrics.contains("ringfence_http_requests_total"),
         "{metrics}"

@@ -127,14 +127,7 @@ async fn cli_sees_the_fleet_state_on_postgres_alone() {
 /// signed-in users).
 async fn ready_and_counted(client: &Client, node: &str) -> (StatusCode, [u64; 2]) {
     let ready = client.get(format!("{node}/readyz")).answer_status().await;
-    let metrics = client
-        .get(format!("{node}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = client.get(format!("{node}/metrics")).answer_text().await;
     let gauge = |name: &str| {
         metrics
             .lines()

@@ -74,9 +74,7 @@ async fn two_nodes_share_keys_and_sessions_on_a_three_master_cluster() {
     }
 
     // Sign up and in on node 1; node 2 sees the session.
-    register_api(&laptop, &one, "cluster@example.com").await;
-    let login = login_api(&laptop, &one, "cluster@example.com", "Laptop/1.0").await;
-    let csrf = login["csrf_token"].as_str().unwrap().to_owned();
+    let csrf = registered_and_signed_in(&laptop, &one, "cluster@example.com", "Laptop/1.0").await;
     let listed: serde_json::Value = laptop
         .get(format!("{two}/api/v1/sessions"))
         .answer_json()

@@ -64,9 +64,7 @@ async fn rolling_restart_under_traffic_loses_nothing() {
     let haproxy = balance(&nodes);
     let lb = haproxy.url();
     let client = browser();
-    register_api(&client, &lb, "steady@example.com").await;
-    let login = login_api(&client, &lb, "steady@example.com", "curl/8").await;
-    let csrf = login["csrf_token"].as_str().unwrap().to_owned();
+    let csrf = registered_and_signed_in(&client, &lb, "steady@example.com", "curl/8").await;
 
     // Steady traffic: reads and cookie-authenticated writes, counting every failure.
     let load = Load::start(&client, &lb, &csrf, 4);
@@ -215,9 +213,7 @@ async fn finding_14_rolling_restarts_behind_a_plain_balancer_lose_nothing() {
     assert!(!config.contains("retry-on"), "a plain config: {config}");
     let lb = haproxy.url();
     let client = browser();
-    register_api(&client, &lb, "plain@example.com").await;
-    let login = login_api(&client, &lb, "plain@example.com", "curl/8").await;
-    let csrf = login["csrf_token"].as_str().unwrap().to_owned();
+    let csrf = registered_and_signed_in(&client, &lb, "plain@example.com", "curl/8").await;
 
     let load = Load::start(&client, &lb, &csrf, 4);
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -285,6 +285,8 @@ pub trait Answer {
     async fn answer_json(self) -> serde_json::Value;
     /// Sends the request; the answer's status.
     async fn answer_status(self) -> StatusCode;
+    /// Sends the request; the answer's body as text.
+    async fn answer_text(self) -> String;
 }
 
 impl Answer for reqwest::RequestBuilder {
@@ -294,6 +296,10 @@ impl Answer for reqwest::RequestBuilder {
 
     async fn answer_status(self) -> StatusCode {
         self.send().await.unwrap().status()
+    }
+
+    async fn answer_text(self) -> String {
+        self.send().await.unwrap().text().await.unwrap()
     }
 }
 
@@ -389,4 +395,16 @@ pub async fn send_form(
     let mut all = fields.to_vec();
     all.push(("_csrf", &csrf));
     request.form(&all).send().await.unwrap()
+}
+
+/// Registers `email` through the API and signs `client` in as `user_agent`; the CSRF token.
+pub async fn registered_and_signed_in(
+    client: &Client,
+    base: &str,
+    email: &str,
+    user_agent: &str,
+) -> String {
+    register_api(client, base, email).await;
+    let login = login_api(client, base, email, user_agent).await;
+    login["csrf_token"].as_str().unwrap().to_owned()
 }
