@@ -121,6 +121,23 @@ async fn a_node_serves_through_tls_redis_with_an_acl_user() {
     assert!(!node.output().contains(SECRET));
 }
 
+/// `ringfence serve` on the Redis at `url` trusting the CA in `ca`, users in `dir`: a run that
+/// is expected to fail at start.
+fn serve_on(url: &str, ca: &Path, dir: &Path) -> Run {
+    let database = format!("sqlite://{}", dir.join("a.db").display());
+    let ca = ca.to_str().unwrap();
+    let listen = ["--listen", "127.0.0.1:0"];
+    let stores = [
+        "--redis",
+        url,
+        "--redis-ca-file",
+        ca,
+        "--database",
+        &database,
+    ];
+    run(&[&["serve"][..], &listen, &stores].concat(), &[])
+}
+
 #[test]
 fn a_wrong_password_is_refused_in_one_line_without_the_password() {
     let pki = TestPki::generate().unwrap();
@@ -129,20 +146,7 @@ fn a_wrong_password_is_refused_in_one_line_without_the_password() {
     let wrong = "not-the-Pa55word";
     let url = url_with(&redis, USER, wrong);
     let dir = tempfile::tempdir().unwrap();
-    let serve = run(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--redis",
-            &url,
-            "--redis-ca-file",
-            ca.to_str().unwrap(),
-            "--database",
-            &format!("sqlite://{}", dir.path().join("a.db").display()),
-        ],
-        &[],
-    );
+    let serve = serve_on(&url, &ca, dir.path());
     assert_one_line_failure(&serve, "Redis", wrong);
     assert!(serve.stderr.contains("password"), "{}", serve.stderr);
 
@@ -182,20 +186,7 @@ fn a_server_the_ca_did_not_sign_is_refused() {
     let redis = tls_redis(&pki);
     let url = url_with(&redis, USER, SECRET);
     let dir = tempfile::tempdir().unwrap();
-    let serve = run(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--redis",
-            &url,
-            "--redis-ca-file",
-            other.ca_file().to_str().unwrap(),
-            "--database",
-            &format!("sqlite://{}", dir.path().join("a.db").display()),
-        ],
-        &[],
-    );
+    let serve = serve_on(&url, &other.ca_file(), dir.path());
     assert_one_line_failure(&serve, "TLS", SECRET);
     assert!(serve.stderr.contains("certificate"), "{}", serve.stderr);
 
