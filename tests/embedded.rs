@@ -27,10 +27,7 @@ async fn register_restart_still_signed_in_then_sign_out() {
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
         "{cookie}"
     );
-    assert_eq!(
-        signed_in_as(&client, &base).await.as_deref(),
-        Some("alice@example.com")
-    );
+    assert_signed_in_as(&client, &base, "alice@example.com").await;
     let (_, home) = get_page(&client, &format!("{base}/")).await;
     assert!(home.contains("(solo)"), "page header shows the node name");
 
@@ -43,10 +40,7 @@ async fn register_restart_still_signed_in_then_sign_out() {
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
     let node = start_node("solo", data.path(), &[]);
     let base = node.url();
-    assert_eq!(
-        signed_in_as(&client, &base).await.as_deref(),
-        Some("alice@example.com")
-    );
+    assert_signed_in_as(&client, &base, "alice@example.com").await;
 
     // Sign out: the session is gone on the server, the cookie cleared.
     let (_, home) = get_page(&client, &format!("{base}/")).await;
@@ -92,10 +86,7 @@ async fn register_restart_still_signed_in_then_sign_out() {
     // The right one signs in.
     let ok = login_page(&client, &base, "ALICE@example.com", PASSWORD).await;
     assert_eq!(ok.status(), StatusCode::SEE_OTHER);
-    assert_eq!(
-        signed_in_as(&client, &base).await.as_deref(),
-        Some("alice@example.com")
-    );
+    assert_signed_in_as(&client, &base, "alice@example.com").await;
 }
 
 #[tokio::test]
@@ -120,21 +111,14 @@ async fn missing_or_forged_csrf_is_400() {
         "x",
         "",
     ] {
-        let response = client
-            .post(format!("{base}/register"))
-            .form(&[
-                ("email", "bob@example.com"),
-                ("password", PASSWORD),
-                ("_csrf", forged),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            response.status(),
-            StatusCode::BAD_REQUEST,
-            "forged {forged:?}"
-        );
+        let fields = [
+            ("email", "bob@example.com"),
+            ("password", PASSWORD),
+            ("_csrf", forged),
+        ];
+        let status = client.post(format!("{base}/register")).form(&fields);
+        let status = status.answer_status().await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "forged {forged:?}");
     }
     let other = browser();
     let (_, html) = get_page(&other, &format!("{base}/register")).await;
@@ -147,30 +131,15 @@ async fn missing_or_forged_csrf_is_400() {
     );
     assert_eq!(signed_in_as(&client, &base).await, None);
     // Signed in, a session-bound token of another session is refused too.
-    assert_eq!(
-        register_page(&client, &base, "carol@example.com")
-            .await
-            .status(),
-        StatusCode::SEE_OTHER
-    );
-    assert_eq!(
-        register_page(&other, &base, "dave@example.com")
-            .await
-            .status(),
-        StatusCode::SEE_OTHER
-    );
+    for (browser, email) in [(&client, "carol@example.com"), (&other, "dave@example.com")] {
+        let registered = register_page(browser, &base, email).await;
+        assert_eq!(registered.status(), StatusCode::SEE_OTHER);
+    }
     let (_, dave_home) = get_page(&other, &format!("{base}/")).await;
-    let response = client
-        .post(format!("{base}/logout"))
-        .form(&[("_csrf", csrf_of(&dave_home))])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(
-        signed_in_as(&client, &base).await.as_deref(),
-        Some("carol@example.com")
-    );
+    let logout = client.post(format!("{base}/logout"));
+    let logout = logout.form(&[("_csrf", csrf_of(&dave_home))]);
+    assert_eq!(logout.answer_status().await, StatusCode::BAD_REQUEST);
+    assert_signed_in_as(&client, &base, "carol@example.com").await;
 }
 
 #[tokio::test]

@@ -78,13 +78,7 @@ fn fleet(shared: Shared) -> Fleet {
     let postgres = PostgresServer::start().expect("postgres");
     let mut args = store_args(redis.as_ref(), &postgres);
     args.extend(["--trusted-proxy".to_owned(), "127.0.0.1/32".to_owned()]);
-    let mut dirs = Vec::new();
-    let mut nodes = Vec::new();
-    for name in ["node1", "node2"] {
-        let dir = tempfile::tempdir().unwrap();
-        nodes.push(start_node(name, dir.path(), &args));
-        dirs.push(dir);
-    }
+    let (nodes, dirs) = start_two_nodes(&args);
     let haproxy = balance(&nodes);
     Fleet {
         redis,
@@ -263,10 +257,7 @@ async fn shares_keys_and_sessions(fleet: &mut Fleet) {
         );
         assert_eq!(node_of(&response), "node2");
     }
-    assert_eq!(
-        signed_in_as(&client, &lb).await.as_deref(),
-        Some("fleet@example.com")
-    );
+    assert_signed_in_as(&client, &lb, "fleet@example.com").await;
 }
 
 /// The admin commands, run beside the fleet on the same stores, see and change its state.

@@ -26,21 +26,15 @@ struct Pair {
 fn pair() -> Pair {
     let redis = RedisServer::start().expect("redis");
     let postgres = PostgresServer::start().expect("postgres");
-    let mut dirs = Vec::new();
-    let mut nodes = Vec::new();
-    for name in ["node1", "node2"] {
-        let dir = tempfile::tempdir().unwrap();
-        let args = vec![
-            "--redis".to_owned(),
-            redis.url(),
-            "--database".to_owned(),
-            postgres.url(),
-            "--public-url".to_owned(),
-            PUBLIC_URL.to_owned(),
-        ];
-        nodes.push(start_node(name, dir.path(), &args));
-        dirs.push(dir);
-    }
+    let args = vec![
+        "--redis".to_owned(),
+        redis.url(),
+        "--database".to_owned(),
+        postgres.url(),
+        "--public-url".to_owned(),
+        PUBLIC_URL.to_owned(),
+    ];
+    let (nodes, dirs) = start_two_nodes(&args);
     Pair {
         _redis: redis,
         _postgres: postgres,

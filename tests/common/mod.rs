@@ -251,22 +251,16 @@ pub struct Fleet {
 pub fn fleet(extra: &[&str]) -> Fleet {
     let redis = ringfence_testkit::RedisServer::start().expect("redis");
     let postgres = ringfence_testkit::PostgresServer::start().expect("postgres");
-    let mut dirs = Vec::new();
-    let mut nodes = Vec::new();
-    for name in ["node1", "node2"] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut args = vec![
-            "--redis".to_owned(),
-            redis.url(),
-            "--database".to_owned(),
-            postgres.url(),
-            "--trusted-proxy".to_owned(),
-            "127.0.0.1/32".to_owned(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        nodes.push(start_node(name, dir.path(), &args));
-        dirs.push(dir);
-    }
+    let mut args = vec![
+        "--redis".to_owned(),
+        redis.url(),
+        "--database".to_owned(),
+        postgres.url(),
+        "--trusted-proxy".to_owned(),
+        "127.0.0.1/32".to_owned(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let (nodes, dirs) = start_two_nodes(&args);
     let haproxy = balance(&nodes);
     Fleet {
         redis,
@@ -407,4 +401,21 @@ pub async fn registered_and_signed_in(
     register_api(client, base, email).await;
     let login = login_api(client, base, email, user_agent).await;
     login["csrf_token"].as_str().unwrap().to_owned()
+}
+
+/// Starts `node1` and `node2` with `args`, each on a data directory of its own; the nodes and
+/// the directories (which must outlive them).
+pub fn start_two_nodes(args: &[String]) -> (Vec<NodeProcess>, Vec<tempfile::TempDir>) {
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes = ["node1", "node2"]
+        .iter()
+        .zip(&dirs)
+        .map(|(name, dir)| start_node(name, dir.path(), args))
+        .collect();
+    (nodes, dirs)
+}
+
+/// Asserts the home page on `base` says `client` is signed in as `email`.
+pub async fn assert_signed_in_as(client: &Client, base: &str, email: &str) {
+    assert_eq!(signed_in_as(client, base).await.as_deref(), Some(email));
 }
