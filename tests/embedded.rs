@@ -47,10 +47,9 @@ async fn register_restart_still_signed_in_then_sign_out() {
     let response = client
         .post(format!("{base}/logout"))
         .form(&[("_csrf", csrf_of(&home))])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::SEE_OTHER);
     assert_eq!(signed_in_as(&client, &base).await, None);
 
     // Wrong password: the form again, with a message that does not say whether the e-mail exists.
@@ -188,11 +187,10 @@ async fn json_api_round_trip() {
     login_api(&phone, &base, "erin@example.com", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1").await;
     let response = client
         .post(format!("{base}/api/v1/sessions/revoke-others"))
-        .send()
-        .await
-        .unwrap();
+        .answer_status()
+        .await;
     assert_eq!(
-        response.status(),
+        response,
         StatusCode::FORBIDDEN,
         "cookie-authenticated write without X-CSRF-Token"
     );
@@ -215,17 +213,15 @@ async fn json_api_round_trip() {
     // Logout needs the CSRF header too, then the session is gone.
     let response = client
         .post(format!("{base}/api/v1/logout"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::FORBIDDEN);
     let response = client
         .post(format!("{base}/api/v1/logout"))
         .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::NO_CONTENT);
     assert_eq!(
         client
             .get(format!("{base}/api/v1/me"))
@@ -346,10 +342,9 @@ async fn bad_input_gets_specific_errors_never_5xx() {
     let _ = login;
     let good = client
         .get(format!("{base}/api/v1/me"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(good.status(), StatusCode::OK);
+        .answer_status()
+        .await;
+    assert_eq!(good, StatusCode::OK);
     let fresh = reqwest::Client::new();
     for cookie in [
         "ringfence_session=AAAA".to_owned(),
@@ -361,11 +356,10 @@ async fn bad_input_gets_specific_errors_never_5xx() {
         let r = fresh
             .get(format!("{base}/api/v1/me"))
             .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap();
+            .answer_status()
+            .await;
         assert_eq!(
-            r.status(),
+            r,
             StatusCode::UNAUTHORIZED,
             "cookie {}",
             &cookie[..cookie.len().min(40)]
@@ -481,10 +475,9 @@ async fn metrics_follow_sign_ins_and_sign_outs() {
     let r = bob
         .post(format!("{base}/api/v1/logout"))
         .header("x-csrf-token", csrf)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        .answer_status()
+        .await;
+    assert_eq!(r, StatusCode::NO_CONTENT);
     let metrics = scrape().await;
     assert_eq!(
         sample(&metrics, "ringfence_active_sessions"),
@@ -704,10 +697,9 @@ async fn cookies_are_secure_and_host_prefixed_behind_a_trusted_https_proxy() {
         .get(format!("{}/api/v1/me", trusting.url()))
         .header("cookie", &value)
         .header("x-forwarded-proto", "https")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), StatusCode::OK);
+        .answer_status()
+        .await;
+    assert_eq!(me, StatusCode::OK);
     // The same headers from an untrusted peer are ignored.
     let r = login(untrusting.url()).await;
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();

@@ -28,8 +28,8 @@ async fn minimal_example_registers_greets_and_refuses_a_wrong_password_with_401(
     let base = app.url();
     let client = browser();
 
-    let anonymous = client.get(format!("{base}/")).send().await.unwrap();
-    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let anonymous = client.get(format!("{base}/")).answer_status().await;
+    assert_eq!(anonymous, StatusCode::UNAUTHORIZED);
 
     let credentials = json!({"email": "Ann@Example.com", "password": PASSWORD});
     let (status, body) = post_json(&client, &format!("{base}/register"), credentials).await;
@@ -55,8 +55,8 @@ async fn minimal_example_registers_greets_and_refuses_a_wrong_password_with_401(
     assert_eq!(logout().answer_status().await, StatusCode::FORBIDDEN);
     let out = logout().header("x-csrf-token", token).answer_status().await;
     assert_eq!(out, StatusCode::NO_CONTENT);
-    let me = stranger.get(format!("{base}/me")).send().await.unwrap();
-    assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+    let me = stranger.get(format!("{base}/me")).answer_status().await;
+    assert_eq!(me, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -107,8 +107,8 @@ async fn fleet_example_copies_share_sessions_and_revocation_on_redis_and_postgre
     let out = client.post(format!("{}/logout", two.url()));
     let out = out.header("x-csrf-token", token).answer_status().await;
     assert_eq!(out, StatusCode::NO_CONTENT);
-    let on_one = client.get(format!("{}/", one.url())).send().await.unwrap();
-    assert_eq!(on_one.status(), StatusCode::UNAUTHORIZED);
+    let on_one = client.get(format!("{}/", one.url())).answer_status().await;
+    assert_eq!(on_one, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -125,8 +125,8 @@ async fn protected_example_checks_sign_in_admin_role_and_the_form_token() {
     let base = app.url();
 
     let visitor = browser();
-    let page = visitor.get(format!("{base}/notes")).send().await.unwrap();
-    assert_eq!(page.status(), StatusCode::UNAUTHORIZED);
+    let page = visitor.get(format!("{base}/notes")).answer_status().await;
+    assert_eq!(page, StatusCode::UNAUTHORIZED);
 
     let user = browser();
     let credentials = json!({"email": "user@example.com", "password": PASSWORD});
@@ -150,8 +150,8 @@ async fn protected_example_checks_sign_in_admin_role_and_the_form_token() {
     assert_eq!(forged.answer_status().await, StatusCode::BAD_REQUEST);
     let no_token = note().form(&[("note", "hello")]);
     assert_eq!(no_token.answer_status().await, StatusCode::BAD_REQUEST);
-    let not_admin = user.get(format!("{base}/admin")).send().await.unwrap();
-    assert_eq!(not_admin.status(), StatusCode::FORBIDDEN);
+    let not_admin = user.get(format!("{base}/admin")).answer_status().await;
+    assert_eq!(not_admin, StatusCode::FORBIDDEN);
 
     let boss = browser();
     let credentials = json!({"email": "boss@example.com", "password": PASSWORD});

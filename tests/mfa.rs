@@ -163,8 +163,8 @@ async fn totp_on_two_nodes_behind_haproxy() {
     for _ in 0..2 {
         let me = phone.get(url("me")).send().await.unwrap();
         assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
-        let list = phone.get(url("sessions")).send().await.unwrap();
-        assert_eq!(list.status(), StatusCode::UNAUTHORIZED);
+        let list = phone.get(url("sessions")).answer_status().await;
+        assert_eq!(list, StatusCode::UNAUTHORIZED);
         let (status, _) = post(
             &phone,
             url("password"),
@@ -424,10 +424,9 @@ async fn wrong_second_factor_codes_are_throttled_and_admins_need_a_factor() {
     let response = phone
         .post(url("login"))
         .json(&json!({"email": ALICE, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::TOO_MANY_REQUESTS);
 
     // An administrator without a second factor: 403 mfa_setup_required on admin routes.
     let admin = "root@example.com";
@@ -437,10 +436,9 @@ async fn wrong_second_factor_codes_are_throttled_and_admins_need_a_factor() {
     let response = root
         .post(url("login"))
         .json(&json!({"email": admin, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::OK);
     let stats = root.get(url("admin/stats")).send().await.unwrap();
     assert_eq!(stats.status(), StatusCode::FORBIDDEN);
     let body: Value = stats.json().await.unwrap();
@@ -550,10 +548,9 @@ async fn pages_set_up_totp_with_a_qr_code_and_sign_in_in_two_steps() {
     let response = phone
         .post(format!("{base}/login/mfa"))
         .form(&[("_csrf", csrf_of(&html)), ("code", secret.code_at(now()))])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::SEE_OTHER);
     assert_eq!(signed_in_as(&phone, &base).await.as_deref(), Some(ALICE));
 
     // Past the window the section asks to confirm it is you before changing anything.
@@ -563,17 +560,15 @@ async fn pages_set_up_totp_with_a_qr_code_and_sign_in_in_two_steps() {
     let response = alice
         .post(format!("{base}/account/security/totp/disable"))
         .form(&[("_csrf", csrf_of(&html))])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::FORBIDDEN);
     let response = alice
         .post(format!("{base}/account/security/reauth"))
         .form(&[("_csrf", csrf_of(&html)), ("password", PASSWORD.to_owned())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::SEE_OTHER);
     let response = alice
         .post(format!("{base}/account/security/totp/disable"))
         .form(&[("_csrf", csrf_of(&html))])

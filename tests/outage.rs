@@ -74,8 +74,8 @@ async fn redis_outage_is_503_then_recovers_without_signing_anyone_out() {
         "the cookie is kept during an outage"
     );
     // Pages too: 503, not a sign-in form.
-    let home = client.get(format!("{base}/")).send().await.unwrap();
-    assert_eq!(home.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let home = client.get(format!("{base}/")).answer_status().await;
+    assert_eq!(home, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         node.is_running(),
         "the node never exits because Redis is gone"

@@ -49,10 +49,9 @@ async fn signed_in(base: &str, email: &str) -> (Client, String) {
     let response = client
         .post(format!("{base}/api/v1/register"))
         .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::CREATED);
     let login: Value = client
         .post(format!("{base}/api/v1/login"))
         .json(&json!({"email": email, "password": PASSWORD}))
@@ -194,10 +193,9 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
     assert!(login["csrf_token"].is_string());
     let me = anonymous
         .get(format!("{b}/api/v1/me"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), StatusCode::OK);
+        .answer_status()
+        .await;
+    assert_eq!(me, StatusCode::OK);
 
     // The same assertion replayed: to the spent ceremony, and to a fresh one. (From here on
     // the ceremonies start without cookies: started signed in, a ceremony re-authenticates.)
@@ -289,17 +287,15 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
     let response = client
         .delete(format!("{b}/api/v1/passkeys/{passkey_id}"))
         .header("X-CSRF-Token", &csrf)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::NO_CONTENT);
     let response = client
         .delete(format!("{a}/api/v1/passkeys/{passkey_id}"))
         .header("X-CSRF-Token", &csrf)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::NOT_FOUND);
     let answer = passkey_sign_in(&mut passkey, &a, json!({}), &b).await;
     assert_error(&answer, StatusCode::UNAUTHORIZED, "passkey_rejected");
 }

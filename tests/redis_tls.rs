@@ -67,18 +67,17 @@ async fn a_node_serves_through_tls_redis_with_an_acl_user() {
     );
     let base = node.url();
     let client = browser();
-    let readyz = client.get(format!("{base}/readyz")).send().await.unwrap();
-    assert_eq!(readyz.status(), StatusCode::OK);
+    let readyz = client.get(format!("{base}/readyz")).answer_status().await;
+    assert_eq!(readyz, StatusCode::OK);
 
     register_api(&client, &base, "tls@example.com").await;
     let login = login_api(&client, &base, "tls@example.com", "tls-test").await;
     assert_eq!(login["user"]["email"], "tls@example.com");
     let me = client
         .get(format!("{base}/api/v1/me"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), StatusCode::OK);
+        .answer_status()
+        .await;
+    assert_eq!(me, StatusCode::OK);
     let sessions: serde_json::Value = client
         .get(format!("{base}/api/v1/sessions"))
         .answer_json()

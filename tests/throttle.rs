@@ -29,10 +29,9 @@ async fn failed_sign_ins_are_throttled_on_every_node() {
         let r = client
             .post(format!("{node}/api/v1/login"))
             .json(&serde_json::json!({"email": "target@example.com", "password": "wrong password number x"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+            .answer_status()
+            .await;
+        assert_eq!(r, StatusCode::UNAUTHORIZED, "attempt {i}");
     }
     // The right password, on either node: 429 with Retry-After, and no cookie.
     for node in [a.url(), b.url()] {
@@ -69,10 +68,9 @@ async fn failed_sign_ins_are_throttled_on_every_node() {
     let r = client
         .post(format!("{}/api/v1/login", b.url()))
         .json(&serde_json::json!({"email": "ghost@example.com", "password": "wrong password number x"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        .answer_status()
+        .await;
+    assert_eq!(r, StatusCode::TOO_MANY_REQUESTS);
     // Counters live in Redis under the prefix, hashed: no e-mail in any key.
     let keys = redis
         .redis_cli(&["--scan", "--pattern", "ringfence:throttle:*"])
