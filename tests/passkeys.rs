@@ -71,6 +71,23 @@ async fn post(
     api_call(client, reqwest::Method::POST, &url, csrf, Some(&body)).await
 }
 
+/// `POST /api/v1/passkeys/register/start` on `base` for the signed-in `client`.
+async fn register_start(client: &Client, base: &str, csrf: &str) -> (StatusCode, Value) {
+    let url = format!("{base}/api/v1/passkeys/register/start");
+    post(client, url, Some(csrf), Value::Null).await
+}
+
+/// `POST /api/v1/passkeys/register/finish` on `base` with the answer `finish`.
+async fn register_finish(
+    client: &Client,
+    base: &str,
+    csrf: &str,
+    finish: Value,
+) -> (StatusCode, Value) {
+    let url = format!("{base}/api/v1/passkeys/register/finish");
+    post(client, url, Some(csrf), finish).await
+}
+
 /// Starts a sign-in on `start` (anonymous client).
 async fn login_start(client: &Client, start: &str, body: Value) -> (String, Value) {
     let (status, ceremony) = post(
@@ -95,13 +112,7 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
     let (client, csrf) = signed_in(&a, email).await;
 
     // Registration: start on node 1, finish on node 2.
-    let (status, ceremony) = post(
-        &client,
-        format!("{a}/api/v1/passkeys/register/start"),
-        Some(&csrf),
-        Value::Null,
-    )
-    .await;
+    let (status, ceremony) = register_start(&client, &a, &csrf).await;
     assert_eq!(status, StatusCode::OK, "{ceremony}");
     let options = &ceremony["publicKey"];
     assert_eq!(options["rp"]["id"], "localhost");
@@ -113,25 +124,13 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
     let mut passkey = SoftPasskey::new(PUBLIC_URL);
     let credential = passkey.register(options);
     let finish = json!({"challenge_id": ceremony["challenge_id"], "name": "Laptop", "credential": credential});
-    let (status, created) = post(
-        &client,
-        format!("{b}/api/v1/passkeys/register/finish"),
-        Some(&csrf),
-        finish.clone(),
-    )
-    .await;
+    let (status, created) = register_finish(&client, &b, &csrf, finish.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["name"], "Laptop");
     let passkey_id = created["id"].as_str().unwrap().to_owned();
 
     // The same registration finished again: the ceremony is spent.
-    let answer = post(
-        &client,
-        format!("{a}/api/v1/passkeys/register/finish"),
-        Some(&csrf),
-        finish,
-    )
-    .await;
+    let answer = register_finish(&client, &a, &csrf, finish).await;
     assert_error(
         &answer,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -139,22 +138,10 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
     );
 
     // Registration answered from the wrong origin.
-    let (_, ceremony) = post(
-        &client,
-        format!("{a}/api/v1/passkeys/register/start"),
-        Some(&csrf),
-        Value::Null,
-    )
-    .await;
+    let (_, ceremony) = register_start(&client, &a, &csrf).await;
     let mut phished = SoftPasskey::new("http://localhost.evil.example:8080");
     let finish = json!({"challenge_id": ceremony["challenge_id"], "name": "Phished", "credential": phished.register(&ceremony["publicKey"])});
-    let answer = post(
-        &client,
-        format!("{b}/api/v1/passkeys/register/finish"),
-        Some(&csrf),
-        finish,
-    )
-    .await;
+    let answer = register_finish(&client, &b, &csrf, finish).await;
     assert_error(
         &answer,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -266,21 +253,9 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
         .await;
         assert!(status.is_client_error(), "{status} {answer}");
     }
-    let (_, ceremony) = post(
-        &client,
-        format!("{a}/api/v1/passkeys/register/start"),
-        Some(&csrf),
-        Value::Null,
-    )
-    .await;
+    let (_, ceremony) = register_start(&client, &a, &csrf).await;
     let finish = json!({"challenge_id": ceremony["challenge_id"], "name": " ", "credential": {}});
-    let answer = post(
-        &client,
-        format!("{a}/api/v1/passkeys/register/finish"),
-        Some(&csrf),
-        finish,
-    )
-    .await;
+    let answer = register_finish(&client, &a, &csrf, finish).await;
     assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_name");
 
     // Removal, on the other node; the passkey signs nobody in afterwards.
@@ -302,25 +277,13 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
 
 /// Registers a new software passkey for the signed-in `client`; returns it.
 async fn add_passkey(client: &Client, base: &str, csrf: &str, name: &str) -> SoftPasskey {
-    let (status, ceremony) = post(
-        client,
-        format!("{base}/api/v1/passkeys/register/start"),
-        Some(csrf),
-        Value::Null,
-    )
-    .await;
+    let (status, ceremony) = register_start(client, &base, csrf).await;
     assert_eq!(status, StatusCode::OK, "{ceremony}");
     let mut passkey = SoftPasskey::new(PUBLIC_URL);
     let credential = passkey.register(&ceremony["publicKey"]);
     let finish =
         json!({"challenge_id": ceremony["challenge_id"], "name": name, "credential": credential});
-    let (status, created) = post(
-        client,
-        format!("{base}/api/v1/passkeys/register/finish"),
-        Some(csrf),
-        finish,
-    )
-    .await;
+    let (status, created) = register_finish(client, &base, csrf, finish).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     passkey
 }
@@ -528,8 +491,7 @@ async fn a_passkey_is_the_second_step_and_reauthenticates_without_switching_acco
     // Re-authentication: past the window, Ada's first session may not add a passkey.
     tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
     let (_, before) = me(&ada, &base).await;
-    let register_start = format!("{base}/api/v1/passkeys/register/start");
-    let answer = post(&ada, register_start.clone(), Some(&ada_csrf), Value::Null).await;
+    let answer = register_start(&ada, &base, &ada_csrf).await;
     assert_error(&answer, StatusCode::FORBIDDEN, "reauth_required");
     // Signed in, the ceremony is for Ada's passkeys; Bob's is refused, the session stays Ada's
     // and no more recent than before.
@@ -552,7 +514,7 @@ async fn a_passkey_is_the_second_step_and_reauthenticates_without_switching_acco
     let (_, after) = me(&ada, &base).await;
     assert_eq!(after["user"]["email"], "ada@example.com");
     assert_eq!(after["session"]["id"], before["session"]["id"]);
-    let (status, _) = post(&ada, register_start.clone(), Some(&ada_csrf), Value::Null).await;
+    let (status, _) = register_start(&ada, &base, &ada_csrf).await;
     assert_eq!(
         status,
         StatusCode::FORBIDDEN,
@@ -563,7 +525,7 @@ async fn a_passkey_is_the_second_step_and_reauthenticates_without_switching_acco
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let (_, after) = me(&ada, &base).await;
     assert_eq!(after["session"]["id"], before["session"]["id"]);
-    let (status, body) = post(&ada, register_start, Some(&ada_csrf), Value::Null).await;
+    let (status, body) = register_start(&ada, &base, &ada_csrf).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // The admin list reports each user's factors; an admin without passkeys cannot run a
