@@ -277,13 +277,13 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
 
 /// Registers a new software passkey for the signed-in `client`; returns it.
 async fn add_passkey(client: &Client, base: &str, csrf: &str, name: &str) -> SoftPasskey {
-    let (status, ceremony) = register_start(client, &base, csrf).await;
+    let (status, ceremony) = register_start(client, base, csrf).await;
     assert_eq!(status, StatusCode::OK, "{ceremony}");
     let mut passkey = SoftPasskey::new(PUBLIC_URL);
     let credential = passkey.register(&ceremony["publicKey"]);
     let finish =
         json!({"challenge_id": ceremony["challenge_id"], "name": name, "credential": credential});
-    let (status, created) = register_finish(client, &base, csrf, finish).await;
+    let (status, created) = register_finish(client, base, csrf, finish).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     passkey
 }
