@@ -427,6 +427,13 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
+/// Asserts each `(series, value)` is what `metrics` says.
+fn assert_samples(metrics: &str, expected: &[(&str, Option<f64>)]) {
+    for (series, value) in expected {
+        assert_eq!(sample(metrics, series), *value, "{series}: {metrics}");
+    }
+}
+
 #[tokio::test]
 async fn metrics_follow_sign_ins_and_sign_outs() {
     let data = tempfile::tempdir().unwrap();
@@ -454,22 +461,19 @@ async fn metrics_follow_sign_ins_and_sign_outs() {
     login_api(&phone, &base, "alice@example.com", "Mozilla/5.0 (iPhone)").await;
     let bobs = login_api(&bob, &base, "bob@example.com", "curl/8").await;
 
-    let metrics = scrape().await;
     let events = |event: &str| format!("ringfence_session_events_total{{event=\"{event}\"}}");
-    assert_eq!(
-        sample(&metrics, "ringfence_active_sessions"),
-        Some(3.0),
-        "{metrics}"
+    let (created, revoked) = (events("created"), events("revoked"));
+    assert_samples(
+        &scrape().await,
+        &[
+            ("ringfence_active_sessions", Some(3.0)),
+            ("ringfence_signed_in_users", Some(2.0)),
+            ("ringfence_users", Some(2.0)),
+            ("ringfence_ready", Some(1.0)),
+            (&created, Some(3.0)),
+            (&revoked, None),
+        ],
     );
-    assert_eq!(
-        sample(&metrics, "ringfence_signed_in_users"),
-        Some(2.0),
-        "{metrics}"
-    );
-    assert_eq!(sample(&metrics, "ringfence_users"), Some(2.0), "{metrics}");
-    assert_eq!(sample(&metrics, "ringfence_ready"), Some(1.0), "{metrics}");
-    assert_eq!(sample(&metrics, &events("created")), Some(3.0), "{metrics}");
-    assert_eq!(sample(&metrics, &events("revoked")), None, "{metrics}");
 
     let csrf = bobs["csrf_token"].as_str().unwrap();
     let r = bob
@@ -478,18 +482,14 @@ async fn metrics_follow_sign_ins_and_sign_outs() {
         .answer_status()
         .await;
     assert_eq!(r, StatusCode::NO_CONTENT);
-    let metrics = scrape().await;
-    assert_eq!(
-        sample(&metrics, "ringfence_active_sessions"),
-        Some(2.0),
-        "{metrics}"
+    assert_samples(
+        &scrape().await,
+        &[
+            ("ringfence_active_sessions", Some(2.0)),
+            ("ringfence_signed_in_users", Some(1.0)),
+            (&revoked, Some(1.0)),
+        ],
     );
-    assert_eq!(
-        sample(&metrics, "ringfence_signed_in_users"),
-        Some(1.0),
-        "{metrics}"
-    );
-    assert_eq!(sample(&metrics, &events("revoked")), Some(1.0), "{metrics}");
 }
 
 #[tokio::test]

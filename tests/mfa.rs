@@ -47,6 +47,13 @@ async fn post_without_csrf(client: &Client, url: String, body: Value) -> StatusC
         .0
 }
 
+/// A DELETE with the CSRF header; the status.
+async fn delete(client: &Client, url: String, csrf: &str) -> StatusCode {
+    send(client, reqwest::Method::DELETE, url, Some(csrf), None)
+        .await
+        .0
+}
+
 /// [`post`], and the node that answered.
 async fn post_on(
     client: &Client,
@@ -180,14 +187,7 @@ async fn totp_on_two_nodes_behind_haproxy() {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         let (status, _) = post(&phone, url("mfa/totp/setup"), &pending_csrf, json!({})).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
-        let (status, _) = send(
-            &phone,
-            reqwest::Method::DELETE,
-            url("mfa/totp"),
-            Some(&pending_csrf),
-            None,
-        )
-        .await;
+        let status = delete(&phone, url("mfa/totp"), &pending_csrf).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
     let second = url("login/mfa");
@@ -361,14 +361,7 @@ async fn totp_on_two_nodes_behind_haproxy() {
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
-    let (status, _) = send(
-        &alice,
-        reqwest::Method::DELETE,
-        url("mfa/totp"),
-        Some(&csrf),
-        None,
-    )
-    .await;
+    let status = delete(&alice, url("mfa/totp"), &csrf).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let fresh = browser();
     let login = password_step(&fresh, &base).await;
