@@ -14,9 +14,38 @@ use common::*;
 use reqwest::StatusCode;
 use ringfence_testkit::{free_port, HaProxy, HaProxyOptions, NodeProcess, RedisServer};
 
-/// Starts a node on a fixed port (a restart must come back where the balancer expects it).
-fn node_on(name: &str, port: u16, dir: &Path, redis: &RedisServer, database: &str) -> NodeProcess {
-    node_with(name, port, dir, redis, database, &[])
+/// What the nodes share: Redis (keys, sessions) and a SQLite file of users in a temporary
+/// directory.
+struct Shared {
+    redis: RedisServer,
+    dir: tempfile::TempDir,
+    database: String,
+}
+
+impl Shared {
+    fn start() -> Self {
+        let redis = RedisServer::start().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let database = format!("sqlite://{}", dir.path().join("users.db").display());
+        Self {
+            redis,
+            dir,
+            database,
+        }
+    }
+
+    /// Starts node `name` on a fixed port (a restart must come back where the balancer expects
+    /// it), with `extra` flags.
+    fn node(&self, name: &str, port: u16, extra: &[&str]) -> NodeProcess {
+        node_with(
+            name,
+            port,
+            self.dir.path(),
+            &self.redis,
+            &self.database,
+            extra,
+        )
+    }
 }
 
 fn node_with(
@@ -51,15 +80,13 @@ fn node_with(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rolling_restart_under_traffic_loses_nothing() {
-    let redis = RedisServer::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let database = format!("sqlite://{}", dir.path().join("users.db").display());
+    let shared = Shared::start();
     let names = ["node1", "node2"];
     let ports = [free_port(), free_port()];
     let mut nodes: Vec<NodeProcess> = names
         .iter()
         .zip(ports)
-        .map(|(name, port)| node_on(name, port, dir.path(), &redis, &database))
+        .map(|(name, port)| shared.node(name, port, &[]))
         .collect();
     let haproxy = balance(&nodes);
     let lb = haproxy.url();
@@ -70,7 +97,7 @@ async fn rolling_restart_under_traffic_loses_nothing() {
     let load = Load::start(&client, &lb, &csrf, 4);
     tokio::time::sleep(Duration::from_millis(500)).await;
     for (i, name) in names.iter().enumerate() {
-        let start = || node_on(name, ports[i], dir.path(), &redis, &database);
+        let start = || shared.node(name, ports[i], &[]);
         restart(&mut nodes[i], name, start, &haproxy, "");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -198,15 +225,13 @@ async fn finding_14_rolling_restarts_behind_a_plain_balancer_lose_nothing() {
         ..HaProxyOptions::plain()
     };
     let drain = ["--drain-delay", "1s"];
-    let redis = RedisServer::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let database = format!("sqlite://{}", dir.path().join("users.db").display());
+    let shared = Shared::start();
     let names = ["node1", "node2"];
     let ports = [free_port(), free_port()];
     let mut nodes: Vec<NodeProcess> = names
         .iter()
         .zip(ports)
-        .map(|(name, port)| node_with(name, port, dir.path(), &redis, &database, &drain))
+        .map(|(name, port)| shared.node(name, port, &drain))
         .collect();
     let haproxy = balance_with(&nodes, &options);
     let config = std::fs::read_to_string(haproxy.config_path()).unwrap();
@@ -219,7 +244,7 @@ async fn finding_14_rolling_restarts_behind_a_plain_balancer_lose_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     for round in 0..5 {
         for (i, name) in names.iter().enumerate() {
-            let start = || node_with(name, ports[i], dir.path(), &redis, &database, &drain);
+            let start = || shared.node(name, ports[i], &drain);
             restart(
                 &mut nodes[i],
                 name,
