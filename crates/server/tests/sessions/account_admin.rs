@@ -28,7 +28,7 @@ async fn admin_controls(backend: Backend) {
     phone.login(b, ALICE).await;
 
     let page = admin.get(a, "/admin?email=alice%40example.com").await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    page.assert_status(StatusCode::OK);
     assert!(page
         .body
         .contains("<span class=\"num\">2</span> active sessions"));
@@ -39,7 +39,7 @@ async fn admin_controls(backend: Backend) {
 
     // Not an admin: 403 whatever is posted, before the form is read. No token: 400.
     let reply = laptop.form(a, &disable, &[("_csrf", &csrf)]).await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    reply.assert_status(StatusCode::FORBIDDEN);
     let reply = laptop
         .post_raw(
             a,
@@ -48,14 +48,14 @@ async fn admin_controls(backend: Backend) {
             "garbage",
         )
         .await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    reply.assert_status(StatusCode::FORBIDDEN);
     let reply = admin.form(b, &disable, &[]).await;
     reply.assert_shows(StatusCode::BAD_REQUEST, "Form expired");
     assert_eq!(laptop.probe(b).await, StatusCode::OK);
 
     // Disable (on the other node): every session ends, the right password is refused.
     let reply = admin.form(b, &disable, &[("_csrf", &csrf)]).await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.assert_status(StatusCode::OK);
     assert!(reply
         .body
         .contains("Disabled alice@example.com; 2 sessions ended."));
@@ -63,7 +63,7 @@ async fn admin_controls(backend: Backend) {
     assert_eq!(laptop.probe(a).await, StatusCode::UNAUTHORIZED);
     assert_eq!(phone.probe(b).await, StatusCode::UNAUTHORIZED);
     let reply = laptop.login_with(a, ALICE, PASSWORD).await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    reply.assert_status(StatusCode::FORBIDDEN);
 
     // Enable: the same password works again.
     let reply = admin
@@ -85,7 +85,7 @@ async fn admin_controls(backend: Backend) {
     let reply = admin
         .form(a, &set, &[("password", NEW_PASSWORD), ("_csrf", &csrf)])
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.assert_status(StatusCode::OK);
     assert!(reply
         .body
         .contains("Password of alice@example.com set; 1 session ended."));
@@ -123,7 +123,7 @@ async fn admin_controls(backend: Backend) {
     let reply = admin
         .form(b, &delete, &[("confirm", "yes"), ("_csrf", &csrf)])
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.assert_status(StatusCode::OK);
     assert!(reply
         .body
         .contains("Deleted alice@example.com; 1 session ended."));
@@ -132,11 +132,11 @@ async fn admin_controls(backend: Backend) {
     let reply = admin
         .form(a, &delete, &[("confirm", "yes"), ("_csrf", &csrf)])
         .await;
-    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+    reply.assert_status(StatusCode::NOT_FOUND);
     let reply = admin
         .form(a, "/admin/users/not-a-user/disable", &[("_csrf", &csrf)])
         .await;
-    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+    reply.assert_status(StatusCode::NOT_FOUND);
 
     // An administrator cannot delete their own account from the page.
     let page = admin.get(a, "/admin?email=root%40example.com").await;

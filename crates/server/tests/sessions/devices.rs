@@ -113,7 +113,7 @@ async fn three_devices(backend: Backend) {
     // The page shows the same, from each device's point of view.
     for (i, device) in devices.iter().enumerate() {
         let page = device.get(node, "/account/sessions").await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        page.assert_status(StatusCode::OK);
         let html = &page.body;
         for expected in &DEVICES {
             assert!(

@@ -346,10 +346,16 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Asserts the reply has `status` (the body in the message).
+    #[track_caller]
+    pub fn assert_status(&self, status: StatusCode) {
+        assert_eq!(self.status, status, "{}", self.body);
+    }
+
     /// Asserts the reply has `status` and its body shows `text` (the body in either message).
     #[track_caller]
     pub fn assert_shows(&self, status: StatusCode, text: &str) {
-        assert_eq!(self.status, status, "{}", self.body);
+        self.assert_status(status);
         assert!(self.body.contains(text), "{}", self.body);
     }
 

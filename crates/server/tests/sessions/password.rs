@@ -25,7 +25,7 @@ async fn passwords(d: &Deployment, email: &str) -> (bool, bool) {
         let reply = fresh
             .api(d.node(0), Method::POST, "/api/v1/logout", None)
             .await;
-        assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+        reply.assert_status(StatusCode::NO_CONTENT);
     }
     (old == StatusCode::OK, new == StatusCode::OK)
 }
@@ -40,22 +40,17 @@ async fn change_via_api(backend: Backend) {
     let reply = laptop
         .api_without_csrf(b, Method::POST, "/api/v1/password", Some(change.clone()))
         .await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    reply.assert_status(StatusCode::FORBIDDEN);
     let wrong = json!({"current_password": "not my password at all", "new_password": NEW_PASSWORD});
     let reply = laptop
         .api(b, Method::POST, "/api/v1/password", Some(wrong))
         .await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    reply.assert_status(StatusCode::FORBIDDEN);
     let weak = json!({"current_password": PASSWORD, "new_password": "password"});
     let reply = laptop
         .api(b, Method::POST, "/api/v1/password", Some(weak))
         .await;
-    assert_eq!(
-        reply.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        reply.body
-    );
+    reply.assert_status(StatusCode::UNPROCESSABLE_ENTITY);
     accepted_everywhere(&d, &phone, "phone").await;
     accepted_everywhere(&d, &desktop, "desktop").await;
     assert_eq!(passwords(&d, "alice@example.com").await, (true, false));
@@ -64,7 +59,7 @@ async fn change_via_api(backend: Backend) {
     let reply = laptop
         .api(b, Method::POST, "/api/v1/password", Some(change))
         .await;
-    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+    reply.assert_status(StatusCode::NO_CONTENT);
     refused_everywhere(&d, &phone, "phone").await;
     refused_everywhere(&d, &desktop, "desktop").await;
     accepted_everywhere(&d, &laptop, "laptop").await;
@@ -75,7 +70,7 @@ async fn change_via_api(backend: Backend) {
     let reply = laptop
         .api(a, Method::POST, "/api/v1/sessions/revoke-others", None)
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.assert_status(StatusCode::OK);
 }
 
 async fn change_via_page(backend: Backend) {
@@ -90,7 +85,7 @@ async fn change_via_page(backend: Backend) {
     desktop.login(b, "alice@example.com").await;
 
     let form = laptop.get(a, "/account/password").await;
-    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    form.assert_status(StatusCode::OK);
     let csrf = form.form_csrf();
     let fields = [
         ("current_password", PASSWORD),

@@ -24,7 +24,7 @@ async fn register(device: &Device, node: &Node, email: &str) {
             &[("email", email), ("password", PASSWORD), ("_csrf", &csrf)],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    reply.assert_status(StatusCode::SEE_OTHER);
 }
 
 async fn forgot_then_reset(backend: Backend) {
@@ -55,7 +55,7 @@ async fn forgot_then_reset(backend: Backend) {
             &[("email", "nobody@example.com"), ("_csrf", &csrf)],
         )
         .await;
-    assert_eq!(known.status, StatusCode::OK, "{}", known.body);
+    known.assert_status(StatusCode::OK);
     assert_eq!((known.status, &known.body), (unknown.status, &unknown.body));
     a.accounts().wait_for_mail_jobs().await;
     assert_eq!(d.mail.kinds_to(ALICE), ["reset_password"]);
@@ -109,7 +109,7 @@ async fn forgot_then_reset(backend: Backend) {
             ],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    reply.assert_status(StatusCode::SEE_OTHER);
     assert_eq!(reply.location(), "/login");
     assert_eq!(phone.probe(a).await, StatusCode::UNAUTHORIZED);
     assert_eq!(phone.probe(b).await, StatusCode::UNAUTHORIZED);
@@ -143,7 +143,7 @@ async fn forgot_then_reset(backend: Backend) {
             &[("email", ALICE), ("password", PASSWORD), ("_csrf", &csrf)],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    reply.assert_status(StatusCode::UNAUTHORIZED);
     let reply = reader
         .form(
             a,
@@ -155,7 +155,7 @@ async fn forgot_then_reset(backend: Backend) {
             ],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    reply.assert_status(StatusCode::SEE_OTHER);
     let home = reader.get(b, "/").await;
     assert!(
         home.body.contains("Signed in as alice@example.com"),
@@ -275,12 +275,7 @@ async fn forgot_password_page_is_throttled_with_retry_after() {
         }
     }
     let reply = last.expect("throttled within 6 requests");
-    assert_eq!(
-        reply.status,
-        StatusCode::TOO_MANY_REQUESTS,
-        "{}",
-        reply.body
-    );
+    reply.assert_status(StatusCode::TOO_MANY_REQUESTS);
     let wait: u64 = reply.headers["retry-after"]
         .to_str()
         .unwrap()
@@ -351,7 +346,7 @@ async fn security_page_verifies_resends_and_changes_the_address() {
             &[("token", token), ("_csrf", &form.form_csrf())],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.assert_status(StatusCode::OK);
     let page = browser.get(node, "/account/security").await;
     assert!(page.body.contains(">verified<"), "{}", page.body);
     assert!(!page.body.contains("/account/security/verification"));
@@ -379,13 +374,13 @@ async fn security_page_verifies_resends_and_changes_the_address() {
             &[("new_email", "alice@new.example"), ("_csrf", &csrf)],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.assert_status(StatusCode::OK);
     assert!(reply
         .body
         .contains("We sent a confirmation link to alice@new.example"));
     let link = d.mail.link("alice@new.example", "confirm_email_change");
     let form = browser.get(node, &link).await;
-    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    form.assert_status(StatusCode::OK);
     let token = d.mail.token("alice@new.example", "confirm_email_change");
     let reply = browser
         .form(
@@ -411,7 +406,7 @@ async fn security_page_verifies_resends_and_changes_the_address() {
             &[("new_email", "carol@example.com"), ("_csrf", &csrf)],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.assert_status(StatusCode::OK);
     d.add_user("carol@example.com", false).await;
     let token = d.mail.token("carol@example.com", "confirm_email_change");
     let reply = browser
@@ -463,7 +458,7 @@ async fn sign_in_page_tells_a_disabled_or_unverified_account_only_with_the_right
     );
     assert_eq!(d.mail.kinds_to(ALICE), ["verify_email"]);
     let reply = sign_in("a wrong password, surely").await;
-    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    reply.assert_status(StatusCode::UNAUTHORIZED);
     assert!(
         !reply.body.contains("confirm your e-mail"),
         "{}",
@@ -474,7 +469,7 @@ async fn sign_in_page_tells_a_disabled_or_unverified_account_only_with_the_right
     let reply = sign_in(PASSWORD).await;
     reply.assert_shows(StatusCode::FORBIDDEN, "This account is disabled");
     let reply = sign_in("a wrong password, surely").await;
-    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    reply.assert_status(StatusCode::UNAUTHORIZED);
     assert!(!reply.body.contains("disabled"), "{}", reply.body);
 }
 
@@ -496,12 +491,7 @@ async fn page_forms_refuse_huge_bodies_wrong_types_and_doubled_tokens_with_clear
     let reply = browser
         .post_raw(node, "/reset-password", "text/plain", "token=x&password=y")
         .await;
-    assert_eq!(
-        reply.status,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "{}",
-        reply.body
-    );
+    reply.assert_status(StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let doubled = browser
         .form(
             node,
@@ -509,7 +499,7 @@ async fn page_forms_refuse_huge_bodies_wrong_types_and_doubled_tokens_with_clear
             &[("email", ALICE), ("_csrf", &csrf), ("_csrf", &csrf)],
         )
         .await;
-    assert_eq!(doubled.status, StatusCode::BAD_REQUEST, "{}", doubled.body);
+    doubled.assert_status(StatusCode::BAD_REQUEST);
     let reply = browser
         .form(
             node,

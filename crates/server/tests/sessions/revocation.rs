@@ -34,14 +34,14 @@ async fn two_nodes(backend: Backend) {
     let refused = laptop
         .api_without_csrf(a, Method::POST, "/api/v1/sessions/revoke-others", None)
         .await;
-    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    refused.assert_status(StatusCode::FORBIDDEN);
     accepted_everywhere(&d, &phone, "after a refused revoke-others").await;
 
     // Sign out everywhere else, through node A (with a token node A issued).
     let reply = laptop
         .api(a, Method::POST, "/api/v1/sessions/revoke-others", None)
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.assert_status(StatusCode::OK);
     assert_eq!(reply.json(), json!({"revoked": 2}));
     refused_everywhere(&d, &phone, "phone after revoke-others").await;
     refused_everywhere(&d, &desktop, "desktop after revoke-others").await;
@@ -62,16 +62,16 @@ async fn two_nodes(backend: Backend) {
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     let reply = laptop.api(b, Method::DELETE, &path, None).await;
-    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+    reply.assert_status(StatusCode::NO_CONTENT);
     refused_everywhere(&d, &phone, "phone after DELETE on node B").await;
     accepted_everywhere(&d, &desktop, "desktop").await;
     let again = laptop.api(a, Method::DELETE, &path, None).await;
-    assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.body);
+    again.assert_status(StatusCode::NOT_FOUND);
 
     // Another user's session cannot be reached by id.
     let bobs = format!("/api/v1/sessions/{}", bob.id());
     let reply = laptop.api(a, Method::DELETE, &bobs, None).await;
-    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+    reply.assert_status(StatusCode::NOT_FOUND);
     accepted_everywhere(&d, &bob, "bob after alice tried to revoke him").await;
     let garbage = laptop
         .api(a, Method::DELETE, "/api/v1/sessions/not-a-session-id", None)
@@ -87,7 +87,7 @@ async fn two_nodes(backend: Backend) {
     assert_eq!(no_token.status, StatusCode::BAD_REQUEST);
     accepted_everywhere(&d, &desktop, "after a form without _csrf").await;
     let reply = laptop.form(a, &action, &[("_csrf", &csrf)]).await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    reply.assert_status(StatusCode::SEE_OTHER);
     assert_eq!(reply.location(), "/account/sessions");
     refused_everywhere(&d, &desktop, "desktop after the page's sign-out").await;
 
@@ -101,7 +101,7 @@ async fn two_nodes(backend: Backend) {
             &[("_csrf", &page.form_csrf())],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    reply.assert_status(StatusCode::SEE_OTHER);
     refused_everywhere(&d, &phone, "phone after the page's revoke-others").await;
     refused_everywhere(&d, &desktop, "desktop after the page's revoke-others").await;
     accepted_everywhere(&d, &laptop, "laptop").await;
@@ -113,7 +113,7 @@ async fn two_nodes(backend: Backend) {
     let own = desktop.session_cookie().unwrap();
     let path = format!("/api/v1/sessions/{}", desktop.id());
     let reply = desktop.api(b, Method::DELETE, &path, None).await;
-    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+    reply.assert_status(StatusCode::NO_CONTENT);
     assert!(desktop.session_cookie().is_none(), "its cookie is cleared");
     desktop.set_session_cookie(&own);
     refused_everywhere(&d, &desktop, "desktop after deleting itself").await;
@@ -121,7 +121,7 @@ async fn two_nodes(backend: Backend) {
     // Signing out ends the session on the server: the old cookie is refused by both nodes.
     let cookie = laptop.session_cookie().unwrap();
     let reply = laptop.api(b, Method::POST, "/api/v1/logout", None).await;
-    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+    reply.assert_status(StatusCode::NO_CONTENT);
     assert!(laptop.session_cookie().is_none());
     laptop.set_session_cookie(&cookie);
     refused_everywhere(&d, &laptop, "laptop after logout").await;
