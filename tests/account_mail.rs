@@ -35,6 +35,41 @@ async fn call(
     api_call(client, method, url, csrf, None).await
 }
 
+/// `POST /api/v1/password/forgot` on `base` for `email`.
+async fn forgot_password(client: &Client, base: &str, email: &str) -> (StatusCode, Value) {
+    let url = format!("{base}/api/v1/password/forgot");
+    post(client, &url, json!({"email": email}), None).await
+}
+
+/// `POST /api/v1/password/reset` on `base`: `token` and [`NEW_PASSWORD`].
+async fn reset_password(client: &Client, base: &str, token: &str) -> (StatusCode, Value) {
+    let body = json!({"token": token, "new_password": NEW_PASSWORD});
+    post(client, &format!("{base}/api/v1/password/reset"), body, None).await
+}
+
+/// `POST /api/v1/email/verify` on `base` with `token`.
+async fn verify_email(client: &Client, base: &str, token: &str) -> (StatusCode, Value) {
+    let url = format!("{base}/api/v1/email/verify");
+    post(client, &url, json!({"token": token}), None).await
+}
+
+/// `POST /api/v1/email/confirm` on `base` with `token`.
+async fn confirm_email(client: &Client, base: &str, token: &str) -> (StatusCode, Value) {
+    let url = format!("{base}/api/v1/email/confirm");
+    post(client, &url, json!({"token": token}), None).await
+}
+
+/// `GET /api/v1/me` on `base`.
+async fn me_on(client: &Client, base: &str) -> (StatusCode, Value) {
+    call(
+        client,
+        reqwest::Method::GET,
+        &format!("{base}/api/v1/me"),
+        None,
+    )
+    .await
+}
+
 /// Signs in through the API: the status, and the CSRF token on success.
 async fn sign_in(client: &Client, base: &str, email: &str, password: &str) -> (StatusCode, Value) {
     post(
@@ -166,13 +201,7 @@ async fn disabling_ends_the_sessions(
     );
     let disabled = cli(&["users", "disable", email], None);
     assert!(disabled.success, "{}", disabled.stderr);
-    let me = call(
-        &client,
-        reqwest::Method::GET,
-        &format!("{node}/api/v1/me"),
-        None,
-    )
-    .await;
+    let me = me_on(&client, node).await;
     assert_eq!(me.0, StatusCode::UNAUTHORIZED);
     let answer = sign_in(&browser(), other, email, NEW_PASSWORD).await;
     assert_error(&answer, StatusCode::FORBIDDEN, "account_disabled");
@@ -218,20 +247,8 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
 
     // Forgot: an unknown address gets the same status and body, and no mail.
     let anyone = browser();
-    let (unknown_status, unknown_body) = post(
-        &anyone,
-        &format!("{n1}/api/v1/password/forgot"),
-        json!({"email": "nobody@example.com"}),
-        None,
-    )
-    .await;
-    let (known_status, known_body) = post(
-        &anyone,
-        &format!("{n1}/api/v1/password/forgot"),
-        json!({"email": email}),
-        None,
-    )
-    .await;
+    let (unknown_status, unknown_body) = forgot_password(&anyone, &n1, "nobody@example.com").await;
+    let (known_status, known_body) = forgot_password(&anyone, &n1, email).await;
     assert_eq!(unknown_status, StatusCode::ACCEPTED);
     assert_eq!((known_status, &known_body), (unknown_status, &unknown_body));
     let reset_mail = smtp_mail(&smtp, email, "Reset your");
@@ -263,43 +280,26 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
         "../../etc/passwd",
         &"A".repeat(5000),
     ] {
-        let answer = post(
-            &anyone,
-            &format!("{n2}/api/v1/password/reset"),
-            json!({"token": bad, "new_password": NEW_PASSWORD}),
-            None,
-        )
-        .await;
+        let answer = reset_password(&anyone, &n2, bad).await;
         assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_token");
     }
-    let (status, body) = post(
-        &anyone,
-        &format!("{n2}/api/v1/email/verify"),
-        json!({"token": token}),
-        None,
-    )
-    .await;
+    let (status, body) = verify_email(&anyone, &n2, &token).await;
     assert_eq!(
         (status, error_code(&body)),
         (StatusCode::BAD_REQUEST, "invalid_token"),
         "a reset token is no verification token"
     );
+    let twelve = json!({"token": 12, "new_password": NEW_PASSWORD});
     let answer = post(
         &anyone,
         &format!("{n2}/api/v1/password/reset"),
-        json!({"token": 12, "new_password": NEW_PASSWORD}),
+        twelve,
         None,
     )
     .await;
     assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
     let huge = "x".repeat(100 * 1024);
-    let (status, _) = post(
-        &anyone,
-        &format!("{n2}/api/v1/password/reset"),
-        json!({"token": huge, "new_password": NEW_PASSWORD}),
-        None,
-    )
-    .await;
+    let (status, _) = reset_password(&anyone, &n2, &huge).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 
     // Two redemptions at once, one per node: exactly one succeeds.
@@ -321,27 +321,11 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
         "{a:?} {b:?}"
     );
     // Second use: 400 invalid_token.
-    let answer = post(
-        &anyone,
-        &format!("{n1}/api/v1/password/reset"),
-        json!({"token": token, "new_password": NEW_PASSWORD}),
-        None,
-    )
-    .await;
+    let answer = reset_password(&anyone, &n1, &token).await;
     assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_token");
     // Earlier sessions ended on both nodes; the old password is refused, the new one works.
-    assert_eq!(
-        call(&on1, reqwest::Method::GET, &format!("{n1}/api/v1/me"), None)
-            .await
-            .0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        call(&on2, reqwest::Method::GET, &format!("{n2}/api/v1/me"), None)
-            .await
-            .0,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(me_on(&on1, &n1).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(me_on(&on2, &n2).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(
         sign_in(&browser(), &lb, email, PASSWORD).await.0,
         StatusCode::UNAUTHORIZED
@@ -353,13 +337,7 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     assert_eq!(login["user"]["email_verified"], true, "{login}");
     smtp_mail(&smtp, email, "password was reset");
     // The verification link sent before the reset is void: the password changed since.
-    let answer = post(
-        &anyone,
-        &format!("{n1}/api/v1/email/verify"),
-        json!({"token": link_token(&verification, "/verify-email")}),
-        None,
-    )
-    .await;
+    let answer = verify_email(&anyone, &n1, &link_token(&verification, "/verify-email")).await;
     assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_token");
 
     // Verification on a fresh account: the mail from registration, redeemed on the other node;
@@ -367,24 +345,12 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     let fresh = "verify@example.com";
     register_api(&browser(), &n1, fresh).await;
     let mail = smtp_mail(&smtp, fresh, "Confirm your e-mail");
-    let (status, _) = post(
-        &anyone,
-        &format!("{n2}/api/v1/email/verify"),
-        json!({"token": link_token(&mail, "/verify-email")}),
-        None,
-    )
-    .await;
+    let (status, _) = verify_email(&anyone, &n2, &link_token(&mail, "/verify-email")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let fresh_client = browser();
     let (_, login) = sign_in(&fresh_client, &n1, fresh, PASSWORD).await;
     let csrf = login["csrf_token"].as_str().unwrap().to_owned();
-    let (_, me) = call(
-        &fresh_client,
-        reqwest::Method::GET,
-        &format!("{n1}/api/v1/me"),
-        None,
-    )
-    .await;
+    let (_, me) = me_on(&fresh_client, &n1).await;
     assert_eq!(me["user"]["email_verified"], true, "{me}");
     let (status, _) = post(
         &fresh_client,
@@ -407,13 +373,7 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     assert_eq!(status, StatusCode::ACCEPTED);
     let confirm = smtp_mail(&smtp, "taken@example.com", "Confirm your new e-mail");
     register_api(&browser(), &n2, "taken@example.com").await;
-    let answer = post(
-        &anyone,
-        &format!("{n2}/api/v1/email/confirm"),
-        json!({"token": link_token(&confirm, "/confirm-email")}),
-        None,
-    )
-    .await;
+    let answer = confirm_email(&anyone, &n2, &link_token(&confirm, "/confirm-email")).await;
     assert_error(&answer, StatusCode::CONFLICT, "email_taken");
     let answer = post(
         &fresh_client,
@@ -432,23 +392,11 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let confirm = smtp_mail(&smtp, "moved@example.com", "Confirm your new e-mail");
-    let (status, _) = post(
-        &anyone,
-        &format!("{n2}/api/v1/email/confirm"),
-        json!({"token": link_token(&confirm, "/confirm-email")}),
-        None,
-    )
-    .await;
+    let (status, _) = confirm_email(&anyone, &n2, &link_token(&confirm, "/confirm-email")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let notice = smtp_mail(&smtp, fresh, "e-mail address was changed");
     assert!(!notice.text().unwrap().contains("token="));
-    let (_, me) = call(
-        &fresh_client,
-        reqwest::Method::GET,
-        &format!("{n2}/api/v1/me"),
-        None,
-    )
-    .await;
+    let (_, me) = me_on(&fresh_client, &n2).await;
     assert_eq!(me["user"]["email"], "moved@example.com", "{me}");
 
     // Resend for an unverified account: a second verification mail; either link works.
@@ -475,13 +423,7 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     )
     .pop()
     .unwrap();
-    let (status, _) = post(
-        &anyone,
-        &format!("{n2}/api/v1/email/verify"),
-        json!({"token": link_token(&second, "/verify-email")}),
-        None,
-    )
-    .await;
+    let (status, _) = verify_email(&anyone, &n2, &link_token(&second, "/verify-email")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 
     // Administrators, through the API (on one node) and the CLI (on the stores).
@@ -515,26 +457,10 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_eq!(
-        call(
-            &fresh_client,
-            reqwest::Method::GET,
-            &format!("{n2}/api/v1/me"),
-            None
-        )
-        .await
-        .0,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(me_on(&fresh_client, &n2).await.0, StatusCode::UNAUTHORIZED);
     let answer = sign_in(&browser(), &n2, "moved@example.com", PASSWORD).await;
     assert_error(&answer, StatusCode::FORBIDDEN, "account_disabled");
-    let (status, _) = post(
-        &anyone,
-        &format!("{n2}/api/v1/password/forgot"),
-        json!({"email": "moved@example.com"}),
-        None,
-    )
-    .await;
+    let (status, _) = forgot_password(&anyone, &n2, "moved@example.com").await;
     assert_eq!(
         status,
         StatusCode::ACCEPTED,
@@ -563,13 +489,8 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let admin_reset = smtp_mail(&smtp, "moved@example.com", "Reset your");
-    let (status, _) = post(
-        &anyone,
-        &format!("{n2}/api/v1/password/reset"),
-        json!({"token": link_token(&admin_reset, "/reset-password"), "new_password": NEW_PASSWORD}),
-        None,
-    )
-    .await;
+    let (status, _) =
+        reset_password(&anyone, &n2, &link_token(&admin_reset, "/reset-password")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 
     // The CLI on the fleet's stores: disable ends the sessions on every node, set-password,
@@ -594,13 +515,7 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     let printed_token = link
         .strip_prefix(&format!("{PUBLIC_URL}/reset-password?token="))
         .unwrap_or_else(|| panic!("{link}"));
-    let (status, _) = post(
-        &anyone,
-        &format!("{n2}/api/v1/password/reset"),
-        json!({"token": printed_token, "new_password": NEW_PASSWORD}),
-        None,
-    )
-    .await;
+    let (status, _) = reset_password(&anyone, &n2, printed_token).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let before = matching(&smtp.messages().unwrap(), email, "Reset your").len();
     let mailed = fleet.cli(&["users", "reset-password", email], None, &smtp);
@@ -662,13 +577,7 @@ async fn the_embedded_node_writes_mail_to_the_outbox_and_the_flows_work_from_it(
     assert_error(&answer, StatusCode::FORBIDDEN, "email_not_verified");
     // The refused sign-in sent the verification mail again; the first one still works.
     let mail = wait_mails(|| outbox(data.path()), email, "Confirm your e-mail", 2).remove(0);
-    let (status, _) = post(
-        &browser(),
-        &format!("{base}/api/v1/email/verify"),
-        json!({"token": link_token(&mail, "/verify-email")}),
-        None,
-    )
-    .await;
+    let (status, _) = verify_email(&browser(), &base, &link_token(&mail, "/verify-email")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(
         sign_in(&browser(), &base, email, PASSWORD).await.0,
@@ -687,22 +596,11 @@ async fn the_embedded_node_writes_mail_to_the_outbox_and_the_flows_work_from_it(
     }
 
     // Forgot password from the outbox, redeemed.
-    let (status, _) = post(
-        &browser(),
-        &format!("{base}/api/v1/password/forgot"),
-        json!({"email": email}),
-        None,
-    )
-    .await;
+    let (status, _) = forgot_password(&browser(), &base, email).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let reset = outbox_mail(data.path(), email, "Reset your");
-    let (status, _) = post(
-        &browser(),
-        &format!("{base}/api/v1/password/reset"),
-        json!({"token": link_token(&reset, "/reset-password"), "new_password": NEW_PASSWORD}),
-        None,
-    )
-    .await;
+    let (status, _) =
+        reset_password(&browser(), &base, &link_token(&reset, "/reset-password")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(
         sign_in(&browser(), &base, email, NEW_PASSWORD).await.0,
@@ -768,13 +666,7 @@ async fn the_embedded_node_writes_mail_to_the_outbox_and_the_flows_work_from_it(
     );
     let printed = cli_run(&["users", "reset-password", boss, "--print-link"], None);
     let boss_token = printed.stdout.trim().rsplit('=').next().unwrap().to_owned();
-    let (status, _) = post(
-        &browser(),
-        &format!("{base}/api/v1/password/reset"),
-        json!({"token": boss_token, "new_password": NEW_PASSWORD}),
-        None,
-    )
-    .await;
+    let (status, _) = reset_password(&browser(), &base, &boss_token).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let admin = browser();
     let (status, login) = sign_in(&admin, &base, boss, NEW_PASSWORD).await;
@@ -819,13 +711,7 @@ async fn the_embedded_node_writes_mail_to_the_outbox_and_the_flows_work_from_it(
     // A reset asked for just before SIGTERM still reaches the outbox: the node waits for its
     // mail jobs and the queue before it exits.
     let before = matching(&outbox(data.path()), boss, "Reset your").len();
-    let (status, _) = post(
-        &browser(),
-        &format!("{base}/api/v1/password/forgot"),
-        json!({"email": boss}),
-        None,
-    )
-    .await;
+    let (status, _) = forgot_password(&browser(), &base, boss).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     node.terminate();
     let exit = node.wait_exit(Duration::from_secs(20)).unwrap();
@@ -848,20 +734,9 @@ async fn mail_waits_for_a_relay_that_is_down_without_changing_the_answer() {
     register_api(&browser(), &base, email).await;
     smtp_mail(&smtp, email, "Confirm your e-mail");
     smtp.stop();
-    let (status, body) = post(
-        &browser(),
-        &format!("{base}/api/v1/password/forgot"),
-        json!({"email": email}),
-        None,
-    )
-    .await;
-    let (unknown_status, unknown_body) = post(
-        &browser(),
-        &format!("{base}/api/v1/password/forgot"),
-        json!({"email": "nobody@example.com"}),
-        None,
-    )
-    .await;
+    let (status, body) = forgot_password(&browser(), &base, email).await;
+    let (unknown_status, unknown_body) =
+        forgot_password(&browser(), &base, "nobody@example.com").await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!((status, body), (unknown_status, unknown_body));
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
