@@ -59,6 +59,17 @@ async fn confirm_email(client: &Client, base: &str, token: &str) -> (StatusCode,
     post(client, &url, json!({"token": token}), None).await
 }
 
+/// `POST /api/v1/email/change` on `base` to `new_email`, for the signed-in `client`.
+async fn change_email(
+    client: &Client,
+    base: &str,
+    csrf: &str,
+    new_email: &str,
+) -> (StatusCode, Value) {
+    let url = format!("{base}/api/v1/email/change");
+    post(client, &url, json!({"new_email": new_email}), Some(csrf)).await
+}
+
 /// `GET /api/v1/me` on `base`.
 async fn me_on(client: &Client, base: &str) -> (StatusCode, Value) {
     call(
@@ -363,33 +374,15 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
 
     // E-mail change: the new address taken meanwhile refuses the confirmation (409); a change
     // to a free address completes on the other node, and the old address gets the notice.
-    let (status, _) = post(
-        &fresh_client,
-        &format!("{n1}/api/v1/email/change"),
-        json!({"new_email": "taken@example.com"}),
-        Some(&csrf),
-    )
-    .await;
+    let (status, _) = change_email(&fresh_client, &n1, &csrf, "taken@example.com").await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let confirm = smtp_mail(&smtp, "taken@example.com", "Confirm your new e-mail");
     register_api(&browser(), &n2, "taken@example.com").await;
     let answer = confirm_email(&anyone, &n2, &link_token(&confirm, "/confirm-email")).await;
     assert_error(&answer, StatusCode::CONFLICT, "email_taken");
-    let answer = post(
-        &fresh_client,
-        &format!("{n1}/api/v1/email/change"),
-        json!({"new_email": "taken@example.com"}),
-        Some(&csrf),
-    )
-    .await;
+    let answer = change_email(&fresh_client, &n1, &csrf, "taken@example.com").await;
     assert_error(&answer, StatusCode::CONFLICT, "email_taken");
-    let (status, _) = post(
-        &fresh_client,
-        &format!("{n1}/api/v1/email/change"),
-        json!({"new_email": "moved@example.com"}),
-        Some(&csrf),
-    )
-    .await;
+    let (status, _) = change_email(&fresh_client, &n1, &csrf, "moved@example.com").await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let confirm = smtp_mail(&smtp, "moved@example.com", "Confirm your new e-mail");
     let (status, _) = confirm_email(&anyone, &n2, &link_token(&confirm, "/confirm-email")).await;
