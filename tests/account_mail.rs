@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use reqwest::{Client, StatusCode};
-use ringfence_testkit::{
-    HaProxy, NodeProcess, PostgresServer, ReceivedMail, RedisServer, SmtpServer,
-};
+use ringfence_testkit::{ReceivedMail, SmtpServer};
 use serde_json::{json, Value};
 
 const PUBLIC_URL: &str = "http://app.example.test";
@@ -24,14 +22,7 @@ const NEW_PASSWORD: &str = "a brand new passphrase for the test";
 
 /// A JSON POST (with the CSRF header when given); status and body (`Null` when empty).
 async fn post(client: &Client, url: &str, body: Value, csrf: Option<&str>) -> (StatusCode, Value) {
-    let mut request = client.post(url).json(&body);
-    if let Some(csrf) = csrf {
-        request = request.header("x-csrf-token", csrf);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    api_call(client, reqwest::Method::POST, url, csrf, Some(&body)).await
 }
 
 /// An authenticated JSON request without a body.
@@ -41,14 +32,53 @@ async fn call(
     url: &str,
     csrf: Option<&str>,
 ) -> (StatusCode, Value) {
-    let mut request = client.request(method, url);
-    if let Some(csrf) = csrf {
-        request = request.header("x-csrf-token", csrf);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    api_call(client, method, url, csrf, None).await
+}
+
+/// `POST /api/v1/password/forgot` on `base` for `email`.
+async fn forgot_password(client: &Client, base: &str, email: &str) -> (StatusCode, Value) {
+    let url = format!("{base}/api/v1/password/forgot");
+    post(client, &url, json!({"email": email}), None).await
+}
+
+/// `POST /api/v1/password/reset` on `base`: `token` and [`NEW_PASSWORD`].
+async fn reset_password(client: &Client, base: &str, token: &str) -> (StatusCode, Value) {
+    let body = json!({"token": token, "new_password": NEW_PASSWORD});
+    post(client, &format!("{base}/api/v1/password/reset"), body, None).await
+}
+
+/// `POST /api/v1/email/verify` on `base` with `token`.
+async fn verify_email(client: &Client, base: &str, token: &str) -> (StatusCode, Value) {
+    let url = format!("{base}/api/v1/email/verify");
+    post(client, &url, json!({"token": token}), None).await
+}
+
+/// `POST /api/v1/email/confirm` on `base` with `token`.
+async fn confirm_email(client: &Client, base: &str, token: &str) -> (StatusCode, Value) {
+    let url = format!("{base}/api/v1/email/confirm");
+    post(client, &url, json!({"token": token}), None).await
+}
+
+/// `POST /api/v1/email/change` on `base` to `new_email`, for the signed-in `client`.
+async fn change_email(
+    client: &Client,
+    base: &str,
+    csrf: &str,
+    new_email: &str,
+) -> (StatusCode, Value) {
+    let url = format!("{base}/api/v1/email/change");
+    post(client, &url, json!({"new_email": new_email}), Some(csrf)).await
+}
+
+/// `GET /api/v1/me` on `base`.
+async fn me_on(client: &Client, base: &str) -> (StatusCode, Value) {
+    call(
+        client,
+        reqwest::Method::GET,
+        &format!("{base}/api/v1/me"),
+        None,
+    )
+    .await
 }
 
 /// Signs in through the API: the status, and the CSRF token on success.
@@ -60,11 +90,6 @@ async fn sign_in(client: &Client, base: &str, email: &str, password: &str) -> (S
         None,
     )
     .await
-}
-
-/// The error code of an error body.
-fn code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or_default()
 }
 
 /// The token of the one action link in a mail, checking the link's form on the way.
@@ -154,64 +179,63 @@ fn mail_args(smtp: Option<&SmtpServer>) -> Vec<String> {
     args
 }
 
-struct Fleet {
-    redis: RedisServer,
-    _postgres: PostgresServer,
-    nodes: Vec<NodeProcess>,
-    haproxy: HaProxy,
-    store_args: Vec<String>,
-    _dirs: Vec<tempfile::TempDir>,
-}
-
+/// Two nodes on Redis and PostgreSQL behind HAProxy, mailing through `smtp`.
 fn fleet(smtp: &SmtpServer) -> Fleet {
-    let redis = RedisServer::start().expect("redis");
-    let postgres = PostgresServer::start().expect("postgres");
-    let store_args = vec![
-        "--redis".to_owned(),
-        redis.url(),
-        "--database".to_owned(),
-        postgres.url(),
-    ];
-    let mut dirs = Vec::new();
-    let mut nodes = Vec::new();
-    for name in ["node1", "node2"] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut args = store_args.clone();
-        args.extend(mail_args(Some(smtp)));
-        args.extend(["--trusted-proxy".to_owned(), "127.0.0.1/32".to_owned()]);
-        nodes.push(start_node(name, dir.path(), &args));
-        dirs.push(dir);
-    }
-    let backends: Vec<(String, std::net::SocketAddr)> = nodes
-        .iter()
-        .zip(["node1", "node2"])
-        .map(|(n, name)| (name.to_owned(), n.addr()))
-        .collect();
-    let haproxy = HaProxy::start(&backends).expect("haproxy");
-    for name in ["node1", "node2"] {
-        haproxy
-            .wait_for_server_status(name, "UP", Duration::from_secs(10))
-            .expect("backend up");
-    }
-    Fleet {
-        redis,
-        _postgres: postgres,
-        nodes,
-        haproxy,
-        store_args,
-        _dirs: dirs,
-    }
+    let args = mail_args(Some(smtp));
+    common::fleet(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 impl Fleet {
     /// `ringfence ARGS` on the fleet's stores (and mail settings).
     fn cli(&self, args: &[&str], stdin: Option<&str>, smtp: &SmtpServer) -> Run {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        all.extend(self.store_args.iter().cloned());
+        all.extend(["--redis".to_owned(), self.redis.url()]);
+        all.extend(["--database".to_owned(), self.postgres.url()]);
         all.extend(mail_args(Some(smtp)));
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
         run(&refs, stdin, &[])
     }
+}
+
+/// `ringfence users disable` (by `cli`) on an account signed in on `node` with [`NEW_PASSWORD`]:
+/// its session ends there, and signing in on `other` is refused as `account_disabled`.
+async fn disabling_ends_the_sessions(
+    cli: &impl Fn(&[&str], Option<&str>) -> Run,
+    email: &str,
+    node: &str,
+    other: &str,
+) {
+    let client = browser();
+    assert_eq!(
+        sign_in(&client, node, email, NEW_PASSWORD).await.0,
+        StatusCode::OK
+    );
+    let disabled = cli(&["users", "disable", email], None);
+    assert!(disabled.success, "{}", disabled.stderr);
+    let me = me_on(&client, node).await;
+    assert_eq!(me.0, StatusCode::UNAUTHORIZED);
+    let answer = sign_in(&browser(), other, email, NEW_PASSWORD).await;
+    assert_error(&answer, StatusCode::FORBIDDEN, "account_disabled");
+}
+
+/// `ringfence users enable`, then `users set-password` with [`PASSWORD`] (by `cli`): the
+/// account signs in with it on `node`.
+async fn enabling_and_setting_the_password(
+    cli: &impl Fn(&[&str], Option<&str>) -> Run,
+    email: &str,
+    node: &str,
+) {
+    let enabled = cli(&["users", "enable", email], None);
+    assert!(enabled.success, "{}", enabled.stderr);
+    let set = cli(
+        &["users", "set-password", email],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(set.success, "{}", set.stderr);
+    assert_eq!(
+        sign_in(&browser(), node, email, PASSWORD).await.0,
+        StatusCode::OK
+    );
 }
 
 /// The whole reset flow across a fleet, then verification, an e-mail change and the admin
@@ -234,20 +258,8 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
 
     // Forgot: an unknown address gets the same status and body, and no mail.
     let anyone = browser();
-    let (unknown_status, unknown_body) = post(
-        &anyone,
-        &format!("{n1}/api/v1/password/forgot"),
-        json!({"email": "nobody@example.com"}),
-        None,
-    )
-    .await;
-    let (known_status, known_body) = post(
-        &anyone,
-        &format!("{n1}/api/v1/password/forgot"),
-        json!({"email": email}),
-        None,
-    )
-    .await;
+    let (unknown_status, unknown_body) = forgot_password(&anyone, &n1, "nobody@example.com").await;
+    let (known_status, known_body) = forgot_password(&anyone, &n1, email).await;
     assert_eq!(unknown_status, StatusCode::ACCEPTED);
     assert_eq!((known_status, &known_body), (unknown_status, &unknown_body));
     let reset_mail = smtp_mail(&smtp, email, "Reset your");
@@ -279,49 +291,26 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
         "../../etc/passwd",
         &"A".repeat(5000),
     ] {
-        let (status, body) = post(
-            &anyone,
-            &format!("{n2}/api/v1/password/reset"),
-            json!({"token": bad, "new_password": NEW_PASSWORD}),
-            None,
-        )
-        .await;
-        assert_eq!(
-            (status, code(&body)),
-            (StatusCode::BAD_REQUEST, "invalid_token")
-        );
+        let answer = reset_password(&anyone, &n2, bad).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_token");
     }
-    let (status, body) = post(
-        &anyone,
-        &format!("{n2}/api/v1/email/verify"),
-        json!({"token": token}),
-        None,
-    )
-    .await;
+    let (status, body) = verify_email(&anyone, &n2, &token).await;
     assert_eq!(
-        (status, code(&body)),
+        (status, error_code(&body)),
         (StatusCode::BAD_REQUEST, "invalid_token"),
         "a reset token is no verification token"
     );
-    let (status, body) = post(
+    let twelve = json!({"token": 12, "new_password": NEW_PASSWORD});
+    let answer = post(
         &anyone,
         &format!("{n2}/api/v1/password/reset"),
-        json!({"token": 12, "new_password": NEW_PASSWORD}),
+        twelve,
         None,
     )
     .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input")
-    );
+    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
     let huge = "x".repeat(100 * 1024);
-    let (status, _) = post(
-        &anyone,
-        &format!("{n2}/api/v1/password/reset"),
-        json!({"token": huge, "new_password": NEW_PASSWORD}),
-        None,
-    )
-    .await;
+    let (status, _) = reset_password(&anyone, &n2, &huge).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 
     // Two redemptions at once, one per node: exactly one succeeds.
@@ -343,30 +332,11 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
         "{a:?} {b:?}"
     );
     // Second use: 400 invalid_token.
-    let (status, body) = post(
-        &anyone,
-        &format!("{n1}/api/v1/password/reset"),
-        json!({"token": token, "new_password": NEW_PASSWORD}),
-        None,
-    )
-    .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::BAD_REQUEST, "invalid_token")
-    );
+    let answer = reset_password(&anyone, &n1, &token).await;
+    assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_token");
     // Earlier sessions ended on both nodes; the old password is refused, the new one works.
-    assert_eq!(
-        call(&on1, reqwest::Method::GET, &format!("{n1}/api/v1/me"), None)
-            .await
-            .0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        call(&on2, reqwest::Method::GET, &format!("{n2}/api/v1/me"), None)
-            .await
-            .0,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(me_on(&on1, &n1).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(me_on(&on2, &n2).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(
         sign_in(&browser(), &lb, email, PASSWORD).await.0,
         StatusCode::UNAUTHORIZED
@@ -378,41 +348,20 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     assert_eq!(login["user"]["email_verified"], true, "{login}");
     smtp_mail(&smtp, email, "password was reset");
     // The verification link sent before the reset is void: the password changed since.
-    let (status, body) = post(
-        &anyone,
-        &format!("{n1}/api/v1/email/verify"),
-        json!({"token": link_token(&verification, "/verify-email")}),
-        None,
-    )
-    .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::BAD_REQUEST, "invalid_token")
-    );
+    let answer = verify_email(&anyone, &n1, &link_token(&verification, "/verify-email")).await;
+    assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_token");
 
     // Verification on a fresh account: the mail from registration, redeemed on the other node;
     // a resend after that sends nothing.
     let fresh = "verify@example.com";
     register_api(&browser(), &n1, fresh).await;
     let mail = smtp_mail(&smtp, fresh, "Confirm your e-mail");
-    let (status, _) = post(
-        &anyone,
-        &format!("{n2}/api/v1/email/verify"),
-        json!({"token": link_token(&mail, "/verify-email")}),
-        None,
-    )
-    .await;
+    let (status, _) = verify_email(&anyone, &n2, &link_token(&mail, "/verify-email")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let fresh_client = browser();
     let (_, login) = sign_in(&fresh_client, &n1, fresh, PASSWORD).await;
     let csrf = login["csrf_token"].as_str().unwrap().to_owned();
-    let (_, me) = call(
-        &fresh_client,
-        reqwest::Method::GET,
-        &format!("{n1}/api/v1/me"),
-        None,
-    )
-    .await;
+    let (_, me) = me_on(&fresh_client, &n1).await;
     assert_eq!(me["user"]["email_verified"], true, "{me}");
     let (status, _) = post(
         &fresh_client,
@@ -425,58 +374,22 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
 
     // E-mail change: the new address taken meanwhile refuses the confirmation (409); a change
     // to a free address completes on the other node, and the old address gets the notice.
-    let (status, _) = post(
-        &fresh_client,
-        &format!("{n1}/api/v1/email/change"),
-        json!({"new_email": "taken@example.com"}),
-        Some(&csrf),
-    )
-    .await;
+    let (status, _) = change_email(&fresh_client, &n1, &csrf, "taken@example.com").await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let confirm = smtp_mail(&smtp, "taken@example.com", "Confirm your new e-mail");
     register_api(&browser(), &n2, "taken@example.com").await;
-    let (status, body) = post(
-        &anyone,
-        &format!("{n2}/api/v1/email/confirm"),
-        json!({"token": link_token(&confirm, "/confirm-email")}),
-        None,
-    )
-    .await;
-    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "email_taken"));
-    let (status, body) = post(
-        &fresh_client,
-        &format!("{n1}/api/v1/email/change"),
-        json!({"new_email": "taken@example.com"}),
-        Some(&csrf),
-    )
-    .await;
-    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "email_taken"));
-    let (status, _) = post(
-        &fresh_client,
-        &format!("{n1}/api/v1/email/change"),
-        json!({"new_email": "moved@example.com"}),
-        Some(&csrf),
-    )
-    .await;
+    let answer = confirm_email(&anyone, &n2, &link_token(&confirm, "/confirm-email")).await;
+    assert_error(&answer, StatusCode::CONFLICT, "email_taken");
+    let answer = change_email(&fresh_client, &n1, &csrf, "taken@example.com").await;
+    assert_error(&answer, StatusCode::CONFLICT, "email_taken");
+    let (status, _) = change_email(&fresh_client, &n1, &csrf, "moved@example.com").await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let confirm = smtp_mail(&smtp, "moved@example.com", "Confirm your new e-mail");
-    let (status, _) = post(
-        &anyone,
-        &format!("{n2}/api/v1/email/confirm"),
-        json!({"token": link_token(&confirm, "/confirm-email")}),
-        None,
-    )
-    .await;
+    let (status, _) = confirm_email(&anyone, &n2, &link_token(&confirm, "/confirm-email")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let notice = smtp_mail(&smtp, fresh, "e-mail address was changed");
     assert!(!notice.text().unwrap().contains("token="));
-    let (_, me) = call(
-        &fresh_client,
-        reqwest::Method::GET,
-        &format!("{n2}/api/v1/me"),
-        None,
-    )
-    .await;
+    let (_, me) = me_on(&fresh_client, &n2).await;
     assert_eq!(me["user"]["email"], "moved@example.com", "{me}");
 
     // Resend for an unverified account: a second verification mail; either link works.
@@ -503,13 +416,7 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     )
     .pop()
     .unwrap();
-    let (status, _) = post(
-        &anyone,
-        &format!("{n2}/api/v1/email/verify"),
-        json!({"token": link_token(&second, "/verify-email")}),
-        None,
-    )
-    .await;
+    let (status, _) = verify_email(&anyone, &n2, &link_token(&second, "/verify-email")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 
     // Administrators, through the API (on one node) and the CLI (on the stores).
@@ -543,29 +450,10 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_eq!(
-        call(
-            &fresh_client,
-            reqwest::Method::GET,
-            &format!("{n2}/api/v1/me"),
-            None
-        )
-        .await
-        .0,
-        StatusCode::UNAUTHORIZED
-    );
-    let (status, body) = sign_in(&browser(), &n2, "moved@example.com", PASSWORD).await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::FORBIDDEN, "account_disabled")
-    );
-    let (status, _) = post(
-        &anyone,
-        &format!("{n2}/api/v1/password/forgot"),
-        json!({"email": "moved@example.com"}),
-        None,
-    )
-    .await;
+    assert_eq!(me_on(&fresh_client, &n2).await.0, StatusCode::UNAUTHORIZED);
+    let answer = sign_in(&browser(), &n2, "moved@example.com", PASSWORD).await;
+    assert_error(&answer, StatusCode::FORBIDDEN, "account_disabled");
+    let (status, _) = forgot_password(&anyone, &n2, "moved@example.com").await;
     assert_eq!(
         status,
         StatusCode::ACCEPTED,
@@ -594,57 +482,21 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let admin_reset = smtp_mail(&smtp, "moved@example.com", "Reset your");
-    let (status, _) = post(
-        &anyone,
-        &format!("{n2}/api/v1/password/reset"),
-        json!({"token": link_token(&admin_reset, "/reset-password"), "new_password": NEW_PASSWORD}),
-        None,
-    )
-    .await;
+    let (status, _) =
+        reset_password(&anyone, &n2, &link_token(&admin_reset, "/reset-password")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 
     // The CLI on the fleet's stores: disable ends the sessions on every node, set-password,
     // reset-password mails (and --print-link prints) a working link, delete.
-    let cli_user = browser();
-    assert_eq!(
-        sign_in(&cli_user, &n1, email, NEW_PASSWORD).await.0,
-        StatusCode::OK
-    );
-    let disabled = fleet.cli(&["users", "disable", email], None, &smtp);
-    assert!(disabled.success, "{}", disabled.stderr);
-    assert_eq!(
-        call(
-            &cli_user,
-            reqwest::Method::GET,
-            &format!("{n1}/api/v1/me"),
-            None
-        )
-        .await
-        .0,
-        StatusCode::UNAUTHORIZED
-    );
-    let (status, body) = sign_in(&browser(), &n2, email, NEW_PASSWORD).await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::FORBIDDEN, "account_disabled")
-    );
+    let fleet_cli = |args: &[&str], stdin: Option<&str>| fleet.cli(args, stdin, &smtp);
+    disabling_ends_the_sessions(&fleet_cli, email, &n1, &n2).await;
     let refused = fleet.cli(
         &["users", "reset-password", email, "--print-link"],
         None,
         &smtp,
     );
     assert_one_line_failure(&refused, "disabled", "");
-    assert!(fleet.cli(&["users", "enable", email], None, &smtp).success);
-    let set = fleet.cli(
-        &["users", "set-password", email],
-        Some(&format!("{PASSWORD}\n")),
-        &smtp,
-    );
-    assert!(set.success, "{}", set.stderr);
-    assert_eq!(
-        sign_in(&browser(), &lb, email, PASSWORD).await.0,
-        StatusCode::OK
-    );
+    enabling_and_setting_the_password(&fleet_cli, email, &lb).await;
     smtp_mail(&smtp, email, "password was changed");
     let printed = fleet.cli(
         &["users", "reset-password", email, "--print-link"],
@@ -656,13 +508,7 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     let printed_token = link
         .strip_prefix(&format!("{PUBLIC_URL}/reset-password?token="))
         .unwrap_or_else(|| panic!("{link}"));
-    let (status, _) = post(
-        &anyone,
-        &format!("{n2}/api/v1/password/reset"),
-        json!({"token": printed_token, "new_password": NEW_PASSWORD}),
-        None,
-    )
-    .await;
+    let (status, _) = reset_password(&anyone, &n2, printed_token).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let before = matching(&smtp.messages().unwrap(), email, "Reset your").len();
     let mailed = fleet.cli(&["users", "reset-password", email], None, &smtp);
@@ -720,20 +566,11 @@ async fn the_embedded_node_writes_mail_to_the_outbox_and_the_flows_work_from_it(
     let base = node.url();
     let email = "solo@example.com";
     register_api(&browser(), &base, email).await;
-    let (status, body) = sign_in(&browser(), &base, email, PASSWORD).await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::FORBIDDEN, "email_not_verified")
-    );
+    let answer = sign_in(&browser(), &base, email, PASSWORD).await;
+    assert_error(&answer, StatusCode::FORBIDDEN, "email_not_verified");
     // The refused sign-in sent the verification mail again; the first one still works.
     let mail = wait_mails(|| outbox(data.path()), email, "Confirm your e-mail", 2).remove(0);
-    let (status, _) = post(
-        &browser(),
-        &format!("{base}/api/v1/email/verify"),
-        json!({"token": link_token(&mail, "/verify-email")}),
-        None,
-    )
-    .await;
+    let (status, _) = verify_email(&browser(), &base, &link_token(&mail, "/verify-email")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(
         sign_in(&browser(), &base, email, PASSWORD).await.0,
@@ -752,22 +589,11 @@ async fn the_embedded_node_writes_mail_to_the_outbox_and_the_flows_work_from_it(
     }
 
     // Forgot password from the outbox, redeemed.
-    let (status, _) = post(
-        &browser(),
-        &format!("{base}/api/v1/password/forgot"),
-        json!({"email": email}),
-        None,
-    )
-    .await;
+    let (status, _) = forgot_password(&browser(), &base, email).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let reset = outbox_mail(data.path(), email, "Reset your");
-    let (status, _) = post(
-        &browser(),
-        &format!("{base}/api/v1/password/reset"),
-        json!({"token": link_token(&reset, "/reset-password"), "new_password": NEW_PASSWORD}),
-        None,
-    )
-    .await;
+    let (status, _) =
+        reset_password(&browser(), &base, &link_token(&reset, "/reset-password")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(
         sign_in(&browser(), &base, email, NEW_PASSWORD).await.0,
@@ -786,38 +612,8 @@ async fn the_embedded_node_writes_mail_to_the_outbox_and_the_flows_work_from_it(
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
         run(&refs, stdin, &[])
     };
-    let signed_in = browser();
-    assert_eq!(
-        sign_in(&signed_in, &base, email, NEW_PASSWORD).await.0,
-        StatusCode::OK
-    );
-    assert!(cli_run(&["users", "disable", email], None).success);
-    assert_eq!(
-        call(
-            &signed_in,
-            reqwest::Method::GET,
-            &format!("{base}/api/v1/me"),
-            None
-        )
-        .await
-        .0,
-        StatusCode::UNAUTHORIZED
-    );
-    let (status, body) = sign_in(&browser(), &base, email, NEW_PASSWORD).await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::FORBIDDEN, "account_disabled")
-    );
-    assert!(cli_run(&["users", "enable", email], None).success);
-    let set = cli_run(
-        &["users", "set-password", email],
-        Some(&format!("{PASSWORD}\n")),
-    );
-    assert!(set.success, "{}", set.stderr);
-    assert_eq!(
-        sign_in(&browser(), &base, email, PASSWORD).await.0,
-        StatusCode::OK
-    );
+    disabling_ends_the_sessions(&cli_run, email, &base, &base).await;
+    enabling_and_setting_the_password(&cli_run, email, &base).await;
     let weak = cli_run(&["users", "set-password", email], Some("short\n"));
     assert_one_line_failure(&weak, "password", "short");
     let mailed = cli_run(&["users", "reset-password", email], None);
@@ -863,13 +659,7 @@ async fn the_embedded_node_writes_mail_to_the_outbox_and_the_flows_work_from_it(
     );
     let printed = cli_run(&["users", "reset-password", boss, "--print-link"], None);
     let boss_token = printed.stdout.trim().rsplit('=').next().unwrap().to_owned();
-    let (status, _) = post(
-        &browser(),
-        &format!("{base}/api/v1/password/reset"),
-        json!({"token": boss_token, "new_password": NEW_PASSWORD}),
-        None,
-    )
-    .await;
+    let (status, _) = reset_password(&browser(), &base, &boss_token).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let admin = browser();
     let (status, login) = sign_in(&admin, &base, boss, NEW_PASSWORD).await;
@@ -892,11 +682,8 @@ async fn the_embedded_node_writes_mail_to_the_outbox_and_the_flows_work_from_it(
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, body) = sign_in(&browser(), &base, "victim@example.com", PASSWORD).await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::FORBIDDEN, "account_disabled")
-    );
+    let answer = sign_in(&browser(), &base, "victim@example.com", PASSWORD).await;
+    assert_error(&answer, StatusCode::FORBIDDEN, "account_disabled");
     let (status, _) = call(
         &admin,
         reqwest::Method::DELETE,
@@ -917,13 +704,7 @@ async fn the_embedded_node_writes_mail_to_the_outbox_and_the_flows_work_from_it(
     // A reset asked for just before SIGTERM still reaches the outbox: the node waits for its
     // mail jobs and the queue before it exits.
     let before = matching(&outbox(data.path()), boss, "Reset your").len();
-    let (status, _) = post(
-        &browser(),
-        &format!("{base}/api/v1/password/forgot"),
-        json!({"email": boss}),
-        None,
-    )
-    .await;
+    let (status, _) = forgot_password(&browser(), &base, boss).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     node.terminate();
     let exit = node.wait_exit(Duration::from_secs(20)).unwrap();
@@ -946,20 +727,9 @@ async fn mail_waits_for_a_relay_that_is_down_without_changing_the_answer() {
     register_api(&browser(), &base, email).await;
     smtp_mail(&smtp, email, "Confirm your e-mail");
     smtp.stop();
-    let (status, body) = post(
-        &browser(),
-        &format!("{base}/api/v1/password/forgot"),
-        json!({"email": email}),
-        None,
-    )
-    .await;
-    let (unknown_status, unknown_body) = post(
-        &browser(),
-        &format!("{base}/api/v1/password/forgot"),
-        json!({"email": "nobody@example.com"}),
-        None,
-    )
-    .await;
+    let (status, body) = forgot_password(&browser(), &base, email).await;
+    let (unknown_status, unknown_body) =
+        forgot_password(&browser(), &base, "nobody@example.com").await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!((status, body), (unknown_status, unknown_body));
     let deadline = std::time::Instant::now() + Duration::from_secs(15);

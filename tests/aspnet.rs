@@ -1,6 +1,9 @@
 //! `ringfence aspnet unprotect|protect|cookie` as processes, against a key directory shaped as
 //! .NET writes it and a real redis-server list.
 
+/// The key XML the aspnet crate's tests write, as .NET does.
+#[path = "../crates/aspnet/tests/common/mod.rs"]
+mod aspnet_xml;
 mod common;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -14,29 +17,13 @@ use std::sync::Arc;
 
 const KEY_ID: &str = "3b4f2a10-9c1d-4e5f-8a7b-6c5d4e3f2a1b";
 
+/// A key as .NET writes it: made ten days ago, expiring in eighty, with an unencrypted master
+/// key for `encryption` and HMACSHA256.
 fn key_xml(id: &str, encryption: &str) -> String {
-    let created = (Utc::now() - Duration::days(10)).format("%Y-%m-%dT%H:%M:%S%.6fZ");
-    let expires = (Utc::now() + Duration::days(80)).format("%Y-%m-%dT%H:%M:%S%.6fZ");
-    let master: Vec<u8> = (0..64).collect();
-    format!(
-        r#"<?xml version="1.0" encoding="utf-8"?>
-<key id="{id}" version="1">
-  <creationDate>{created}</creationDate>
-  <activationDate>{created}</activationDate>
-  <expirationDate>{expires}</expirationDate>
-  <descriptor deserializerType="Microsoft.AspNetCore.DataProtection.AuthenticatedEncryption.ConfigurationModel.AuthenticatedEncryptorDescriptorDeserializer, Microsoft.AspNetCore.DataProtection, Version=8.0.0.0, Culture=neutral, PublicKeyToken=adb9793829ddae60">
-    <descriptor>
-      <encryption algorithm="{encryption}" />
-      <validation algorithm="HMACSHA256" />
-      <masterKey p4:requiresEncryption="true" xmlns:p4="http://schemas.asp.net/2015/03/dataProtection">
-        <!-- Warning: the key below is in an unencrypted form. -->
-        <value>{}</value>
-      </masterKey>
-    </descriptor>
-  </descriptor>
-</key>"#,
-        STANDARD.encode(master)
-    )
+    let created = Utc::now() - Duration::days(10);
+    let expires = Utc::now() + Duration::days(80);
+    let descriptor = aspnet_xml::descriptor(encryption, "HMACSHA256", &aspnet_xml::master_key(0));
+    aspnet_xml::key_xml(id, created, created, expires, &descriptor)
 }
 
 fn keys_dir() -> tempfile::TempDir {

@@ -274,6 +274,18 @@ async fn fill_credentials(browser: &Client, email: &str, password: &str) {
 }
 
 /// Clicks the main form's submit button and waits for the page that comes back.
+/// Opens `path` of `base` in `browser`.
+async fn open(browser: &Client, base: &str, path: &str) {
+    browser.goto(&format!("{base}{path}")).await.unwrap();
+}
+
+/// Fills the sign-in page of `base` with `email` and `password` and submits it.
+async fn submit_login(browser: &Client, base: &str, email: &str, password: &str) {
+    open(browser, base, "/login").await;
+    fill_credentials(browser, email, password).await;
+    submit_main_form(browser).await;
+}
+
 async fn submit_main_form(browser: &Client) {
     let form = find(browser, "main form").await;
     form.find(Locator::Css("button[type=submit]"))
@@ -365,7 +377,7 @@ async fn scenario(base: &str, driver: &ChromeDriver, scratch: &Path, shots: &Pat
         .await;
 
     // Register: the form, filled in, then the home page signed in.
-    desktop.goto(&format!("{base}/register")).await.unwrap();
+    open(&desktop, base, "/register").await;
     assert!(
         header(&desktop).await.contains("(browser)"),
         "node name in the header"
@@ -398,9 +410,7 @@ async fn scenario(base: &str, driver: &ChromeDriver, scratch: &Path, shots: &Pat
     assert!(!top.contains("Signed in as"), "still signed in: {top}");
 
     // A wrong password: the form again, with a message, the e-mail kept, still signed out.
-    desktop.goto(&format!("{base}/login")).await.unwrap();
-    fill_credentials(&desktop, email, "not the password at all").await;
-    submit_main_form(&desktop).await;
+    submit_login(&desktop, base, email, "not the password at all").await;
     let message = text_of(&desktop, "main .error").await;
     assert!(!message.trim().is_empty(), "bad credentials show a message");
     let kept = find(&desktop, "main form input[name=email]")
@@ -414,7 +424,7 @@ async fn scenario(base: &str, driver: &ChromeDriver, scratch: &Path, shots: &Pat
     screenshot(&desktop, shots, "03-login-bad-credentials").await;
 
     // The right password.
-    desktop.goto(&format!("{base}/login")).await.unwrap();
+    open(&desktop, base, "/login").await;
     fill_credentials(&desktop, email, PASSWORD).await;
     screenshot(&desktop, shots, "04-login").await;
     submit_main_form(&desktop).await;
@@ -426,10 +436,7 @@ async fn scenario(base: &str, driver: &ChromeDriver, scratch: &Path, shots: &Pat
     wait_signed_in(&desktop, email).await;
 
     // Where you're signed in: only this device, labelled from Chromium's user agent.
-    desktop
-        .goto(&format!("{base}/account/sessions"))
-        .await
-        .unwrap();
+    open(&desktop, base, "/account/sessions").await;
     let listed = devices(&desktop).await;
     assert_eq!(listed.len(), 1, "one device: {listed:?}");
     assert_eq!(listed[0].0, "Chrome on Linux", "device label: {listed:?}");
@@ -457,14 +464,9 @@ async fn scenario(base: &str, driver: &ChromeDriver, scratch: &Path, shots: &Pat
             })),
         )
         .await;
-    phone.goto(&format!("{base}/login")).await.unwrap();
-    fill_credentials(&phone, email, PASSWORD).await;
-    submit_main_form(&phone).await;
+    submit_login(&phone, base, email, PASSWORD).await;
     wait_signed_in(&phone, email).await;
-    phone
-        .goto(&format!("{base}/account/sessions"))
-        .await
-        .unwrap();
+    open(&phone, base, "/account/sessions").await;
     let listed = devices(&phone).await;
     assert_eq!(listed.len(), 2, "two devices on the phone: {listed:?}");
     assert_eq!(listed[0].0, "Safari on iPhone", "{listed:?}");
@@ -535,7 +537,7 @@ async fn scenario(base: &str, driver: &ChromeDriver, scratch: &Path, shots: &Pat
         StatusCode::UNAUTHORIZED,
         "revoked phone session"
     );
-    phone.goto(&format!("{base}/")).await.unwrap();
+    open(&phone, base, "/").await;
     let top = header(&phone).await;
     assert!(
         !top.contains("Signed in as"),
@@ -629,7 +631,7 @@ async fn reset_scenario(
         .await;
 
     // "Forgot password?" on the sign-in page, then the address.
-    desktop.goto(&format!("{base}/login")).await.unwrap();
+    open(&desktop, base, "/login").await;
     find(&desktop, "main a[href='/forgot-password']")
         .await
         .click()
@@ -674,9 +676,7 @@ async fn reset_scenario(
     let message = text_of(&desktop, "main .error").await;
     assert!(!message.trim().is_empty(), "the old password is refused");
     assert!(!header(&desktop).await.contains("Signed in as"));
-    desktop.goto(&format!("{base}/login")).await.unwrap();
-    fill_credentials(&desktop, email, NEW_PASSWORD).await;
-    submit_main_form(&desktop).await;
+    submit_login(&desktop, base, email, NEW_PASSWORD).await;
     assert_eq!(path_of(&desktop).await, "/");
     wait_signed_in(&desktop, email).await;
     screenshot(&desktop, shots, "13-signed-in-after-reset").await;
@@ -852,15 +852,10 @@ async fn passkey_scenario(base: &str, driver: &ChromeDriver, scratch: &Path) {
         .expect("chromedriver adds a virtual authenticator");
 
     // Signed in with the password (recent authentication), register a passkey.
-    browser.goto(&format!("{base}/login")).await.unwrap();
-    fill_credentials(&browser, email, PASSWORD).await;
-    submit_main_form(&browser).await;
+    submit_login(&browser, base, email, PASSWORD).await;
     wait_signed_in(&browser, email).await;
     // Through the page: its form and /static/passkeys.js (under the page's CSP).
-    browser
-        .goto(&format!("{base}/account/passkeys"))
-        .await
-        .unwrap();
+    open(&browser, base, "/account/passkeys").await;
     let name = find(&browser, "#passkey-register input[name=name]").await;
     name.send_keys("Chromium").await.unwrap();
     find(&browser, "#passkey-register button[type=submit]")
@@ -879,9 +874,7 @@ async fn passkey_scenario(base: &str, driver: &ChromeDriver, scratch: &Path) {
     // Signed out (a fresh cookie jar), the password alone no longer signs in: the passkey is
     // the second step, through the button of /login/mfa.
     browser.delete_all_cookies().await.unwrap();
-    browser.goto(&format!("{base}/login")).await.unwrap();
-    fill_credentials(&browser, email, PASSWORD).await;
-    submit_main_form(&browser).await;
+    submit_login(&browser, base, email, PASSWORD).await;
     assert_eq!(path_of(&browser).await, "/login/mfa");
     screenshot(&browser, &screenshot_dir(), "15-login-mfa-passkey").await;
     find(&browser, "#passkey-login")
@@ -893,7 +886,7 @@ async fn passkey_scenario(base: &str, driver: &ChromeDriver, scratch: &Path) {
 
     // Signed out again, sign in with the passkey alone: the button of /login.
     browser.delete_all_cookies().await.unwrap();
-    browser.goto(&format!("{base}/login")).await.unwrap();
+    open(&browser, base, "/login").await;
     find(&browser, "#passkey-login")
         .await
         .click()
@@ -902,10 +895,7 @@ async fn passkey_scenario(base: &str, driver: &ChromeDriver, scratch: &Path) {
     wait_signed_in(&browser, email).await;
 
     // The security page embeds the two-step and passkey sections.
-    browser
-        .goto(&format!("{base}/account/security#two-factor"))
-        .await
-        .unwrap();
+    open(&browser, base, "/account/security#two-factor").await;
     find(&browser, "#passkeys li.passkey").await;
     screenshot(&browser, &screenshot_dir(), "16-account-security-factors").await;
 
@@ -914,10 +904,7 @@ async fn passkey_scenario(base: &str, driver: &ChromeDriver, scratch: &Path) {
     let passkeys = list["ok"].as_array().cloned().unwrap_or_default();
     assert_eq!(passkeys.len(), 1, "{list}");
     assert!(passkeys[0]["last_used_at"].is_string(), "{list}");
-    browser
-        .goto(&format!("{base}/account/passkeys"))
-        .await
-        .unwrap();
+    open(&browser, base, "/account/passkeys").await;
     assert!(text_of(&browser, "li.passkey .meta")
         .await
         .contains("last used"));
@@ -940,7 +927,7 @@ async fn passkey_scenario(base: &str, driver: &ChromeDriver, scratch: &Path) {
 
     // The removed passkey signs nobody in.
     browser.delete_all_cookies().await.unwrap();
-    browser.goto(&format!("{base}/login")).await.unwrap();
+    open(&browser, base, "/login").await;
     let refused = run_passkeys_js(&browser, "window.ringfencePasskeys.signIn()").await;
     assert!(refused["err"].is_string(), "{refused}");
     browser.close().await.unwrap();

@@ -27,10 +27,7 @@ async fn register_restart_still_signed_in_then_sign_out() {
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
         "{cookie}"
     );
-    assert_eq!(
-        signed_in_as(&client, &base).await.as_deref(),
-        Some("alice@example.com")
-    );
+    assert_signed_in_as(&client, &base, "alice@example.com").await;
     let (_, home) = get_page(&client, &format!("{base}/")).await;
     assert!(home.contains("(solo)"), "page header shows the node name");
 
@@ -43,20 +40,16 @@ async fn register_restart_still_signed_in_then_sign_out() {
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
     let node = start_node("solo", data.path(), &[]);
     let base = node.url();
-    assert_eq!(
-        signed_in_as(&client, &base).await.as_deref(),
-        Some("alice@example.com")
-    );
+    assert_signed_in_as(&client, &base, "alice@example.com").await;
 
     // Sign out: the session is gone on the server, the cookie cleared.
     let (_, home) = get_page(&client, &format!("{base}/")).await;
     let response = client
         .post(format!("{base}/logout"))
         .form(&[("_csrf", csrf_of(&home))])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::SEE_OTHER);
     assert_eq!(signed_in_as(&client, &base).await, None);
 
     // Wrong password: the form again, with a message that does not say whether the e-mail exists.
@@ -92,10 +85,7 @@ async fn register_restart_still_signed_in_then_sign_out() {
     // The right one signs in.
     let ok = login_page(&client, &base, "ALICE@example.com", PASSWORD).await;
     assert_eq!(ok.status(), StatusCode::SEE_OTHER);
-    assert_eq!(
-        signed_in_as(&client, &base).await.as_deref(),
-        Some("alice@example.com")
-    );
+    assert_signed_in_as(&client, &base, "alice@example.com").await;
 }
 
 #[tokio::test]
@@ -120,34 +110,19 @@ async fn missing_or_forged_csrf_is_400() {
         "x",
         "",
     ] {
-        let response = client
-            .post(format!("{base}/register"))
-            .form(&[
-                ("email", "bob@example.com"),
-                ("password", PASSWORD),
-                ("_csrf", forged),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            response.status(),
-            StatusCode::BAD_REQUEST,
-            "forged {forged:?}"
-        );
+        let fields = [
+            ("email", "bob@example.com"),
+            ("password", PASSWORD),
+            ("_csrf", forged),
+        ];
+        let status = client.post(format!("{base}/register")).form(&fields);
+        let status = status.answer_status().await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "forged {forged:?}");
     }
     let other = browser();
     let (_, html) = get_page(&other, &format!("{base}/register")).await;
-    let response = client
-        .post(format!("{base}/register"))
-        .form(&[
-            ("email", "bob@example.com"),
-            ("password", PASSWORD),
-            ("_csrf", &csrf_of(&html)),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let fields = [("email", "bob@example.com"), ("password", PASSWORD)];
+    let response = send_form(client.post(format!("{base}/register")), &fields, &html).await;
     assert_eq!(
         response.status(),
         StatusCode::BAD_REQUEST,
@@ -155,30 +130,15 @@ async fn missing_or_forged_csrf_is_400() {
     );
     assert_eq!(signed_in_as(&client, &base).await, None);
     // Signed in, a session-bound token of another session is refused too.
-    assert_eq!(
-        register_page(&client, &base, "carol@example.com")
-            .await
-            .status(),
-        StatusCode::SEE_OTHER
-    );
-    assert_eq!(
-        register_page(&other, &base, "dave@example.com")
-            .await
-            .status(),
-        StatusCode::SEE_OTHER
-    );
+    for (browser, email) in [(&client, "carol@example.com"), (&other, "dave@example.com")] {
+        let registered = register_page(browser, &base, email).await;
+        assert_eq!(registered.status(), StatusCode::SEE_OTHER);
+    }
     let (_, dave_home) = get_page(&other, &format!("{base}/")).await;
-    let response = client
-        .post(format!("{base}/logout"))
-        .form(&[("_csrf", csrf_of(&dave_home))])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(
-        signed_in_as(&client, &base).await.as_deref(),
-        Some("carol@example.com")
-    );
+    let logout = client.post(format!("{base}/logout"));
+    let logout = logout.form(&[("_csrf", csrf_of(&dave_home))]);
+    assert_eq!(logout.answer_status().await, StatusCode::BAD_REQUEST);
+    assert_signed_in_as(&client, &base, "carol@example.com").await;
 }
 
 #[tokio::test]
@@ -197,24 +157,13 @@ async fn json_api_round_trip() {
     .await;
     assert_eq!(login["user"]["email"], "erin@example.com");
     let csrf = login["csrf_token"].as_str().unwrap().to_owned();
-    let me: serde_json::Value = client
-        .get(format!("{base}/api/v1/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: serde_json::Value = client.get(format!("{base}/api/v1/me")).answer_json().await;
     assert_eq!(me["node"], "solo");
     assert_eq!(me["session"]["id"], login["session"]["id"]);
     let sessions: serde_json::Value = client
         .get(format!("{base}/api/v1/sessions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     let list = sessions["sessions"].as_array().unwrap();
     assert_eq!(list.len(), 1);
     for field in [
@@ -238,11 +187,10 @@ async fn json_api_round_trip() {
     login_api(&phone, &base, "erin@example.com", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1").await;
     let response = client
         .post(format!("{base}/api/v1/sessions/revoke-others"))
-        .send()
-        .await
-        .unwrap();
+        .answer_status()
+        .await;
     assert_eq!(
-        response.status(),
+        response,
         StatusCode::FORBIDDEN,
         "cookie-authenticated write without X-CSRF-Token"
     );
@@ -265,24 +213,20 @@ async fn json_api_round_trip() {
     // Logout needs the CSRF header too, then the session is gone.
     let response = client
         .post(format!("{base}/api/v1/logout"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::FORBIDDEN);
     let response = client
         .post(format!("{base}/api/v1/logout"))
         .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::NO_CONTENT);
     assert_eq!(
         client
             .get(format!("{base}/api/v1/me"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .answer_status()
+            .await,
         StatusCode::UNAUTHORIZED
     );
 }
@@ -398,10 +342,9 @@ async fn bad_input_gets_specific_errors_never_5xx() {
     let _ = login;
     let good = client
         .get(format!("{base}/api/v1/me"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(good.status(), StatusCode::OK);
+        .answer_status()
+        .await;
+    assert_eq!(good, StatusCode::OK);
     let fresh = reqwest::Client::new();
     for cookie in [
         "ringfence_session=AAAA".to_owned(),
@@ -413,11 +356,10 @@ async fn bad_input_gets_specific_errors_never_5xx() {
         let r = fresh
             .get(format!("{base}/api/v1/me"))
             .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap();
+            .answer_status()
+            .await;
         assert_eq!(
-            r.status(),
+            r,
             StatusCode::UNAUTHORIZED,
             "cookie {}",
             &cookie[..cookie.len().min(40)]
@@ -431,7 +373,7 @@ async fn bad_input_gets_specific_errors_never_5xx() {
     check(r.status(), StatusCode::NOT_FOUND, "unknown route");
     let r = client
         .delete(format!("{base}/api/v1/sessions/..%2F..%2Fetc"))
-        .header("x-csrf-token", login_csrf(&client, &base).await)
+        .header("x-csrf-token", api_csrf(&client, &base).await)
         .send()
         .await
         .unwrap();
@@ -458,18 +400,6 @@ async fn bad_input_gets_specific_errors_never_5xx() {
     );
 }
 
-async fn login_csrf(client: &reqwest::Client, base: &str) -> String {
-    let me: serde_json::Value = client
-        .get(format!("{base}/api/v1/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    me["csrf_token"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn health_readiness_metrics_and_node_header() {
     let data = tempfile::tempdir().unwrap();
@@ -481,14 +411,7 @@ async fn health_readiness_metrics_and_node_header() {
         assert_eq!(node_of(&r), "solo", "{path}");
         assert!(r.status().as_u16() < 500, "{path}");
     }
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = client.get(format!("{base}/metrics")).answer_text().await;
     assert!(
         metrics.contains("ringfence_http_requests_total"),
         "{metrics}"
@@ -502,6 +425,13 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
         .lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse().ok())
+}
+
+/// Asserts each `(series, value)` is what `metrics` says.
+fn assert_samples(metrics: &str, expected: &[(&str, Option<f64>)]) {
+    for (series, value) in expected {
+        assert_eq!(sample(metrics, series), *value, "{series}: {metrics}");
+    }
 }
 
 #[tokio::test]
@@ -531,43 +461,35 @@ async fn metrics_follow_sign_ins_and_sign_outs() {
     login_api(&phone, &base, "alice@example.com", "Mozilla/5.0 (iPhone)").await;
     let bobs = login_api(&bob, &base, "bob@example.com", "curl/8").await;
 
-    let metrics = scrape().await;
     let events = |event: &str| format!("ringfence_session_events_total{{event=\"{event}\"}}");
-    assert_eq!(
-        sample(&metrics, "ringfence_active_sessions"),
-        Some(3.0),
-        "{metrics}"
+    let (created, revoked) = (events("created"), events("revoked"));
+    assert_samples(
+        &scrape().await,
+        &[
+            ("ringfence_active_sessions", Some(3.0)),
+            ("ringfence_signed_in_users", Some(2.0)),
+            ("ringfence_users", Some(2.0)),
+            ("ringfence_ready", Some(1.0)),
+            (&created, Some(3.0)),
+            (&revoked, None),
+        ],
     );
-    assert_eq!(
-        sample(&metrics, "ringfence_signed_in_users"),
-        Some(2.0),
-        "{metrics}"
-    );
-    assert_eq!(sample(&metrics, "ringfence_users"), Some(2.0), "{metrics}");
-    assert_eq!(sample(&metrics, "ringfence_ready"), Some(1.0), "{metrics}");
-    assert_eq!(sample(&metrics, &events("created")), Some(3.0), "{metrics}");
-    assert_eq!(sample(&metrics, &events("revoked")), None, "{metrics}");
 
     let csrf = bobs["csrf_token"].as_str().unwrap();
     let r = bob
         .post(format!("{base}/api/v1/logout"))
         .header("x-csrf-token", csrf)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let metrics = scrape().await;
-    assert_eq!(
-        sample(&metrics, "ringfence_active_sessions"),
-        Some(2.0),
-        "{metrics}"
+        .answer_status()
+        .await;
+    assert_eq!(r, StatusCode::NO_CONTENT);
+    assert_samples(
+        &scrape().await,
+        &[
+            ("ringfence_active_sessions", Some(2.0)),
+            ("ringfence_signed_in_users", Some(1.0)),
+            (&revoked, Some(1.0)),
+        ],
     );
-    assert_eq!(
-        sample(&metrics, "ringfence_signed_in_users"),
-        Some(1.0),
-        "{metrics}"
-    );
-    assert_eq!(sample(&metrics, &events("revoked")), Some(1.0), "{metrics}");
 }
 
 #[tokio::test]
@@ -775,10 +697,9 @@ async fn cookies_are_secure_and_host_prefixed_behind_a_trusted_https_proxy() {
         .get(format!("{}/api/v1/me", trusting.url()))
         .header("cookie", &value)
         .header("x-forwarded-proto", "https")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), StatusCode::OK);
+        .answer_status()
+        .await;
+    assert_eq!(me, StatusCode::OK);
     // The same headers from an untrusted peer are ignored.
     let r = login(untrusting.url()).await;
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();

@@ -4,29 +4,32 @@
 
 mod common;
 
-use common::{browser, csrf_of, start_example as start, PASSWORD};
+use common::{api_call, browser, csrf_of, start_example as start, Answer, PASSWORD};
 use reqwest::{Client, StatusCode};
 use ringfence_testkit::{PostgresServer, RedisServer};
 use serde_json::{json, Value};
 
 async fn post_json(client: &Client, url: &str, body: Value) -> (StatusCode, Value) {
-    let response = client.post(url).json(&body).send().await.unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    api_call(client, reqwest::Method::POST, url, None, Some(&body)).await
+}
+
+/// The minimal example on the data directory `data`.
+fn start_minimal(data: &tempfile::TempDir) -> ringfence_testkit::NodeProcess {
+    start(
+        "minimal",
+        &[("DATA_DIR", data.path().display().to_string())],
+    )
 }
 
 #[tokio::test]
 async fn minimal_example_registers_greets_and_refuses_a_wrong_password_with_401() {
     let data = tempfile::tempdir().unwrap();
-    let app = start(
-        "minimal",
-        &[("DATA_DIR", data.path().display().to_string())],
-    );
+    let app = start_minimal(&data);
     let base = app.url();
     let client = browser();
 
-    let anonymous = client.get(format!("{base}/")).send().await.unwrap();
-    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let anonymous = client.get(format!("{base}/")).answer_status().await;
+    assert_eq!(anonymous, StatusCode::UNAUTHORIZED);
 
     let credentials = json!({"email": "Ann@Example.com", "password": PASSWORD});
     let (status, body) = post_json(&client, &format!("{base}/register"), credentials).await;
@@ -48,30 +51,18 @@ async fn minimal_example_registers_greets_and_refuses_a_wrong_password_with_401(
 
     // Signing out needs the antiforgery header; then the session is over.
     let token = body["csrf_token"].as_str().unwrap().to_owned();
-    let refused = stranger
-        .post(format!("{base}/logout"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
-    let out = stranger
-        .post(format!("{base}/logout"))
-        .header("x-csrf-token", token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.status(), StatusCode::NO_CONTENT);
-    let me = stranger.get(format!("{base}/me")).send().await.unwrap();
-    assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+    let logout = || stranger.post(format!("{base}/logout"));
+    assert_eq!(logout().answer_status().await, StatusCode::FORBIDDEN);
+    let out = logout().header("x-csrf-token", token).answer_status().await;
+    assert_eq!(out, StatusCode::NO_CONTENT);
+    let me = stranger.get(format!("{base}/me")).answer_status().await;
+    assert_eq!(me, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn minimal_example_throttles_password_guessing() {
     let data = tempfile::tempdir().unwrap();
-    let app = start(
-        "minimal",
-        &[("DATA_DIR", data.path().display().to_string())],
-    );
+    let app = start_minimal(&data);
     let base = app.url();
     let client = browser();
     let credentials = json!({"email": "guess@example.com", "password": PASSWORD});
@@ -110,15 +101,11 @@ async fn copies_share_sessions_and_revocation(envs: &[(&str, String)]) {
         .starts_with("hello fleet@example.com"));
 
     let token = body["csrf_token"].as_str().unwrap().to_owned();
-    let out = client
-        .post(format!("{}/logout", two.url()))
-        .header("x-csrf-token", token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.status(), StatusCode::NO_CONTENT);
-    let on_one = client.get(format!("{}/", one.url())).send().await.unwrap();
-    assert_eq!(on_one.status(), StatusCode::UNAUTHORIZED);
+    let out = client.post(format!("{}/logout", two.url()));
+    let out = out.header("x-csrf-token", token).answer_status().await;
+    assert_eq!(out, StatusCode::NO_CONTENT);
+    let on_one = client.get(format!("{}/", one.url())).answer_status().await;
+    assert_eq!(on_one, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -151,8 +138,8 @@ async fn protected_example_checks_sign_in_admin_role_and_the_form_token() {
     let base = app.url();
 
     let visitor = browser();
-    let page = visitor.get(format!("{base}/notes")).send().await.unwrap();
-    assert_eq!(page.status(), StatusCode::UNAUTHORIZED);
+    let page = visitor.get(format!("{base}/notes")).answer_status().await;
+    assert_eq!(page, StatusCode::UNAUTHORIZED);
 
     let user = browser();
     let credentials = json!({"email": "user@example.com", "password": PASSWORD});
@@ -171,22 +158,13 @@ async fn protected_example_checks_sign_in_admin_role_and_the_form_token() {
         saved.text().await.unwrap(),
         "saved 5 characters for user@example.com\n"
     );
-    let forged = user
-        .post(format!("{base}/notes"))
-        .form(&[("_csrf", "forged"), ("note", "hello")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
-    let no_token = user
-        .post(format!("{base}/notes"))
-        .form(&[("note", "hello")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(no_token.status(), StatusCode::BAD_REQUEST);
-    let not_admin = user.get(format!("{base}/admin")).send().await.unwrap();
-    assert_eq!(not_admin.status(), StatusCode::FORBIDDEN);
+    let note = || user.post(format!("{base}/notes"));
+    let forged = note().form(&[("_csrf", "forged"), ("note", "hello")]);
+    assert_eq!(forged.answer_status().await, StatusCode::BAD_REQUEST);
+    let no_token = note().form(&[("note", "hello")]);
+    assert_eq!(no_token.answer_status().await, StatusCode::BAD_REQUEST);
+    let not_admin = user.get(format!("{base}/admin")).answer_status().await;
+    assert_eq!(not_admin, StatusCode::FORBIDDEN);
 
     let boss = browser();
     let credentials = json!({"email": "boss@example.com", "password": PASSWORD});

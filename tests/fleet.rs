@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use common::*;
 use reqwest::{Client, StatusCode};
@@ -79,24 +78,8 @@ fn fleet(shared: Shared) -> Fleet {
     let postgres = PostgresServer::start().expect("postgres");
     let mut args = store_args(redis.as_ref(), &postgres);
     args.extend(["--trusted-proxy".to_owned(), "127.0.0.1/32".to_owned()]);
-    let mut dirs = Vec::new();
-    let mut nodes = Vec::new();
-    for name in ["node1", "node2"] {
-        let dir = tempfile::tempdir().unwrap();
-        nodes.push(start_node(name, dir.path(), &args));
-        dirs.push(dir);
-    }
-    let backends: Vec<(String, std::net::SocketAddr)> = nodes
-        .iter()
-        .zip(["node1", "node2"])
-        .map(|(n, name)| (name.to_owned(), n.addr()))
-        .collect();
-    let haproxy = HaProxy::start(&backends).expect("haproxy");
-    for name in ["node1", "node2"] {
-        haproxy
-            .wait_for_server_status(name, "UP", Duration::from_secs(10))
-            .expect("backend up");
-    }
+    let (nodes, dirs) = start_two_nodes(&args);
+    let haproxy = balance(&nodes);
     Fleet {
         redis,
         postgres,
@@ -137,20 +120,8 @@ async fn cli_sees_the_fleet_state_on_postgres_alone() {
 /// A node's `/readyz` status and the session gauges of its `/metrics` (active sessions,
 /// signed-in users).
 async fn ready_and_counted(client: &Client, node: &str) -> (StatusCode, [u64; 2]) {
-    let ready = client
-        .get(format!("{node}/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    let metrics = client
-        .get(format!("{node}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let ready = client.get(format!("{node}/readyz")).answer_status().await;
+    let metrics = client.get(format!("{node}/metrics")).answer_text().await;
     let gauge = |name: &str| {
         metrics
             .lines()
@@ -179,16 +150,8 @@ async fn shares_keys_and_sessions(fleet: &mut Fleet) {
     // are accepted by the other (shared key ring).
     let (node, html) = get_page(&client, &format!("{a}/register")).await;
     assert_eq!(node, "node1");
-    let response = client
-        .post(format!("{b}/register"))
-        .form(&[
-            ("email", "fleet@example.com"),
-            ("password", PASSWORD),
-            ("_csrf", &csrf_of(&html)),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let fields = [("email", "fleet@example.com"), ("password", PASSWORD)];
+    let response = send_form(client.post(format!("{b}/register")), &fields, &html).await;
     assert_eq!(
         response.status(),
         StatusCode::SEE_OTHER,
@@ -215,34 +178,18 @@ async fn shares_keys_and_sessions(fleet: &mut Fleet) {
     // The client address behind HAProxy comes from X-Forwarded-For of the trusted proxy.
     let sessions: serde_json::Value = client
         .get(format!("{lb}/api/v1/sessions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     assert_eq!(sessions["sessions"][0]["ip"], "127.0.0.1");
 
     // A second device signs in; the first revokes it through node1; node2 refuses it at once.
     let phone = browser();
     login_api(&phone, &lb, "fleet@example.com", "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Mobile Safari/537.36").await;
-    let me: serde_json::Value = client
-        .get(format!("{a}/api/v1/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let csrf = me["csrf_token"].as_str().unwrap().to_owned();
+    let csrf = api_csrf(&client, &a).await;
     let list: serde_json::Value = client
         .get(format!("{a}/api/v1/sessions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     let other = list["sessions"]
         .as_array()
         .unwrap()
@@ -253,28 +200,17 @@ async fn shares_keys_and_sessions(fleet: &mut Fleet) {
         .unwrap()
         .to_owned();
     assert_eq!(
-        phone
-            .get(format!("{b}/api/v1/me"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        phone.get(format!("{b}/api/v1/me")).answer_status().await,
         StatusCode::OK
     );
     let response = client
         .delete(format!("{a}/api/v1/sessions/{other}"))
         .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::NO_CONTENT);
     assert_eq!(
-        phone
-            .get(format!("{b}/api/v1/me"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        phone.get(format!("{b}/api/v1/me")).answer_status().await,
         StatusCode::UNAUTHORIZED,
         "revoked on node1, refused by node2 on the next request"
     );
@@ -288,20 +224,11 @@ async fn shares_keys_and_sessions(fleet: &mut Fleet) {
     let revoked: serde_json::Value = client
         .post(format!("{b}/api/v1/sessions/revoke-others"))
         .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     assert_eq!(revoked["revoked"], 1);
     assert_eq!(
-        phone
-            .get(format!("{a}/api/v1/me"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        phone.get(format!("{a}/api/v1/me")).answer_status().await,
         StatusCode::UNAUTHORIZED,
         "revoked on node2, refused by node1 on the next request"
     );
@@ -312,12 +239,7 @@ async fn shares_keys_and_sessions(fleet: &mut Fleet) {
     // Deleting the sessions in the store signs the user out (the store is the truth).
     fleet.delete_every_session_in_the_store();
     assert_eq!(
-        client
-            .get(format!("{lb}/api/v1/me"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        client.get(format!("{lb}/api/v1/me")).answer_status().await,
         StatusCode::UNAUTHORIZED
     );
 
@@ -334,10 +256,7 @@ async fn shares_keys_and_sessions(fleet: &mut Fleet) {
         );
         assert_eq!(node_of(&response), "node2");
     }
-    assert_eq!(
-        signed_in_as(&client, &lb).await.as_deref(),
-        Some("fleet@example.com")
-    );
+    assert_signed_in_as(&client, &lb, "fleet@example.com").await;
 }
 
 /// The admin commands, run beside the fleet on the same stores, see and change its state.
@@ -380,12 +299,7 @@ async fn cli_sees_the_state_of(fleet: &Fleet) {
     let (ok, out, _) = run(&["sessions", "revoke", "--user", "ops@example.com"]);
     assert!(ok && out.contains("revoked 1"), "{out}");
     assert_eq!(
-        client
-            .get(format!("{lb}/api/v1/me"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        client.get(format!("{lb}/api/v1/me")).answer_status().await,
         StatusCode::UNAUTHORIZED
     );
 }

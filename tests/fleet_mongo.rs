@@ -59,7 +59,7 @@ async fn a_fleet_on_mongodb_and_redis_behind_haproxy_shares_accounts_keys_and_se
         nodes.push(start_node(name, dir.path(), &args));
         dirs.push(dir);
     }
-    let haproxy = behind_haproxy(&nodes, &["node1", "node2"]);
+    let haproxy = balance(&nodes);
     let (a, b) = (nodes[0].url(), nodes[1].url());
     let lb = haproxy.url();
 

@@ -118,17 +118,15 @@ async fn finding_01_metrics_listen_serves_metrics_and_the_main_listener_does_not
     assert!(body.contains("ringfence_"), "{body}");
     let main = client
         .get(format!("{}/metrics", node.url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(main.status(), StatusCode::NOT_FOUND);
+        .answer_status()
+        .await;
+    assert_eq!(main, StatusCode::NOT_FOUND);
     // Only /metrics there: the app is not reachable through the metrics port.
     let other = client
         .get(format!("{separate}/login"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+        .answer_status()
+        .await;
+    assert_eq!(other, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -215,10 +213,9 @@ async fn finding_02_slow_clients_do_not_hold_the_node() {
     let started = Instant::now();
     let response = plain_client()
         .get(format!("{}/healthz", node.url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::OK);
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "a normal request took {:?} with {SLOW} slow clients",
@@ -284,10 +281,9 @@ async fn finding_02_reaching_the_connection_cap_is_logged_as_such() {
     // The next request waits in the backlog until the header timeout frees slots, then is served.
     let response = plain_client()
         .get(format!("{}/readyz", node.url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::OK);
     let output = node.output();
     assert!(output.contains("connection limit reached"), "{output}");
     assert!(!output.contains("unreachable"), "{output}");

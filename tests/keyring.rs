@@ -102,10 +102,9 @@ async fn secondary_waits_for_a_key_then_serves_without_restart() {
     // Pages that need a token answer 503, not 500.
     let r = client
         .get(format!("{}/login", secondary.url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        .answer_status()
+        .await;
+    assert_eq!(r, StatusCode::SERVICE_UNAVAILABLE);
 
     let primary_dir = tempfile::tempdir().unwrap();
     let primary = start_node("primary", primary_dir.path(), &redis_args(&redis));
@@ -120,10 +119,8 @@ async fn secondary_waits_for_a_key_then_serves_without_restart() {
     assert_eq!(
         browser
             .get(format!("{}/api/v1/me", primary.url()))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .answer_status()
+            .await,
         StatusCode::OK
     );
 }
@@ -284,10 +281,8 @@ async fn revoking_every_key_signs_everyone_out_and_a_new_key_takes_over() {
     assert_eq!(
         browser
             .get(format!("{}/api/v1/me", b.url()))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .answer_status()
+            .await,
         StatusCode::OK
     );
     let (ok, out, err) = cli(&["keys", "revoke", "--all", "--redis", &redis.url()], None);
@@ -297,10 +292,8 @@ async fn revoking_every_key_signs_everyone_out_and_a_new_key_takes_over() {
     loop {
         let status = browser
             .get(format!("{}/api/v1/me", b.url()))
-            .send()
-            .await
-            .unwrap()
-            .status();
+            .answer_status()
+            .await;
         if status == StatusCode::UNAUTHORIZED {
             break;
         }
@@ -315,10 +308,8 @@ async fn revoking_every_key_signs_everyone_out_and_a_new_key_takes_over() {
     assert_eq!(
         browser
             .get(format!("{}/api/v1/me", a.url()))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .answer_status()
+            .await,
         StatusCode::OK
     );
     assert_eq!(keys_json(&["--redis", &redis.url()]).len(), 2);

@@ -24,39 +24,53 @@ fn at(offset_steps: i64) -> chrono::DateTime<chrono::Utc> {
     now() + chrono::Duration::seconds(30 * offset_steps)
 }
 
-/// A POST (or other method) with JSON and the CSRF header; (status, node, body).
+/// A request with the CSRF header and a JSON body when given; (status, body).
 async fn send(
     client: &Client,
     method: reqwest::Method,
     url: String,
     csrf: Option<&str>,
     body: Option<Value>,
-) -> (StatusCode, String, Value) {
-    let mut request = client.request(method, url);
-    if let Some(csrf) = csrf {
-        request = request.header("x-csrf-token", csrf);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let node = node_of(&response);
-    let body = response.json().await.unwrap_or(Value::Null);
-    (status, node, body)
+) -> (StatusCode, Value) {
+    api_call(client, method, &url, csrf, body.as_ref()).await
 }
 
-async fn post(
+/// A JSON POST with the CSRF header; (status, body).
+async fn post(client: &Client, url: String, csrf: &str, body: Value) -> (StatusCode, Value) {
+    send(client, reqwest::Method::POST, url, Some(csrf), Some(body)).await
+}
+
+/// A JSON POST without the CSRF header; the status.
+async fn post_without_csrf(client: &Client, url: String, body: Value) -> StatusCode {
+    send(client, reqwest::Method::POST, url, None, Some(body))
+        .await
+        .0
+}
+
+/// A DELETE with the CSRF header; the status.
+async fn delete(client: &Client, url: String, csrf: &str) -> StatusCode {
+    send(client, reqwest::Method::DELETE, url, Some(csrf), None)
+        .await
+        .0
+}
+
+/// [`post`], and the node that answered.
+async fn post_on(
     client: &Client,
     url: String,
     csrf: &str,
     body: Value,
 ) -> (StatusCode, String, Value) {
-    send(client, reqwest::Method::POST, url, Some(csrf), Some(body)).await
-}
-
-fn code_of(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or_default()
+    let response = client
+        .post(url)
+        .header("x-csrf-token", csrf)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let node = node_of(&response);
+    (status, node, response.json().await.unwrap_or(Value::Null))
 }
 
 /// Signs in with the password: (csrf token, body).
@@ -75,6 +89,7 @@ async fn password_step(client: &Client, base: &str) -> Value {
 async fn totp_on_two_nodes_behind_haproxy() {
     let fleet = fleet(&["--reauth-window", &format!("{REAUTH_WINDOW_SECS}s")]);
     let base = fleet.haproxy.url();
+    let url = |path: &str| format!("{base}/api/v1/{path}");
     let alice = browser();
     register_api(&alice, &base, ALICE).await;
     let login = password_step(&alice, &base).await;
@@ -83,27 +98,14 @@ async fn totp_on_two_nodes_behind_haproxy() {
         "no factor yet: signed in"
     );
     let csrf = login["csrf_token"].as_str().unwrap().to_owned();
-    let me: Value = alice
-        .get(format!("{base}/api/v1/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = alice.get(url("me")).answer_json().await;
     assert_eq!(
         me["user"]["mfa"],
         json!({"totp": false, "passkeys": 0, "recovery_codes_left": 0})
     );
 
     // Setup (right after signing in: recent).
-    let (status, _, setup) = post(
-        &alice,
-        format!("{base}/api/v1/mfa/totp/setup"),
-        &csrf,
-        json!({}),
-    )
-    .await;
+    let (status, setup) = post(&alice, url("mfa/totp/setup"), &csrf, json!({})).await;
     assert_eq!(status, StatusCode::OK, "{setup}");
     let secret = TotpSecret::from_base32(setup["secret"].as_str().unwrap()).unwrap();
     assert!(setup["otpauth_uri"]
@@ -112,46 +114,34 @@ async fn totp_on_two_nodes_behind_haproxy() {
         .starts_with("otpauth://totp/ringfence%3Aalice%40example.com?secret="));
 
     // Bad input to confirm: 4xx, never counted as on.
-    let confirm = format!("{base}/api/v1/mfa/totp/confirm");
+    let confirm = url("mfa/totp/confirm");
     for (body, expected) in [
         (json!({"code": 123456}), StatusCode::UNPROCESSABLE_ENTITY),
         (json!({}), StatusCode::UNPROCESSABLE_ENTITY),
         (json!({"code": "12ab56"}), StatusCode::UNAUTHORIZED),
     ] {
-        let (status, _, answer) = post(&alice, confirm.clone(), &csrf, body.clone()).await;
+        let (status, answer) = post(&alice, confirm.clone(), &csrf, body.clone()).await;
         assert_eq!(status, expected, "{body} → {answer}");
     }
     let huge = json!({"code": "1".repeat(100_000)});
-    let (status, _, _) = post(&alice, confirm.clone(), &csrf, huge).await;
+    let (status, _) = post(&alice, confirm.clone(), &csrf, huge).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    let (status, _, _) = send(
+    let status = post_without_csrf(
         &alice,
-        reqwest::Method::POST,
         confirm.clone(),
-        None,
-        Some(json!({"code": secret.code_at(now())})),
+        json!({"code": secret.code_at(now())}),
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF header");
     // A wrong code is refused; TOTP stays off.
     let wrong = secret.code_at(at(5));
-    let (status, _, answer) = post(&alice, confirm.clone(), &csrf, json!({"code": wrong})).await;
-    assert_eq!(
-        (status, code_of(&answer)),
-        (StatusCode::UNAUTHORIZED, "invalid_code")
-    );
-    let me: Value = alice
-        .get(format!("{base}/api/v1/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = post(&alice, confirm.clone(), &csrf, json!({"code": wrong})).await;
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "invalid_code");
+    let me: Value = alice.get(url("me")).answer_json().await;
     assert_eq!(me["user"]["mfa"]["totp"], json!(false));
 
     // Confirm with the code of the previous step (drift -1 accepted).
-    let (status, _, answer) = post(
+    let (status, answer) = post(
         &alice,
         confirm.clone(),
         &csrf,
@@ -166,14 +156,7 @@ async fn totp_on_two_nodes_behind_haproxy() {
         .map(|c| c.as_str().unwrap().to_owned())
         .collect();
     assert_eq!(recovery.len(), 10);
-    let me: Value = alice
-        .get(format!("{base}/api/v1/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = alice.get(url("me")).answer_json().await;
     assert_eq!(
         me["user"]["mfa"],
         json!({"totp": true, "passkeys": 0, "recovery_codes_left": 10})
@@ -190,47 +173,28 @@ async fn totp_on_two_nodes_behind_haproxy() {
     let pending_csrf = pending["csrf_token"].as_str().unwrap().to_owned();
     // The pending sign-in is not signed in anywhere, on either node.
     for _ in 0..2 {
-        let me = phone.get(format!("{base}/api/v1/me")).send().await.unwrap();
+        let me = phone.get(url("me")).send().await.unwrap();
         assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
-        let list = phone
-            .get(format!("{base}/api/v1/sessions"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(list.status(), StatusCode::UNAUTHORIZED);
-        let (status, _, _) = post(
+        let list = phone.get(url("sessions")).answer_status().await;
+        assert_eq!(list, StatusCode::UNAUTHORIZED);
+        let (status, _) = post(
             &phone,
-            format!("{base}/api/v1/password"),
+            url("password"),
             &pending_csrf,
             json!({"current_password": PASSWORD, "new_password": "another long passphrase here"}),
         )
         .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
-        let (status, _, _) = post(
-            &phone,
-            format!("{base}/api/v1/mfa/totp/setup"),
-            &pending_csrf,
-            json!({}),
-        )
-        .await;
+        let (status, _) = post(&phone, url("mfa/totp/setup"), &pending_csrf, json!({})).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
-        let (status, _, _) = send(
-            &phone,
-            reqwest::Method::DELETE,
-            format!("{base}/api/v1/mfa/totp"),
-            Some(&pending_csrf),
-            None,
-        )
-        .await;
+        let status = delete(&phone, url("mfa/totp"), &pending_csrf).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
-    let second = format!("{base}/api/v1/login/mfa");
-    let (status, _, _) = send(
+    let second = url("login/mfa");
+    let status = post_without_csrf(
         &phone,
-        reqwest::Method::POST,
         second.clone(),
-        None,
-        Some(json!({"code": secret.code_at(now())})),
+        json!({"code": secret.code_at(now())}),
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF header");
@@ -239,26 +203,23 @@ async fn totp_on_two_nodes_behind_haproxy() {
         json!({}),
         json!({"code": "1", "recovery_code": "2"}),
     ] {
-        let (status, _, _) = post(&phone, second.clone(), &pending_csrf, bad.clone()).await;
+        let (status, _) = post(&phone, second.clone(), &pending_csrf, bad.clone()).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     }
-    let (status, _, answer) = post(
+    let answer = post(
         &phone,
         second.clone(),
         &pending_csrf,
         json!({"code": secret.code_at(at(7))}),
     )
     .await;
-    assert_eq!(
-        (status, code_of(&answer)),
-        (StatusCode::UNAUTHORIZED, "invalid_code")
-    );
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "invalid_code");
     let code = secret.code_at(now());
     let (status, first_node, signed_in) =
-        post(&phone, second.clone(), &pending_csrf, json!({"code": code})).await;
+        post_on(&phone, second.clone(), &pending_csrf, json!({"code": code})).await;
     assert_eq!(status, StatusCode::OK, "{signed_in}");
     assert_eq!(signed_in["user"]["email"], json!(ALICE));
-    let me = phone.get(format!("{base}/api/v1/me")).send().await.unwrap();
+    let me = phone.get(url("me")).send().await.unwrap();
     assert_eq!(me.status(), StatusCode::OK);
     let me: Value = me.json().await.unwrap();
     assert_eq!(
@@ -273,9 +234,9 @@ async fn totp_on_two_nodes_behind_haproxy() {
         let pending = password_step(&other, &base).await;
         let csrf = pending["csrf_token"].as_str().unwrap();
         let (status, node, answer) =
-            post(&other, second.clone(), csrf, json!({"code": code})).await;
+            post_on(&other, second.clone(), csrf, json!({"code": code})).await;
         assert_eq!(
-            (status, code_of(&answer)),
+            (status, error_code(&answer)),
             (StatusCode::UNAUTHORIZED, "invalid_code"),
             "replay on {node}"
         );
@@ -292,7 +253,7 @@ async fn totp_on_two_nodes_behind_haproxy() {
     let pending = password_step(&other, &base).await;
     let csrf = pending["csrf_token"].as_str().unwrap().to_owned();
     for offset in [2, -2] {
-        let (status, _, _) = post(
+        let (status, _) = post(
             &other,
             second.clone(),
             &csrf,
@@ -301,7 +262,7 @@ async fn totp_on_two_nodes_behind_haproxy() {
         .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "drift {offset}");
     }
-    let (status, _, answer) = post(
+    let (status, answer) = post(
         &other,
         second.clone(),
         &csrf,
@@ -315,7 +276,7 @@ async fn totp_on_two_nodes_behind_haproxy() {
         let other = browser();
         let pending = password_step(&other, &base).await;
         let csrf = pending["csrf_token"].as_str().unwrap();
-        let (status, _, answer) = post(
+        let (status, answer) = post(
             &other,
             second.clone(),
             csrf,
@@ -324,79 +285,51 @@ async fn totp_on_two_nodes_behind_haproxy() {
         .await;
         assert_eq!(status, expected, "{answer}");
     }
-    let me: Value = alice
-        .get(format!("{base}/api/v1/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = alice.get(url("me")).answer_json().await;
     assert_eq!(me["user"]["mfa"]["recovery_codes_left"], json!(9));
 
     // Recent authentication: after the window, sensitive operations need /api/v1/reauth.
     tokio::time::sleep(Duration::from_millis(REAUTH_WINDOW_SECS * 1000 + 500)).await;
-    let (status, _, answer) = post(
+    let answer = post(
         &alice,
-        format!("{base}/api/v1/mfa/recovery-codes"),
-        &csrf_of_api(&alice, &base).await,
+        url("mfa/recovery-codes"),
+        &api_csrf(&alice, &base).await,
         json!({}),
     )
     .await;
-    assert_eq!(
-        (status, code_of(&answer)),
-        (StatusCode::FORBIDDEN, "reauth_required")
-    );
-    let csrf = csrf_of_api(&alice, &base).await;
-    let (status, _, answer) = send(
+    assert_error(&answer, StatusCode::FORBIDDEN, "reauth_required");
+    let csrf = api_csrf(&alice, &base).await;
+    let answer = send(
         &alice,
         reqwest::Method::DELETE,
-        format!("{base}/api/v1/mfa/totp"),
+        url("mfa/totp"),
         Some(&csrf),
         None,
     )
     .await;
-    assert_eq!(
-        (status, code_of(&answer)),
-        (StatusCode::FORBIDDEN, "reauth_required")
-    );
-    let (status, _, answer) = post(
+    assert_error(&answer, StatusCode::FORBIDDEN, "reauth_required");
+    let answer = post(
         &alice,
-        format!("{base}/api/v1/reauth"),
+        url("reauth"),
         &csrf,
         json!({"password": "not the password at all"}),
     )
     .await;
-    assert_eq!(
-        (status, code_of(&answer)),
-        (StatusCode::UNAUTHORIZED, "invalid_credentials")
-    );
-    let (status, _, _) = post(
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "invalid_credentials");
+    let (status, _) = post(
         &alice,
-        format!("{base}/api/v1/reauth"),
+        url("reauth"),
         &csrf,
         json!({"password": PASSWORD, "code": "123456"}),
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let (status, _, answer) = post(
-        &alice,
-        format!("{base}/api/v1/reauth"),
-        &csrf,
-        json!({"password": PASSWORD}),
-    )
-    .await;
+    let (status, answer) = post(&alice, url("reauth"), &csrf, json!({"password": PASSWORD})).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
     // Accepted on both nodes (the proof is a key-ring payload).
     let mut fresh_codes = Vec::new();
     for _ in 0..2 {
-        let (status, _, answer) = post(
-            &alice,
-            format!("{base}/api/v1/mfa/recovery-codes"),
-            &csrf,
-            json!({}),
-        )
-        .await;
+        let (status, answer) = post(&alice, url("mfa/recovery-codes"), &csrf, json!({})).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         fresh_codes = answer["recovery_codes"]
             .as_array()
@@ -408,7 +341,7 @@ async fn totp_on_two_nodes_behind_haproxy() {
     // The old set is void.
     let other = browser();
     let pending = password_step(&other, &base).await;
-    let (status, _, _) = post(
+    let (status, _) = post(
         &other,
         second.clone(),
         pending["csrf_token"].as_str().unwrap(),
@@ -418,33 +351,17 @@ async fn totp_on_two_nodes_behind_haproxy() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a code of the old set");
     // Reauth by code (here a recovery code) works as well, after the window again.
     tokio::time::sleep(Duration::from_millis(REAUTH_WINDOW_SECS * 1000 + 500)).await;
-    let (status, _, answer) = post(
+    let answer = post(&alice, url("reauth"), &csrf, json!({"code": "000000"})).await;
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "invalid_code");
+    let (status, answer) = post(
         &alice,
-        format!("{base}/api/v1/reauth"),
-        &csrf,
-        json!({"code": "000000"}),
-    )
-    .await;
-    assert_eq!(
-        (status, code_of(&answer)),
-        (StatusCode::UNAUTHORIZED, "invalid_code")
-    );
-    let (status, _, answer) = post(
-        &alice,
-        format!("{base}/api/v1/reauth"),
+        url("reauth"),
         &csrf,
         json!({"code": fresh_codes[0]}),
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
-    let (status, _, _) = send(
-        &alice,
-        reqwest::Method::DELETE,
-        format!("{base}/api/v1/mfa/totp"),
-        Some(&csrf),
-        None,
-    )
-    .await;
+    let status = delete(&alice, url("mfa/totp"), &csrf).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let fresh = browser();
     let login = password_step(&fresh, &base).await;
@@ -455,39 +372,22 @@ async fn totp_on_two_nodes_behind_haproxy() {
     drop(fleet.nodes);
 }
 
-async fn csrf_of_api(client: &Client, base: &str) -> String {
-    let me: Value = client
-        .get(format!("{base}/api/v1/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    me["csrf_token"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_second_factor_codes_are_throttled_and_admins_need_a_factor() {
     let fleet = fleet(&["--require-mfa-for-admins"]);
     let base = fleet.haproxy.url();
+    let url = |path: &str| format!("{base}/api/v1/{path}");
     let alice = browser();
     register_api(&alice, &base, ALICE).await;
     let csrf = password_step(&alice, &base).await["csrf_token"]
         .as_str()
         .unwrap()
         .to_owned();
-    let (_, _, setup) = post(
-        &alice,
-        format!("{base}/api/v1/mfa/totp/setup"),
-        &csrf,
-        json!({}),
-    )
-    .await;
+    let (_, setup) = post(&alice, url("mfa/totp/setup"), &csrf, json!({})).await;
     let secret = TotpSecret::from_base32(setup["secret"].as_str().unwrap()).unwrap();
-    let (status, _, _) = post(
+    let (status, _) = post(
         &alice,
-        format!("{base}/api/v1/mfa/totp/confirm"),
+        url("mfa/totp/confirm"),
         &csrf,
         json!({"code": secret.code_at(at(-1))}),
     )
@@ -498,9 +398,9 @@ async fn wrong_second_factor_codes_are_throttled_and_admins_need_a_factor() {
     let pending_csrf = pending["csrf_token"].as_str().unwrap().to_owned();
     let mut last = StatusCode::OK;
     for _ in 0..12 {
-        let (status, _, _) = post(
+        let (status, _) = post(
             &phone,
-            format!("{base}/api/v1/login/mfa"),
+            url("login/mfa"),
             &pending_csrf,
             json!({"code": "000000"}),
         )
@@ -518,47 +418,27 @@ async fn wrong_second_factor_codes_are_throttled_and_admins_need_a_factor() {
     );
     // Locked: the password step is refused too (the same throttle).
     let response = phone
-        .post(format!("{base}/api/v1/login"))
+        .post(url("login"))
         .json(&json!({"email": ALICE, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::TOO_MANY_REQUESTS);
 
     // An administrator without a second factor: 403 mfa_setup_required on admin routes.
     let admin = "root@example.com";
     let root = browser();
     register_api(&root, &base, admin).await;
-    let done = run(
-        &[
-            "users",
-            "set-admin",
-            admin,
-            "on",
-            "--redis",
-            &fleet.redis.url(),
-            "--database",
-            &fleet.postgres.url(),
-        ],
-        None,
-        &[],
-    );
-    assert!(done.success, "{}", done.stderr);
+    make_fleet_admin(&fleet, admin);
     let response = root
-        .post(format!("{base}/api/v1/login"))
+        .post(url("login"))
         .json(&json!({"email": admin, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let stats = root
-        .get(format!("{base}/api/v1/admin/stats"))
-        .send()
-        .await
-        .unwrap();
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::OK);
+    let stats = root.get(url("admin/stats")).send().await.unwrap();
     assert_eq!(stats.status(), StatusCode::FORBIDDEN);
     let body: Value = stats.json().await.unwrap();
-    assert_eq!(code_of(&body), "mfa_setup_required");
+    assert_eq!(error_code(&body), "mfa_setup_required");
     let page = root.get(format!("{base}/admin")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::SEE_OTHER);
     assert_eq!(
@@ -667,10 +547,9 @@ async fn pages_set_up_totp_with_a_qr_code_and_sign_in_in_two_steps() {
     let response = phone
         .post(format!("{base}/login/mfa"))
         .form(&[("_csrf", csrf_of(&html)), ("code", secret.code_at(now()))])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::SEE_OTHER);
     assert_eq!(signed_in_as(&phone, &base).await.as_deref(), Some(ALICE));
 
     // Past the window the section asks to confirm it is you before changing anything.
@@ -680,17 +559,15 @@ async fn pages_set_up_totp_with_a_qr_code_and_sign_in_in_two_steps() {
     let response = alice
         .post(format!("{base}/account/security/totp/disable"))
         .form(&[("_csrf", csrf_of(&html))])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::FORBIDDEN);
     let response = alice
         .post(format!("{base}/account/security/reauth"))
         .form(&[("_csrf", csrf_of(&html)), ("password", PASSWORD.to_owned())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::SEE_OTHER);
     let response = alice
         .post(format!("{base}/account/security/totp/disable"))
         .form(&[("_csrf", csrf_of(&html))])

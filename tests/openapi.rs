@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use reqwest::{Method, StatusCode};
+use reqwest::{Client, Method, StatusCode};
 use serde_json::Value;
 
 /// Checks `value` against an OpenAPI 3.1 schema (the subset utoipa emits), resolving `$ref`s.
@@ -125,33 +125,114 @@ async fn expect(
     status: StatusCode,
 ) {
     let response = request.send().await.unwrap();
-    assert_eq!(conforms(doc, method, path, response).await, status);
+    assert_eq!(
+        conforms(doc, method, path, response).await,
+        status,
+        "{method} {path}"
+    );
+}
+
+/// The document a node serves at `/api/v1/openapi.json`.
+async fn document(base: &str) -> Value {
+    reqwest::get(format!("{base}/api/v1/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// What a step of a [`Tour`] sends besides its method and path.
+#[derive(Clone, Copy)]
+enum With<'a> {
+    /// Neither a CSRF header nor a body.
+    Bare,
+    /// The CSRF header.
+    Csrf(&'a str),
+    /// A JSON body.
+    Json(&'a Value),
+    /// The CSRF header and a JSON body.
+    CsrfJson(&'a str, &'a Value),
+    /// The CSRF header and a raw body, with its content type if any.
+    CsrfRaw(&'a str, &'static str, Option<&'static str>),
+}
+use With::*;
+
+/// One call of a [`Tour`]: who sends it, `"METHOD /path"` as called (`{id}`s filled in, a query
+/// allowed), what it sends, and the status it must be answered with.
+type Step<'a> = (&'a Client, &'a str, With<'a>, u16);
+
+/// A running node's API checked against its document.
+struct Tour<'a> {
+    doc: &'a Value,
+    base: &'a str,
+}
+
+impl Tour<'_> {
+    /// Sends the steps in order; each answer must have the step's status, and the status and
+    /// body must be documented for the operation the path falls under.
+    async fn run(&self, steps: &[Step<'_>]) {
+        for &(client, route, with, status) in steps {
+            let (method, path) = route.split_once(' ').expect("METHOD /path");
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            let request = client.request(method.clone(), format!("{}{path}", self.base));
+            let request = match with {
+                Bare => request,
+                Csrf(token) => request.header("x-csrf-token", token),
+                Json(body) => request.json(body),
+                CsrfJson(token, body) => request.header("x-csrf-token", token).json(body),
+                CsrfRaw(token, body, content_type) => {
+                    let request = request.header("x-csrf-token", token).body(body);
+                    match content_type {
+                        Some(content_type) => request.header("content-type", content_type),
+                        None => request,
+                    }
+                }
+            };
+            let method = method.as_str().to_lowercase();
+            let operation = operation_of(self.doc, &method, path);
+            let status = StatusCode::from_u16(status).unwrap();
+            expect(self.doc, &method, &operation, request, status).await;
+        }
+    }
+}
+
+/// The documented path that `path` (as called, with a query or not) falls under for `method`:
+/// literal segments match exactly, a `{name}` takes any one segment, and the template with the
+/// most literal segments wins (`/sessions/revoke-others` is not a `/sessions/{id}`).
+fn operation_of(doc: &Value, method: &str, path: &str) -> String {
+    let called: Vec<&str> = path
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .split('/')
+        .collect();
+    doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, item)| item.get(method).is_some())
+        .filter_map(|(template, _)| {
+            let segments: Vec<&str> = template.split('/').collect();
+            let fits = segments.len() == called.len()
+                && segments
+                    .iter()
+                    .zip(&called)
+                    .all(|(t, c)| t.starts_with('{') || t == c);
+            let literal = segments.iter().filter(|t| !t.starts_with('{')).count();
+            fits.then(|| (literal, template.clone()))
+        })
+        .max()
+        .map(|(_, template)| template)
+        .unwrap_or_else(|| panic!("{method} {path} falls under no documented operation"))
 }
 
 #[tokio::test]
 async fn openapi_document_matches_the_running_api() {
     let data = tempfile::tempdir().unwrap();
-    let dir = data.path().display().to_string();
-    let (ok, _, err) = cli(
-        &[
-            "users",
-            "add",
-            "admin@example.com",
-            "--admin",
-            "--data-dir",
-            &dir,
-        ],
-        Some(&format!("{PASSWORD}\n")),
-    );
-    assert!(ok, "{err}");
-    let node = start_node("doc", data.path(), &[]);
+    let node = node_with_admin("doc", data.path());
     let base = node.url();
-    let doc: Value = reqwest::get(format!("{base}/api/v1/openapi.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = document(&base).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     // The schemas are real (the field-by-field checks below are not vacuous).
     let schemas = &doc["components"]["schemas"];
@@ -221,283 +302,90 @@ async fn openapi_document_matches_the_running_api() {
     let user = browser();
     let other = browser();
     let admin = browser();
+    let anonymous = browser();
+    let tour = Tour {
+        doc: &doc,
+        base: &base,
+    };
     let call = |client: &reqwest::Client, method: Method, path: &str| {
         client.request(method, format!("{base}{path}"))
     };
     // Signed out: every operation that needs a session says 401 in the documented shape.
-    for (method, path) in [
-        ("get", "/api/v1/me"),
-        ("get", "/api/v1/sessions"),
-        ("post", "/api/v1/sessions/revoke-others"),
-        ("get", "/api/v1/admin/stats"),
-    ] {
-        let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-        expect(
-            &doc,
-            method,
-            path,
-            call(&user, m, path),
-            StatusCode::UNAUTHORIZED,
-        )
-        .await;
-    }
+    #[rustfmt::skip]
+    let steps = [
+        (&user, "GET /api/v1/me",                      Bare, 401),
+        (&user, "GET /api/v1/sessions",                Bare, 401),
+        (&user, "POST /api/v1/sessions/revoke-others", Bare, 401),
+        (&user, "GET /api/v1/admin/stats",             Bare, 401),
+    ];
+    tour.run(&steps).await;
     let creds = serde_json::json!({"email": "doc@example.com", "password": PASSWORD});
-    expect(
-        &doc,
-        "post",
-        "/api/v1/register",
-        call(&user, Method::POST, "/api/v1/register").json(&creds),
-        StatusCode::CREATED,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/register",
-        call(&user, Method::POST, "/api/v1/register").json(&creds),
-        StatusCode::CONFLICT,
-    )
-    .await;
     let weak = serde_json::json!({"email": "weak@example.com", "password": "short"});
-    expect(
-        &doc,
-        "post",
-        "/api/v1/register",
-        call(&user, Method::POST, "/api/v1/register").json(&weak),
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
     let wrong = serde_json::json!({"email": "doc@example.com", "password": "not the right one"});
-    expect(
-        &doc,
-        "post",
-        "/api/v1/login",
-        call(&user, Method::POST, "/api/v1/login").json(&wrong),
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/login",
-        call(&user, Method::POST, "/api/v1/login").json(&creds),
-        StatusCode::OK,
-    )
-    .await;
+    #[rustfmt::skip]
+    let steps = [
+        (&user, "POST /api/v1/register", Json(&creds), 201),
+        (&user, "POST /api/v1/register", Json(&creds), 409),
+        (&user, "POST /api/v1/register", Json(&weak),  422),
+        (&user, "POST /api/v1/login",    Json(&wrong), 401),
+        (&user, "POST /api/v1/login",    Json(&creds), 200),
+    ];
+    tour.run(&steps).await;
     call(&other, Method::POST, "/api/v1/login")
         .json(&creds)
         .send()
         .await
         .unwrap();
-    let me = call(&user, Method::GET, "/api/v1/me").send().await.unwrap();
-    let csrf = {
-        let text = me.text().await.unwrap();
-        let value: Value = serde_json::from_str(&text).unwrap();
-        value["csrf_token"].as_str().unwrap().to_owned()
-    };
-    expect(
-        &doc,
-        "get",
-        "/api/v1/me",
-        call(&user, Method::GET, "/api/v1/me"),
-        StatusCode::OK,
-    )
-    .await;
-    expect(
-        &doc,
-        "get",
-        "/api/v1/sessions",
-        call(&user, Method::GET, "/api/v1/sessions"),
-        StatusCode::OK,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/sessions/revoke-others",
-        call(&user, Method::POST, "/api/v1/sessions/revoke-others"),
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/sessions/revoke-others",
-        call(&user, Method::POST, "/api/v1/sessions/revoke-others").header("x-csrf-token", &csrf),
-        StatusCode::OK,
-    )
-    .await;
-    expect(
-        &doc,
-        "delete",
-        "/api/v1/sessions/{id}",
-        call(
-            &user,
-            Method::DELETE,
-            "/api/v1/sessions/AAAAAAAAAAAAAAAAAAAAAA",
-        )
-        .header("x-csrf-token", &csrf),
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    expect(
-        &doc,
-        "get",
-        "/api/v1/passkeys",
-        call(&user, Method::GET, "/api/v1/passkeys"),
-        StatusCode::OK,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/passkeys/register/start",
-        call(&user, Method::POST, "/api/v1/passkeys/register/start").header("x-csrf-token", &csrf),
-        StatusCode::OK,
-    )
-    .await;
+    let csrf = api_csrf(&user, &base).await;
     let unknown_ceremony = serde_json::json!({"challenge_id": "A".repeat(43), "name": "Laptop", "credential": {"id": "AA", "rawId": "AA", "type": "public-key", "response": {"clientDataJSON": "e30", "attestationObject": "oA"}, "clientExtensionResults": {}}});
-    expect(
-        &doc,
-        "post",
-        "/api/v1/passkeys/register/finish",
-        call(&user, Method::POST, "/api/v1/passkeys/register/finish")
-            .header("x-csrf-token", &csrf)
-            .json(&unknown_ceremony),
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    expect(
-        &doc,
-        "patch",
-        "/api/v1/passkeys/{id}",
-        call(&user, Method::PATCH, "/api/v1/passkeys/nope")
-            .header("x-csrf-token", &csrf)
-            .json(&serde_json::json!({"name": "Phone"})),
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    expect(
-        &doc,
-        "delete",
-        "/api/v1/passkeys/{id}",
-        call(&user, Method::DELETE, "/api/v1/passkeys/nope").header("x-csrf-token", &csrf),
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/passkeys/login/start",
-        call(&browser(), Method::POST, "/api/v1/passkeys/login/start").json(&serde_json::json!({})),
-        StatusCode::OK,
-    )
-    .await;
-    // Signed in, the ceremony re-authenticates with the account's own passkeys: it has none.
-    expect(
-        &doc,
-        "post",
-        "/api/v1/passkeys/login/start",
-        call(&user, Method::POST, "/api/v1/passkeys/login/start").json(&serde_json::json!({})),
-        StatusCode::CONFLICT,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/passkeys/login/finish",
-        call(&other, Method::POST, "/api/v1/passkeys/login/finish").json(&unknown_ceremony),
-        // A registration's answer where an assertion belongs: malformed_credential.
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
+    let rename = serde_json::json!({"name": "Phone"});
+    let empty = serde_json::json!({});
     let change = serde_json::json!({"current_password": PASSWORD, "new_password": "an even longer passphrase"});
-    expect(
-        &doc,
-        "post",
-        "/api/v1/password",
-        call(&user, Method::POST, "/api/v1/password")
-            .header("x-csrf-token", &csrf)
-            .json(&change),
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-    expect(
-        &doc,
-        "get",
-        "/api/v1/admin/stats",
-        call(&user, Method::GET, "/api/v1/admin/stats"),
-        StatusCode::FORBIDDEN,
-    )
-    .await;
+    let unknown_session = "DELETE /api/v1/sessions/AAAAAAAAAAAAAAAAAAAAAA";
+    #[rustfmt::skip]
+    let steps = [
+        (&user,      "GET /api/v1/me",                        Bare,                               200),
+        (&user,      "GET /api/v1/sessions",                  Bare,                               200),
+        (&user,      "POST /api/v1/sessions/revoke-others",   Bare,                               403),
+        (&user,      "POST /api/v1/sessions/revoke-others",   Csrf(&csrf),                        200),
+        (&user,      unknown_session,                         Csrf(&csrf),                        404),
+        (&user,      "GET /api/v1/passkeys",                  Bare,                               200),
+        (&user,      "POST /api/v1/passkeys/register/start",  Csrf(&csrf),                        200),
+        (&user,      "POST /api/v1/passkeys/register/finish", CsrfJson(&csrf, &unknown_ceremony), 422),
+        (&user,      "PATCH /api/v1/passkeys/nope",           CsrfJson(&csrf, &rename),           404),
+        (&user,      "DELETE /api/v1/passkeys/nope",          Csrf(&csrf),                        404),
+        (&anonymous, "POST /api/v1/passkeys/login/start",     Json(&empty),                       200),
+        // Signed in, the ceremony re-authenticates with the account's own passkeys: it has none.
+        (&user,      "POST /api/v1/passkeys/login/start",     Json(&empty),                       409),
+        // A registration's answer where an assertion belongs: malformed_credential.
+        (&other,     "POST /api/v1/passkeys/login/finish",    Json(&unknown_ceremony),            422),
+        (&user,      "POST /api/v1/password",                 CsrfJson(&csrf, &change),           204),
+        (&user,      "GET /api/v1/admin/stats",               Bare,                               403),
+    ];
+    tour.run(&steps).await;
     let admin_creds = serde_json::json!({"email": "admin@example.com", "password": PASSWORD});
     call(&admin, Method::POST, "/api/v1/login")
         .json(&admin_creds)
         .send()
         .await
         .unwrap();
-    expect(
-        &doc,
-        "get",
-        "/api/v1/admin/stats",
-        call(&admin, Method::GET, "/api/v1/admin/stats"),
-        StatusCode::OK,
-    )
-    .await;
-    // The mail routes (issue 14): the answers a client without a mail can provoke.
     let unknown = serde_json::json!({"email": "nobody@example.com"});
-    expect(
-        &doc,
-        "post",
-        "/api/v1/password/forgot",
-        call(&user, Method::POST, "/api/v1/password/forgot").json(&unknown),
-        StatusCode::ACCEPTED,
-    )
-    .await;
     let bad_token =
         serde_json::json!({"token": "not-a-token", "new_password": "an even longer passphrase"});
-    expect(
-        &doc,
-        "post",
-        "/api/v1/password/reset",
-        call(&user, Method::POST, "/api/v1/password/reset").json(&bad_token),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    for path in ["/api/v1/email/verify", "/api/v1/email/confirm"] {
-        expect(
-            &doc,
-            "post",
-            path,
-            call(&user, Method::POST, path).json(&serde_json::json!({"token": "AAAA"})),
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
-    }
-    expect(
-        &doc,
-        "post",
-        "/api/v1/email/verification",
-        call(&admin, Method::POST, "/api/v1/email/verification"),
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    expect(
-        &doc,
-        "get",
-        "/api/v1/admin/users",
-        call(&user, Method::GET, "/api/v1/admin/users"),
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    expect(
-        &doc,
-        "get",
-        "/api/v1/admin/users",
-        call(&admin, Method::GET, "/api/v1/admin/users?limit=1000"),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let token = serde_json::json!({"token": "AAAA"});
+    #[rustfmt::skip]
+    let steps = [
+        (&admin, "GET /api/v1/admin/stats",            Bare,             200),
+        // The mail routes (issue 14): the answers a client without a mail can provoke.
+        (&user,  "POST /api/v1/password/forgot",       Json(&unknown),   202),
+        (&user,  "POST /api/v1/password/reset",        Json(&bad_token), 400),
+        (&user,  "POST /api/v1/email/verify",          Json(&token),     400),
+        (&user,  "POST /api/v1/email/confirm",         Json(&token),     400),
+        (&admin, "POST /api/v1/email/verification",    Bare,             403),
+        (&user,  "GET /api/v1/admin/users",            Bare,             403),
+        (&admin, "GET /api/v1/admin/users?limit=1000", Bare,             400),
+    ];
+    tour.run(&steps).await;
     let listed = call(&admin, Method::GET, "/api/v1/admin/users?limit=1")
         .send()
         .await
@@ -518,12 +406,8 @@ async fn openapi_document_matches_the_running_api() {
         Method::GET,
         "/api/v1/admin/users?email=doc%40example.com",
     )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .answer_json()
+    .await;
     assert_eq!(found["users"][0]["email"], "doc@example.com", "{found}");
     assert_eq!(found["users"][0]["email_verified"], false, "{found}");
     assert_eq!(found["users"][0]["mfa"]["totp"], false, "{found}");
@@ -547,127 +431,71 @@ async fn openapi_document_matches_the_running_api() {
         "stats with a user",
     )
     .unwrap();
-    expect(
-        &doc,
-        "get",
-        "/api/v1/admin/stats",
-        call(
-            &admin,
-            Method::GET,
-            "/api/v1/admin/stats?email=nobody%40example.com",
-        ),
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    // An administrator signs a user out everywhere; a non-admin may not.
     let who = serde_json::json!({"email": "doc@example.com"});
-    expect(
-        &doc,
-        "post",
-        "/api/v1/admin/revoke-user",
-        call(&user, Method::POST, "/api/v1/admin/revoke-user")
-            .header("x-csrf-token", &csrf)
-            .json(&who),
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    let admin_me: Value = call(&admin, Method::GET, "/api/v1/me")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let admin_csrf = admin_me["csrf_token"].as_str().unwrap().to_owned();
-    for (method, path) in [
-        ("delete", "/api/v1/admin/users/{id}"),
-        ("post", "/api/v1/admin/users/{id}/disable"),
-        ("post", "/api/v1/admin/users/{id}/enable"),
-        ("post", "/api/v1/admin/users/{id}/password-reset"),
+    #[rustfmt::skip]
+    let steps = [
+        (&admin, "GET /api/v1/admin/stats?email=nobody%40example.com", Bare,                  404),
+        // An administrator signs a user out everywhere; a non-admin may not.
+        (&user,  "POST /api/v1/admin/revoke-user",                     CsrfJson(&csrf, &who), 403),
+    ];
+    tour.run(&steps).await;
+    let admin_csrf = api_csrf(&admin, &base).await;
+    for route in [
+        "DELETE /api/v1/admin/users/{id}",
+        "POST /api/v1/admin/users/{id}/disable",
+        "POST /api/v1/admin/users/{id}/enable",
+        "POST /api/v1/admin/users/{id}/password-reset",
     ] {
-        let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-        let url = path.replace("{id}", "no-such-user");
-        expect(
-            &doc,
-            method,
-            path,
-            call(&admin, m.clone(), &url).header("x-csrf-token", &admin_csrf),
-            StatusCode::NOT_FOUND,
-        )
-        .await;
-        expect(
-            &doc,
-            method,
-            path,
-            call(&user, m, &url).header("x-csrf-token", &csrf),
-            StatusCode::FORBIDDEN,
-        )
-        .await;
+        let route = route.replace("{id}", "no-such-user");
+        let route = route.as_str();
+        #[rustfmt::skip]
+        let steps = [
+            (&admin, route, Csrf(&admin_csrf), 404),
+            (&user,  route, Csrf(&csrf),       403),
+        ];
+        tour.run(&steps).await;
     }
+    let revoke_user = "POST /api/v1/admin/revoke-user";
     let nobody = serde_json::json!({"email": "nobody@example.com"});
-    expect(
-        &doc,
-        "post",
-        "/api/v1/admin/revoke-user",
-        call(&admin, Method::POST, "/api/v1/admin/revoke-user")
-            .header("x-csrf-token", &admin_csrf)
-            .json(&nobody),
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    let other_me = call(&other, Method::GET, "/api/v1/me")
-        .send()
-        .await
-        .unwrap()
-        .status();
+    #[rustfmt::skip]
+    let steps = [
+        (&admin, revoke_user, CsrfJson(&admin_csrf, &nobody), 404),
+    ];
+    tour.run(&steps).await;
     assert_eq!(
-        other_me,
+        call(&other, Method::GET, "/api/v1/me")
+            .answer_status()
+            .await,
         StatusCode::UNAUTHORIZED,
         "revoked by revoke-others above"
     );
     call(&other, Method::POST, "/api/v1/login").json(&serde_json::json!({"email": "doc@example.com", "password": "an even longer passphrase"})).send().await.unwrap();
     assert_eq!(
         call(&other, Method::GET, "/api/v1/me")
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .answer_status()
+            .await,
         StatusCode::OK
     );
-    expect(
-        &doc,
-        "post",
-        "/api/v1/admin/revoke-user",
-        call(&admin, Method::POST, "/api/v1/admin/revoke-user")
-            .header("x-csrf-token", &admin_csrf)
-            .json(&who),
-        StatusCode::OK,
-    )
-    .await;
+    #[rustfmt::skip]
+    let steps = [
+        (&admin, revoke_user, CsrfJson(&admin_csrf, &who), 200),
+    ];
+    tour.run(&steps).await;
     assert_eq!(
         call(&other, Method::GET, "/api/v1/me")
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .answer_status()
+            .await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        call(&user, Method::GET, "/api/v1/me")
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        call(&user, Method::GET, "/api/v1/me").answer_status().await,
         StatusCode::UNAUTHORIZED
     );
-    expect(
-        &doc,
-        "post",
-        "/api/v1/logout",
-        call(&admin, Method::POST, "/api/v1/logout").header("x-csrf-token", &admin_csrf),
-        StatusCode::NO_CONTENT,
-    )
-    .await;
+    #[rustfmt::skip]
+    let steps = [
+        (&admin, "POST /api/v1/logout", Csrf(&admin_csrf), 204),
+    ];
+    tour.run(&steps).await;
 }
 
 /// A node on a fresh data dir with one administrator, `admin@example.com`.
@@ -694,12 +522,7 @@ fn node_with_admin(name: &str, data: &std::path::Path) -> ringfence_testkit::Nod
 async fn finding_12_every_operation_lists_its_statuses_and_security() {
     let data = tempfile::tempdir().unwrap();
     let node = start_node("doc", data.path(), &[]);
-    let doc: Value = reqwest::get(format!("{}/api/v1/openapi.json", node.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = document(&node.url()).await;
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["session_cookie"]["type"], "apiKey", "{schemes}");
     assert_eq!(schemes["session_cookie"]["in"], "cookie");
@@ -716,189 +539,63 @@ async fn finding_12_every_operation_lists_its_statuses_and_security() {
     // Anybody (passkey alone), a pending sign-in (second step) or a session (re-auth).
     let passkey_ceremony =
         serde_json::json!([{}, {"pending_sign_in_cookie": []}, {"session_cookie": []}]);
-    let operations: [(&str, &str, &[u16], &Value); 34] = [
-        (
-            "post",
-            "/api/v1/reauth",
-            &[204, 400, 401, 403, 413, 415, 422, 429, 503],
-            &write,
-        ),
-        (
-            "post",
-            "/api/v1/mfa/totp/setup",
-            &[200, 401, 403, 503],
-            &write,
-        ),
-        (
-            "post",
-            "/api/v1/mfa/totp/confirm",
-            &[200, 400, 401, 403, 409, 413, 415, 422, 429, 503],
-            &write,
-        ),
-        ("delete", "/api/v1/mfa/totp", &[204, 401, 403, 503], &write),
-        (
-            "post",
-            "/api/v1/mfa/recovery-codes",
-            &[200, 401, 403, 409, 503],
-            &write,
-        ),
-        (
-            "post",
-            "/api/v1/login/mfa",
-            &[200, 400, 401, 403, 413, 415, 422, 429, 503],
-            &pending,
-        ),
-        (
-            "post",
-            "/api/v1/register",
-            &[201, 400, 409, 413, 415, 422, 429, 503],
-            &none,
-        ),
-        (
-            "post",
-            "/api/v1/login",
-            &[200, 400, 401, 413, 415, 422, 429, 503],
-            &none,
-        ),
-        ("post", "/api/v1/logout", &[204, 403, 503], &optional_write),
-        ("get", "/api/v1/me", &[200, 401, 503], &cookie),
-        ("get", "/api/v1/sessions", &[200, 401, 503], &cookie),
-        (
-            "delete",
-            "/api/v1/sessions/{id}",
-            &[204, 401, 403, 404, 503],
-            &write,
-        ),
-        (
-            "post",
-            "/api/v1/sessions/revoke-others",
-            &[200, 401, 403, 503],
-            &write,
-        ),
-        (
-            "post",
-            "/api/v1/password",
-            &[204, 400, 401, 403, 413, 415, 422, 429, 503],
-            &write,
-        ),
-        (
-            "get",
-            "/api/v1/admin/stats",
-            &[200, 400, 401, 403, 404, 503],
-            &cookie,
-        ),
-        (
-            "post",
-            "/api/v1/admin/revoke-user",
-            &[200, 400, 401, 403, 404, 413, 415, 422, 503],
-            &write,
-        ),
-        (
-            "post",
-            "/api/v1/password/forgot",
-            &[202, 400, 413, 415, 422, 429, 503],
-            &none,
-        ),
-        (
-            "post",
-            "/api/v1/password/reset",
-            &[204, 400, 413, 415, 422, 503],
-            &none,
-        ),
-        (
-            "post",
-            "/api/v1/email/verify",
-            &[204, 400, 413, 415, 422, 503],
-            &none,
-        ),
-        (
-            "post",
-            "/api/v1/email/verification",
-            &[202, 401, 403, 429, 503],
-            &write,
-        ),
-        (
-            "post",
-            "/api/v1/email/change",
-            &[202, 400, 401, 403, 409, 413, 415, 422, 429, 503],
-            &write,
-        ),
-        (
-            "post",
-            "/api/v1/email/confirm",
-            &[204, 400, 409, 413, 415, 422, 503],
-            &none,
-        ),
-        (
-            "get",
-            "/api/v1/admin/users",
-            &[200, 400, 401, 403, 503],
-            &cookie,
-        ),
-        (
-            "delete",
-            "/api/v1/admin/users/{id}",
-            &[204, 401, 403, 404, 503],
-            &write,
-        ),
-        (
-            "post",
-            "/api/v1/admin/users/{id}/disable",
-            &[204, 401, 403, 404, 503],
-            &write,
-        ),
-        (
-            "post",
-            "/api/v1/admin/users/{id}/enable",
-            &[204, 401, 403, 404, 503],
-            &write,
-        ),
-        (
-            "post",
-            "/api/v1/admin/users/{id}/password-reset",
-            &[204, 401, 403, 404, 503],
-            &write,
-        ),
-        (
-            "post",
-            "/api/v1/passkeys/register/start",
-            &[200, 401, 403, 404, 503],
-            &write,
-        ),
-        (
-            "post",
-            "/api/v1/passkeys/register/finish",
-            &[201, 400, 401, 403, 404, 409, 413, 415, 422, 503],
-            &write,
-        ),
-        ("get", "/api/v1/passkeys", &[200, 401, 404, 503], &cookie),
-        (
-            "patch",
-            "/api/v1/passkeys/{id}",
-            &[204, 400, 401, 403, 404, 413, 415, 422, 503],
-            &write,
-        ),
-        (
-            "delete",
-            "/api/v1/passkeys/{id}",
-            &[204, 401, 403, 404, 503],
-            &write,
-        ),
-        (
-            "post",
-            "/api/v1/passkeys/login/start",
-            &[200, 400, 401, 403, 404, 409, 413, 415, 422, 503],
-            &passkey_ceremony,
-        ),
-        (
-            "post",
-            "/api/v1/passkeys/login/finish",
-            &[200, 204, 400, 401, 403, 404, 413, 415, 422, 429, 503],
-            &passkey_ceremony,
-        ),
-    ];
-    for (method, path, statuses, security) in operations {
-        let operation = &doc["paths"][path][method];
+    // Each operation: its method and path, its security (by the names above) and every status
+    // it lists.
+    let operations = "
+POST /api/v1/reauth                           write             204 400 401 403 413 415 422 429 503
+POST /api/v1/mfa/totp/setup                   write             200 401 403 503
+POST /api/v1/mfa/totp/confirm                 write             200 400 401 403 409 413 415 422 429 503
+DELETE /api/v1/mfa/totp                       write             204 401 403 503
+POST /api/v1/mfa/recovery-codes               write             200 401 403 409 503
+POST /api/v1/login/mfa                        pending           200 400 401 403 413 415 422 429 503
+POST /api/v1/register                         none              201 400 409 413 415 422 429 503
+POST /api/v1/login                            none              200 400 401 413 415 422 429 503
+POST /api/v1/logout                           optional_write    204 403 503
+GET /api/v1/me                                cookie            200 401 503
+GET /api/v1/sessions                          cookie            200 401 503
+DELETE /api/v1/sessions/{id}                  write             204 401 403 404 503
+POST /api/v1/sessions/revoke-others           write             200 401 403 503
+POST /api/v1/password                         write             204 400 401 403 413 415 422 429 503
+GET /api/v1/admin/stats                       cookie            200 400 401 403 404 503
+POST /api/v1/admin/revoke-user                write             200 400 401 403 404 413 415 422 503
+POST /api/v1/password/forgot                  none              202 400 413 415 422 429 503
+POST /api/v1/password/reset                   none              204 400 413 415 422 503
+POST /api/v1/email/verify                     none              204 400 413 415 422 503
+POST /api/v1/email/verification               write             202 401 403 429 503
+POST /api/v1/email/change                     write             202 400 401 403 409 413 415 422 429 503
+POST /api/v1/email/confirm                    none              204 400 409 413 415 422 503
+GET /api/v1/admin/users                       cookie            200 400 401 403 503
+DELETE /api/v1/admin/users/{id}               write             204 401 403 404 503
+POST /api/v1/admin/users/{id}/disable         write             204 401 403 404 503
+POST /api/v1/admin/users/{id}/enable          write             204 401 403 404 503
+POST /api/v1/admin/users/{id}/password-reset  write             204 401 403 404 503
+POST /api/v1/passkeys/register/start          write             200 401 403 404 503
+POST /api/v1/passkeys/register/finish         write             201 400 401 403 404 409 413 415 422 503
+GET /api/v1/passkeys                          cookie            200 401 404 503
+PATCH /api/v1/passkeys/{id}                   write             204 400 401 403 404 413 415 422 503
+DELETE /api/v1/passkeys/{id}                  write             204 401 403 404 503
+POST /api/v1/passkeys/login/start             passkey_ceremony  200 400 401 403 404 409 413 415 422 503
+POST /api/v1/passkeys/login/finish            passkey_ceremony  200 204 400 401 403 404 413 415 422 429 503
+";
+    let lines: Vec<&str> = operations
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(lines.len(), 34);
+    for line in lines {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (method, path) = (words[0].to_lowercase(), words[1]);
+        let security = match words[2] {
+            "none" => &none,
+            "cookie" => &cookie,
+            "write" => &write,
+            "optional_write" => &optional_write,
+            "pending" => &pending,
+            "passkey_ceremony" => &passkey_ceremony,
+            other => panic!("unknown security {other}"),
+        };
+        let statuses: Vec<u16> = words[3..].iter().map(|s| s.parse().unwrap()).collect();
+        let operation = &doc["paths"][path][&method];
         let listed: BTreeSet<u16> = operation["responses"]
             .as_object()
             .unwrap_or_else(|| panic!("{method} {path} is not documented"))
@@ -931,12 +628,11 @@ async fn mfa_operations_match_the_document() {
     let data = tempfile::tempdir().unwrap();
     let node = start_node("doc", data.path(), &["--reauth-window".into(), "1s".into()]);
     let base = node.url();
-    let doc: Value = reqwest::get(format!("{base}/api/v1/openapi.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = document(&base).await;
+    let tour = Tour {
+        doc: &doc,
+        base: &base,
+    };
     let user = browser();
     let call = |client: &reqwest::Client, method: Method, path: &str| {
         client.request(method, format!("{base}{path}"))
@@ -949,250 +645,86 @@ async fn mfa_operations_match_the_document() {
         .unwrap();
     let login: Value = call(&user, Method::POST, "/api/v1/login")
         .json(&creds)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     let csrf = login["csrf_token"].as_str().unwrap().to_owned();
-    let post = |client: &reqwest::Client, path: &str, csrf: &str| {
-        call(client, Method::POST, path).header("x-csrf-token", csrf.to_owned())
-    };
-    expect(
-        &doc,
-        "post",
-        "/api/v1/mfa/totp/confirm",
-        post(&user, "/api/v1/mfa/totp/confirm", &csrf).json(&serde_json::json!({"code": "123456"})),
-        StatusCode::CONFLICT,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/mfa/recovery-codes",
-        post(&user, "/api/v1/mfa/recovery-codes", &csrf),
-        StatusCode::CONFLICT,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/mfa/totp/setup",
-        call(&user, Method::POST, "/api/v1/mfa/totp/setup"),
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    let setup = post(&user, "/api/v1/mfa/totp/setup", &csrf)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        conforms(&doc, "post", "/api/v1/mfa/totp/setup", setup).await,
-        StatusCode::OK
-    );
-    let setup: Value = post(&user, "/api/v1/mfa/totp/setup", &csrf)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let confirm = "POST /api/v1/mfa/totp/confirm";
+    let some_code = serde_json::json!({"code": "123456"});
+    #[rustfmt::skip]
+    let steps = [
+        (&user, confirm,                           CsrfJson(&csrf, &some_code), 409),
+        (&user, "POST /api/v1/mfa/recovery-codes", Csrf(&csrf),                 409),
+        (&user, "POST /api/v1/mfa/totp/setup",     Bare,                        403),
+        (&user, "POST /api/v1/mfa/totp/setup",     Csrf(&csrf),                 200),
+    ];
+    tour.run(&steps).await;
+    let setup: Value = call(&user, Method::POST, "/api/v1/mfa/totp/setup")
+        .header("x-csrf-token", &csrf)
+        .answer_json()
+        .await;
     let secret = TotpSecret::from_base32(setup["secret"].as_str().unwrap()).unwrap();
     let now = chrono::Utc::now();
-    expect(
-        &doc,
-        "post",
-        "/api/v1/mfa/totp/confirm",
-        post(&user, "/api/v1/mfa/totp/confirm", &csrf).json(&serde_json::json!({"code": "12345x"})),
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/mfa/totp/confirm",
-        post(&user, "/api/v1/mfa/totp/confirm", &csrf).json(&serde_json::json!({"code": 1})),
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/mfa/totp/confirm",
-        post(&user, "/api/v1/mfa/totp/confirm", &csrf)
-            .body("{")
-            .header("content-type", "application/json"),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/mfa/totp/confirm",
-        post(&user, "/api/v1/mfa/totp/confirm", &csrf).body("x"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/mfa/totp/confirm",
-        post(&user, "/api/v1/mfa/totp/confirm", &csrf).json(
-            &serde_json::json!({"code": secret.code_at(now - chrono::Duration::seconds(30))}),
-        ),
-        StatusCode::OK,
-    )
-    .await;
-    expect(
-        &doc,
-        "get",
-        "/api/v1/me",
-        call(&user, Method::GET, "/api/v1/me"),
-        StatusCode::OK,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/mfa/recovery-codes",
-        post(&user, "/api/v1/mfa/recovery-codes", &csrf),
-        StatusCode::OK,
-    )
-    .await;
+    let not_digits = serde_json::json!({"code": "12345x"});
+    let a_number = serde_json::json!({"code": 1});
+    let current = serde_json::json!({"code": secret.code_at(now - chrono::Duration::seconds(30))});
+    #[rustfmt::skip]
+    let steps = [
+        (&user, confirm,                           CsrfJson(&csrf, &not_digits),                  401),
+        (&user, confirm,                           CsrfJson(&csrf, &a_number),                    422),
+        (&user, confirm,                           CsrfRaw(&csrf, "{", Some("application/json")), 400),
+        (&user, confirm,                           CsrfRaw(&csrf, "x", None),                     415),
+        (&user, confirm,                           CsrfJson(&csrf, &current),                     200),
+        (&user, "GET /api/v1/me",                  Bare,                                          200),
+        (&user, "POST /api/v1/mfa/recovery-codes", Csrf(&csrf),                                   200),
+    ];
+    tour.run(&steps).await;
     // The two-step sign-in: the login's second shape, then the second step.
     let phone = browser();
-    expect(
-        &doc,
-        "post",
-        "/api/v1/login/mfa",
-        call(&phone, Method::POST, "/api/v1/login/mfa")
-            .json(&serde_json::json!({"code": "123456"})),
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/login",
-        call(&phone, Method::POST, "/api/v1/login").json(&creds),
-        StatusCode::OK,
-    )
-    .await;
+    #[rustfmt::skip]
+    let steps = [
+        (&phone, "POST /api/v1/login/mfa", Json(&some_code), 401),
+        (&phone, "POST /api/v1/login",     Json(&creds),     200),
+    ];
+    tour.run(&steps).await;
     let pending: Value = call(&phone, Method::POST, "/api/v1/login")
         .json(&creds)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     assert_eq!(pending["mfa_required"], true);
     let pending_csrf = pending["csrf_token"].as_str().unwrap().to_owned();
-    expect(
-        &doc,
-        "post",
-        "/api/v1/login/mfa",
-        call(&phone, Method::POST, "/api/v1/login/mfa")
-            .json(&serde_json::json!({"code": "123456"})),
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/login/mfa",
-        post(&phone, "/api/v1/login/mfa", &pending_csrf).json(&serde_json::json!({})),
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    let wrong = secret.code_at(now + chrono::Duration::seconds(300));
-    expect(
-        &doc,
-        "post",
-        "/api/v1/login/mfa",
-        post(&phone, "/api/v1/login/mfa", &pending_csrf).json(&serde_json::json!({"code": wrong})),
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
-    let code = secret.code_at(chrono::Utc::now() + chrono::Duration::seconds(30));
-    expect(
-        &doc,
-        "post",
-        "/api/v1/login/mfa",
-        post(&phone, "/api/v1/login/mfa", &pending_csrf).json(&serde_json::json!({"code": code})),
-        StatusCode::OK,
-    )
-    .await;
+    let second = "POST /api/v1/login/mfa";
+    let empty = serde_json::json!({});
+    let wrong = serde_json::json!({"code": secret.code_at(now + chrono::Duration::seconds(300))});
+    let code = serde_json::json!({
+        "code": secret.code_at(chrono::Utc::now() + chrono::Duration::seconds(30))
+    });
+    #[rustfmt::skip]
+    let steps = [
+        (&phone, second, Json(&some_code),                403),
+        (&phone, second, CsrfJson(&pending_csrf, &empty), 422),
+        (&phone, second, CsrfJson(&pending_csrf, &wrong), 401),
+        (&phone, second, CsrfJson(&pending_csrf, &code),  200),
+    ];
+    tour.run(&steps).await;
     // Past the window: 403 reauth_required, then /reauth, then the operation.
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    expect(
-        &doc,
-        "delete",
-        "/api/v1/mfa/totp",
-        call(&user, Method::DELETE, "/api/v1/mfa/totp").header("x-csrf-token", &csrf),
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/reauth",
-        post(&user, "/api/v1/reauth", &csrf)
-            .json(&serde_json::json!({"password": "wrong password here"})),
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/reauth",
-        post(&user, "/api/v1/reauth", &csrf).json(&serde_json::json!({"password": 5})),
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/reauth",
-        post(&user, "/api/v1/reauth", &csrf).json(&creds),
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/reauth",
-        post(&user, "/api/v1/reauth", &csrf).json(&serde_json::json!({"password": PASSWORD})),
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-    expect(
-        &doc,
-        "delete",
-        "/api/v1/mfa/totp",
-        call(&user, Method::DELETE, "/api/v1/mfa/totp").header("x-csrf-token", &csrf),
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/reauth",
-        call(&phone, Method::POST, "/api/v1/reauth")
-            .json(&serde_json::json!({"password": PASSWORD})),
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    expect(
-        &doc,
-        "post",
-        "/api/v1/reauth",
-        call(&browser(), Method::POST, "/api/v1/reauth")
-            .json(&serde_json::json!({"password": PASSWORD})),
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
+    let reauth = "POST /api/v1/reauth";
+    let wrong_password = serde_json::json!({"password": "wrong password here"});
+    let not_a_string = serde_json::json!({"password": 5});
+    let password = serde_json::json!({"password": PASSWORD});
+    let anonymous = browser();
+    #[rustfmt::skip]
+    let steps = [
+        (&user,      "DELETE /api/v1/mfa/totp", Csrf(&csrf),                      403),
+        (&user,      reauth,                    CsrfJson(&csrf, &wrong_password), 401),
+        (&user,      reauth,                    CsrfJson(&csrf, &not_a_string),   422),
+        (&user,      reauth,                    CsrfJson(&csrf, &creds),          422),
+        (&user,      reauth,                    CsrfJson(&csrf, &password),       204),
+        (&user,      "DELETE /api/v1/mfa/totp", Csrf(&csrf),                      204),
+        (&phone,     reauth,                    Json(&password),                  403),
+        (&anonymous, reauth,                    Json(&password),                  401),
+    ];
+    tour.run(&steps).await;
 }
 
 /// The `st` program of the schemathesis that scripts/test.sh installs (`RINGFENCE_SCHEMATHESIS`
@@ -1279,10 +811,8 @@ async fn finding_12_schemathesis_finds_nothing_against_a_live_node() {
     assert_eq!(
         client
             .get(format!("{base}/api/v1/me"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .answer_status()
+            .await,
         StatusCode::OK,
         "the session outlived the run: the operations were reached signed in"
     );

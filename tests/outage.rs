@@ -31,10 +31,8 @@ async fn redis_outage_is_503_then_recovers_without_signing_anyone_out() {
     assert_eq!(
         client
             .get(format!("{base}/api/v1/me"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+            .answer_status()
+            .await,
         StatusCode::OK
     );
 
@@ -44,12 +42,7 @@ async fn redis_outage_is_503_then_recovers_without_signing_anyone_out() {
         .build()
         .unwrap();
     assert_eq!(
-        plain
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        plain.get(format!("{base}/healthz")).answer_status().await,
         StatusCode::OK
     );
     let ready = plain.get(format!("{base}/readyz")).send().await.unwrap();
@@ -81,8 +74,8 @@ async fn redis_outage_is_503_then_recovers_without_signing_anyone_out() {
         "the cookie is kept during an outage"
     );
     // Pages too: 503, not a sign-in form.
-    let home = client.get(format!("{base}/")).send().await.unwrap();
-    assert_eq!(home.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let home = client.get(format!("{base}/")).answer_status().await;
+    assert_eq!(home, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         node.is_running(),
         "the node never exits because Redis is gone"
@@ -93,10 +86,8 @@ async fn redis_outage_is_503_then_recovers_without_signing_anyone_out() {
     loop {
         let status = client
             .get(format!("{base}/api/v1/me"))
-            .send()
-            .await
-            .unwrap()
-            .status();
+            .answer_status()
+            .await;
         if status == StatusCode::OK {
             break;
         }
@@ -112,14 +103,7 @@ async fn redis_outage_is_503_then_recovers_without_signing_anyone_out() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let started = Instant::now();
-    while plain
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        != StatusCode::OK
-    {
+    while plain.get(format!("{base}/readyz")).answer_status().await != StatusCode::OK {
         assert!(started.elapsed() < Duration::from_secs(5), "ready again");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

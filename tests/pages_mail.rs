@@ -101,12 +101,8 @@ async fn verify_then_forgot_and_reset_through_the_pages_over_real_smtp() {
     // Forgot password: the reset mail, its page, a new password; the old sessions end.
     let anonymous = browser();
     let (_, html) = get_page(&anonymous, &format!("{base}/forgot-password")).await;
-    let reply = anonymous
-        .post(format!("{base}/forgot-password"))
-        .form(&[("email", email), ("_csrf", &csrf_of(&html))])
-        .send()
-        .await
-        .unwrap();
+    let request = anonymous.post(format!("{base}/forgot-password"));
+    let reply = send_form(request, &[("email", email)], &html).await;
     assert_eq!(reply.status(), StatusCode::OK);
     let link = nth_link(&smtp, "/reset-password?token=", 1);
     let reply = follow(&anonymous, &link, &[("password", NEW_PASSWORD)]).await;

@@ -26,21 +26,15 @@ struct Pair {
 fn pair() -> Pair {
     let redis = RedisServer::start().expect("redis");
     let postgres = PostgresServer::start().expect("postgres");
-    let mut dirs = Vec::new();
-    let mut nodes = Vec::new();
-    for name in ["node1", "node2"] {
-        let dir = tempfile::tempdir().unwrap();
-        let args = vec![
-            "--redis".to_owned(),
-            redis.url(),
-            "--database".to_owned(),
-            postgres.url(),
-            "--public-url".to_owned(),
-            PUBLIC_URL.to_owned(),
-        ];
-        nodes.push(start_node(name, dir.path(), &args));
-        dirs.push(dir);
-    }
+    let args = vec![
+        "--redis".to_owned(),
+        redis.url(),
+        "--database".to_owned(),
+        postgres.url(),
+        "--public-url".to_owned(),
+        PUBLIC_URL.to_owned(),
+    ];
+    let (nodes, dirs) = start_two_nodes(&args);
     Pair {
         _redis: redis,
         _postgres: postgres,
@@ -55,41 +49,43 @@ async fn signed_in(base: &str, email: &str) -> (Client, String) {
     let response = client
         .post(format!("{base}/api/v1/register"))
         .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::CREATED);
     let login: Value = client
         .post(format!("{base}/api/v1/login"))
         .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     let csrf = login["csrf_token"].as_str().unwrap().to_owned();
     (client, csrf)
 }
 
+/// A JSON POST, with the CSRF header when given.
 async fn post(
     client: &Client,
     url: String,
     csrf: Option<&str>,
     body: Value,
 ) -> (StatusCode, Value) {
-    let mut request = client.post(url).json(&body);
-    if let Some(csrf) = csrf {
-        request = request.header("X-CSRF-Token", csrf);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    api_call(client, reqwest::Method::POST, &url, csrf, Some(&body)).await
 }
 
-fn code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or_default()
+/// `POST /api/v1/passkeys/register/start` on `base` for the signed-in `client`.
+async fn register_start(client: &Client, base: &str, csrf: &str) -> (StatusCode, Value) {
+    let url = format!("{base}/api/v1/passkeys/register/start");
+    post(client, url, Some(csrf), Value::Null).await
+}
+
+/// `POST /api/v1/passkeys/register/finish` on `base` with the answer `finish`.
+async fn register_finish(
+    client: &Client,
+    base: &str,
+    csrf: &str,
+    finish: Value,
+) -> (StatusCode, Value) {
+    let url = format!("{base}/api/v1/passkeys/register/finish");
+    post(client, url, Some(csrf), finish).await
 }
 
 /// Starts a sign-in on `start` (anonymous client).
@@ -116,13 +112,7 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
     let (client, csrf) = signed_in(&a, email).await;
 
     // Registration: start on node 1, finish on node 2.
-    let (status, ceremony) = post(
-        &client,
-        format!("{a}/api/v1/passkeys/register/start"),
-        Some(&csrf),
-        Value::Null,
-    )
-    .await;
+    let (status, ceremony) = register_start(&client, &a, &csrf).await;
     assert_eq!(status, StatusCode::OK, "{ceremony}");
     let options = &ceremony["publicKey"];
     assert_eq!(options["rp"]["id"], "localhost");
@@ -134,62 +124,34 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
     let mut passkey = SoftPasskey::new(PUBLIC_URL);
     let credential = passkey.register(options);
     let finish = json!({"challenge_id": ceremony["challenge_id"], "name": "Laptop", "credential": credential});
-    let (status, created) = post(
-        &client,
-        format!("{b}/api/v1/passkeys/register/finish"),
-        Some(&csrf),
-        finish.clone(),
-    )
-    .await;
+    let (status, created) = register_finish(&client, &b, &csrf, finish.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["name"], "Laptop");
     let passkey_id = created["id"].as_str().unwrap().to_owned();
 
     // The same registration finished again: the ceremony is spent.
-    let (status, body) = post(
-        &client,
-        format!("{a}/api/v1/passkeys/register/finish"),
-        Some(&csrf),
-        finish,
-    )
-    .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_challenge"),
-        "{body}"
+    let answer = register_finish(&client, &a, &csrf, finish).await;
+    assert_error(
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_challenge",
     );
 
     // Registration answered from the wrong origin.
-    let (_, ceremony) = post(
-        &client,
-        format!("{a}/api/v1/passkeys/register/start"),
-        Some(&csrf),
-        Value::Null,
-    )
-    .await;
+    let (_, ceremony) = register_start(&client, &a, &csrf).await;
     let mut phished = SoftPasskey::new("http://localhost.evil.example:8080");
     let finish = json!({"challenge_id": ceremony["challenge_id"], "name": "Phished", "credential": phished.register(&ceremony["publicKey"])});
-    let (status, body) = post(
-        &client,
-        format!("{b}/api/v1/passkeys/register/finish"),
-        Some(&csrf),
-        finish,
-    )
-    .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "passkey_rejected"),
-        "{body}"
+    let answer = register_finish(&client, &b, &csrf, finish).await;
+    assert_error(
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "passkey_rejected",
     );
 
     let list: Value = client
         .get(format!("{b}/api/v1/passkeys"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     assert_eq!(list["passkeys"].as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list["passkeys"][0]["name"], "Laptop");
     assert!(list["passkeys"][0]["last_used_at"].is_null());
@@ -218,143 +180,62 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
     assert!(login["csrf_token"].is_string());
     let me = anonymous
         .get(format!("{b}/api/v1/me"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), StatusCode::OK);
+        .answer_status()
+        .await;
+    assert_eq!(me, StatusCode::OK);
 
     // The same assertion replayed: to the spent ceremony, and to a fresh one. (From here on
     // the ceremonies start without cookies: started signed in, a ceremony re-authenticates.)
-    let (status, body) = post(
+    let answer = post(
         &browser(),
         format!("{b}/api/v1/passkeys/login/finish"),
         None,
         finish,
     )
     .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::UNAUTHORIZED, "invalid_challenge"),
-        "{body}"
-    );
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "invalid_challenge");
     let (challenge_id, _) = login_start(&browser(), &a, json!({})).await;
     let replay = json!({"challenge_id": challenge_id, "credential": assertion});
-    let (status, body) = post(
+    let answer = post(
         &browser(),
         format!("{b}/api/v1/passkeys/login/finish"),
         None,
         replay,
     )
     .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::UNAUTHORIZED, "passkey_rejected"),
-        "{body}"
-    );
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "passkey_rejected");
 
     // A wrong origin, then a wrong RP id.
-    let (challenge_id, options) = login_start(&browser(), &a, json!({})).await;
     passkey.origin = "http://evil.example:8080".to_owned();
-    let finish = json!({"challenge_id": challenge_id, "credential": passkey.assert(&options)});
-    let (status, body) = post(
-        &browser(),
-        format!("{b}/api/v1/passkeys/login/finish"),
-        None,
-        finish,
-    )
-    .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::UNAUTHORIZED, "passkey_rejected"),
-        "{body}"
-    );
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("origin"),
-        "{body}"
-    );
+    let answer = passkey_sign_in(&mut passkey, &a, json!({}), &b).await;
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "passkey_rejected");
+    assert!(message(&answer).contains("origin"), "{}", answer.1);
     passkey.origin = PUBLIC_URL.to_owned();
-    let (challenge_id, options) = login_start(&browser(), &a, json!({})).await;
     passkey.rp_id_override = Some("evil.example".to_owned());
-    let finish = json!({"challenge_id": challenge_id, "credential": passkey.assert(&options)});
-    let (status, body) = post(
-        &browser(),
-        format!("{b}/api/v1/passkeys/login/finish"),
-        None,
-        finish,
-    )
-    .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::UNAUTHORIZED, "passkey_rejected"),
-        "{body}"
-    );
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("relying party"),
-        "{body}"
-    );
+    let answer = passkey_sign_in(&mut passkey, &a, json!({}), &b).await;
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "passkey_rejected");
+    assert!(message(&answer).contains("relying party"), "{}", answer.1);
     passkey.rp_id_override = None;
 
     // The sign counter is kept: a clone that signs with an older counter is refused.
-    let (challenge_id, options) = login_start(&browser(), &a, json!({})).await;
     passkey.counter = 1;
-    let finish = json!({"challenge_id": challenge_id, "credential": passkey.assert(&options)});
-    let (status, body) = post(
-        &browser(),
-        format!("{b}/api/v1/passkeys/login/finish"),
-        None,
-        finish,
-    )
-    .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::UNAUTHORIZED, "passkey_rejected"),
-        "{body}"
-    );
+    let answer = passkey_sign_in(&mut passkey, &a, json!({}), &b).await;
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "passkey_rejected");
     passkey.counter = 100;
 
     // With an e-mail: only that account's passkey will do.
     let (_other, _) = signed_in(&a, "bob@example.com").await;
-    let (challenge_id, options) =
-        login_start(&browser(), &a, json!({"email": "bob@example.com"})).await;
-    let finish = json!({"challenge_id": challenge_id, "credential": passkey.assert(&options)});
-    let (status, body) = post(
-        &browser(),
-        format!("{b}/api/v1/passkeys/login/finish"),
-        None,
-        finish,
-    )
-    .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::UNAUTHORIZED, "passkey_rejected"),
-        "{body}"
-    );
-    let (challenge_id, options) =
-        login_start(&browser(), &a, json!({"email": "ADA@example.com"})).await;
-    let finish = json!({"challenge_id": challenge_id, "credential": passkey.assert(&options)});
-    let (status, body) = post(
-        &browser(),
-        format!("{b}/api/v1/passkeys/login/finish"),
-        None,
-        finish,
-    )
-    .await;
+    let bob = json!({"email": "bob@example.com"});
+    let answer = passkey_sign_in(&mut passkey, &a, bob, &b).await;
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "passkey_rejected");
+    let ada = json!({"email": "ADA@example.com"});
+    let (status, body) = passkey_sign_in(&mut passkey, &a, ada, &b).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     let list: Value = client
         .get(format!("{a}/api/v1/passkeys"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     assert!(list["passkeys"][0]["last_used_at"].is_string(), "{list}");
 
     // Malformed input: 4xx, never 500.
@@ -372,79 +253,37 @@ async fn passkeys_register_on_one_node_sign_in_on_the_other_and_refuse_forgeries
         .await;
         assert!(status.is_client_error(), "{status} {answer}");
     }
-    let (_, ceremony) = post(
-        &client,
-        format!("{a}/api/v1/passkeys/register/start"),
-        Some(&csrf),
-        Value::Null,
-    )
-    .await;
+    let (_, ceremony) = register_start(&client, &a, &csrf).await;
     let finish = json!({"challenge_id": ceremony["challenge_id"], "name": " ", "credential": {}});
-    let (status, body) = post(
-        &client,
-        format!("{a}/api/v1/passkeys/register/finish"),
-        Some(&csrf),
-        finish,
-    )
-    .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_name"),
-        "{body}"
-    );
+    let answer = register_finish(&client, &a, &csrf, finish).await;
+    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_name");
 
     // Removal, on the other node; the passkey signs nobody in afterwards.
     let response = client
         .delete(format!("{b}/api/v1/passkeys/{passkey_id}"))
         .header("X-CSRF-Token", &csrf)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::NO_CONTENT);
     let response = client
         .delete(format!("{a}/api/v1/passkeys/{passkey_id}"))
         .header("X-CSRF-Token", &csrf)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    let (challenge_id, options) = login_start(&browser(), &a, json!({})).await;
-    let finish = json!({"challenge_id": challenge_id, "credential": passkey.assert(&options)});
-    let (status, body) = post(
-        &browser(),
-        format!("{b}/api/v1/passkeys/login/finish"),
-        None,
-        finish,
-    )
-    .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::UNAUTHORIZED, "passkey_rejected"),
-        "{body}"
-    );
+        .answer_status()
+        .await;
+    assert_eq!(response, StatusCode::NOT_FOUND);
+    let answer = passkey_sign_in(&mut passkey, &a, json!({}), &b).await;
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "passkey_rejected");
 }
 
 /// Registers a new software passkey for the signed-in `client`; returns it.
 async fn add_passkey(client: &Client, base: &str, csrf: &str, name: &str) -> SoftPasskey {
-    let (status, ceremony) = post(
-        client,
-        format!("{base}/api/v1/passkeys/register/start"),
-        Some(csrf),
-        Value::Null,
-    )
-    .await;
+    let (status, ceremony) = register_start(client, base, csrf).await;
     assert_eq!(status, StatusCode::OK, "{ceremony}");
     let mut passkey = SoftPasskey::new(PUBLIC_URL);
     let credential = passkey.register(&ceremony["publicKey"]);
     let finish =
         json!({"challenge_id": ceremony["challenge_id"], "name": name, "credential": credential});
-    let (status, created) = post(
-        client,
-        format!("{base}/api/v1/passkeys/register/finish"),
-        Some(csrf),
-        finish,
-    )
-    .await;
+    let (status, created) = register_finish(client, base, csrf, finish).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     passkey
 }
@@ -461,6 +300,30 @@ async fn ceremony(client: &Client, base: &str, passkey: &mut SoftPasskey) -> (St
         finish,
     )
     .await
+}
+
+/// A passkey sign-in by new clients without cookies: started on `start` with `body`, answered
+/// by `passkey`, finished on `finish`; the finish's status and body.
+async fn passkey_sign_in(
+    passkey: &mut SoftPasskey,
+    start: &str,
+    body: Value,
+    finish: &str,
+) -> (StatusCode, Value) {
+    let (challenge_id, options) = login_start(&browser(), start, body).await;
+    let answer = json!({"challenge_id": challenge_id, "credential": passkey.assert(&options)});
+    post(
+        &browser(),
+        format!("{finish}/api/v1/passkeys/login/finish"),
+        None,
+        answer,
+    )
+    .await
+}
+
+/// The `error.message` of an answer's body.
+fn message(answer: &(StatusCode, Value)) -> &str {
+    answer.1["error"]["message"].as_str().unwrap()
 }
 
 async fn me(client: &Client, base: &str) -> (StatusCode, Value) {
@@ -582,12 +445,8 @@ async fn a_passkey_is_the_second_step_and_reauthenticates_without_switching_acco
     let (_, options) = login_start(&tablet, &base, json!({})).await;
     assert_eq!(allowed(&options), vec![b64(&bob_key.credential_id)]);
     assert_eq!(options["userVerification"], "required");
-    let (status, body) = ceremony(&tablet, &base, &mut ada_key).await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::FORBIDDEN, "passkey_other_account"),
-        "{body}"
-    );
+    let answer = ceremony(&tablet, &base, &mut ada_key).await;
+    assert_error(&answer, StatusCode::FORBIDDEN, "passkey_other_account");
     assert_eq!(me(&tablet, &base).await.0, StatusCode::UNAUTHORIZED);
     // Bob's passkey completes the sign-in: a new session, the pending cookie cleared.
     let (challenge_id, options) = login_start(&tablet, &base, json!({})).await;
@@ -632,42 +491,30 @@ async fn a_passkey_is_the_second_step_and_reauthenticates_without_switching_acco
     // Re-authentication: past the window, Ada's first session may not add a passkey.
     tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
     let (_, before) = me(&ada, &base).await;
-    let register_start = format!("{base}/api/v1/passkeys/register/start");
-    let (status, body) = post(&ada, register_start.clone(), Some(&ada_csrf), Value::Null).await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::FORBIDDEN, "reauth_required")
-    );
+    let answer = register_start(&ada, &base, &ada_csrf).await;
+    assert_error(&answer, StatusCode::FORBIDDEN, "reauth_required");
     // Signed in, the ceremony is for Ada's passkeys; Bob's is refused, the session stays Ada's
     // and no more recent than before.
     let (_, options) = login_start(&ada, &base, json!({})).await;
     assert_eq!(allowed(&options), vec![b64(&ada_key.credential_id)]);
-    let (status, body) = ceremony(&ada, &base, &mut bob_key).await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::FORBIDDEN, "passkey_other_account"),
-        "{body}"
-    );
+    let answer = ceremony(&ada, &base, &mut bob_key).await;
+    assert_error(&answer, StatusCode::FORBIDDEN, "passkey_other_account");
     // The same through a ceremony started without any cookie (any account's passkey),
     // finished by Ada's signed-in browser.
     let (challenge_id, options) = login_start(&browser(), &base, json!({})).await;
     let finish = json!({"challenge_id": challenge_id, "credential": bob_key.assert(&options)});
-    let (status, body) = post(
+    let answer = post(
         &ada,
         format!("{base}/api/v1/passkeys/login/finish"),
         None,
         finish,
     )
     .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::FORBIDDEN, "passkey_other_account"),
-        "{body}"
-    );
+    assert_error(&answer, StatusCode::FORBIDDEN, "passkey_other_account");
     let (_, after) = me(&ada, &base).await;
     assert_eq!(after["user"]["email"], "ada@example.com");
     assert_eq!(after["session"]["id"], before["session"]["id"]);
-    let (status, _) = post(&ada, register_start.clone(), Some(&ada_csrf), Value::Null).await;
+    let (status, _) = register_start(&ada, &base, &ada_csrf).await;
     assert_eq!(
         status,
         StatusCode::FORBIDDEN,
@@ -678,28 +525,14 @@ async fn a_passkey_is_the_second_step_and_reauthenticates_without_switching_acco
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let (_, after) = me(&ada, &base).await;
     assert_eq!(after["session"]["id"], before["session"]["id"]);
-    let (status, body) = post(&ada, register_start, Some(&ada_csrf), Value::Null).await;
+    let (status, body) = register_start(&ada, &base, &ada_csrf).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // The admin list reports each user's factors; an admin without passkeys cannot run a
     // ceremony for their own account.
     let admin = "root@example.com";
     let (root, _) = signed_in(&base, admin).await;
-    let done = run(
-        &[
-            "users",
-            "set-admin",
-            admin,
-            "on",
-            "--redis",
-            &fleet.redis.url(),
-            "--database",
-            &fleet.postgres.url(),
-        ],
-        None,
-        &[],
-    );
-    assert!(done.success, "{}", done.stderr);
+    make_fleet_admin(&fleet, admin);
     // The role change ended root's sessions: sign in again.
     let (status, _) = post(
         &root,
@@ -721,26 +554,18 @@ async fn a_passkey_is_the_second_step_and_reauthenticates_without_switching_acco
     ] {
         let list: Value = root
             .get(format!("{base}/api/v1/admin/users?email={email}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .answer_json()
+            .await;
         assert_eq!(list["users"][0]["mfa"], mfa, "{list}");
     }
-    let (status, body) = post(
+    let answer = post(
         &root,
         format!("{base}/api/v1/passkeys/login/start"),
         None,
         json!({}),
     )
     .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::CONFLICT, "no_passkeys"),
-        "{body}"
-    );
+    assert_error(&answer, StatusCode::CONFLICT, "no_passkeys");
 
     // Refused passkey steps count toward Bob's sign-in throttle, like wrong passwords.
     let laptop = browser();
@@ -761,7 +586,7 @@ async fn a_passkey_is_the_second_step_and_reauthenticates_without_switching_acco
             break;
         }
         assert_eq!(
-            (status, code(&body)),
+            (status, error_code(&body)),
             (StatusCode::UNAUTHORIZED, "passkey_rejected"),
             "{body}"
         );

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use common::*;
-use reqwest::StatusCode;
 use ringfence_testkit::NodeProcess;
 
 /// Starts `ringfence serve` under `umask 022` (the usual default, which leaves new files
@@ -98,13 +97,7 @@ fn assert_private(data: &Path) {
 
 /// Writes data through the node, so the database has its `-wal` and `-shm` files.
 async fn register(base: &str, email: &str) {
-    let response = browser()
-        .post(format!("{base}/api/v1/register"))
-        .json(&serde_json::json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
+    register_api(&browser(), base, email).await;
 }
 
 #[tokio::test]

@@ -24,7 +24,7 @@ fn shared_database(dir: &Path) -> String {
 }
 
 async fn status(client: &Client, url: String) -> StatusCode {
-    client.get(url).send().await.unwrap().status()
+    client.get(url).answer_status().await
 }
 
 /// Every key on every master, with the port of the master that holds it.
@@ -74,17 +74,11 @@ async fn two_nodes_share_keys_and_sessions_on_a_three_master_cluster() {
     }
 
     // Sign up and in on node 1; node 2 sees the session.
-    register_api(&laptop, &one, "cluster@example.com").await;
-    let login = login_api(&laptop, &one, "cluster@example.com", "Laptop/1.0").await;
-    let csrf = login["csrf_token"].as_str().unwrap().to_owned();
+    let csrf = registered_and_signed_in(&laptop, &one, "cluster@example.com", "Laptop/1.0").await;
     let listed: serde_json::Value = laptop
         .get(format!("{two}/api/v1/sessions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     let sessions = listed["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 1, "{listed}");
     assert_eq!(sessions[0]["current"], true);
@@ -95,12 +89,8 @@ async fn two_nodes_share_keys_and_sessions_on_a_three_master_cluster() {
     for base in [&one, &two] {
         let listed: serde_json::Value = laptop
             .get(format!("{base}/api/v1/sessions"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .answer_json()
+            .await;
         assert_eq!(listed["sessions"].as_array().unwrap().len(), 2, "{listed}");
     }
     let counted = run(&["sessions", "count", "--redis-cluster", &seeds]);

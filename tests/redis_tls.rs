@@ -67,26 +67,21 @@ async fn a_node_serves_through_tls_redis_with_an_acl_user() {
     );
     let base = node.url();
     let client = browser();
-    let readyz = client.get(format!("{base}/readyz")).send().await.unwrap();
-    assert_eq!(readyz.status(), StatusCode::OK);
+    let readyz = client.get(format!("{base}/readyz")).answer_status().await;
+    assert_eq!(readyz, StatusCode::OK);
 
     register_api(&client, &base, "tls@example.com").await;
     let login = login_api(&client, &base, "tls@example.com", "tls-test").await;
     assert_eq!(login["user"]["email"], "tls@example.com");
     let me = client
         .get(format!("{base}/api/v1/me"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), StatusCode::OK);
+        .answer_status()
+        .await;
+    assert_eq!(me, StatusCode::OK);
     let sessions: serde_json::Value = client
         .get(format!("{base}/api/v1/sessions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .answer_json()
+        .await;
     assert_eq!(sessions["sessions"].as_array().unwrap().len(), 1);
 
     // The key ring and the session really are in that Redis (read back over TLS as alice).
@@ -125,6 +120,23 @@ async fn a_node_serves_through_tls_redis_with_an_acl_user() {
     assert!(!node.output().contains(SECRET));
 }
 
+/// `ringfence serve` on the Redis at `url` trusting the CA in `ca`, users in `dir`: a run that
+/// is expected to fail at start.
+fn serve_on(url: &str, ca: &Path, dir: &Path) -> Run {
+    let database = format!("sqlite://{}", dir.join("a.db").display());
+    let ca = ca.to_str().unwrap();
+    let listen = ["--listen", "127.0.0.1:0"];
+    let stores = [
+        "--redis",
+        url,
+        "--redis-ca-file",
+        ca,
+        "--database",
+        &database,
+    ];
+    run(&[&["serve"][..], &listen, &stores].concat(), &[])
+}
+
 #[test]
 fn a_wrong_password_is_refused_in_one_line_without_the_password() {
     let pki = TestPki::generate().unwrap();
@@ -133,20 +145,7 @@ fn a_wrong_password_is_refused_in_one_line_without_the_password() {
     let wrong = "not-the-Pa55word";
     let url = url_with(&redis, USER, wrong);
     let dir = tempfile::tempdir().unwrap();
-    let serve = run(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--redis",
-            &url,
-            "--redis-ca-file",
-            ca.to_str().unwrap(),
-            "--database",
-            &format!("sqlite://{}", dir.path().join("a.db").display()),
-        ],
-        &[],
-    );
+    let serve = serve_on(&url, &ca, dir.path());
     assert_one_line_failure(&serve, "Redis", wrong);
     assert!(serve.stderr.contains("password"), "{}", serve.stderr);
 
@@ -186,20 +185,7 @@ fn a_server_the_ca_did_not_sign_is_refused() {
     let redis = tls_redis(&pki);
     let url = url_with(&redis, USER, SECRET);
     let dir = tempfile::tempdir().unwrap();
-    let serve = run(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--redis",
-            &url,
-            "--redis-ca-file",
-            other.ca_file().to_str().unwrap(),
-            "--database",
-            &format!("sqlite://{}", dir.path().join("a.db").display()),
-        ],
-        &[],
-    );
+    let serve = serve_on(&url, &other.ca_file(), dir.path());
     assert_one_line_failure(&serve, "TLS", SECRET);
     assert!(serve.stderr.contains("certificate"), "{}", serve.stderr);
 
@@ -223,52 +209,26 @@ fn bad_ca_files_and_flag_mixups_are_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
 
     let missing = dir.path().join("missing.pem");
-    let r = run(
-        &[
-            "keys",
-            "list",
-            "--redis",
-            &url,
-            "--redis-ca-file",
-            missing.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_one_line_failure(&r, "cannot read --redis-ca-file", SECRET);
-
     let garbage = dir.path().join("garbage.pem");
     std::fs::write(&garbage, "this is not a certificate\n").unwrap();
-    let r = run(
-        &[
-            "keys",
-            "list",
-            "--redis",
-            &url,
-            "--redis-ca-file",
-            garbage.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_one_line_failure(&r, "no PEM certificate", SECRET);
-
     let broken = dir.path().join("broken.pem");
     std::fs::write(
         &broken,
         "-----BEGIN CERTIFICATE-----\n!!!notbase64!!!\n-----END CERTIFICATE-----\n",
     )
     .unwrap();
-    let r = run(
-        &[
-            "keys",
-            "list",
-            "--redis",
-            &url,
-            "--redis-ca-file",
-            broken.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_one_line_failure(&r, "--redis-ca-file", SECRET);
+    for (ca, needle) in [
+        (&missing, "cannot read --redis-ca-file"),
+        (&garbage, "no PEM certificate"),
+        (&broken, "--redis-ca-file"),
+    ] {
+        let ca = ca.to_str().unwrap();
+        let r = run(
+            &["keys", "list", "--redis", &url, "--redis-ca-file", ca],
+            &[],
+        );
+        assert_one_line_failure(&r, needle, SECRET);
+    }
 
     // A CA file with a plain-text URL, or with no Redis at all, is a mistake worth saying.
     let ca = pki.ca_file();

@@ -14,9 +14,38 @@ use common::*;
 use reqwest::StatusCode;
 use ringfence_testkit::{free_port, HaProxy, HaProxyOptions, NodeProcess, RedisServer};
 
-/// Starts a node on a fixed port (a restart must come back where the balancer expects it).
-fn node_on(name: &str, port: u16, dir: &Path, redis: &RedisServer, database: &str) -> NodeProcess {
-    node_with(name, port, dir, redis, database, &[])
+/// What the nodes share: Redis (keys, sessions) and a SQLite file of users in a temporary
+/// directory.
+struct Shared {
+    redis: RedisServer,
+    dir: tempfile::TempDir,
+    database: String,
+}
+
+impl Shared {
+    fn start() -> Self {
+        let redis = RedisServer::start().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let database = format!("sqlite://{}", dir.path().join("users.db").display());
+        Self {
+            redis,
+            dir,
+            database,
+        }
+    }
+
+    /// Starts node `name` on a fixed port (a restart must come back where the balancer expects
+    /// it), with `extra` flags.
+    fn node(&self, name: &str, port: u16, extra: &[&str]) -> NodeProcess {
+        node_with(
+            name,
+            port,
+            self.dir.path(),
+            &self.redis,
+            &self.database,
+            extra,
+        )
+    }
 }
 
 fn node_with(
@@ -51,110 +80,37 @@ fn node_with(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rolling_restart_under_traffic_loses_nothing() {
-    let redis = RedisServer::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let database = format!("sqlite://{}", dir.path().join("users.db").display());
+    let shared = Shared::start();
     let names = ["node1", "node2"];
     let ports = [free_port(), free_port()];
     let mut nodes: Vec<NodeProcess> = names
         .iter()
         .zip(ports)
-        .map(|(name, port)| node_on(name, port, dir.path(), &redis, &database))
+        .map(|(name, port)| shared.node(name, port, &[]))
         .collect();
-    let backends: Vec<(String, std::net::SocketAddr)> = names
-        .iter()
-        .zip(&nodes)
-        .map(|(n, p)| (n.to_string(), p.addr()))
-        .collect();
-    let haproxy = HaProxy::start(&backends).unwrap();
-    for name in names {
-        haproxy
-            .wait_for_server_status(name, "UP", Duration::from_secs(10))
-            .unwrap();
-    }
+    let haproxy = balance(&nodes);
     let lb = haproxy.url();
     let client = browser();
-    register_api(&client, &lb, "steady@example.com").await;
-    let login = login_api(&client, &lb, "steady@example.com", "curl/8").await;
-    let csrf = login["csrf_token"].as_str().unwrap().to_owned();
+    let csrf = registered_and_signed_in(&client, &lb, "steady@example.com", "curl/8").await;
 
     // Steady traffic: reads and cookie-authenticated writes, counting every failure.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut workers = Vec::new();
-    for worker in 0..4 {
-        let (client, lb, csrf) = (client.clone(), lb.clone(), csrf.clone());
-        let (stop, ok, failed, failures) =
-            (stop.clone(), ok.clone(), failed.clone(), failures.clone());
-        workers.push(tokio::spawn(async move {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                i += 1;
-                let request = if (i + worker).is_multiple_of(5) {
-                    client.get(format!("{lb}/api/v1/sessions"))
-                } else {
-                    client
-                        .get(format!("{lb}/api/v1/me"))
-                        .header("x-csrf-token", &csrf)
-                };
-                match request.send().await {
-                    Ok(r) if r.status() == StatusCode::OK => {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(r) => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        failures
-                            .lock()
-                            .unwrap()
-                            .push(format!("status {}", r.status()));
-                    }
-                    Err(e) => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        failures.lock().unwrap().push(format!("error {e}"));
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }));
-    }
+    let load = Load::start(&client, &lb, &csrf, 4);
     tokio::time::sleep(Duration::from_millis(500)).await;
     for (i, name) in names.iter().enumerate() {
-        nodes[i].terminate();
-        let status = nodes[i]
-            .wait_exit(Duration::from_secs(20))
-            .unwrap()
-            .expect("node exits on SIGTERM");
-        assert!(
-            status.success(),
-            "{name} exits 0 after draining: {status:?}"
-        );
-        nodes[i] = node_on(name, ports[i], dir.path(), &redis, &database);
-        haproxy
-            .wait_for_server_status(name, "UP", Duration::from_secs(15))
-            .unwrap();
+        let start = || shared.node(name, ports[i], &[]);
+        restart(&mut nodes[i], name, start, &haproxy, "");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (ok, failures) = load.finish().await;
     assert!(ok > 200, "steady traffic ran: {ok} requests");
     assert_eq!(
-        failed,
+        failures.len(),
         0,
-        "failed requests during the rolling restart: {:?}",
-        failures.lock().unwrap()
+        "failed requests during the rolling restart: {failures:?}"
     );
     // Nobody was signed out.
     assert_eq!(
-        client
-            .get(format!("{lb}/api/v1/me"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        client.get(format!("{lb}/api/v1/me")).answer_status().await,
         StatusCode::OK
     );
 
@@ -170,6 +126,31 @@ async fn rolling_restart_under_traffic_loses_nothing() {
         };
         assert_eq!(r.status(), StatusCode::OK, "request {i} after SIGKILL");
     }
+}
+
+/// Stops `node` (`name` behind `haproxy`) with SIGTERM, which it must answer by exiting 0
+/// after draining, starts it again with `start`, and waits until the balancer has it up;
+/// `context` ends the messages.
+fn restart(
+    node: &mut NodeProcess,
+    name: &str,
+    start: impl FnOnce() -> NodeProcess,
+    haproxy: &HaProxy,
+    context: &str,
+) {
+    node.terminate();
+    let status = node
+        .wait_exit(Duration::from_secs(20))
+        .unwrap()
+        .unwrap_or_else(|| panic!("{name} exits on SIGTERM{context}"));
+    assert!(
+        status.success(),
+        "{name} exits 0 after draining{context}: {status:?}"
+    );
+    *node = start();
+    haproxy
+        .wait_for_server_status(name, "UP", Duration::from_secs(15))
+        .unwrap();
 }
 
 /// Steady traffic through the balancer until stopped: (succeeded, failures).
@@ -244,52 +225,33 @@ async fn finding_14_rolling_restarts_behind_a_plain_balancer_lose_nothing() {
         ..HaProxyOptions::plain()
     };
     let drain = ["--drain-delay", "1s"];
-    let redis = RedisServer::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let database = format!("sqlite://{}", dir.path().join("users.db").display());
+    let shared = Shared::start();
     let names = ["node1", "node2"];
     let ports = [free_port(), free_port()];
     let mut nodes: Vec<NodeProcess> = names
         .iter()
         .zip(ports)
-        .map(|(name, port)| node_with(name, port, dir.path(), &redis, &database, &drain))
+        .map(|(name, port)| shared.node(name, port, &drain))
         .collect();
-    let backends: Vec<(String, std::net::SocketAddr)> = names
-        .iter()
-        .zip(&nodes)
-        .map(|(n, p)| (n.to_string(), p.addr()))
-        .collect();
-    let haproxy = HaProxy::start_with(&backends, &options).unwrap();
+    let haproxy = balance_with(&nodes, &options);
     let config = std::fs::read_to_string(haproxy.config_path()).unwrap();
     assert!(!config.contains("retry-on"), "a plain config: {config}");
-    for name in names {
-        haproxy
-            .wait_for_server_status(name, "UP", Duration::from_secs(10))
-            .unwrap();
-    }
     let lb = haproxy.url();
     let client = browser();
-    register_api(&client, &lb, "plain@example.com").await;
-    let login = login_api(&client, &lb, "plain@example.com", "curl/8").await;
-    let csrf = login["csrf_token"].as_str().unwrap().to_owned();
+    let csrf = registered_and_signed_in(&client, &lb, "plain@example.com", "curl/8").await;
 
     let load = Load::start(&client, &lb, &csrf, 4);
     tokio::time::sleep(Duration::from_millis(300)).await;
     for round in 0..5 {
         for (i, name) in names.iter().enumerate() {
-            nodes[i].terminate();
-            let status = nodes[i]
-                .wait_exit(Duration::from_secs(20))
-                .unwrap()
-                .unwrap_or_else(|| panic!("{name} exits on SIGTERM (round {round})"));
-            assert!(
-                status.success(),
-                "{name} exits 0 after draining: {status:?}"
+            let start = || shared.node(name, ports[i], &drain);
+            restart(
+                &mut nodes[i],
+                name,
+                start,
+                &haproxy,
+                &format!(" (round {round})"),
             );
-            nodes[i] = node_with(name, ports[i], dir.path(), &redis, &database, &drain);
-            haproxy
-                .wait_for_server_status(name, "UP", Duration::from_secs(15))
-                .unwrap();
         }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

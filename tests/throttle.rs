@@ -29,10 +29,9 @@ async fn failed_sign_ins_are_throttled_on_every_node() {
         let r = client
             .post(format!("{node}/api/v1/login"))
             .json(&serde_json::json!({"email": "target@example.com", "password": "wrong password number x"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+            .answer_status()
+            .await;
+        assert_eq!(r, StatusCode::UNAUTHORIZED, "attempt {i}");
     }
     // The right password, on either node: 429 with Retry-After, and no cookie.
     for node in [a.url(), b.url()] {
@@ -69,10 +68,9 @@ async fn failed_sign_ins_are_throttled_on_every_node() {
     let r = client
         .post(format!("{}/api/v1/login", b.url()))
         .json(&serde_json::json!({"email": "ghost@example.com", "password": "wrong password number x"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        .answer_status()
+        .await;
+    assert_eq!(r, StatusCode::TOO_MANY_REQUESTS);
     // Counters live in Redis under the prefix, hashed: no e-mail in any key.
     let keys = redis
         .redis_cli(&["--scan", "--pattern", "ringfence:throttle:*"])
@@ -96,10 +94,8 @@ async fn login_from(client: &reqwest::Client, base: &str, ip: &str, password: &s
         .post(format!("{base}/api/v1/login"))
         .header("x-forwarded-for", ip)
         .json(&serde_json::json!({"email": "target@example.com", "password": password}))
-        .send()
+        .answer_status()
         .await
-        .unwrap()
-        .status()
 }
 
 fn retry_after_of(response: &reqwest::Response) -> u64 {
@@ -198,17 +194,11 @@ async fn finding_06_registration_is_throttled_per_client_address() {
     assert!((1..=900).contains(&retry_after_of(&r)));
     // The registration page says so too.
     let (_, html) = get_page(&client, &format!("{}/register", node.url())).await;
-    let r = client
+    let request = client
         .post(format!("{}/register", node.url()))
-        .header("x-forwarded-for", "198.51.100.66")
-        .form(&[
-            ("email", "fresh@example.com"),
-            ("password", PASSWORD),
-            ("_csrf", &csrf_of(&html)),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .header("x-forwarded-for", "198.51.100.66");
+    let fields = [("email", "fresh@example.com"), ("password", PASSWORD)];
+    let r = send_form(request, &fields, &html).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers().get("retry-after").is_some());
     // Another client registers as before.

@@ -142,17 +142,22 @@ impl SoftPasskey {
         cbor_head(5, 0, &mut attestation);
         cbor_text("authData", &mut attestation);
         cbor_bytes(&auth_data, &mut attestation);
+        self.credential(json!({
+            "clientDataJSON": b64(&client_data),
+            "attestationObject": b64(&attestation),
+            "transports": ["internal"],
+        }))
+    }
+
+    /// The `PublicKeyCredential` JSON of this credential with `response`.
+    fn credential(&self, response: Value) -> Value {
         json!({
             "id": b64(&self.credential_id),
             "rawId": b64(&self.credential_id),
             "type": "public-key",
             "authenticatorAttachment": "platform",
             "clientExtensionResults": {},
-            "response": {
-                "clientDataJSON": b64(&client_data),
-                "attestationObject": b64(&attestation),
-                "transports": ["internal"],
-            },
+            "response": response,
         })
     }
 
@@ -165,18 +170,11 @@ impl SoftPasskey {
         let mut signed = auth_data.clone();
         signed.extend(Sha256::digest(&client_data));
         let signature: Signature = self.key.sign(&signed);
-        json!({
-            "id": b64(&self.credential_id),
-            "rawId": b64(&self.credential_id),
-            "type": "public-key",
-            "authenticatorAttachment": "platform",
-            "clientExtensionResults": {},
-            "response": {
-                "clientDataJSON": b64(&client_data),
-                "authenticatorData": b64(&auth_data),
-                "signature": b64(signature.to_der().as_bytes()),
-                "userHandle": b64(&self.user_handle),
-            },
-        })
+        self.credential(json!({
+            "clientDataJSON": b64(&client_data),
+            "authenticatorData": b64(&auth_data),
+            "signature": b64(signature.to_der().as_bytes()),
+            "userHandle": b64(&self.user_handle),
+        }))
     }
 }

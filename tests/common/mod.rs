@@ -251,23 +251,17 @@ pub struct Fleet {
 pub fn fleet(extra: &[&str]) -> Fleet {
     let redis = ringfence_testkit::RedisServer::start().expect("redis");
     let postgres = ringfence_testkit::PostgresServer::start().expect("postgres");
-    let mut dirs = Vec::new();
-    let mut nodes = Vec::new();
-    for name in ["node1", "node2"] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut args = vec![
-            "--redis".to_owned(),
-            redis.url(),
-            "--database".to_owned(),
-            postgres.url(),
-            "--trusted-proxy".to_owned(),
-            "127.0.0.1/32".to_owned(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        nodes.push(start_node(name, dir.path(), &args));
-        dirs.push(dir);
-    }
-    let haproxy = behind_haproxy(&nodes, &["node1", "node2"]);
+    let mut args = vec![
+        "--redis".to_owned(),
+        redis.url(),
+        "--database".to_owned(),
+        postgres.url(),
+        "--trusted-proxy".to_owned(),
+        "127.0.0.1/32".to_owned(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let (nodes, dirs) = start_two_nodes(&args);
+    let haproxy = balance(&nodes);
     Fleet {
         redis,
         postgres,
@@ -277,19 +271,151 @@ pub fn fleet(extra: &[&str]) -> Fleet {
     }
 }
 
-/// A real HAProxy in front of `nodes` (round robin), named `names` in order, once it sees each
-/// of them up.
-pub fn behind_haproxy(nodes: &[NodeProcess], names: &[&str]) -> ringfence_testkit::HaProxy {
+/// Sending a request in a test, where a failure to get an answer is the test's failure: the
+/// answer's JSON body, or its status, in one step.
+#[allow(async_fn_in_trait)]
+pub trait Answer {
+    /// Sends the request; the answer's body as JSON (a body that is not JSON fails the test).
+    async fn answer_json(self) -> serde_json::Value;
+    /// Sends the request; the answer's status.
+    async fn answer_status(self) -> StatusCode;
+    /// Sends the request; the answer's body as text.
+    async fn answer_text(self) -> String;
+}
+
+impl Answer for reqwest::RequestBuilder {
+    async fn answer_json(self) -> serde_json::Value {
+        self.send().await.unwrap().json().await.unwrap()
+    }
+
+    async fn answer_status(self) -> StatusCode {
+        self.send().await.unwrap().status()
+    }
+
+    async fn answer_text(self) -> String {
+        self.send().await.unwrap().text().await.unwrap()
+    }
+}
+
+/// The CSRF token of the session `client` holds on `base`, as `GET /api/v1/me` gives it.
+pub async fn api_csrf(client: &Client, base: &str) -> String {
+    let me = client.get(format!("{base}/api/v1/me")).answer_json().await;
+    me["csrf_token"].as_str().unwrap().to_owned()
+}
+
+/// The `error.code` of a JSON error body (empty when there is none).
+pub fn error_code(body: &serde_json::Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_default()
+}
+
+/// A JSON API request: `method url`, with the CSRF header and a JSON body when given; the status
+/// and the JSON body (`Null` when the body is empty or not JSON).
+pub async fn api_call(
+    client: &Client,
+    method: reqwest::Method,
+    url: &str,
+    csrf: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let mut request = client.request(method, url);
+    if let Some(csrf) = csrf {
+        request = request.header("x-csrf-token", csrf);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_default())
+}
+
+/// Asserts a JSON API answer (status and body) is `status` with the error code `code`.
+#[track_caller]
+pub fn assert_error(answer: &(StatusCode, serde_json::Value), status: StatusCode, code: &str) {
+    let (got, body) = answer;
+    assert_eq!((*got, error_code(body)), (status, code), "{body}");
+}
+
+/// Makes `email` an administrator of `fleet` with `ringfence users set-admin EMAIL on`.
+pub fn make_fleet_admin(fleet: &Fleet, email: &str) {
+    let (redis, database) = (fleet.redis.url(), fleet.postgres.url());
+    let set = [
+        "users",
+        "set-admin",
+        email,
+        "on",
+        "--redis",
+        &redis,
+        "--database",
+        &database,
+    ];
+    let done = run(&set, None, &[]);
+    assert!(done.success, "{}", done.stderr);
+}
+
+/// A real HAProxy (round robin) in front of `nodes`, named `node1`, `node2`, … in order; it is
+/// returned once it sees every one of them up.
+pub fn balance(nodes: &[NodeProcess]) -> ringfence_testkit::HaProxy {
+    balance_with(nodes, &ringfence_testkit::HaProxyOptions::default())
+}
+
+/// [`balance`] with these options.
+pub fn balance_with(
+    nodes: &[NodeProcess],
+    options: &ringfence_testkit::HaProxyOptions,
+) -> ringfence_testkit::HaProxy {
     let backends: Vec<(String, std::net::SocketAddr)> = nodes
         .iter()
-        .zip(names)
-        .map(|(n, name)| ((*name).to_owned(), n.addr()))
+        .enumerate()
+        .map(|(i, node)| (format!("node{}", i + 1), node.addr()))
         .collect();
-    let haproxy = ringfence_testkit::HaProxy::start(&backends).expect("haproxy");
-    for name in names {
+    let haproxy = ringfence_testkit::HaProxy::start_with(&backends, options).expect("haproxy");
+    for (name, _) in &backends {
         haproxy
             .wait_for_server_status(name, "UP", Duration::from_secs(10))
             .expect("backend up");
     }
     haproxy
+}
+
+/// Sends `request` with the form `fields` and the `_csrf` of the first form on `page`.
+pub async fn send_form(
+    request: reqwest::RequestBuilder,
+    fields: &[(&str, &str)],
+    page: &str,
+) -> Response {
+    let csrf = csrf_of(page);
+    let mut all = fields.to_vec();
+    all.push(("_csrf", &csrf));
+    request.form(&all).send().await.unwrap()
+}
+
+/// Registers `email` through the API and signs `client` in as `user_agent`; the CSRF token.
+pub async fn registered_and_signed_in(
+    client: &Client,
+    base: &str,
+    email: &str,
+    user_agent: &str,
+) -> String {
+    register_api(client, base, email).await;
+    let login = login_api(client, base, email, user_agent).await;
+    login["csrf_token"].as_str().unwrap().to_owned()
+}
+
+/// Starts `node1` and `node2` with `args`, each on a data directory of its own; the nodes and
+/// the directories (which must outlive them).
+pub fn start_two_nodes(args: &[String]) -> (Vec<NodeProcess>, Vec<tempfile::TempDir>) {
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes = ["node1", "node2"]
+        .iter()
+        .zip(&dirs)
+        .map(|(name, dir)| start_node(name, dir.path(), args))
+        .collect();
+    (nodes, dirs)
+}
+
+/// Asserts the home page on `base` says `client` is signed in as `email`.
+pub async fn assert_signed_in_as(client: &Client, base: &str, email: &str) {
+    assert_eq!(signed_in_as(client, base).await.as_deref(), Some(email));
 }

@@ -410,6 +410,17 @@ mod tests {
 
     use super::*;
 
+    /// The right password, stored with the current parameters.
+    const VALID: Verification = Verification {
+        valid: true,
+        needs_rehash: false,
+    };
+    /// The right password, stored with other parameters or another variant.
+    const VALID_NEEDS_REHASH: Verification = Verification {
+        valid: true,
+        needs_rehash: true,
+    };
+
     /// Tests use the production parameters: argon2 is built with opt-level 3 even in debug.
     fn hasher() -> PasswordHasher {
         PasswordHasher::new(Argon2Params::OWASP).unwrap()
@@ -424,13 +435,7 @@ mod tests {
             .verify("correct horse battery staple".into(), phc.clone())
             .await
             .unwrap();
-        assert_eq!(
-            ok,
-            Verification {
-                valid: true,
-                needs_rehash: false
-            }
-        );
+        assert_eq!(ok, VALID);
         // Fresh salt every time.
         let again = h.hash("correct horse battery staple".into()).await.unwrap();
         assert_ne!(phc, again);
@@ -530,26 +535,14 @@ mod tests {
             .verify("correct horse battery staple".into(), phc.clone())
             .await
             .unwrap();
-        assert_eq!(
-            v,
-            Verification {
-                valid: true,
-                needs_rehash: false
-            }
-        );
+        assert_eq!(v, VALID);
 
         let current = hasher();
         let v = current
             .verify("correct horse battery staple".into(), phc.clone())
             .await
             .unwrap();
-        assert_eq!(
-            v,
-            Verification {
-                valid: true,
-                needs_rehash: true
-            }
-        );
+        assert_eq!(v, VALID_NEEDS_REHASH);
         let v = current.verify("wrong".into(), phc).await.unwrap();
         assert!(!v.valid);
 
@@ -566,13 +559,7 @@ mod tests {
             .verify("correct horse battery staple".into(), phc)
             .await
             .unwrap();
-        assert_eq!(
-            v,
-            Verification {
-                valid: true,
-                needs_rehash: true
-            }
-        );
+        assert_eq!(v, VALID_NEEDS_REHASH);
     }
 
     #[tokio::test]
@@ -586,13 +573,7 @@ mod tests {
             .verify("correct horse battery staple".into(), phc)
             .await
             .unwrap();
-        assert_eq!(
-            v,
-            Verification {
-                valid: true,
-                needs_rehash: true
-            }
-        );
+        assert_eq!(v, VALID_NEEDS_REHASH);
     }
 
     #[tokio::test]

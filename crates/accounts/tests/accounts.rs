@@ -14,11 +14,7 @@ use ringfence_accounts::{
 #[tokio::test]
 async fn register_then_authenticate() {
     let f = fixture().await;
-    let user = f
-        .accounts
-        .register("  Alice@Example.COM ", GOOD_PASSWORD)
-        .await
-        .unwrap();
+    let user = f.register("  Alice@Example.COM ").await;
     assert_eq!(user.email, "alice@example.com");
     assert!(!user.is_admin);
     assert_eq!(user.id.len(), 36);
@@ -50,10 +46,7 @@ async fn register_then_authenticate() {
 #[tokio::test]
 async fn sign_in_failures_are_indistinguishable() {
     let f = fixture().await;
-    f.accounts
-        .register("alice@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
+    f.register("alice@example.com").await;
 
     let wrong = f
         .accounts
@@ -76,7 +69,7 @@ async fn sign_in_failures_are_indistinguishable() {
         .await
         .unwrap_err();
     for err in [&wrong, &unknown, &malformed, &empty] {
-        assert!(matches!(err, AccountError::InvalidCredentials), "{err:?}");
+        assert_matches!(err, AccountError::InvalidCredentials);
         assert_eq!(err.to_string(), wrong.to_string());
         assert_eq!(err.code(), "invalid_credentials");
         assert!(!err.to_string().contains("alice"));
@@ -86,10 +79,7 @@ async fn sign_in_failures_are_indistinguishable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_email_costs_a_hash_like_a_wrong_password() {
     let f = fixture().await;
-    f.accounts
-        .register("alice@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
+    f.register("alice@example.com").await;
     f.accounts.hasher().warm_up().await.unwrap();
 
     // Minimums over a few runs shrug off scheduling noise from other builds on the machine.
@@ -118,17 +108,14 @@ async fn unknown_email_costs_a_hash_like_a_wrong_password() {
 #[tokio::test]
 async fn registration_errors() {
     let f = fixture().await;
-    f.accounts
-        .register("alice@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
+    f.register("alice@example.com").await;
 
     let taken = f
         .accounts
         .register("ALICE@Example.com", OTHER_PASSWORD)
         .await
         .unwrap_err();
-    assert!(matches!(taken, AccountError::EmailTaken), "{taken:?}");
+    assert_matches!(taken, AccountError::EmailTaken);
     assert_eq!(taken.code(), "email_taken");
 
     let bad_email = f
@@ -136,10 +123,7 @@ async fn registration_errors() {
         .register("alice@localhost", GOOD_PASSWORD)
         .await
         .unwrap_err();
-    assert!(
-        matches!(bad_email, AccountError::InvalidEmail(_)),
-        "{bad_email:?}"
-    );
+    assert_matches!(bad_email, AccountError::InvalidEmail(_));
 
     for (password, rejection) in [
         ("short", PasswordRejection::TooShort { min: 12 }),
@@ -166,36 +150,13 @@ async fn registration_errors() {
 #[tokio::test]
 async fn change_password_signs_out_other_sessions() {
     let f = fixture().await;
-    let alice = f
-        .accounts
-        .register("alice@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
-    let bob = f
-        .accounts
-        .register("bob@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
+    let alice = f.register("alice@example.com").await;
+    let bob = f.register("bob@example.com").await;
 
-    let current = f
-        .sessions
-        .start(&alice.id, &client())
-        .await
-        .unwrap()
-        .session;
-    let laptop = f
-        .sessions
-        .start(&alice.id, &client())
-        .await
-        .unwrap()
-        .session;
-    let phone = f
-        .sessions
-        .start(&alice.id, &client())
-        .await
-        .unwrap()
-        .session;
-    let bobs = f.sessions.start(&bob.id, &client()).await.unwrap().session;
+    let current = f.start_session(&alice.id).await;
+    let laptop = f.start_session(&alice.id).await;
+    let phone = f.start_session(&alice.id).await;
+    let bobs = f.start_session(&bob.id).await;
 
     f.clock.advance(Duration::minutes(5));
     let ended = f
@@ -248,17 +209,8 @@ async fn change_password_signs_out_other_sessions() {
 #[tokio::test]
 async fn change_password_refusals_change_nothing() {
     let f = fixture().await;
-    let alice = f
-        .accounts
-        .register("alice@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
-    let current = f
-        .sessions
-        .start(&alice.id, &client())
-        .await
-        .unwrap()
-        .session;
+    let alice = f.register("alice@example.com").await;
+    let current = f.start_session(&alice.id).await;
     f.sessions.start(&alice.id, &client()).await.unwrap();
 
     let wrong = f
@@ -272,20 +224,14 @@ async fn change_password_refusals_change_nothing() {
         )
         .await
         .unwrap_err();
-    assert!(
-        matches!(wrong, AccountError::CurrentPasswordIncorrect),
-        "{wrong:?}"
-    );
+    assert_matches!(wrong, AccountError::CurrentPasswordIncorrect);
 
     let weak = f
         .accounts
         .change_password(&alice.id, GOOD_PASSWORD, "qwertyuiop123", &current.id, None)
         .await
         .unwrap_err();
-    assert!(
-        matches!(weak, AccountError::WeakPassword(PasswordRejection::Common)),
-        "{weak:?}"
-    );
+    assert_matches!(weak, AccountError::WeakPassword(PasswordRejection::Common));
 
     let missing = f
         .accounts
@@ -298,7 +244,7 @@ async fn change_password_refusals_change_nothing() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(missing, AccountError::UserNotFound), "{missing:?}");
+    assert_matches!(missing, AccountError::UserNotFound);
 
     assert_eq!(
         f.sessions.list(&alice.id).await.unwrap().len(),
@@ -384,11 +330,7 @@ async fn old_parameters_are_upgraded_on_sign_in() {
         p_cost: 1,
     };
     let f = fixture_with(weak).await;
-    let alice = f
-        .accounts
-        .register("alice@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
+    let alice = f.register("alice@example.com").await;
     let before = f.users.by_id(&alice.id).await.unwrap().unwrap();
     assert!(before
         .password_hash
@@ -473,7 +415,7 @@ async fn corrupt_stored_hash_is_invalid_credentials() {
             matches!(err, AccountError::InvalidCredentials),
             "{hash:?}: {err:?}"
         );
-        let session = f.sessions.start(&user.id, &client()).await.unwrap().session;
+        let session = f.start_session(&user.id).await;
         let err = f
             .accounts
             .change_password(&user.id, GOOD_PASSWORD, OTHER_PASSWORD, &session.id, None)
@@ -510,11 +452,7 @@ async fn admin_operations() {
         .add_user("carol@example.com", OTHER_PASSWORD, false)
         .await
         .unwrap();
-    let bob = f
-        .accounts
-        .register("bob@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
+    let bob = f.register("bob@example.com").await;
 
     assert_eq!(f.accounts.count().await.unwrap(), 3);
     let emails: Vec<String> = f
@@ -561,10 +499,7 @@ async fn admin_operations() {
 #[tokio::test]
 async fn store_outage_is_a_store_error() {
     let f = fixture().await;
-    f.accounts
-        .register("alice@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
+    f.register("alice@example.com").await;
     f.db.close().await;
     for err in [
         f.accounts
@@ -578,7 +513,7 @@ async fn store_outage_is_a_store_error() {
         f.accounts.count().await.unwrap_err(),
         f.accounts.ping().await.unwrap_err(),
     ] {
-        assert!(matches!(err, AccountError::Store(_)), "{err:?}");
+        assert_matches!(err, AccountError::Store(_));
         assert_eq!(err.code(), "store_unavailable");
         assert!(!err.is_client_error());
     }
@@ -593,12 +528,8 @@ async fn admin(accounts: &Accounts, session: &ringfence_sessions::Session) -> bo
 #[tokio::test]
 async fn session_user_reuses_a_fresh_copy_but_never_one_older_than_the_session() {
     let f = fixture().await;
-    let bob = f
-        .accounts
-        .register("bob@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
-    let first = f.sessions.start(&bob.id, &client()).await.unwrap().session;
+    let bob = f.register("bob@example.com").await;
+    let first = f.start_session(&bob.id).await;
     // In a session's first second (the clock-skew allowance) every request reads the store.
     f.clock.advance(Duration::milliseconds(500));
     assert!(!admin(&f.accounts, &first).await);
@@ -622,7 +553,7 @@ async fn session_user_reuses_a_fresh_copy_but_never_one_older_than_the_session()
     assert!(f.users.set_admin(&bob.id, false).await.unwrap());
     f.sessions.end_all(&bob.id).await.unwrap();
     f.clock.advance(Duration::milliseconds(1));
-    let second = f.sessions.start(&bob.id, &client()).await.unwrap().session;
+    let second = f.start_session(&bob.id).await;
     assert!(!admin(&f.accounts, &second).await);
     f.clock.advance(Duration::seconds(2));
     assert!(!admin(&f.accounts, &second).await);

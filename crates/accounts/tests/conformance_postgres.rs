@@ -3,6 +3,10 @@
 use ringfence_accounts::{conformance, Database, PostgresUserStore, UserStore, UserStoreError};
 use ringfence_testkit::PostgresServer;
 
+#[macro_use]
+#[path = "common/user_store_checks.rs"]
+mod user_store_checks;
+
 async fn start_server() -> PostgresServer {
     tokio::task::spawn_blocking(PostgresServer::start)
         .await
@@ -32,25 +36,7 @@ async fn postgres_user_store_conformance() {
             db.close().await;
         )*};
     }
-    each!(
-        empty,
-        ping,
-        insert_and_find,
-        missing_rows,
-        duplicate_email,
-        set_password_hash,
-        set_admin,
-        list_order,
-        count,
-        status_flags,
-        delete,
-        change_email,
-        concurrent_email_change,
-        list_by_id,
-        set_email,
-        finding_07_stored_lookalike_emails_are_rewritten_or_reported,
-        run_all,
-    );
+    user_store_checks!(each);
 
     // Everything again on one populated database.
     let (db, s) = store(&server).await;

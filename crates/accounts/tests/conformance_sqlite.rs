@@ -3,6 +3,10 @@
 use ringfence_accounts::{conformance, Database, SqliteUserStore, UserStore};
 use tempfile::TempDir;
 
+#[macro_use]
+#[path = "common/user_store_checks.rs"]
+mod user_store_checks;
+
 /// A migrated store on a fresh file; the directory lives as long as the returned guard.
 async fn store() -> (SqliteUserStore, TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -23,25 +27,7 @@ macro_rules! conformance_tests {
     )*};
 }
 
-conformance_tests!(
-    empty,
-    ping,
-    insert_and_find,
-    missing_rows,
-    duplicate_email,
-    set_password_hash,
-    set_admin,
-    list_order,
-    count,
-    status_flags,
-    delete,
-    change_email,
-    concurrent_email_change,
-    list_by_id,
-    set_email,
-    finding_07_stored_lookalike_emails_are_rewritten_or_reported,
-    run_all,
-);
+user_store_checks!(conformance_tests);
 
 #[tokio::test]
 async fn all_checks_share_one_store() {

@@ -13,7 +13,7 @@ use ringfence_accounts::factors::totp::{step_at, TotpSecret};
 use ringfence_accounts::factors_conformance as conformance;
 use ringfence_accounts::{
     AccountError, AccountMail, Accounts, Database, PostgresFactorStore, SecondFactorCode,
-    SqliteFactorStore, ThrottlePolicy, User,
+    SqliteFactorStore, User,
 };
 use ringfence_keyring::KeyRing;
 use ringfence_testkit::PostgresServer;
@@ -31,12 +31,8 @@ async fn mfa() -> Mfa {
     let mail = MailCollector::default();
     let keyring = KeyRing::in_memory(f.clock.shared());
     let accounts = f
-        .accounts
-        .clone()
-        .with_throttle(
-            f.db.attempt_store().await.unwrap(),
-            ThrottlePolicy::default(),
-        )
+        .throttled()
+        .await
         .with_mailer(Arc::new(mail.clone()))
         .with_factors(f.db.factor_store().await.unwrap(), &keyring);
     Mfa { f, accounts, mail }

@@ -12,7 +12,7 @@ use common::mail::MailCollector;
 use common::{client, fixture, Fixture, GOOD_PASSWORD, OTHER_PASSWORD};
 use ringfence_accounts::{
     AccountError, AccountMail, Accounts, MailFlowSettings, MailToken, MailTokenRecord,
-    MailTokenStore, ThrottlePolicy, TokenHash, TokenPurpose, TokenStoreError, User,
+    MailTokenStore, TokenHash, TokenPurpose, TokenStoreError, User,
 };
 
 const ALICE: &str = "alice@example.com";
@@ -32,12 +32,8 @@ async fn mail_fixture_with(settings: MailFlowSettings) -> MailFixture {
     let f = fixture().await;
     let mail = MailCollector::default();
     let accounts = f
-        .accounts
-        .clone()
-        .with_throttle(
-            f.db.attempt_store().await.unwrap(),
-            ThrottlePolicy::default(),
-        )
+        .throttled()
+        .await
         .with_mail_tokens(f.db.mail_token_store().await.unwrap())
         .with_mailer(Arc::new(mail.clone()))
         .with_mail_settings(settings);
@@ -345,12 +341,7 @@ async fn a_password_change_voids_reset_links_and_sends_a_notice() {
     let m = mail_fixture().await;
     let alice = m.register(ALICE).await;
     let token = m.forgot(ALICE).await;
-    let session =
-        m.f.sessions
-            .start(&alice.id, &client())
-            .await
-            .unwrap()
-            .session;
+    let session = m.f.start_session(&alice.id).await;
     m.accounts
         .change_password(&alice.id, GOOD_PASSWORD, OTHER_PASSWORD, &session.id, None)
         .await
@@ -612,12 +603,7 @@ async fn disabling_ends_every_session_and_refuses_only_the_right_password() {
         Err(AccountError::InvalidCredentials)
     ));
     // A session a racing sign-in started is refused anyway.
-    let late =
-        m.f.sessions
-            .start(&alice.id, &client())
-            .await
-            .unwrap()
-            .session;
+    let late = m.f.start_session(&alice.id).await;
     assert_eq!(m.accounts.session_user(&late).await.unwrap(), None);
     // No reset mail for a disabled account, and no admin link either.
     m.accounts
@@ -635,22 +621,14 @@ async fn disabling_ends_every_session_and_refuses_only_the_right_password() {
     let user = m.accounts.authenticate(ALICE, GOOD_PASSWORD).await.unwrap();
     assert!(!user.disabled);
     m.f.clock.advance(Duration::seconds(5));
-    let session =
-        m.f.sessions
-            .start(&alice.id, &client())
-            .await
-            .unwrap()
-            .session;
+    let session = m.f.start_session(&alice.id).await;
     m.f.clock.advance(Duration::seconds(2));
     assert!(m.accounts.session_user(&session).await.unwrap().is_some());
     for missing in [
         m.accounts.disable("no-such-user").await.err(),
         m.accounts.enable("no-such-user").await.err(),
     ] {
-        assert!(
-            matches!(missing, Some(AccountError::UserNotFound)),
-            "{missing:?}"
-        );
+        assert_matches!(missing, Some(AccountError::UserNotFound));
     }
 }
 
@@ -686,12 +664,7 @@ async fn deleting_removes_the_account_its_sessions_and_its_links() {
 async fn an_admin_setting_a_password_ends_other_sessions_and_notifies() {
     let m = mail_fixture().await;
     let alice = m.register(ALICE).await;
-    let keep =
-        m.f.sessions
-            .start(&alice.id, &client())
-            .await
-            .unwrap()
-            .session;
+    let keep = m.f.start_session(&alice.id).await;
     m.start_sessions(&alice, 2).await;
     let reset = m.forgot(ALICE).await;
     assert!(matches!(
@@ -818,12 +791,7 @@ async fn without_a_token_store_registration_works_and_mail_flows_say_why_not() {
         }
     }
     // Notices need no token store.
-    let session = f
-        .sessions
-        .start(&alice.id, &client())
-        .await
-        .unwrap()
-        .session;
+    let session = f.start_session(&alice.id).await;
     accounts
         .change_password(&alice.id, GOOD_PASSWORD, OTHER_PASSWORD, &session.id, None)
         .await

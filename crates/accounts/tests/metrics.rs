@@ -67,14 +67,8 @@ async fn counters() {
     metrics::set_global_recorder(counters).unwrap();
 
     let f = fixture().await;
-    f.accounts
-        .register("alice@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
-    f.accounts
-        .register("bob@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
+    f.register("alice@example.com").await;
+    f.register("bob@example.com").await;
     f.accounts
         .register("alice@example.com", GOOD_PASSWORD)
         .await
@@ -105,10 +99,7 @@ async fn counters() {
         account_free_attempts: 1,
         ..Default::default()
     };
-    let throttled = f
-        .accounts
-        .clone()
-        .with_throttle(f.db.attempt_store().await.unwrap(), policy);
+    let throttled = f.throttled_with(policy).await;
     throttled
         .authenticate("bob@example.com", OTHER_PASSWORD)
         .await

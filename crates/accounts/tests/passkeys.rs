@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::Duration;
 use common::{fixture, GOOD_PASSWORD};
 use ringfence_accounts::passkeys::conformance::passkey;
-use ringfence_accounts::{PasskeyError, PasskeyService};
+use ringfence_accounts::{Accounts, PasskeyError, PasskeyService, User};
 use serde_json::json;
 
 const PUBLIC_URL: &str = "http://localhost:8080";
@@ -20,6 +20,15 @@ fn junk_registration() -> serde_json::Value {
            "clientExtensionResults": {}})
 }
 
+/// Registers Ada and Bob.
+async fn ada_and_bob(accounts: &Accounts) -> (User, User) {
+    let register = |email| accounts.register(email, GOOD_PASSWORD);
+    (
+        register("ada@example.com").await.unwrap(),
+        register("bob@example.com").await.unwrap(),
+    )
+}
+
 #[tokio::test]
 async fn a_ceremony_lives_five_minutes_for_its_own_user() {
     let f = fixture().await;
@@ -27,14 +36,7 @@ async fn a_ceremony_lives_five_minutes_for_its_own_user() {
     let ceremonies = f.db.mail_token_store().await.unwrap();
     let accounts = f.accounts.clone().with_passkey_store(Arc::clone(&store));
     let service = PasskeyService::new(accounts.clone(), store, ceremonies, PUBLIC_URL).unwrap();
-    let ada = accounts
-        .register("ada@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
-    let bob = accounts
-        .register("bob@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
+    let (ada, bob) = ada_and_bob(&accounts).await;
 
     // Just inside the lifetime the ceremony is there (the answer is judged, and refused).
     let started = service.start_registration(&ada).await.unwrap();
@@ -42,10 +44,7 @@ async fn a_ceremony_lives_five_minutes_for_its_own_user() {
     let result = service
         .finish_registration(&ada, &started.challenge_id, "Laptop", &junk_registration())
         .await;
-    assert!(
-        matches!(result, Err(PasskeyError::Rejected(_))),
-        "{result:?}"
-    );
+    assert_matches!(result, Err(PasskeyError::Rejected(_)));
 
     // Past it, it is gone.
     let started = service.start_registration(&ada).await.unwrap();
@@ -53,44 +52,29 @@ async fn a_ceremony_lives_five_minutes_for_its_own_user() {
     let result = service
         .finish_registration(&ada, &started.challenge_id, "Laptop", &junk_registration())
         .await;
-    assert!(
-        matches!(result, Err(PasskeyError::InvalidChallenge)),
-        "{result:?}"
-    );
+    assert_matches!(result, Err(PasskeyError::InvalidChallenge));
 
     // Another user cannot finish it (and it is spent by the attempt).
     let started = service.start_registration(&ada).await.unwrap();
     let result = service
         .finish_registration(&bob, &started.challenge_id, "Laptop", &junk_registration())
         .await;
-    assert!(
-        matches!(result, Err(PasskeyError::InvalidChallenge)),
-        "{result:?}"
-    );
+    assert_matches!(result, Err(PasskeyError::InvalidChallenge));
     let result = service
         .finish_registration(&ada, &started.challenge_id, "Laptop", &junk_registration())
         .await;
-    assert!(
-        matches!(result, Err(PasskeyError::InvalidChallenge)),
-        "{result:?}"
-    );
+    assert_matches!(result, Err(PasskeyError::InvalidChallenge));
 
     // A ceremony for one account (second step, re-authentication) needs its passkeys.
     let result = service.start_login_for(&bob).await;
-    assert!(
-        matches!(result, Err(PasskeyError::NoPasskeys)),
-        "{result:?}"
-    );
+    assert_matches!(result, Err(PasskeyError::NoPasskeys));
 
     // A sign-in ceremony cannot finish a registration.
     let login = service.start_login(None).await.unwrap();
     let result = service
         .finish_registration(&ada, &login.challenge_id, "Laptop", &junk_registration())
         .await;
-    assert!(
-        matches!(result, Err(PasskeyError::InvalidChallenge)),
-        "{result:?}"
-    );
+    assert_matches!(result, Err(PasskeyError::InvalidChallenge));
 }
 
 #[tokio::test]
@@ -98,14 +82,7 @@ async fn disabling_an_account_removes_its_passkeys() {
     let f = fixture().await;
     let store = f.db.passkey_store().await.unwrap();
     let accounts = f.accounts.clone().with_passkey_store(Arc::clone(&store));
-    let ada = accounts
-        .register("ada@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
-    let bob = accounts
-        .register("bob@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
+    let (ada, bob) = ada_and_bob(&accounts).await;
     store.insert(&passkey(&ada.id, "Laptop", 0)).await.unwrap();
     store.insert(&passkey(&ada.id, "Phone", 1)).await.unwrap();
     store.insert(&passkey(&bob.id, "Key", 0)).await.unwrap();
@@ -132,14 +109,7 @@ async fn removing_a_passkey_mails_a_notice_and_touches_only_the_owners() {
         .with_passkey_store(Arc::clone(&store));
     let service =
         PasskeyService::new(accounts.clone(), Arc::clone(&store), ceremonies, PUBLIC_URL).unwrap();
-    let ada = accounts
-        .register("ada@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
-    let bob = accounts
-        .register("bob@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
+    let (ada, bob) = ada_and_bob(&accounts).await;
     let laptop = passkey(&ada.id, "Laptop", 0);
     store.insert(&laptop).await.unwrap();
 

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use chrono::Duration;
-use common::{fixture, fixture_with, Fixture, GOOD_PASSWORD, OTHER_PASSWORD};
+use common::{fixture, fixture_with, GOOD_PASSWORD, OTHER_PASSWORD};
 use redis::aio::ConnectionManager;
 use ringfence_accounts::{
     AccountError, Accounts, Argon2Params, AttemptStore, PasswordHasher, PasswordPolicy,
@@ -17,14 +17,7 @@ use ringfence_testkit::{RedisOptions, RedisServer};
 
 const ALICE: &str = "alice@example.com";
 
-/// The fixture's service with the default policy, counters in the fixture's SQLite file.
-async fn throttled(f: &Fixture) -> Accounts {
-    let attempts = f.db.attempt_store().await.unwrap();
-    f.accounts
-        .clone()
-        .with_throttle(attempts, ThrottlePolicy::default())
-}
-
+/// Signs in from `ip`.
 async fn sign_in(
     accounts: &Accounts,
     email: &str,
@@ -39,6 +32,18 @@ fn assert_invalid(result: Result<User, AccountError>) {
         Err(AccountError::InvalidCredentials) => {}
         other => panic!("expected invalid credentials, got {other:?}"),
     }
+}
+
+/// After a success reset the account count: four wrong passwords from `ip` are refused as
+/// invalid (not throttled), and the right one then signs `alice` in.
+async fn four_failures_are_free_again(accounts: &Accounts, alice: &User, ip: Option<&str>) {
+    for _ in 0..4 {
+        assert_invalid(sign_in(accounts, ALICE, OTHER_PASSWORD, ip).await);
+    }
+    assert_eq!(
+        &sign_in(accounts, ALICE, GOOD_PASSWORD, ip).await.unwrap(),
+        alice
+    );
 }
 
 /// The wait of a `Throttled` error.
@@ -60,8 +65,8 @@ fn assert_about(actual: Duration, expected: Duration) {
 #[tokio::test]
 async fn right_password_is_refused_while_throttled_then_works_and_resets() {
     let f = fixture().await;
-    let alice = f.accounts.register(ALICE, GOOD_PASSWORD).await.unwrap();
-    let accounts = throttled(&f).await;
+    let alice = f.register(ALICE).await;
+    let accounts = f.throttled().await;
     let ip = Some("192.0.2.10");
 
     for _ in 0..5 {
@@ -98,20 +103,14 @@ async fn right_password_is_refused_while_throttled_then_works_and_resets() {
         alice
     );
     // The success reset the account count: four failures are free again…
-    for _ in 0..4 {
-        assert_invalid(sign_in(&accounts, ALICE, OTHER_PASSWORD, ip).await);
-    }
-    assert_eq!(
-        sign_in(&accounts, ALICE, GOOD_PASSWORD, ip).await.unwrap(),
-        alice
-    );
+    four_failures_are_free_again(&accounts, &alice, ip).await;
 }
 
 #[tokio::test]
 async fn delay_grows_with_each_failure_and_the_count_decays() {
     let f = fixture().await;
-    f.accounts.register(ALICE, GOOD_PASSWORD).await.unwrap();
-    let accounts = throttled(&f).await;
+    f.register(ALICE).await;
+    let accounts = f.throttled().await;
 
     for _ in 0..5 {
         assert_invalid(accounts.authenticate(ALICE, OTHER_PASSWORD).await);
@@ -146,7 +145,7 @@ async fn password_is_not_verified_while_throttled() {
         p_cost: 1,
     };
     let f = fixture_with(weak).await;
-    let alice = f.accounts.register(ALICE, GOOD_PASSWORD).await.unwrap();
+    let alice = f.register(ALICE).await;
     let attempts = f.db.attempt_store().await.unwrap();
     let current = Accounts::new(
         f.users.clone(),
@@ -187,8 +186,8 @@ async fn password_is_not_verified_while_throttled() {
 #[tokio::test]
 async fn unknown_emails_are_throttled_exactly_like_known_ones() {
     let f = fixture().await;
-    f.accounts.register(ALICE, GOOD_PASSWORD).await.unwrap();
-    let accounts = throttled(&f).await;
+    f.register(ALICE).await;
+    let accounts = f.throttled().await;
 
     let mut errors = Vec::new();
     for email in [ALICE, "nobody@example.com"] {
@@ -211,8 +210,8 @@ async fn unknown_emails_are_throttled_exactly_like_known_ones() {
 #[tokio::test]
 async fn address_lock_spans_accounts() {
     let f = fixture().await;
-    let alice = f.accounts.register(ALICE, GOOD_PASSWORD).await.unwrap();
-    let accounts = throttled(&f).await;
+    let alice = f.register(ALICE).await;
+    let accounts = f.throttled().await;
     let attacker = Some("198.51.100.7");
 
     // One failure each on 20 e-mails (none locked on its own), malformed ones included.
@@ -255,15 +254,12 @@ async fn address_lock_spans_accounts() {
 #[tokio::test]
 async fn ipv6_clients_are_counted_per_64() {
     let f = fixture().await;
-    f.accounts.register(ALICE, GOOD_PASSWORD).await.unwrap();
+    f.register(ALICE).await;
     let policy = ThrottlePolicy {
         address_free_attempts: 3,
         ..ThrottlePolicy::default()
     };
-    let accounts = f
-        .accounts
-        .clone()
-        .with_throttle(f.db.attempt_store().await.unwrap(), policy);
+    let accounts = f.throttled_with(policy).await;
     // Three addresses of one /64, each on another e-mail.
     for (i, ip) in ["2001:db8:7:8::1", "2001:db8:7:8::2", "2001:db8:7:8:ffff::9"]
         .iter()
@@ -288,8 +284,8 @@ async fn ipv6_clients_are_counted_per_64() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_parallel_guesses_learns_no_more_than_the_schedule_allows() {
     let f = fixture().await;
-    let alice = f.accounts.register(ALICE, GOOD_PASSWORD).await.unwrap();
-    let accounts = throttled(&f).await;
+    let alice = f.register(ALICE).await;
+    let accounts = f.throttled().await;
     accounts.hasher().warm_up().await.unwrap();
 
     // 30 guesses at once, the right one last; all pass the first check before any finishes.
@@ -347,7 +343,7 @@ async fn redis_attempts(server: &RedisServer) -> Arc<dyn AttemptStore> {
 async fn two_nodes_sharing_redis_see_the_same_count() {
     let server = redis();
     let f = fixture().await;
-    let alice = f.accounts.register(ALICE, GOOD_PASSWORD).await.unwrap();
+    let alice = f.register(ALICE).await;
     // Two services with their own connections, as two processes would have.
     let node_a = f
         .accounts
@@ -389,20 +385,14 @@ async fn two_nodes_sharing_redis_see_the_same_count() {
         sign_in(&node_b, ALICE, GOOD_PASSWORD, ip).await.unwrap(),
         alice
     );
-    for _ in 0..4 {
-        assert_invalid(sign_in(&node_a, ALICE, OTHER_PASSWORD, ip).await);
-    }
-    assert_eq!(
-        sign_in(&node_a, ALICE, GOOD_PASSWORD, ip).await.unwrap(),
-        alice
-    );
+    four_failures_are_free_again(&node_a, &alice, ip).await;
 }
 
 #[tokio::test]
 async fn sign_in_fails_closed_when_the_attempt_store_is_down() {
     let mut server = redis();
     let f = fixture().await;
-    f.accounts.register(ALICE, GOOD_PASSWORD).await.unwrap();
+    f.register(ALICE).await;
     let accounts = f
         .accounts
         .clone()
@@ -417,7 +407,7 @@ async fn sign_in_fails_closed_when_the_attempt_store_is_down() {
         .await
         .expect("answers promptly")
         .unwrap_err();
-        assert!(matches!(err, AccountError::Store(_)), "{err:?}");
+        assert_matches!(err, AccountError::Store(_));
         assert_eq!(err.code(), "store_unavailable");
         assert!(!err.is_client_error());
     }

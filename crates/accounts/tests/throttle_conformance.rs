@@ -5,14 +5,36 @@
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
-use redis::aio::ConnectionManager;
 use ringfence_accounts::throttle_conformance::{self as conformance, fresh_key, t0};
 use ringfence_accounts::{
     AttemptStore, AttemptStoreError, Database, PostgresAttemptStore, RedisAttemptStore,
     SqliteAttemptStore, ThrottleKey, ThrottlePolicy,
 };
-use ringfence_testkit::{PostgresServer, RedisOptions, RedisServer};
+use ringfence_testkit::PostgresServer;
 use tempfile::TempDir;
+
+#[path = "common/redis.rs"]
+mod redis_harness;
+use redis_harness::{connect, redis_server};
+
+/// Calls the macro `$each!` with the name of every check of the suite but `run_all` (which runs
+/// them all on one store).
+macro_rules! attempt_store_checks {
+    ($each:ident) => {
+        $each!(
+            counting,
+            lock_after_free_attempts,
+            growing_delay,
+            delay_is_capped,
+            decay_after_window,
+            reset,
+            keys_are_independent,
+            lock_never_shortens,
+            concurrent_failures_all_count,
+            schedule_follows_any_policy,
+        );
+    };
+}
 
 async fn sqlite_store() -> (SqliteAttemptStore, TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -36,19 +58,8 @@ macro_rules! sqlite_conformance {
 mod sqlite {
     use super::*;
 
-    sqlite_conformance!(
-        counting,
-        lock_after_free_attempts,
-        growing_delay,
-        delay_is_capped,
-        decay_after_window,
-        reset,
-        keys_are_independent,
-        lock_never_shortens,
-        concurrent_failures_all_count,
-        schedule_follows_any_policy,
-        run_all,
-    );
+    attempt_store_checks!(sqlite_conformance);
+    sqlite_conformance!(run_all);
 }
 
 #[tokio::test]
@@ -162,22 +173,6 @@ async fn sqlite_closed_pool_is_unavailable() {
     }
 }
 
-fn redis_server(extra_args: Vec<String>) -> RedisServer {
-    RedisServer::start_with(RedisOptions {
-        appendonly: false,
-        extra_args,
-    })
-    .unwrap()
-}
-
-async fn connect(server: &RedisServer) -> ConnectionManager {
-    redis::Client::open(server.url())
-        .unwrap()
-        .get_connection_manager()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn redis_store_passes_conformance() {
     let server = redis_server(Vec::new());
@@ -191,18 +186,7 @@ async fn redis_store_passes_conformance() {
             conformance::$name(&store).await;
         )*};
     }
-    each!(
-        counting,
-        lock_after_free_attempts,
-        growing_delay,
-        delay_is_capped,
-        decay_after_window,
-        reset,
-        keys_are_independent,
-        lock_never_shortens,
-        concurrent_failures_all_count,
-        schedule_follows_any_policy,
-    );
+    attempt_store_checks!(each);
 }
 
 #[tokio::test]
@@ -365,19 +349,8 @@ async fn postgres_store_passes_conformance() {
             db.close().await;
         )*};
     }
-    each!(
-        counting,
-        lock_after_free_attempts,
-        growing_delay,
-        delay_is_capped,
-        decay_after_window,
-        reset,
-        keys_are_independent,
-        lock_never_shortens,
-        concurrent_failures_all_count,
-        schedule_follows_any_policy,
-        run_all,
-    );
+    attempt_store_checks!(each);
+    each!(run_all);
 
     // Through Database, as the server opens it; several nodes racing on one key.
     let url = server.fresh_database().unwrap();

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{fixture, GOOD_PASSWORD, OTHER_PASSWORD};
+use common::{fixture, OTHER_PASSWORD};
 use ringfence_accounts::{AccountError, Accounts, Argon2Params};
 
 const SAMPLES: usize = 21;
@@ -18,7 +18,7 @@ async fn timed(accounts: &Accounts, email: &str) -> Duration {
         .await
         .unwrap_err();
     let elapsed = started.elapsed();
-    assert!(matches!(err, AccountError::InvalidCredentials), "{err:?}");
+    assert_matches!(err, AccountError::InvalidCredentials);
     elapsed
 }
 
@@ -31,10 +31,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 async fn median_sign_in_time_does_not_reveal_whether_an_account_exists() {
     let f = fixture().await;
     assert_eq!(f.accounts.hasher().params(), Argon2Params::OWASP);
-    f.accounts
-        .register("alice@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
+    f.register("alice@example.com").await;
     f.accounts.hasher().warm_up().await.unwrap();
     // One round of each before measuring: connections, caches, lazy statics.
     timed(&f.accounts, "alice@example.com").await;

@@ -7,14 +7,17 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
-use redis::aio::ConnectionManager;
 use ringfence_accounts::tokens_conformance::{self as conformance, record, t0};
 use ringfence_accounts::{
     Database, MailToken, MailTokenStore, PostgresMailTokenStore, RedisMailTokenStore,
     SqliteMailTokenStore, TokenPurpose, TokenStoreError,
 };
-use ringfence_testkit::{PostgresServer, RedisCluster, RedisOptions, RedisServer};
+use ringfence_testkit::{PostgresServer, RedisCluster, RedisServer};
 use tempfile::TempDir;
+
+#[path = "common/redis.rs"]
+mod redis_harness;
+use redis_harness::{connect, redis_server};
 
 macro_rules! each_check {
     ($make:expr) => {
@@ -72,13 +75,9 @@ async fn sqlite_through_database_shares_the_users_file_and_migrator() {
     db.close().await;
 }
 
-#[tokio::test]
-async fn sqlite_purges_expired_tokens() {
-    let (store, _b, _dir) = sqlite_pair().await;
-    let live = record(TokenPurpose::ResetPassword);
-    let live_hash = MailToken::generate().hash();
-    store.insert(&live_hash, &live, t0()).await.unwrap();
-    for _ in 0..10 {
+/// Inserts `n` verification tokens that expired a minute before [`t0`].
+async fn insert_expired(store: &impl MailTokenStore, n: usize) {
+    for _ in 0..n {
         let mut old = record(TokenPurpose::VerifyEmail);
         old.expires_at = t0() - Duration::minutes(1);
         store
@@ -86,6 +85,15 @@ async fn sqlite_purges_expired_tokens() {
             .await
             .unwrap();
     }
+}
+
+#[tokio::test]
+async fn sqlite_purges_expired_tokens() {
+    let (store, _b, _dir) = sqlite_pair().await;
+    let live = record(TokenPurpose::ResetPassword);
+    let live_hash = MailToken::generate().hash();
+    store.insert(&live_hash, &live, t0()).await.unwrap();
+    insert_expired(&store, 10).await;
     assert_eq!(store.purge(t0() - Duration::hours(1)).await.unwrap(), 0);
     assert_eq!(store.purge(t0()).await.unwrap(), 10);
     assert!(store
@@ -95,14 +103,7 @@ async fn sqlite_purges_expired_tokens() {
         .is_some());
 
     // Purging also happens by itself now and then while tokens are issued.
-    for _ in 0..200 {
-        let mut old = record(TokenPurpose::VerifyEmail);
-        old.expires_at = t0() - Duration::minutes(1);
-        store
-            .insert(&MailToken::generate().hash(), &old, t0())
-            .await
-            .unwrap();
-    }
+    insert_expired(&store, 200).await;
     let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mail_tokens")
         .fetch_one(store.pool())
         .await
@@ -123,22 +124,6 @@ async fn sqlite_closed_pool_is_unavailable() {
     ] {
         assert!(matches!(err, TokenStoreError::Unavailable(_)), "{err:?}");
     }
-}
-
-fn redis_server(extra_args: Vec<String>) -> RedisServer {
-    RedisServer::start_with(RedisOptions {
-        appendonly: false,
-        extra_args,
-    })
-    .unwrap()
-}
-
-async fn connect(server: &RedisServer) -> ConnectionManager {
-    redis::Client::open(server.url())
-        .unwrap()
-        .get_connection_manager()
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

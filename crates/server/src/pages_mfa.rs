@@ -107,14 +107,7 @@ pub async fn login_mfa(
         Err(SignInError::Auth(AuthError::Unauthenticated)) => Err(PageError::Redirect("/login")),
         Err(SignInError::Auth(error)) => Err(error.into()),
         Err(SignInError::Account(error)) => {
-            let api = ApiError::from(error);
-            if api.status() == StatusCode::SERVICE_UNAVAILABLE {
-                return Err(PageError::status(
-                    api.status(),
-                    "Temporarily unavailable",
-                    api.message(),
-                ));
-            }
+            let api = crate::pages::form_refusal(error)?;
             // The form again, for the same account (gone or disabled meanwhile: sign in again).
             let user = state
                 .ringfence

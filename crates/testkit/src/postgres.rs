@@ -164,24 +164,11 @@ impl PostgresServer {
 
     /// Like [`PostgresServer::psql`], in database `db`.
     pub fn psql_in(&self, db: &str, sql: &str) -> io::Result<String> {
-        let out = clean_env(Command::new(self.bin.join("psql")))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        let mut cmd = clean_env(Command::new(self.bin.join("psql")));
+        cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER])
-            .args(["-d", db, "-c", sql])
-            .stdin(Stdio::null())
-            .output()?;
-        if !out.status.success() {
-            return Err(io::Error::other(format!(
-                "psql -d {db} -c {sql:?} failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
-        if s.ends_with('\n') {
-            s.pop();
-        }
-        Ok(s)
+            .args(["-d", db, "-c", sql]);
+        process::output_text(&mut cmd, &format!("psql -d {db} -c {sql:?}"))
     }
 
     /// Shuts the server down (fast shutdown: open connections are closed) and waits, SIGKILL
@@ -203,10 +190,7 @@ impl PostgresServer {
 
     /// Whether the postmaster process is alive.
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
+        process::is_alive(self.child.as_mut())
     }
 
     fn launch(&self, port: u16) -> Result<Child, LaunchError> {

@@ -358,3 +358,26 @@ fn sweep_stale(base: &Path) {
         }
     }
 }
+
+/// Runs `cmd` with stdin closed and returns its stdout without the final newline; a run that
+/// exits non-zero is an `Err` naming `what` and quoting its stderr.
+pub(crate) fn output_text(cmd: &mut Command, what: &str) -> io::Result<String> {
+    let out = cmd.stdin(std::process::Stdio::null()).output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    if s.ends_with('\n') {
+        s.pop();
+    }
+    Ok(s)
+}
+
+/// Whether the process in `child`, if any, is still alive.
+pub(crate) fn is_alive(child: Option<&mut Child>) -> bool {
+    child.is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+}

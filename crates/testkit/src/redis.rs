@@ -207,10 +207,7 @@ impl RedisServer {
 
     /// Whether the server process is alive.
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
+        process::is_alive(self.child.as_mut())
     }
 
     /// The process id, while it runs.
@@ -234,20 +231,8 @@ impl RedisServer {
             // The environment keeps the password out of `ps`.
             cmd.args(["--user", user]).env("REDISCLI_AUTH", password);
         }
-        let out = cmd.args(args).stdin(Stdio::null()).output()?;
-        if !out.status.success() {
-            return Err(io::Error::other(format!(
-                "redis-cli {} failed ({}): {}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
-        if s.ends_with('\n') {
-            s.pop();
-        }
-        Ok(s)
+        cmd.args(args);
+        process::output_text(&mut cmd, &format!("redis-cli {}", args.join(" ")))
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use ringfence_accounts::{
-    Accounts, Argon2Params, Database, PasswordHasher, PasswordPolicy, UserStore,
+    Accounts, Argon2Params, Database, PasswordHasher, PasswordPolicy, ThrottlePolicy, UserStore,
 };
 use ringfence_keyring::{KeyRing, ManualClock};
 use ringfence_sessions::{ClientInfo, SessionConfig, SessionManager, SqliteSessionStore};
@@ -75,4 +75,36 @@ pub fn client() -> ClientInfo {
             "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0".to_owned(),
         ),
     }
+}
+
+impl Fixture {
+    /// Registers `email` with [`GOOD_PASSWORD`].
+    pub async fn register(&self, email: &str) -> ringfence_accounts::User {
+        self.accounts.register(email, GOOD_PASSWORD).await.unwrap()
+    }
+
+    /// The accounts service with the sign-in throttle on `policy` (attempts in the SQLite file).
+    pub async fn throttled_with(&self, policy: ThrottlePolicy) -> Accounts {
+        let attempts = self.db.attempt_store().await.unwrap();
+        self.accounts.clone().with_throttle(attempts, policy)
+    }
+
+    /// [`Fixture::throttled_with`] the default policy.
+    pub async fn throttled(&self) -> Accounts {
+        self.throttled_with(ThrottlePolicy::default()).await
+    }
+
+    /// Starts a session for the user `id` from [`client`].
+    pub async fn start_session(&self, id: &str) -> ringfence_sessions::Session {
+        self.sessions.start(id, &client()).await.unwrap().session
+    }
+}
+
+/// Asserts that `value` matches `pattern`, showing the value when it does not.
+#[macro_export]
+macro_rules! assert_matches {
+    ($value:expr, $pattern:pat) => {{
+        let value = &$value;
+        assert!(matches!(value, $pattern), "{value:?}");
+    }};
 }

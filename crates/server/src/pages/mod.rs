@@ -133,14 +133,7 @@ struct FormRefusal {
 
 impl FormRefusal {
     fn new(error: AccountError) -> Result<Self, PageError> {
-        let api = ApiError::from(error);
-        if api.status() == StatusCode::SERVICE_UNAVAILABLE {
-            return Err(PageError::status(
-                api.status(),
-                "Temporarily unavailable",
-                api.message(),
-            ));
-        }
+        let api = form_refusal(error)?;
         Ok(Self {
             status: api.status(),
             message: capitalize(api.message()),
@@ -154,6 +147,20 @@ impl FormRefusal {
         crate::errors::with_retry_after(&mut response, self.retry_after);
         response
     }
+}
+
+/// The account service's refusal of a form as the API states it; a store failure is the `503`
+/// page instead (it is not the form's fault).
+pub(crate) fn form_refusal(error: AccountError) -> Result<ApiError, PageError> {
+    let api = ApiError::from(error);
+    if api.status() == StatusCode::SERVICE_UNAVAILABLE {
+        return Err(PageError::status(
+            api.status(),
+            "Temporarily unavailable",
+            api.message(),
+        ));
+    }
+    Ok(api)
 }
 
 fn capitalize(text: &str) -> String {

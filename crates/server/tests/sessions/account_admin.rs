@@ -28,7 +28,7 @@ async fn admin_controls(backend: Backend) {
     phone.login(b, ALICE).await;
 
     let page = admin.get(a, "/admin?email=alice%40example.com").await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    page.assert_status(StatusCode::OK);
     assert!(page
         .body
         .contains("<span class=\"num\">2</span> active sessions"));
@@ -39,7 +39,7 @@ async fn admin_controls(backend: Backend) {
 
     // Not an admin: 403 whatever is posted, before the form is read. No token: 400.
     let reply = laptop.form(a, &disable, &[("_csrf", &csrf)]).await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    reply.assert_status(StatusCode::FORBIDDEN);
     let reply = laptop
         .post_raw(
             a,
@@ -48,15 +48,14 @@ async fn admin_controls(backend: Backend) {
             "garbage",
         )
         .await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    reply.assert_status(StatusCode::FORBIDDEN);
     let reply = admin.form(b, &disable, &[]).await;
-    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
-    assert!(reply.body.contains("Form expired"), "{}", reply.body);
+    reply.assert_shows(StatusCode::BAD_REQUEST, "Form expired");
     assert_eq!(laptop.probe(b).await, StatusCode::OK);
 
     // Disable (on the other node): every session ends, the right password is refused.
     let reply = admin.form(b, &disable, &[("_csrf", &csrf)]).await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.assert_status(StatusCode::OK);
     assert!(reply
         .body
         .contains("Disabled alice@example.com; 2 sessions ended."));
@@ -64,7 +63,7 @@ async fn admin_controls(backend: Backend) {
     assert_eq!(laptop.probe(a).await, StatusCode::UNAUTHORIZED);
     assert_eq!(phone.probe(b).await, StatusCode::UNAUTHORIZED);
     let reply = laptop.login_with(a, ALICE, PASSWORD).await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    reply.assert_status(StatusCode::FORBIDDEN);
 
     // Enable: the same password works again.
     let reply = admin
@@ -74,12 +73,7 @@ async fn admin_controls(backend: Backend) {
             &[("_csrf", &csrf)],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    assert!(
-        reply.body.contains("Enabled alice@example.com."),
-        "{}",
-        reply.body
-    );
+    reply.assert_shows(StatusCode::OK, "Enabled alice@example.com.");
     laptop.login(a, ALICE).await;
 
     // Set a password: a weak one is refused with the reason; a good one ends her sessions.
@@ -87,17 +81,11 @@ async fn admin_controls(backend: Backend) {
     let reply = admin
         .form(a, &set, &[("password", "short"), ("_csrf", &csrf)])
         .await;
-    assert_eq!(
-        reply.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        reply.body
-    );
-    assert!(reply.body.contains("role=\"alert\""), "{}", reply.body);
+    reply.assert_shows(StatusCode::UNPROCESSABLE_ENTITY, "role=\"alert\"");
     let reply = admin
         .form(a, &set, &[("password", NEW_PASSWORD), ("_csrf", &csrf)])
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.assert_status(StatusCode::OK);
     assert!(reply
         .body
         .contains("Password of alice@example.com set; 1 session ended."));
@@ -120,12 +108,7 @@ async fn admin_controls(backend: Backend) {
             &[("_csrf", &csrf)],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    assert!(
-        reply.body.contains("A reset link is on its way"),
-        "{}",
-        reply.body
-    );
+    reply.assert_shows(StatusCode::OK, "A reset link is on its way");
     assert_eq!(
         d.mail.kinds_to(ALICE),
         ["password_changed", "reset_password"]
@@ -134,18 +117,13 @@ async fn admin_controls(backend: Backend) {
     // Delete: the first post only asks; the confirmed one removes account and sessions.
     let delete = action_path(&reply.body, "delete");
     let reply = admin.form(b, &delete, &[("_csrf", &csrf)]).await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    assert!(
-        reply.body.contains("Delete this account?"),
-        "{}",
-        reply.body
-    );
+    reply.assert_shows(StatusCode::OK, "Delete this account?");
     assert!(reply.body.contains("name=\"confirm\" value=\"yes\""));
     assert_eq!(laptop.probe(a).await, StatusCode::OK);
     let reply = admin
         .form(b, &delete, &[("confirm", "yes"), ("_csrf", &csrf)])
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.assert_status(StatusCode::OK);
     assert!(reply
         .body
         .contains("Deleted alice@example.com; 1 session ended."));
@@ -154,11 +132,11 @@ async fn admin_controls(backend: Backend) {
     let reply = admin
         .form(a, &delete, &[("confirm", "yes"), ("_csrf", &csrf)])
         .await;
-    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+    reply.assert_status(StatusCode::NOT_FOUND);
     let reply = admin
         .form(a, "/admin/users/not-a-user/disable", &[("_csrf", &csrf)])
         .await;
-    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+    reply.assert_status(StatusCode::NOT_FOUND);
 
     // An administrator cannot delete their own account from the page.
     let page = admin.get(a, "/admin?email=root%40example.com").await;
@@ -192,12 +170,4 @@ async fn reply_page(admin: &Device, node: &Node) -> String {
         .body
 }
 
-#[tokio::test]
-async fn admin_page_finds_disables_enables_sets_password_resets_and_deletes_sqlite() {
-    admin_controls(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn admin_page_finds_disables_enables_sets_password_resets_and_deletes_redis() {
-    admin_controls(Backend::Redis).await;
-}
+on_each_backend!(admin_controls: admin_page_finds_disables_enables_sets_password_resets_and_deletes_sqlite, admin_page_finds_disables_enables_sets_password_resets_and_deletes_redis);

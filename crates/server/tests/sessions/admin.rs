@@ -8,7 +8,7 @@ use crate::harness::*;
 
 async fn stats(device: &Device, node: &Node) -> Value {
     let reply = device.get(node, "/api/v1/admin/stats").await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.assert_status(StatusCode::OK);
     reply.json()
 }
 
@@ -18,7 +18,7 @@ async fn stats_of(device: &Device, node: &Node, email: &str) -> Value {
         email.replace('@', "%40").replace(' ', "%20")
     );
     let reply = device.get(node, &path).await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.assert_status(StatusCode::OK);
     reply.json()
 }
 
@@ -35,10 +35,10 @@ async fn admin_counts(backend: Backend) {
                 json!({"email": email, "password": PASSWORD}),
             )
             .await;
-        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.assert_status(StatusCode::CREATED);
     }
     let reply = anonymous.get(node, "/api/v1/admin/stats").await;
-    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    reply.assert_status(StatusCode::UNAUTHORIZED);
     let reply = anonymous.get(node, "/admin").await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
     assert_eq!(reply.location(), "/login");
@@ -72,7 +72,7 @@ async fn admin_counts(backend: Backend) {
     let reply = admin
         .get(node, "/api/v1/admin/stats?email=nobody%40example.com")
         .await;
-    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+    reply.assert_status(StatusCode::NOT_FOUND);
     assert_eq!(reply.json()["error"]["code"], "not_found", "{}", reply.body);
     // A query that cannot be read (the field twice) is a 400 in the contract's shape, and a
     // clear 400 page on /admin.
@@ -82,12 +82,12 @@ async fn admin_counts(backend: Backend) {
             "/api/v1/admin/stats?email=a%40example.com&email=b%40example.com",
         )
         .await;
-    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    reply.assert_status(StatusCode::BAD_REQUEST);
     assert_eq!(reply.json()["error"]["code"], "malformed", "{}", reply.body);
     let page = admin.get(node, "/admin?email=a&email=b").await;
-    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+    page.assert_status(StatusCode::BAD_REQUEST);
     let page = admin.get(node, "/admin?email=alice%40example.com").await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    page.assert_status(StatusCode::OK);
     assert!(
         page.body.contains(
             "<strong>alice@example.com</strong>: <span class=\"num\">2</span> active sessions"
@@ -96,29 +96,24 @@ async fn admin_counts(backend: Backend) {
         page.body
     );
     let page = admin.get(node, "/admin?email=nobody%40example.com").await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    assert!(
-        page.body.contains("There is no user nobody@example.com."),
-        "{}",
-        page.body
-    );
+    page.assert_shows(StatusCode::OK, "There is no user nobody@example.com.");
     let reply = alice_laptop
         .get(node, "/api/v1/admin/stats?email=bob%40example.com")
         .await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    reply.assert_status(StatusCode::FORBIDDEN);
 
     // Not for everyone.
     let reply = alice_laptop.get(node, "/api/v1/admin/stats").await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    reply.assert_status(StatusCode::FORBIDDEN);
     let reply = alice_laptop.get(node, "/admin").await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    reply.assert_status(StatusCode::FORBIDDEN);
 
     // Bob signs out; alice signs one device out.
     let reply = bob.api(node, Method::POST, "/api/v1/logout", None).await;
-    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+    reply.assert_status(StatusCode::NO_CONTENT);
     let path = format!("/api/v1/sessions/{}", alice_phone.id());
     let reply = alice_laptop.api(node, Method::DELETE, &path, None).await;
-    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+    reply.assert_status(StatusCode::NO_CONTENT);
     assert_eq!(
         stats(&admin, node).await,
         json!({"users": 3, "active_sessions": 2, "signed_in_users": 2})
@@ -126,7 +121,7 @@ async fn admin_counts(backend: Backend) {
 
     // The page: the same numbers and the key ring.
     let page = admin.get(node, "/admin").await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    page.assert_status(StatusCode::OK);
     let html = &page.body;
     for (n, what) in [(3, "users"), (2, "active sessions"), (2, "signed-in users")] {
         let shown = format!("<span class=\"num\">{n}</span> {what}");
@@ -175,7 +170,7 @@ async fn admin_counts(backend: Backend) {
             &[("email", "alice@example.com")],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    reply.assert_status(StatusCode::BAD_REQUEST);
     assert_eq!(alice_laptop.me(node).await, StatusCode::OK);
     let reply = admin
         .form(
@@ -184,7 +179,7 @@ async fn admin_counts(backend: Backend) {
             &[("email", "alice@example.com"), ("_csrf", &page.form_csrf())],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.assert_status(StatusCode::OK);
     assert!(
         reply
             .body
@@ -221,15 +216,7 @@ async fn admin_counts(backend: Backend) {
     assert_eq!(counts.signed_in_users, 0);
 }
 
-#[tokio::test]
-async fn admin_counts_sqlite() {
-    admin_counts(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn admin_counts_redis() {
-    admin_counts(Backend::Redis).await;
-}
+on_each_backend!(admin_counts: admin_counts_sqlite, admin_counts_redis);
 
 /// Finding 11 of issue 13: a signed-in non-administrator gets `403` from every admin route
 /// whatever the body or query, not the `400`/`415`/`422` that would tell them what the route
@@ -273,7 +260,7 @@ async fn finding_11_admin_routes_check_the_caller_first() {
             Some(json!({"email": "mallory@example.com"})),
         )
         .await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    reply.assert_status(StatusCode::FORBIDDEN);
     assert_eq!(reply.json()["error"]["code"], "forbidden");
     let reply = mallory
         .form(
@@ -282,7 +269,7 @@ async fn finding_11_admin_routes_check_the_caller_first() {
             &[("email", "mallory@example.com"), ("_csrf", &page_csrf)],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    reply.assert_status(StatusCode::FORBIDDEN);
     assert_eq!(
         mallory.me(node).await,
         StatusCode::OK,
@@ -309,10 +296,10 @@ async fn finding_11_admin_routes_check_the_caller_first() {
     let reply = anonymous
         .post_raw(node, "/api/v1/admin/revoke-user", "text/plain", "garbage")
         .await;
-    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    reply.assert_status(StatusCode::UNAUTHORIZED);
     let reply = anonymous
         .post_raw(node, "/admin/revoke-user", "text/plain", "garbage")
         .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    reply.assert_status(StatusCode::SEE_OTHER);
     assert_eq!(reply.location(), "/login");
 }

@@ -48,12 +48,4 @@ async fn cap_evicts_oldest(backend: Backend) {
     assert_eq!(counts.signed_in_users, 2);
 }
 
-#[tokio::test]
-async fn cap_evicts_oldest_sqlite() {
-    cap_evicts_oldest(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn cap_evicts_oldest_redis() {
-    cap_evicts_oldest(Backend::Redis).await;
-}
+on_each_backend!(cap_evicts_oldest: cap_evicts_oldest_sqlite, cap_evicts_oldest_redis);

@@ -113,7 +113,7 @@ async fn three_devices(backend: Backend) {
     // The page shows the same, from each device's point of view.
     for (i, device) in devices.iter().enumerate() {
         let page = device.get(node, "/account/sessions").await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        page.assert_status(StatusCode::OK);
         let html = &page.body;
         for expected in &DEVICES {
             assert!(
@@ -155,12 +155,4 @@ async fn three_devices(backend: Backend) {
     assert!(!ids(&listed).contains(&old));
 }
 
-#[tokio::test]
-async fn three_devices_listed_sqlite() {
-    three_devices(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn three_devices_listed_redis() {
-    three_devices(Backend::Redis).await;
-}
+on_each_backend!(three_devices: three_devices_listed_sqlite, three_devices_listed_redis);

@@ -28,6 +28,22 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// Two tests of one scenario, `async fn SCENARIO(backend: Backend)`: the first named test runs it
+/// on [`Backend::Sqlite`], the second on [`Backend::Redis`].
+macro_rules! on_each_backend {
+    ($scenario:ident: $sqlite:ident, $redis:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            $scenario(Backend::Sqlite).await;
+        }
+
+        #[tokio::test]
+        async fn $redis() {
+            $scenario(Backend::Redis).await;
+        }
+    };
+}
+
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const NEW_PASSWORD: &str = "violet kettle drums at dawn";
 pub const PREFIX: &str = "ringfence:";
@@ -330,6 +346,19 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Asserts the reply has `status` (the body in the message).
+    #[track_caller]
+    pub fn assert_status(&self, status: StatusCode) {
+        assert_eq!(self.status, status, "{}", self.body);
+    }
+
+    /// Asserts the reply has `status` and its body shows `text` (the body in either message).
+    #[track_caller]
+    pub fn assert_shows(&self, status: StatusCode, text: &str) {
+        self.assert_status(status);
+        assert!(self.body.contains(text), "{}", self.body);
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
@@ -608,4 +637,48 @@ pub fn ids(sessions: &[Value]) -> Vec<String> {
         .collect();
     ids.sort();
     ids
+}
+
+/// Alice signed in on three devices (a Firefox laptop on node 0, an iPhone on node 1, a Chrome
+/// desktop on node 0) and Bob on an Android phone on node 1, both added first; the devices'
+/// addresses are `198.51.100.FIRST_IP` and the three after it. Returns (laptop, phone, desktop,
+/// bob).
+pub async fn alice_and_bob_signed_in(d: &Deployment, first_ip: u8) -> [Device; 4] {
+    let (a, b) = (d.node(0), d.node(1));
+    d.add_user("alice@example.com", false).await;
+    d.add_user("bob@example.com", false).await;
+    let device = |agent: &str, n: u8| Device::new(agent, &format!("198.51.100.{}", first_ip + n));
+    let laptop = device(FIREFOX_LINUX, 0);
+    let phone = device(SAFARI_IPHONE, 1);
+    let desktop = device(CHROME_WINDOWS, 2);
+    let bob = device(CHROME_ANDROID, 3);
+    laptop.login(a, "alice@example.com").await;
+    phone.login(b, "alice@example.com").await;
+    desktop.login(a, "alice@example.com").await;
+    bob.login(b, "bob@example.com").await;
+    [laptop, phone, desktop, bob]
+}
+
+/// Asserts that every node answers `device`'s cookie with `expected`. The cookie is replayed
+/// unchanged on each node (a browser behind a load balancer may hit any of them first).
+pub async fn answered_everywhere(
+    d: &Deployment,
+    device: &Device,
+    expected: StatusCode,
+    what: &str,
+) {
+    for node in &d.nodes {
+        let got = device.probe(node).await;
+        assert_eq!(got, expected, "{what}: {got} from {}", node.name);
+    }
+}
+
+/// Asserts that `device`'s cookie is refused by every node.
+pub async fn refused_everywhere(d: &Deployment, device: &Device, what: &str) {
+    answered_everywhere(d, device, StatusCode::UNAUTHORIZED, what).await;
+}
+
+/// Asserts that every node accepts `device`'s cookie.
+pub async fn accepted_everywhere(d: &Deployment, device: &Device, what: &str) {
+    answered_everywhere(d, device, StatusCode::OK, what).await;
 }

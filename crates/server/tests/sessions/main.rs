@@ -3,11 +3,13 @@
 //! request and the admin counts. Nodes run in-process on loopback ports against real stores
 //! (SQLite files, a real `redis-server`); time only moves when a test moves it.
 
+#[macro_use]
+mod harness;
+
 mod account_admin;
 mod admin;
 mod cap;
 mod devices;
-mod harness;
 mod headers;
 mod password;
 mod recovery;

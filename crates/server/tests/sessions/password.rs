@@ -6,28 +6,6 @@ use serde_json::json;
 
 use crate::harness::*;
 
-async fn assert_refused(d: &Deployment, device: &Device) {
-    for node in &d.nodes {
-        assert_eq!(
-            device.probe(node).await,
-            StatusCode::UNAUTHORIZED,
-            "still accepted by {}",
-            node.name
-        );
-    }
-}
-
-async fn assert_accepted(d: &Deployment, device: &Device) {
-    for node in &d.nodes {
-        assert_eq!(
-            device.probe(node).await,
-            StatusCode::OK,
-            "refused by {}",
-            node.name
-        );
-    }
-}
-
 /// Which password signs in now: `(old works, new works)`.
 async fn passwords(d: &Deployment, email: &str) -> (bool, bool) {
     let fresh = Device::new(CHROME_ANDROID, "192.0.2.50");
@@ -47,7 +25,7 @@ async fn passwords(d: &Deployment, email: &str) -> (bool, bool) {
         let reply = fresh
             .api(d.node(0), Method::POST, "/api/v1/logout", None)
             .await;
-        assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+        reply.assert_status(StatusCode::NO_CONTENT);
     }
     (old == StatusCode::OK, new == StatusCode::OK)
 }
@@ -55,58 +33,44 @@ async fn passwords(d: &Deployment, email: &str) -> (bool, bool) {
 async fn change_via_api(backend: Backend) {
     let d = Deployment::start(backend, &["node-a", "node-b"], None).await;
     let (a, b) = (d.node(0), d.node(1));
-    d.add_user("alice@example.com", false).await;
-    d.add_user("bob@example.com", false).await;
-    let laptop = Device::new(FIREFOX_LINUX, "198.51.100.20");
-    let phone = Device::new(SAFARI_IPHONE, "198.51.100.21");
-    let desktop = Device::new(CHROME_WINDOWS, "198.51.100.22");
-    let bob = Device::new(CHROME_ANDROID, "198.51.100.23");
-    laptop.login(a, "alice@example.com").await;
-    phone.login(b, "alice@example.com").await;
-    desktop.login(a, "alice@example.com").await;
-    bob.login(b, "bob@example.com").await;
+    let [laptop, phone, desktop, bob] = alice_and_bob_signed_in(&d, 20).await;
 
     let change = json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD});
     // Refusals change nothing: no CSRF header, wrong current password, weak new password.
     let reply = laptop
         .api_without_csrf(b, Method::POST, "/api/v1/password", Some(change.clone()))
         .await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    reply.assert_status(StatusCode::FORBIDDEN);
     let wrong = json!({"current_password": "not my password at all", "new_password": NEW_PASSWORD});
     let reply = laptop
         .api(b, Method::POST, "/api/v1/password", Some(wrong))
         .await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    reply.assert_status(StatusCode::FORBIDDEN);
     let weak = json!({"current_password": PASSWORD, "new_password": "password"});
     let reply = laptop
         .api(b, Method::POST, "/api/v1/password", Some(weak))
         .await;
-    assert_eq!(
-        reply.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        reply.body
-    );
-    assert_accepted(&d, &phone).await;
-    assert_accepted(&d, &desktop).await;
+    reply.assert_status(StatusCode::UNPROCESSABLE_ENTITY);
+    accepted_everywhere(&d, &phone, "phone").await;
+    accepted_everywhere(&d, &desktop, "desktop").await;
     assert_eq!(passwords(&d, "alice@example.com").await, (true, false));
 
     // The change itself, on node B with the token node A issued at sign-in.
     let reply = laptop
         .api(b, Method::POST, "/api/v1/password", Some(change))
         .await;
-    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
-    assert_refused(&d, &phone).await;
-    assert_refused(&d, &desktop).await;
-    assert_accepted(&d, &laptop).await;
-    assert_accepted(&d, &bob).await;
+    reply.assert_status(StatusCode::NO_CONTENT);
+    refused_everywhere(&d, &phone, "phone").await;
+    refused_everywhere(&d, &desktop, "desktop").await;
+    accepted_everywhere(&d, &laptop, "laptop").await;
+    accepted_everywhere(&d, &bob, "bob").await;
     assert_eq!(ids(&laptop.sessions(a).await), vec![laptop.id()]);
     assert_eq!(passwords(&d, "alice@example.com").await, (false, true));
     // The laptop still writes with the token it had.
     let reply = laptop
         .api(a, Method::POST, "/api/v1/sessions/revoke-others", None)
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.assert_status(StatusCode::OK);
 }
 
 async fn change_via_page(backend: Backend) {
@@ -121,7 +85,7 @@ async fn change_via_page(backend: Backend) {
     desktop.login(b, "alice@example.com").await;
 
     let form = laptop.get(a, "/account/password").await;
-    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    form.assert_status(StatusCode::OK);
     let csrf = form.form_csrf();
     let fields = [
         ("current_password", PASSWORD),
@@ -145,44 +109,22 @@ async fn change_via_page(backend: Backend) {
             ],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
-    assert!(reply.body.contains("role=\"alert\""), "{}", reply.body);
-    assert_accepted(&d, &phone).await;
+    reply.assert_shows(StatusCode::FORBIDDEN, "role=\"alert\"");
+    accepted_everywhere(&d, &phone, "phone").await;
     assert_eq!(passwords(&d, "alice@example.com").await, (true, false));
 
     let mut with_csrf = fields.to_vec();
     with_csrf.push(("_csrf", &csrf));
     let reply = laptop.form(b, "/account/password", &with_csrf).await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    assert!(
-        reply.body.contains("2 other devices were signed out"),
-        "{}",
-        reply.body
-    );
-    assert_refused(&d, &phone).await;
-    assert_refused(&d, &desktop).await;
-    assert_accepted(&d, &laptop).await;
+    reply.assert_shows(StatusCode::OK, "2 other devices were signed out");
+    refused_everywhere(&d, &phone, "phone").await;
+    refused_everywhere(&d, &desktop, "desktop").await;
+    accepted_everywhere(&d, &laptop, "laptop").await;
     assert_eq!(passwords(&d, "alice@example.com").await, (false, true));
     let page = laptop.get(b, "/account/sessions").await;
     assert_eq!(page.body.matches("<li class=\"device").count(), 1);
 }
 
-#[tokio::test]
-async fn password_change_api_redis() {
-    change_via_api(Backend::Redis).await;
-}
+on_each_backend!(change_via_api: password_change_api_sqlite, password_change_api_redis);
 
-#[tokio::test]
-async fn password_change_api_sqlite() {
-    change_via_api(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn password_change_page_redis() {
-    change_via_page(Backend::Redis).await;
-}
-
-#[tokio::test]
-async fn password_change_page_sqlite() {
-    change_via_page(Backend::Sqlite).await;
-}
+on_each_backend!(change_via_page: password_change_page_sqlite, password_change_page_redis);

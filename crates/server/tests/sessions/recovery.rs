@@ -24,7 +24,7 @@ async fn register(device: &Device, node: &Node, email: &str) {
             &[("email", email), ("password", PASSWORD), ("_csrf", &csrf)],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    reply.assert_status(StatusCode::SEE_OTHER);
 }
 
 async fn forgot_then_reset(backend: Backend) {
@@ -55,7 +55,7 @@ async fn forgot_then_reset(backend: Backend) {
             &[("email", "nobody@example.com"), ("_csrf", &csrf)],
         )
         .await;
-    assert_eq!(known.status, StatusCode::OK, "{}", known.body);
+    known.assert_status(StatusCode::OK);
     assert_eq!((known.status, &known.body), (unknown.status, &unknown.body));
     a.accounts().wait_for_mail_jobs().await;
     assert_eq!(d.mail.kinds_to(ALICE), ["reset_password"]);
@@ -82,8 +82,7 @@ async fn forgot_then_reset(backend: Backend) {
             &[("token", &token), ("password", NEW_PASSWORD)],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
-    assert!(reply.body.contains("Form expired"), "{}", reply.body);
+    reply.assert_shows(StatusCode::BAD_REQUEST, "Form expired");
     let reply = reader
         .form(
             b,
@@ -91,13 +90,7 @@ async fn forgot_then_reset(backend: Backend) {
             &[("token", &token), ("password", "short"), ("_csrf", &csrf)],
         )
         .await;
-    assert_eq!(
-        reply.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        reply.body
-    );
-    assert!(reply.body.contains("role=\"alert\""), "{}", reply.body);
+    reply.assert_shows(StatusCode::UNPROCESSABLE_ENTITY, "role=\"alert\"");
     assert!(
         reply.body.contains(&format!("value=\"{token}\"")),
         "{}",
@@ -116,7 +109,7 @@ async fn forgot_then_reset(backend: Backend) {
             ],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    reply.assert_status(StatusCode::SEE_OTHER);
     assert_eq!(reply.location(), "/login");
     assert_eq!(phone.probe(a).await, StatusCode::UNAUTHORIZED);
     assert_eq!(phone.probe(b).await, StatusCode::UNAUTHORIZED);
@@ -134,12 +127,7 @@ async fn forgot_then_reset(backend: Backend) {
             ],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
-    assert!(
-        reply.body.contains("This link is not valid"),
-        "{}",
-        reply.body
-    );
+    reply.assert_shows(StatusCode::BAD_REQUEST, "This link is not valid");
     assert!(
         reply.body.contains("href=\"/forgot-password\""),
         "{}",
@@ -155,7 +143,7 @@ async fn forgot_then_reset(backend: Backend) {
             &[("email", ALICE), ("password", PASSWORD), ("_csrf", &csrf)],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    reply.assert_status(StatusCode::UNAUTHORIZED);
     let reply = reader
         .form(
             a,
@@ -167,7 +155,7 @@ async fn forgot_then_reset(backend: Backend) {
             ],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    reply.assert_status(StatusCode::SEE_OTHER);
     let home = reader.get(b, "/").await;
     assert!(
         home.body.contains("Signed in as alice@example.com"),
@@ -176,15 +164,7 @@ async fn forgot_then_reset(backend: Backend) {
     );
 }
 
-#[tokio::test]
-async fn forgot_and_reset_password_through_the_pages_across_nodes_sqlite() {
-    forgot_then_reset(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn forgot_and_reset_password_through_the_pages_across_nodes_redis() {
-    forgot_then_reset(Backend::Redis).await;
-}
+on_each_backend!(forgot_then_reset: forgot_and_reset_password_through_the_pages_across_nodes_sqlite, forgot_and_reset_password_through_the_pages_across_nodes_redis);
 
 #[tokio::test]
 async fn mail_link_pages_refuse_missing_malformed_unknown_and_wrong_purpose_tokens() {
@@ -267,8 +247,7 @@ async fn mail_link_pages_refuse_missing_malformed_unknown_and_wrong_purpose_toke
             &[("token", &verify), ("_csrf", &csrf)],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    assert!(reply.body.contains("Address confirmed"), "{}", reply.body);
+    reply.assert_shows(StatusCode::OK, "Address confirmed");
 }
 
 #[tokio::test]
@@ -296,12 +275,7 @@ async fn forgot_password_page_is_throttled_with_retry_after() {
         }
     }
     let reply = last.expect("throttled within 6 requests");
-    assert_eq!(
-        reply.status,
-        StatusCode::TOO_MANY_REQUESTS,
-        "{}",
-        reply.body
-    );
+    reply.assert_status(StatusCode::TOO_MANY_REQUESTS);
     let wait: u64 = reply.headers["retry-after"]
         .to_str()
         .unwrap()
@@ -333,8 +307,7 @@ async fn security_page_verifies_resends_and_changes_the_address() {
     // Registration through the page sends the verification mail.
     register(&browser, node, ALICE).await;
     let page = browser.get(node, "/account/security").await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    assert!(page.body.contains("not verified"), "{}", page.body);
+    page.assert_shows(StatusCode::OK, "not verified");
     assert!(page.body.contains("action=\"/account/security/password\""));
     // The two-step sign-in section is on the same page, not behind a link (just signed in:
     // its forms are open). This node has no passkeys, so no passkey section.
@@ -350,12 +323,7 @@ async fn security_page_verifies_resends_and_changes_the_address() {
     let reply = browser
         .form(node, "/account/security/verification", &[("_csrf", &csrf)])
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    assert!(
-        reply.body.contains("We sent a new verification link"),
-        "{}",
-        reply.body
-    );
+    reply.assert_shows(StatusCode::OK, "We sent a new verification link");
     assert_eq!(d.mail.kinds_to(ALICE), ["verify_email", "verify_email"]);
     let reply = browser
         .form(node, "/account/security/verification", &[])
@@ -378,7 +346,7 @@ async fn security_page_verifies_resends_and_changes_the_address() {
             &[("token", token), ("_csrf", &form.form_csrf())],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.assert_status(StatusCode::OK);
     let page = browser.get(node, "/account/security").await;
     assert!(page.body.contains(">verified<"), "{}", page.body);
     assert!(!page.body.contains("/account/security/verification"));
@@ -406,13 +374,13 @@ async fn security_page_verifies_resends_and_changes_the_address() {
             &[("new_email", "alice@new.example"), ("_csrf", &csrf)],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.assert_status(StatusCode::OK);
     assert!(reply
         .body
         .contains("We sent a confirmation link to alice@new.example"));
     let link = d.mail.link("alice@new.example", "confirm_email_change");
     let form = browser.get(node, &link).await;
-    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    form.assert_status(StatusCode::OK);
     let token = d.mail.token("alice@new.example", "confirm_email_change");
     let reply = browser
         .form(
@@ -421,8 +389,7 @@ async fn security_page_verifies_resends_and_changes_the_address() {
             &[("token", &token), ("_csrf", &form.form_csrf())],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    assert!(reply.body.contains("alice@new.example"), "{}", reply.body);
+    reply.assert_shows(StatusCode::OK, "alice@new.example");
     assert!(d.mail.kinds_to(ALICE).contains(&"email_changed"));
     let page = browser.get(node, "/account/security").await;
     assert!(
@@ -439,7 +406,7 @@ async fn security_page_verifies_resends_and_changes_the_address() {
             &[("new_email", "carol@example.com"), ("_csrf", &csrf)],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.assert_status(StatusCode::OK);
     d.add_user("carol@example.com", false).await;
     let token = d.mail.token("carol@example.com", "confirm_email_change");
     let reply = browser
@@ -449,8 +416,7 @@ async fn security_page_verifies_resends_and_changes_the_address() {
             &[("token", &token), ("_csrf", &csrf)],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
-    assert!(reply.body.contains("Address taken"), "{}", reply.body);
+    reply.assert_shows(StatusCode::CONFLICT, "Address taken");
 
     // The old address of the password form still works.
     let page = browser.get(node, "/account/password").await;
@@ -484,12 +450,7 @@ async fn sign_in_page_tells_a_disabled_or_unverified_account_only_with_the_right
     };
 
     let reply = sign_in(PASSWORD).await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
-    assert!(
-        reply.body.contains("confirm your e-mail address"),
-        "{}",
-        reply.body
-    );
+    reply.assert_shows(StatusCode::FORBIDDEN, "confirm your e-mail address");
     assert!(
         reply.body.contains("new verification mail"),
         "{}",
@@ -497,7 +458,7 @@ async fn sign_in_page_tells_a_disabled_or_unverified_account_only_with_the_right
     );
     assert_eq!(d.mail.kinds_to(ALICE), ["verify_email"]);
     let reply = sign_in("a wrong password, surely").await;
-    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    reply.assert_status(StatusCode::UNAUTHORIZED);
     assert!(
         !reply.body.contains("confirm your e-mail"),
         "{}",
@@ -506,14 +467,9 @@ async fn sign_in_page_tells_a_disabled_or_unverified_account_only_with_the_right
 
     node.accounts().disable(&alice.id).await.unwrap();
     let reply = sign_in(PASSWORD).await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
-    assert!(
-        reply.body.contains("This account is disabled"),
-        "{}",
-        reply.body
-    );
+    reply.assert_shows(StatusCode::FORBIDDEN, "This account is disabled");
     let reply = sign_in("a wrong password, surely").await;
-    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    reply.assert_status(StatusCode::UNAUTHORIZED);
     assert!(!reply.body.contains("disabled"), "{}", reply.body);
 }
 
@@ -531,22 +487,11 @@ async fn page_forms_refuse_huge_bodies_wrong_types_and_doubled_tokens_with_clear
             &[("email", &huge), ("_csrf", &csrf)],
         )
         .await;
-    assert_eq!(
-        reply.status,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "{}",
-        reply.body
-    );
-    assert!(reply.body.contains("<h1>Too large</h1>"), "{}", reply.body);
+    reply.assert_shows(StatusCode::PAYLOAD_TOO_LARGE, "<h1>Too large</h1>");
     let reply = browser
         .post_raw(node, "/reset-password", "text/plain", "token=x&password=y")
         .await;
-    assert_eq!(
-        reply.status,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "{}",
-        reply.body
-    );
+    reply.assert_status(StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let doubled = browser
         .form(
             node,
@@ -554,7 +499,7 @@ async fn page_forms_refuse_huge_bodies_wrong_types_and_doubled_tokens_with_clear
             &[("email", ALICE), ("_csrf", &csrf), ("_csrf", &csrf)],
         )
         .await;
-    assert_eq!(doubled.status, StatusCode::BAD_REQUEST, "{}", doubled.body);
+    doubled.assert_status(StatusCode::BAD_REQUEST);
     let reply = browser
         .form(
             node,
@@ -562,8 +507,7 @@ async fn page_forms_refuse_huge_bodies_wrong_types_and_doubled_tokens_with_clear
             &[("email", ALICE), ("_csrf", "forged")],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
-    assert!(reply.body.contains("Form expired"), "{}", reply.body);
+    reply.assert_shows(StatusCode::BAD_REQUEST, "Form expired");
     assert!(d.mail.kinds_to(ALICE).is_empty());
 }
 
@@ -582,8 +526,7 @@ async fn address_change_on_the_security_page_needs_a_recent_sign_in() {
             &[("new_email", "alice@new.example"), ("_csrf", &csrf)],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
-    assert!(reply.body.contains("recent sign-in"), "{}", reply.body);
+    reply.assert_shows(StatusCode::FORBIDDEN, "recent sign-in");
     assert!(
         reply.body.contains("value=\"alice@new.example\""),
         "{}",

@@ -6,44 +6,10 @@ use serde_json::json;
 
 use crate::harness::*;
 
-/// Asserts that `device`'s cookie is refused by every node. The cookie is replayed unchanged on
-/// each node (a browser behind a load balancer may hit any of them first).
-async fn refused_everywhere(d: &Deployment, device: &Device, what: &str) {
-    for node in &d.nodes {
-        assert_eq!(
-            device.probe(node).await,
-            StatusCode::UNAUTHORIZED,
-            "{what}: still accepted by {}",
-            node.name
-        );
-    }
-}
-
-async fn accepted_everywhere(d: &Deployment, device: &Device, what: &str) {
-    for node in &d.nodes {
-        assert_eq!(
-            device.probe(node).await,
-            StatusCode::OK,
-            "{what}: refused by {}",
-            node.name
-        );
-    }
-}
-
 async fn two_nodes(backend: Backend) {
     let d = Deployment::start(backend, &["node-a", "node-b"], None).await;
     let (a, b) = (d.node(0), d.node(1));
-    d.add_user("alice@example.com", false).await;
-    d.add_user("bob@example.com", false).await;
-
-    let laptop = Device::new(FIREFOX_LINUX, "198.51.100.10");
-    let phone = Device::new(SAFARI_IPHONE, "198.51.100.11");
-    let desktop = Device::new(CHROME_WINDOWS, "198.51.100.12");
-    let bob = Device::new(CHROME_ANDROID, "198.51.100.13");
-    laptop.login(a, "alice@example.com").await;
-    phone.login(b, "alice@example.com").await;
-    desktop.login(a, "alice@example.com").await;
-    bob.login(b, "bob@example.com").await;
+    let [laptop, phone, desktop, bob] = alice_and_bob_signed_in(&d, 10).await;
     for device in [&laptop, &phone, &desktop, &bob] {
         accepted_everywhere(&d, device, "fresh sign-in").await;
     }
@@ -68,14 +34,14 @@ async fn two_nodes(backend: Backend) {
     let refused = laptop
         .api_without_csrf(a, Method::POST, "/api/v1/sessions/revoke-others", None)
         .await;
-    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    refused.assert_status(StatusCode::FORBIDDEN);
     accepted_everywhere(&d, &phone, "after a refused revoke-others").await;
 
     // Sign out everywhere else, through node A (with a token node A issued).
     let reply = laptop
         .api(a, Method::POST, "/api/v1/sessions/revoke-others", None)
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.assert_status(StatusCode::OK);
     assert_eq!(reply.json(), json!({"revoked": 2}));
     refused_everywhere(&d, &phone, "phone after revoke-others").await;
     refused_everywhere(&d, &desktop, "desktop after revoke-others").await;
@@ -96,16 +62,16 @@ async fn two_nodes(backend: Backend) {
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     let reply = laptop.api(b, Method::DELETE, &path, None).await;
-    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+    reply.assert_status(StatusCode::NO_CONTENT);
     refused_everywhere(&d, &phone, "phone after DELETE on node B").await;
     accepted_everywhere(&d, &desktop, "desktop").await;
     let again = laptop.api(a, Method::DELETE, &path, None).await;
-    assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.body);
+    again.assert_status(StatusCode::NOT_FOUND);
 
     // Another user's session cannot be reached by id.
     let bobs = format!("/api/v1/sessions/{}", bob.id());
     let reply = laptop.api(a, Method::DELETE, &bobs, None).await;
-    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+    reply.assert_status(StatusCode::NOT_FOUND);
     accepted_everywhere(&d, &bob, "bob after alice tried to revoke him").await;
     let garbage = laptop
         .api(a, Method::DELETE, "/api/v1/sessions/not-a-session-id", None)
@@ -121,7 +87,7 @@ async fn two_nodes(backend: Backend) {
     assert_eq!(no_token.status, StatusCode::BAD_REQUEST);
     accepted_everywhere(&d, &desktop, "after a form without _csrf").await;
     let reply = laptop.form(a, &action, &[("_csrf", &csrf)]).await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    reply.assert_status(StatusCode::SEE_OTHER);
     assert_eq!(reply.location(), "/account/sessions");
     refused_everywhere(&d, &desktop, "desktop after the page's sign-out").await;
 
@@ -135,7 +101,7 @@ async fn two_nodes(backend: Backend) {
             &[("_csrf", &page.form_csrf())],
         )
         .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    reply.assert_status(StatusCode::SEE_OTHER);
     refused_everywhere(&d, &phone, "phone after the page's revoke-others").await;
     refused_everywhere(&d, &desktop, "desktop after the page's revoke-others").await;
     accepted_everywhere(&d, &laptop, "laptop").await;
@@ -147,7 +113,7 @@ async fn two_nodes(backend: Backend) {
     let own = desktop.session_cookie().unwrap();
     let path = format!("/api/v1/sessions/{}", desktop.id());
     let reply = desktop.api(b, Method::DELETE, &path, None).await;
-    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+    reply.assert_status(StatusCode::NO_CONTENT);
     assert!(desktop.session_cookie().is_none(), "its cookie is cleared");
     desktop.set_session_cookie(&own);
     refused_everywhere(&d, &desktop, "desktop after deleting itself").await;
@@ -155,19 +121,11 @@ async fn two_nodes(backend: Backend) {
     // Signing out ends the session on the server: the old cookie is refused by both nodes.
     let cookie = laptop.session_cookie().unwrap();
     let reply = laptop.api(b, Method::POST, "/api/v1/logout", None).await;
-    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+    reply.assert_status(StatusCode::NO_CONTENT);
     assert!(laptop.session_cookie().is_none());
     laptop.set_session_cookie(&cookie);
     refused_everywhere(&d, &laptop, "laptop after logout").await;
 }
 
-#[tokio::test]
-async fn revocation_on_two_nodes_redis() {
-    two_nodes(Backend::Redis).await;
-}
-
-/// Two nodes on one SQLite file (the embedded store) behave the same.
-#[tokio::test]
-async fn revocation_on_two_nodes_sqlite() {
-    two_nodes(Backend::Sqlite).await;
-}
+// Two nodes on one SQLite file (the embedded store) behave the same.
+on_each_backend!(two_nodes: revocation_on_two_nodes_sqlite, revocation_on_two_nodes_redis);

@@ -19,7 +19,7 @@ async fn idle_timeout(backend: Backend) {
 
     d.advance(Duration::minutes(29) + Duration::seconds(59));
     let me = used.get(node, "/api/v1/me").await;
-    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+    me.assert_status(StatusCode::OK);
     assert_eq!(
         time(&me.json()["session"]["expires_at"]),
         d.now() + Duration::minutes(30),
@@ -30,7 +30,7 @@ async fn idle_timeout(backend: Backend) {
     d.advance(Duration::seconds(1));
     let stale_cookie = idle.session_cookie().unwrap();
     let refused = idle.get(node, "/api/v1/me").await;
-    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+    refused.assert_status(StatusCode::UNAUTHORIZED);
     assert_eq!(refused.json()["error"]["code"], "unauthenticated");
     assert!(
         idle.session_cookie().is_none(),
@@ -122,7 +122,7 @@ async fn absolute_timeout(backend: Backend) {
     d.advance(Duration::seconds(1));
     assert_eq!(d.now(), t0 + Duration::hours(12));
     let refused = active.get(node, "/api/v1/me").await;
-    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+    refused.assert_status(StatusCode::UNAUTHORIZED);
     assert!(active.session_cookie().is_none());
 
     // The other device, as active, keeps its own absolute expiry: it signed in six hours later.
@@ -130,22 +130,6 @@ async fn absolute_timeout(backend: Backend) {
     assert_eq!(ids(&later.sessions(node).await), vec![later.id()]);
 }
 
-#[tokio::test]
-async fn idle_timeout_sqlite() {
-    idle_timeout(Backend::Sqlite).await;
-}
+on_each_backend!(idle_timeout: idle_timeout_sqlite, idle_timeout_redis);
 
-#[tokio::test]
-async fn idle_timeout_redis() {
-    idle_timeout(Backend::Redis).await;
-}
-
-#[tokio::test]
-async fn absolute_timeout_sqlite() {
-    absolute_timeout(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn absolute_timeout_redis() {
-    absolute_timeout(Backend::Redis).await;
-}
+on_each_backend!(absolute_timeout: absolute_timeout_sqlite, absolute_timeout_redis);
