@@ -52,12 +52,14 @@
 #![deny(missing_docs)]
 
 pub mod aspnet_identity;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod database;
 mod email;
 mod email_migration;
 mod error;
 pub mod factors;
+#[cfg(feature = "conformance")]
 pub mod factors_conformance;
 mod hash_pool;
 mod hasher;
@@ -72,8 +74,10 @@ mod service;
 mod sql;
 mod store;
 pub mod throttle;
+#[cfg(feature = "conformance")]
 pub mod throttle_conformance;
 pub mod tokens;
+#[cfg(feature = "conformance")]
 pub mod tokens_conformance;
 mod user_cache;
 
