@@ -173,6 +173,9 @@ for arg in "$@"; do
     -p | -p* | --package | --package=*) scope=() ;;
     esac
 done
+# The examples as programs (tests/examples.rs and tests/aspnet.rs run them as processes; under
+# --all-targets cargo builds them only as test executables).
+cargo build --quiet -p ringfence --examples
 # Every target (libraries, binaries, integration tests, examples, benchmarks in test mode), then
 # the documentation examples, which --all-targets leaves out.
 cargo test "${scope[@]}" --all-targets "$@"
