@@ -42,7 +42,7 @@ pub use postgres_store::PostgresSessionStore;
 pub use redis_store::RedisSessionStore;
 pub use session::{Session, SessionCounts};
 pub use sqlite_store::SqliteSessionStore;
-pub use store::{SessionStore, StoreError};
+pub use store::{SessionStore, StoreError, UserWatch};
 
 // The README's Rust blocks compile as doctests, so what a reader of crates.io copies works.
 #[cfg(doctest)]
