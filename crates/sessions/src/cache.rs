@@ -458,12 +458,25 @@ impl<C: KeyScan> SessionStore for CachedSessionStore<C> {
             return None;
         }
         let key = self.store.user_key(user_id);
-        Some(UserWatch(self.cache.ticket(key.as_bytes())))
+        let ticket = self.cache.ticket(key.as_bytes());
+        Some(UserWatch {
+            // A shard index below 64 fits any u64.
+            parts: [ticket.shard as u64, ticket.generation, ticket.epoch],
+        })
     }
 
     fn user_unchanged(&self, user_id: &str, watch: &UserWatch) -> bool {
+        let [shard, generation, epoch] = watch.parts;
+        let Ok(shard) = usize::try_from(shard) else {
+            return false;
+        };
+        let ticket = FillTicket {
+            shard,
+            generation,
+            epoch,
+        };
         let key = self.store.user_key(user_id);
-        self.cache.unchanged_since(key.as_bytes(), &watch.0)
+        self.cache.unchanged_since(key.as_bytes(), &ticket)
     }
 
     async fn list_for_user(

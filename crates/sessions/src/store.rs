@@ -140,5 +140,10 @@ pub trait SessionStore: Send + Sync + 'static {
 
 /// What [`SessionStore::user_watch`] gives: opaque; compare it with
 /// [`SessionStore::user_unchanged`].
+/// Plain numbers, so that the seam does not depend on the cache (a store without one never
+/// makes a watch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UserWatch(pub(crate) crate::cache::FillTicket);
+pub struct UserWatch {
+    /// What the store that made it needs to check it (the cache: shard, generation, epoch).
+    pub(crate) parts: [u64; 3],
+}
