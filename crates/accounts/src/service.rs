@@ -197,6 +197,16 @@ impl Accounts {
         &self.inner.mfa_cache
     }
 
+    /// How long a copy read without a session-store watch is reused (the user cache's).
+    pub(crate) fn user_cache_ttl(&self) -> chrono::Duration {
+        self.inner.cache.ttl()
+    }
+
+    /// The injected clock's time, unrounded (the caches' times).
+    pub(crate) fn clock_now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
     /// Drops this node's cached copy of a user it just changed.
     pub(crate) fn forget_cached(&self, user_id: &str) {
         self.inner.cache.forget(user_id);

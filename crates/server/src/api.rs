@@ -258,7 +258,7 @@ pub async fn me(
         state
             .ringfence
             .accounts()
-            .displayed_mfa_status(&current.user)
+            .displayed_mfa_status(&current.session, &current.user)
             .await?
             .into(),
     );

@@ -7,10 +7,12 @@ use ringfence_keyring::{KeyRing, Protector};
 use serde::Serialize;
 
 use super::recovery::{RecoveryCode, RECOVERY_CODE_COUNT};
+use super::status_cache::{Freshness, Vouched};
 use super::totp::{self, TotpSecret};
 use super::FactorStore;
 use crate::notify::{AccountMail, SecondFactor};
-use crate::{AccountError, Accounts, User};
+use crate::{AccountError, Accounts, User, CLOCK_SKEW_ALLOWANCE};
+use ringfence_sessions::Session;
 
 /// Key-ring purpose of sealed TOTP secrets (the user id is a sub-purpose).
 pub const TOTP_SECRET_PURPOSE: &str = "ringfence.mfa.v1/totp-secret";
@@ -122,23 +124,40 @@ impl Accounts {
         })
     }
 
-    /// [`Accounts::mfa_status`] to show it (`user.mfa` of `/api/v1/me`, asked on every call):
-    /// this node's copy while the session store vouches that nothing of the user changed since
-    /// it was read, on any node (see `factors::status_cache`); otherwise read. Decisions (the
-    /// second step of signing in, administrators' required factor) use
+    /// [`Accounts::mfa_status`] to show it (`user.mfa` of `/api/v1/me`, asked on every call)
+    /// to the user of `session`: this node's copy while the session store vouches that nothing
+    /// of the user changed since it was read, on any node, or, on a node without a session
+    /// cache, by the user cache's rule (see `factors::status_cache`); otherwise read. Decisions
+    /// (the second step of signing in, administrators' required factor) use
     /// [`Accounts::mfa_status`].
-    pub async fn displayed_mfa_status(&self, user: &User) -> Result<MfaStatus, AccountError> {
+    pub async fn displayed_mfa_status(
+        &self,
+        session: &Session,
+        user: &User,
+    ) -> Result<MfaStatus, AccountError> {
         let sessions = self.sessions();
         let cache = self.mfa_cache();
-        if let Some(status) = cache.get(sessions, &user.id) {
+        let now = self.clock_now();
+        let freshness = Freshness {
+            sessions,
+            // As for the user: never a copy from before the session began (clocks of two
+            // nodes up to the allowance apart).
+            fresh_since: session.created_at + CLOCK_SKEW_ALLOWANCE,
+            now,
+            ttl: self.user_cache_ttl(),
+        };
+        if let Some(status) = cache.get(&user.id, &freshness) {
             return Ok(status);
         }
-        // Taken before the read: a change announced while it is in flight ends the watch.
-        let watch = sessions.user_watch(&user.id);
+        // Both taken before the read: a change announced, or made here, while it is in flight
+        // keeps the result from being used.
+        let ticket = cache.ticket();
+        let vouched = match sessions.user_watch(&user.id) {
+            Some(watch) => Vouched::Watch(watch),
+            None => Vouched::ReadAt(now),
+        };
         let status = self.mfa_status(user).await?;
-        if let Some(watch) = watch {
-            cache.put(sessions, &user.id, status, watch);
-        }
+        cache.put(ticket, &user.id, status, vouched, &freshness);
         Ok(status)
     }
 
