@@ -440,15 +440,10 @@ async fn totp_on_two_nodes_behind_haproxy() {
 }
 
 async fn csrf_of_api(client: &Client, base: &str) -> String {
-    let me: Value = client
-        .get(format!("{base}/api/v1/me"))
-        .send()
-        .await
+    me_of(client, base).await["csrf_token"]
+        .as_str()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    me["csrf_token"].as_str().unwrap().to_owned()
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
