@@ -15,6 +15,10 @@
 #   r. p99 rounds: ROUNDS rounds of (b) and (c) as     the p99 comparison: one closed-loop run
 #      paired legs in ABBA order (round 1 ringfence     per app is noise; the report gives the
 #      then peer, round 2 peer then ringfence, ...)     per-round ratios, their median and range
+#   o. the outside protocol (issue 16's 0.79x):      OUTSIDE_PAIRS (3) pairs at -t1, then at -t2:
+#      4-second wrk runs, -c32, no warm-up, the       each pair runs /me on the cache-off node,
+#      peer with a fred pool of 4                      the cache-on node and the pool-of-4 peer,
+#                                                      the order reversed in every other pair
 #   v. revocation latency: revoke on node A, time    REVOCATION_TRIALS trials (1,000), p50/p99/max
 #      until node B refuses it while it serves the     (examples/revocation_latency.rs: two nodes in
 #      session from its cache                          one process, wired as `serve` wires them)
@@ -45,8 +49,8 @@
 # or 0 to skip it), LOGIN_CONNS (8, the storm's connections), PEER_ALWAYS_SAVE_RUN (1: run d),
 # SCALE_1M (1), SCALE_TOTAL (1000000), SCALE_PER_USER (2, synthetic sessions per synthetic user),
 # FILL_CONCURRENCY (64, inserts in flight while filling), LIST_DURATION (5, seconds),
-# SKIP_BUILD (0), REVOCATION_TRIALS (1000, or 0 to skip step v), RESULTS (a file to copy the raw
-# results to).
+# SKIP_BUILD (0), REVOCATION_TRIALS (1000, or 0 to skip step v), OUTSIDE_PAIRS (3, or 0 to skip
+# step o), RESULTS (a file to copy the raw results to).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -65,6 +69,7 @@ FILL_CONCURRENCY="${FILL_CONCURRENCY:-64}"
 LIST_DURATION="${LIST_DURATION:-5}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
 REVOCATION_TRIALS="${REVOCATION_TRIALS:-1000}"
+OUTSIDE_PAIRS="${OUTSIDE_PAIRS:-3}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 LUA="$ROOT/bench/wrk_report.lua"
 
@@ -73,6 +78,8 @@ for n in THREADS CONNS DURATION WARMUP LOGIN_CONNS SCALE_TOTAL SCALE_PER_USER FI
 done
 [[ "$REVOCATION_TRIALS" =~ ^(0|[1-9][0-9]*)$ ]] \
     || { echo "load.sh: REVOCATION_TRIALS must be 0 or a positive integer, not '$REVOCATION_TRIALS'" >&2; exit 2; }
+[[ "$OUTSIDE_PAIRS" =~ ^(0|[1-9][0-9]*)$ ]] \
+    || { echo "load.sh: OUTSIDE_PAIRS must be 0 or a positive integer, not '$OUTSIDE_PAIRS'" >&2; exit 2; }
 [[ "$ROUNDS" =~ ^(0|[1-9][0-9]*)$ ]] && [ $((ROUNDS % 2)) = 0 ] \
     || { echo "load.sh: ROUNDS must be 0 or a positive even integer, not '$ROUNDS'" >&2; exit 2; }
 for tool in redis-server redis-cli wrk curl python3; do
@@ -178,22 +185,33 @@ wait_for "$TMP/ringfence-nocache.log" "listening on http://" "$NC_PID" "ringfenc
 NC="http://127.0.0.1:$NC_PORT"
 
 # The peers use Redis database 1: their keys (bare session ids) never meet ringfence's.
-PEER_PORT=$(free_port)
-env -u RUST_LOG PEER_EMAIL="$BENCH_EMAIL" PEER_PASSWORD="$PASSWORD" \
-    "$PEER" "127.0.0.1:$PEER_PORT" "redis://127.0.0.1:$REDIS_PORT/1" >"$TMP/peer.log" 2>&1 &
-PEER_PID=$!
-PIDS+=("$PEER_PID")
-wait_for "$TMP/peer.log" "listening on http://" "$PEER_PID" peer_app
-PEER_URL="http://127.0.0.1:$PEER_PORT"
+# start_peer LOG WHAT [VAR=VALUE ...]: a peer_app on a free port for the bench user, with those
+# variables set; sets STARTED_PID and STARTED_URL.
+start_peer() {
+    local log=$1 what=$2 port
+    shift 2
+    port=$(free_port)
+    env -u RUST_LOG PEER_EMAIL="$BENCH_EMAIL" PEER_PASSWORD="$PASSWORD" "$@" \
+        "$PEER" "127.0.0.1:$port" "redis://127.0.0.1:$REDIS_PORT/1" >"$TMP/$log" 2>&1 &
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
+    wait_for "$TMP/$log" "listening on http://" "$STARTED_PID" "$what"
+    STARTED_URL="http://127.0.0.1:$port"
+}
+
+start_peer peer.log peer_app
+PEER_PID=$STARTED_PID PEER_URL=$STARTED_URL
 
 if [ "$PEER_ALWAYS_SAVE_RUN" = 1 ]; then
-    PEER_SAVE_PORT=$(free_port)
-    env -u RUST_LOG PEER_EMAIL="$BENCH_EMAIL" PEER_PASSWORD="$PASSWORD" PEER_ALWAYS_SAVE=1 \
-        "$PEER" "127.0.0.1:$PEER_SAVE_PORT" "redis://127.0.0.1:$REDIS_PORT/1" >"$TMP/peer-save.log" 2>&1 &
-    PEER_SAVE_PID=$!
-    PIDS+=("$PEER_SAVE_PID")
-    wait_for "$TMP/peer-save.log" "listening on http://" "$PEER_SAVE_PID" "peer_app (always save)"
-    PEER_SAVE_URL="http://127.0.0.1:$PEER_SAVE_PORT"
+    start_peer peer-save.log "peer_app (always save)" PEER_ALWAYS_SAVE=1
+    PEER_SAVE_PID=$STARTED_PID PEER_SAVE_URL=$STARTED_URL
+fi
+
+# Step o's peer: the outside measurement's fred pool of 4 (the peer above has the store
+# example's 6).
+if [ "$OUTSIDE_PAIRS" -gt 0 ]; then
+    start_peer peer4.log "peer_app (pool of 4)" PEER_REDIS_POOL=4
+    PEER4_PID=$STARTED_PID PEER4_URL=$STARTED_URL
 fi
 
 # sign_in URL EMAIL USER_AGENT JAR: posts the credentials, prints the Cookie header value.
@@ -222,6 +240,10 @@ check_me "$RF/api/v1/me" "$RF_COOKIE"
 check_me "$NC/api/v1/me" "$RF_COOKIE"
 PEER_COOKIE=$(sign_in "$PEER_URL/login" "$BENCH_EMAIL" "$FIREFOX_UA" "$TMP/peer.jar")
 check_me "$PEER_URL/api/v1/me" "$PEER_COOKIE"
+if [ "$OUTSIDE_PAIRS" -gt 0 ]; then
+    PEER4_COOKIE=$(sign_in "$PEER4_URL/login" "$BENCH_EMAIL" "$FIREFOX_UA" "$TMP/peer4.jar")
+    check_me "$PEER4_URL/api/v1/me" "$PEER4_COOKIE"
+fi
 if [ "$PEER_ALWAYS_SAVE_RUN" = 1 ]; then
     PEER_SAVE_COOKIE=$(sign_in "$PEER_SAVE_URL/login" "$BENCH_EMAIL" "$FIREFOX_UA" "$TMP/peer-save.jar")
     check_me "$PEER_SAVE_URL/api/v1/me" "$PEER_SAVE_COOKIE"
@@ -303,6 +325,32 @@ measure peer_me "$PEER_PID" -H "Cookie: $PEER_COOKIE" "$PEER_URL/api/v1/me"
 measure limit_redis_get "$PEER_PID" "$PEER_URL/limit/redis-get"
 if [ "$PEER_ALWAYS_SAVE_RUN" = 1 ]; then
     measure peer_me_always_save "$PEER_SAVE_PID" -H "Cookie: $PEER_SAVE_COOKIE" "$PEER_SAVE_URL/api/v1/me"
+fi
+
+# --- o. the outside protocol ------------------------------------------------------------------
+
+# Issue 16 measured ringfence at 0.79x the peer from outside: alternating 4-second wrk runs at
+# -t1 and -t2, -c32, no warm-up, a peer with a fred pool of 4. The same protocol here, in the same
+# run as the 10-second legs above, so that the two ways of measuring meet the same binaries on
+# the same machine: per pair, /me on the cache-off node, on the cache-on node and on the peer,
+# the order reversed in every other pair.
+if [ "$OUTSIDE_PAIRS" -gt 0 ]; then
+    echo
+    echo "outside protocol: $OUTSIDE_PAIRS pairs at -t1 and at -t2, -c$CONNS -d4s, no warm-up, peer pool of 4"
+    for t in 1 2; do
+        for pair in $(seq "$OUTSIDE_PAIRS"); do
+            check_me "$PEER4_URL/api/v1/me" "$PEER4_COOKIE"
+            if [ $((pair % 2)) = 1 ]; then legs="nocache cache peer4"; else legs="peer4 cache nocache"; fi
+            for leg in $legs; do
+                name="outside_t${t}_p${pair}_$leg"
+                case $leg in
+                    nocache) THREADS=$t DURATION=4 NO_WARMUP=1 measure "$name" "$NC_PID" -H "Cookie: $RF_COOKIE" "$NC/api/v1/me" ;;
+                    cache) THREADS=$t DURATION=4 NO_WARMUP=1 measure "$name" "$RF_PID" -H "Cookie: $RF_COOKIE" "$RF/api/v1/me" ;;
+                    peer4) THREADS=$t DURATION=4 NO_WARMUP=1 measure "$name" "$PEER4_PID" -H "Cookie: $PEER4_COOKIE" "$PEER4_URL/api/v1/me" ;;
+                esac
+            done
+        done
+    done
 fi
 
 # --- p99 rounds: ringfence /me and peer /me as paired legs, ABBA -------------------------------

@@ -38,6 +38,8 @@ NOT_COMMANDS = {
 
 # Rows of the p99 rounds (load.sh's step r): round<N>_ringfence_me and round<N>_peer_me.
 ROUND_ROW = re.compile(r"^round(\d+)_(ringfence|peer)_me$")
+# Rows of the outside protocol (load.sh's step o): outside_t<THREADS>_p<PAIR>_<nocache|cache|peer4>.
+OUTSIDE_ROW = re.compile(r"^outside_t(\d+)_p(\d+)_(nocache|cache|peer4)$")
 
 
 class Run:
@@ -167,6 +169,28 @@ def print_rounds(rounds):
     return summary
 
 
+def print_outside(runs):
+    """Step o: per pair, ringfence /me (cache off, cache on) over the pool-of-4 peer's req/s."""
+    legs = {}
+    for name, r in runs.items():
+        m = OUTSIDE_ROW.match(name)
+        if m:
+            legs.setdefault((int(m.group(1)), int(m.group(2))), {})[m.group(3)] = r
+    if not legs:
+        return
+    print()
+    print("outside protocol (issue 16's: 4 s runs, no warm-up, -c32, peer with a fred pool of 4), req/s over the peer's, per pair:")
+    for threads in sorted({t for t, _ in legs}):
+        pairs = [legs[k] for k in sorted(legs) if k[0] == threads and {"nocache", "cache", "peer4"} <= legs[k].keys()]
+        off = [ratio(p["nocache"].rps, p["peer4"].rps) for p in pairs]
+        on = [ratio(p["cache"].rps, p["peer4"].rps) for p in pairs]
+        cpu_off = [ratio(p["nocache"].cpu_us, p["peer4"].cpu_us) for p in pairs]
+        print(f"  -t{threads}: cache off {', '.join(f'{x:.2f}' for x in off)} (median {median(off):.2f}x); "
+              f"cache on {', '.join(f'{x:.2f}' for x in on)} (median {median(on):.2f}x); "
+              f"CPU/request cache off vs peer median {median(cpu_off):.2f}x; "
+              f"peer req/s {', '.join('%.0f' % p['peer4'].rps for p in pairs)}")
+
+
 def main():
     rows = parse(sys.argv[1])
     bg = rows.get("background", {})
@@ -176,7 +200,8 @@ def main():
     runs = {name: Run(f) for name, f in rows.items() if "requests" in f and "p50_us" in f}
     order = {name: i for i, name in enumerate(rows)}
     # The rounds have their own table below.
-    main_runs = {name: r for name, r in runs.items() if not ROUND_ROW.match(name) and name != "storm_login"}
+    main_runs = {name: r for name, r in runs.items()
+                 if not ROUND_ROW.match(name) and not OUTSIDE_ROW.match(name) and name != "storm_login"}
 
     print()
     print("Load benchmark results")
@@ -197,6 +222,8 @@ def main():
     print("(load1: the 1-minute load average at the end of the run, the run's own processes included; st+io: the machine's\n"
           " steal + iowait share of its CPU time during the run; other: CPU used by processes other than the run's server,\n"
           " redis-server and wrk, in % of the machine; the storm's sign-in wrk counts as other)")
+
+    print_outside(runs)
 
     rounds = rounds_of(runs, order)
     p99_rounds = print_rounds(rounds)["p99"] if rounds else None

@@ -581,3 +581,69 @@ async fn pages_set_up_totp_with_a_qr_code_and_sign_in_in_two_steps() {
         .unwrap()
         .contains("Authenticator app: off"));
 }
+
+/// `user.mfa` of `/api/v1/me` is kept in each node's memory between calls; a change of second
+/// factors made through one node must show on the other at once (the change is announced
+/// through the session store's Redis key, which every node's tracking connection hears), never
+/// an old summary kept indefinitely.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn me_shows_a_second_factor_change_made_through_the_other_node() {
+    let fleet = fleet(&[]);
+    let base = fleet.haproxy.url();
+    let alice = browser();
+    register_api(&alice, &base, ALICE).await;
+    let login = password_step(&alice, &base).await;
+    let csrf = login["csrf_token"].as_str().unwrap().to_owned();
+    let node: Vec<String> = fleet
+        .nodes
+        .iter()
+        .map(|n| format!("http://{}", n.addr()))
+        .collect();
+    let mfa_on_node2 = || async {
+        alice
+            .get(format!("{}/api/v1/me", node[1]))
+            .answer_json()
+            .await["user"]["mfa"]
+            .clone()
+    };
+    // Twice: the second answer comes from node 2's memory.
+    for _ in 0..2 {
+        assert_eq!(
+            mfa_on_node2().await,
+            json!({"totp": false, "passkeys": 0, "recovery_codes_left": 0})
+        );
+    }
+
+    let (status, setup) = post(
+        &alice,
+        format!("{}/api/v1/mfa/totp/setup", node[0]),
+        &csrf,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{setup}");
+    let secret = TotpSecret::from_base32(setup["secret"].as_str().unwrap()).unwrap();
+    let (status, answer) = post(
+        &alice,
+        format!("{}/api/v1/mfa/totp/confirm", node[0]),
+        &csrf,
+        json!({"code": secret.code_at(now())}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    let changed = json!({"totp": true, "passkeys": 0, "recovery_codes_left": 10});
+    let began = std::time::Instant::now();
+    loop {
+        let shown = mfa_on_node2().await;
+        if shown == changed {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_millis(500),
+            "node 2 still shows {shown} {:?} after the change on node 1",
+            began.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

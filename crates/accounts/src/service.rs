@@ -9,7 +9,7 @@ use rand::RngCore;
 use ringfence_keyring::SharedClock;
 use ringfence_sessions::{Session, SessionId, SessionManager};
 
-use crate::factors::FactorService;
+use crate::factors::{FactorService, StatusCache};
 use crate::lifecycle::MailFlows;
 use crate::notify::AccountMail;
 use crate::user_cache::{UserCache, DEFAULT_USER_CACHE_TTL};
@@ -41,6 +41,8 @@ struct Inner {
     clock: SharedClock,
     throttle: Option<Throttle>,
     cache: UserCache,
+    /// Second-factor summaries for `/api/v1/me` (see `factors::status_cache`).
+    mfa_cache: StatusCache,
     mail: MailFlows,
     factors: Option<FactorService>,
     /// The user's passkeys, removed with the account's other factors (see
@@ -76,6 +78,7 @@ impl Accounts {
                 clock,
                 throttle: None,
                 cache: UserCache::new(DEFAULT_USER_CACHE_TTL),
+                mfa_cache: StatusCache::default(),
                 mail: MailFlows::default(),
                 factors: None,
                 passkeys: None,
@@ -111,6 +114,7 @@ impl Accounts {
                 clock: Arc::clone(&inner.clock),
                 throttle,
                 cache: UserCache::new(cache_ttl),
+                mfa_cache: StatusCache::default(),
                 mail: inner.mail.clone(),
                 factors: inner.factors.clone(),
                 passkeys: inner.passkeys.clone(),
@@ -186,6 +190,21 @@ impl Accounts {
     /// The session manager (to end a user's sessions).
     pub(crate) fn sessions(&self) -> &SessionManager {
         &self.inner.sessions
+    }
+
+    /// This node's second-factor summaries (`user.mfa` of `/api/v1/me`).
+    pub(crate) fn mfa_cache(&self) -> &StatusCache {
+        &self.inner.mfa_cache
+    }
+
+    /// How long a copy read without a session-store watch is reused (the user cache's).
+    pub(crate) fn user_cache_ttl(&self) -> chrono::Duration {
+        self.inner.cache.ttl()
+    }
+
+    /// The injected clock's time, unrounded (the caches' times).
+    pub(crate) fn clock_now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
     }
 
     /// Drops this node's cached copy of a user it just changed.

@@ -350,3 +350,57 @@ async fn confirm_without_setup_is_refused() {
         Err(AccountError::NoPendingTotp)
     ));
 }
+
+/// `user.mfa` of `/api/v1/me` on a node without a session cache (here: SQLite sessions): a copy
+/// is shown within the user cache's second and only if read after the session began; this
+/// node's own change shows at once, another node's (here: a second service on the same
+/// database) within that second.
+#[tokio::test]
+async fn the_displayed_summary_follows_changes_without_a_session_cache() {
+    let m = mfa().await;
+    let user = m.user().await;
+    let other_node = m.f.accounts.clone().with_factors(
+        m.f.db.factor_store().await.unwrap(),
+        &KeyRing::in_memory(m.f.clock.shared()),
+    );
+    let session =
+        m.f.sessions
+            .start(&user.id, &ringfence_sessions::ClientInfo::default())
+            .await
+            .unwrap()
+            .session;
+    // Past the session's first second (its copies are never from before it began).
+    m.f.clock.advance(Duration::seconds(2));
+    let off = m
+        .accounts
+        .displayed_mfa_status(&session, &user)
+        .await
+        .unwrap();
+    assert!(!off.totp);
+    assert!(
+        !other_node
+            .displayed_mfa_status(&session, &user)
+            .await
+            .unwrap()
+            .totp
+    );
+
+    m.with_totp(&user).await;
+    // This node changed it: shown at once.
+    let on = m
+        .accounts
+        .displayed_mfa_status(&session, &user)
+        .await
+        .unwrap();
+    assert!(on.totp);
+    assert_eq!(on.recovery_codes_left, 10);
+    // The other node may show its copy for the rest of the second, not longer.
+    m.f.clock.advance(Duration::seconds(1));
+    assert!(
+        other_node
+            .displayed_mfa_status(&session, &user)
+            .await
+            .unwrap()
+            .totp
+    );
+}

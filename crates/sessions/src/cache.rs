@@ -22,6 +22,12 @@
 //!   before then has been heard (see `ringfence_keyring::tracking`). Otherwise the store reads Redis as
 //!   it would without a cache.
 //!
+//! The same tickets serve what a node derives from a user's data kept elsewhere (the
+//! second-factor summary of `/api/v1/me`): [`SessionStore::user_watch`] hands out a ticket for
+//! the user's key and [`SessionStore::user_unchanged`] checks it as a fill would, and
+//! [`SessionStore::announce_user_change`] rewrites the key's expiry so that every node hears of a
+//! change made outside Redis.
+//!
 //! Memory is bounded by a cap on entries (spread over the shards; a full shard drops an
 //! entry to make room) and by each session's own expiry (an expired entry is never served and
 //! is dropped when met). Misses are not remembered, so unknown cookies cannot fill memory.
@@ -40,6 +46,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::redis_store::KeyScan;
+use crate::store::UserWatch;
 use crate::{RedisSessionStore, Session, SessionCounts, SessionId, SessionStore, StoreError};
 use ringfence_keyring::tracking::TrackingListener;
 
@@ -85,7 +92,7 @@ impl Shard {
 
 /// Proof that a read from Redis started after every change the cache had heard of; see
 /// [`SessionCache::ticket`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FillTicket {
     shard: usize,
     generation: u64,
@@ -207,6 +214,17 @@ impl SessionCache {
             generation: guard.generation,
             epoch: self.epoch.load(Ordering::Acquire),
         }
+    }
+
+    /// Whether the memory is trusted and nothing about `user_key`'s shard was heard since
+    /// `ticket` was taken for it: what this node derived from the user's data after taking the
+    /// ticket is still current (see [`SessionStore::user_watch`]).
+    pub fn unchanged_since(&self, user_key: &[u8], ticket: &FillTicket) -> bool {
+        if !self.is_trusted() || self.shard_of(user_key) != ticket.shard {
+            return false;
+        }
+        let shard = lock(&self.shards[ticket.shard]);
+        shard.generation == ticket.generation && self.epoch.load(Ordering::Acquire) == ticket.epoch
     }
 
     /// Keeps `session`, read from Redis after `ticket` was taken, unless an invalidation of its
@@ -422,6 +440,43 @@ impl<C: KeyScan> SessionStore for CachedSessionStore<C> {
     ) -> Result<Vec<SessionId>, StoreError> {
         self.write(user_id, self.store.remove_for_user(user_id, keep, now))
             .await
+    }
+
+    async fn announce_user_change(
+        &self,
+        user_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.write(user_id, self.store.announce_user_change(user_id, now))
+            .await
+    }
+
+    fn user_watch(&self, user_id: &str) -> Option<UserWatch> {
+        // Taken only while trusted: a watch taken before the tracking connection proved
+        // itself would vouch for nothing.
+        if !self.cache.is_trusted() {
+            return None;
+        }
+        let key = self.store.user_key(user_id);
+        let ticket = self.cache.ticket(key.as_bytes());
+        Some(UserWatch {
+            // A shard index below 64 fits any u64.
+            parts: [ticket.shard as u64, ticket.generation, ticket.epoch],
+        })
+    }
+
+    fn user_unchanged(&self, user_id: &str, watch: &UserWatch) -> bool {
+        let [shard, generation, epoch] = watch.parts;
+        let Ok(shard) = usize::try_from(shard) else {
+            return false;
+        };
+        let ticket = FillTicket {
+            shard,
+            generation,
+            epoch,
+        };
+        let key = self.store.user_key(user_id);
+        self.cache.unchanged_since(key.as_bytes(), &ticket)
     }
 
     async fn list_for_user(

@@ -58,7 +58,7 @@ pub use redis_store::RedisSessionStore;
 pub use session::{Session, SessionCounts};
 #[cfg(feature = "sqlite")]
 pub use sqlite_store::SqliteSessionStore;
-pub use store::{SessionStore, StoreError};
+pub use store::{SessionStore, StoreError, UserWatch};
 
 // The README's Rust blocks compile as doctests, so what a reader of crates.io copies works.
 #[cfg(doctest)]

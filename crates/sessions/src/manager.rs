@@ -13,6 +13,7 @@ use crate::events::{self, Event};
 use crate::id::SECRET_LEN;
 use crate::{
     ClientInfo, Session, SessionCounts, SessionId, SessionSecret, SessionStore, StoreError,
+    UserWatch,
 };
 
 /// Key-ring purpose of session cookies; a payload made for any other purpose never opens here.
@@ -293,6 +294,28 @@ impl SessionManager {
             events::session(Event::Renewed, &id, user_id);
         }
         Ok(session)
+    }
+
+    /// Tells every node that something of `user_id` kept outside the session store changed
+    /// (their second factors), so that what nodes keep under [`SessionManager::user_watch`]
+    /// is dropped (see [`SessionStore::announce_user_change`]).
+    pub async fn announce_user_change(&self, user_id: &str) -> Result<(), StoreError> {
+        self.inner
+            .store
+            .announce_user_change(user_id, self.now())
+            .await
+    }
+
+    /// A watch on `user_id`'s data, to keep something derived from it only while
+    /// [`SessionManager::user_unchanged`]; `None` when this node hears no changes (see
+    /// [`SessionStore::user_watch`]).
+    pub fn user_watch(&self, user_id: &str) -> Option<UserWatch> {
+        self.inner.store.user_watch(user_id)
+    }
+
+    /// Whether nothing of `user_id` changed since `watch` was taken, on any node.
+    pub fn user_unchanged(&self, user_id: &str, watch: &UserWatch) -> bool {
+        self.inner.store.user_unchanged(user_id, watch)
     }
 
     /// Ends this session (sign out); `true` when it still existed.

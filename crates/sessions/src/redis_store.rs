@@ -446,6 +446,14 @@ end
 return result
 "#;
 
+/// KEYS: user. ARGV: now. Sets the key's expiry again to its latest live record's (pruning
+/// expired ones, as every script does): a write that every node's tracking connection hears,
+/// changing no record. Returns {that expiry} (0: no live record, no key, nothing to tell).
+const LUA_ANNOUNCE: &str = r#"
+local live = load(KEYS[1], tonumber(ARGV[1]))
+return {finish(KEYS[1], live)}
+"#;
+
 fn script(body: &str) -> Script {
     Script::new(&format!("{LUA_PRELUDE}{body}"))
 }
@@ -455,6 +463,7 @@ static TOUCH: LazyLock<Script> = LazyLock::new(|| script(LUA_TOUCH));
 static REMOVE: LazyLock<Script> = LazyLock::new(|| script(LUA_REMOVE));
 static REMOVE_FOR_USER: LazyLock<Script> = LazyLock::new(|| script(LUA_REMOVE_FOR_USER));
 static LIST: LazyLock<Script> = LazyLock::new(|| script(LUA_LIST));
+static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| script(LUA_ANNOUNCE));
 
 #[async_trait]
 impl<C: KeyScan> SessionStore for RedisSessionStore<C> {
@@ -726,6 +735,17 @@ impl<C: KeyScan> SessionStore for RedisSessionStore<C> {
             active_sessions: u64::try_from(sessions).unwrap_or(0),
             signed_in_users: u64::try_from(users).unwrap_or(0),
         })
+    }
+
+    async fn announce_user_change(
+        &self,
+        user_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let now_arg = millis(now).to_string();
+        self.user_script(&ANNOUNCE, user_id, &[now_arg.as_bytes()])
+            .await?;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

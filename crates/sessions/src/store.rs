@@ -105,4 +105,45 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Checks that the store answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Tells every node that something of `user_id` kept outside this store changed (their
+    /// second factors), so that what a node derived from it and keeps under
+    /// [`SessionStore::user_watch`] is dropped. Redis rewrites the user's key with its own
+    /// expiry, which every node's tracking connection hears; a store whose nodes keep no
+    /// memory has nothing to tell.
+    async fn announce_user_change(
+        &self,
+        user_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let _ = (user_id, now);
+        Ok(())
+    }
+
+    /// A watch on `user_id`'s data for something a node derives from it and keeps: taken
+    /// before reading that something, it stays [`SessionStore::user_unchanged`] until any
+    /// change of the user's sessions or an [`SessionStore::announce_user_change`] reaches
+    /// this node, on any node, or the node stops hearing changes. `None` when this store
+    /// hears nothing (no session cache): keep nothing then.
+    fn user_watch(&self, user_id: &str) -> Option<UserWatch> {
+        let _ = user_id;
+        None
+    }
+
+    /// Whether nothing of `user_id` changed since `watch` was taken, and this node still
+    /// hears changes (see [`SessionStore::user_watch`]).
+    fn user_unchanged(&self, user_id: &str, watch: &UserWatch) -> bool {
+        let _ = (user_id, watch);
+        false
+    }
+}
+
+/// What [`SessionStore::user_watch`] gives: opaque; compare it with
+/// [`SessionStore::user_unchanged`].
+/// Plain numbers, so that the seam does not depend on the cache (a store without one never
+/// makes a watch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserWatch {
+    /// What the store that made it needs to check it (the cache: shard, generation, epoch).
+    pub(crate) parts: [u64; 3],
 }

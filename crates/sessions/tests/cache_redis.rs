@@ -534,3 +534,89 @@ async fn a_stalled_tracking_connection_stops_memory_within_the_lease_and_heals()
     let cookie = signed_in_and_cached_on_b(&fleet, "liam").await;
     assert!(fleet.b.manager.resolve(&cookie).await.is_ok());
 }
+
+/// What a node derives from a user's data outside the session store (the second-factor summary
+/// of `/api/v1/me`) is kept under a watch: an announced change on node A ends node B's watch
+/// within 100 ms, and A's own at once, while the user's sessions and their expiry stay as
+/// they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announced_user_change_ends_the_watches_of_every_node() {
+    let fleet = fleet("watch:").await;
+    let cookie = signed_in_and_cached_on_b(&fleet, "kim").await;
+    let key = fleet.a.store.store().user_key("kim");
+    let expiry_before = fleet
+        .server
+        .redis_cli(&["PEXPIRETIME", key.as_str()])
+        .unwrap();
+
+    let on_a = fleet.a.manager.user_watch("kim").expect("A hears changes");
+    let on_b = fleet.b.manager.user_watch("kim").expect("B hears changes");
+    assert!(fleet.a.manager.user_unchanged("kim", &on_a));
+    assert!(fleet.b.manager.user_unchanged("kim", &on_b));
+
+    let mut changes = fleet.b.cache.changes();
+    changes.mark_unchanged();
+    fleet.a.manager.announce_user_change("kim").await.unwrap();
+    assert!(
+        !fleet.a.manager.user_unchanged("kim", &on_a),
+        "the announcing node's own watch must end at once"
+    );
+    timeout(PROPAGATION, async {
+        while fleet.b.manager.user_unchanged("kim", &on_b) {
+            changes.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("node B's watch outlived the announced change by 100 ms");
+
+    // Nothing of the sessions changed: the same expiry, the session still valid on both.
+    assert_eq!(
+        fleet
+            .server
+            .redis_cli(&["PEXPIRETIME", key.as_str()])
+            .unwrap(),
+        expiry_before
+    );
+    fleet.a.manager.resolve(&cookie).await.unwrap();
+    fleet.b.manager.resolve(&cookie).await.unwrap();
+
+    // A watch taken after the change holds until the next one.
+    let again = fleet.b.manager.user_watch("kim").unwrap();
+    assert!(fleet.b.manager.user_unchanged("kim", &again));
+}
+
+/// A node whose memory is not trusted (no heartbeat confirmed yet) gives no watch, and a
+/// store without a cache never does: nothing derived is kept then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_watch_without_a_trusted_cache() {
+    let server = server();
+    let clock = ManualClock::new(start_time());
+    let keyring = KeyRing::in_memory(clock.shared());
+    let cache = Arc::new(SessionCache::new(
+        1000,
+        ringfence_sessions::cache::DEFAULT_LEASE,
+    ));
+    let untracked = SessionManager::new(
+        Arc::new(CachedSessionStore::new(
+            RedisSessionStore::new(connect(&server.url()).await, "nw:".to_owned()),
+            cache,
+        )),
+        &keyring,
+        clock.shared(),
+        SessionConfig::default(),
+    );
+    assert!(untracked.user_watch("lee").is_none());
+    let plain = SessionManager::new(
+        Arc::new(RedisSessionStore::new(
+            connect(&server.url()).await,
+            "nw:".to_owned(),
+        )),
+        &keyring,
+        clock.shared(),
+        SessionConfig::default(),
+    );
+    assert!(plain.user_watch("lee").is_none());
+    // Announcing still writes (nodes with a cache on the same Redis hear it) and never fails
+    // for a user without sessions.
+    plain.announce_user_change("lee").await.unwrap();
+}

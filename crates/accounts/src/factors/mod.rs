@@ -21,6 +21,7 @@
 mod recovery;
 mod service;
 mod sql;
+mod status_cache;
 pub mod totp;
 
 use async_trait::async_trait;
@@ -30,6 +31,7 @@ pub use recovery::{RecoveryCode, RECOVERY_CODE_COUNT};
 pub(crate) use service::FactorService;
 pub use service::{MfaStatus, SecondFactorCode, TotpSetup, TOTP_SECRET_PURPOSE};
 pub use sql::{PostgresFactorStore, SqliteFactorStore};
+pub(crate) use status_cache::StatusCache;
 
 use crate::UserStoreError;
 

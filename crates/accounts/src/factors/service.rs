@@ -7,10 +7,12 @@ use ringfence_keyring::{KeyRing, Protector};
 use serde::Serialize;
 
 use super::recovery::{RecoveryCode, RECOVERY_CODE_COUNT};
+use super::status_cache::{Freshness, Vouched};
 use super::totp::{self, TotpSecret};
 use super::FactorStore;
 use crate::notify::{AccountMail, SecondFactor};
-use crate::{AccountError, Accounts, User};
+use crate::{AccountError, Accounts, User, CLOCK_SKEW_ALLOWANCE};
+use ringfence_sessions::Session;
 
 /// Key-ring purpose of sealed TOTP secrets (the user id is a sub-purpose).
 pub const TOTP_SECRET_PURPOSE: &str = "ringfence.mfa.v1/totp-secret";
@@ -122,6 +124,55 @@ impl Accounts {
         })
     }
 
+    /// [`Accounts::mfa_status`] to show it (`user.mfa` of `/api/v1/me`, asked on every call)
+    /// to the user of `session`: this node's copy while the session store vouches that nothing
+    /// of the user changed since it was read, on any node, or, on a node without a session
+    /// cache, by the user cache's rule (see `factors::status_cache`); otherwise read. Decisions
+    /// (the second step of signing in, administrators' required factor) use
+    /// [`Accounts::mfa_status`].
+    pub async fn displayed_mfa_status(
+        &self,
+        session: &Session,
+        user: &User,
+    ) -> Result<MfaStatus, AccountError> {
+        let sessions = self.sessions();
+        let cache = self.mfa_cache();
+        let now = self.clock_now();
+        let freshness = Freshness {
+            sessions,
+            // As for the user: never a copy from before the session began (clocks of two
+            // nodes up to the allowance apart).
+            fresh_since: session.created_at + CLOCK_SKEW_ALLOWANCE,
+            now,
+            ttl: self.user_cache_ttl(),
+        };
+        if let Some(status) = cache.get(&user.id, &freshness) {
+            return Ok(status);
+        }
+        // Both taken before the read: a change announced, or made here, while it is in flight
+        // keeps the result from being used.
+        let ticket = cache.ticket();
+        let vouched = match sessions.user_watch(&user.id) {
+            Some(watch) => Vouched::Watch(watch),
+            None => Vouched::ReadAt(now),
+        };
+        let status = self.mfa_status(user).await?;
+        cache.put(ticket, &user.id, status, vouched, &freshness);
+        Ok(status)
+    }
+
+    /// After a change of the user's second factors is stored: every node drops its copy of the
+    /// summary ([`Accounts::displayed_mfa_status`]). A failure to tell the other nodes is
+    /// logged, not returned: the change itself is stored, decisions read the store, and what
+    /// the others may show meanwhile is the old summary, until the user's sessions next change
+    /// or their tracking connection's lease runs out.
+    pub(crate) async fn second_factors_changed(&self, user_id: &str) {
+        self.mfa_cache().forget(user_id);
+        if let Err(error) = self.sessions().announce_user_change(user_id).await {
+            tracing::warn!(%error, user_id, "could not tell the other nodes that second factors changed");
+        }
+    }
+
     /// Starts setting up TOTP: a new secret, stored sealed as pending (an earlier pending one
     /// is replaced; TOTP already on stays on with its secret until this one is confirmed).
     /// `issuer` names the app in the authenticator. The caller checks recent authentication.
@@ -200,6 +251,7 @@ impl Accounts {
             return Err(AccountError::InvalidCode);
         }
         let codes = self.replace_recovery_codes(factors, user).await?;
+        self.second_factors_changed(&user.id).await;
         tracing::info!(user_id = %user.id, "TOTP turned on");
         self.notify(
             user,
@@ -254,6 +306,7 @@ impl Accounts {
             return Err(AccountError::InvalidCode);
         }
         if let SecondFactorCode::Recovery(_) = code {
+            self.second_factors_changed(&user.id).await;
             let remaining = factors.store.recovery_codes_left(&user.id).await?;
             tracing::info!(user_id = %user.id, remaining, "recovery code used");
             self.notify(user, AccountMail::RecoveryCodeUsed { remaining });
@@ -267,6 +320,7 @@ impl Accounts {
         let factors = self.factors()?;
         let was_on = factors.store.remove_totp(&user.id).await?;
         factors.store.replace_recovery_codes(&user.id, &[]).await?;
+        self.second_factors_changed(&user.id).await;
         if was_on {
             tracing::info!(user_id = %user.id, "TOTP turned off");
             self.notify(
@@ -292,6 +346,7 @@ impl Accounts {
             return Err(AccountError::MfaNotEnabled);
         }
         let codes = self.replace_recovery_codes(factors, user).await?;
+        self.second_factors_changed(&user.id).await;
         tracing::info!(user_id = %user.id, "new recovery codes issued");
         self.notify(
             user,
@@ -316,11 +371,13 @@ impl Accounts {
     pub async fn remove_factors(&self, user_id: &str) -> Result<bool, AccountError> {
         let had_passkeys = self.remove_passkeys(user_id).await? > 0;
         let Some(factors) = self.factor_service() else {
+            self.second_factors_changed(user_id).await;
             return Ok(had_passkeys);
         };
         let had_totp = factors.store.remove_totp(user_id).await?;
         let had_codes = factors.store.recovery_codes_left(user_id).await? > 0;
         factors.store.replace_recovery_codes(user_id, &[]).await?;
+        self.second_factors_changed(user_id).await;
         Ok(had_passkeys || had_totp || had_codes)
     }
 

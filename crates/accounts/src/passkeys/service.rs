@@ -291,6 +291,7 @@ impl PasskeyService {
             last_used_at: None,
         };
         self.inner.passkeys.insert(&stored).await?;
+        self.inner.accounts.second_factors_changed(&user.id).await;
         tracing::info!(user_id = %user.id, passkey_id = %stored.id, "passkey registered");
         self.inner.accounts.notify(
             user,
@@ -319,6 +320,7 @@ impl PasskeyService {
             .delete(&user.id, id)
             .await?
             .ok_or(PasskeyError::NotFound)?;
+        self.inner.accounts.second_factors_changed(&user.id).await;
         tracing::info!(user_id = %user.id, passkey_id = %removed.id, "passkey removed");
         self.inner
             .accounts
@@ -329,7 +331,9 @@ impl PasskeyService {
     /// Removes every passkey of the user (account disabled, second factors reset); returns how
     /// many. No notice: the caller's own notice covers it.
     pub async fn delete_all(&self, user_id: &str) -> Result<u64, PasskeyError> {
-        Ok(self.inner.passkeys.delete_all(user_id).await?)
+        let removed = self.inner.passkeys.delete_all(user_id).await?;
+        self.inner.accounts.second_factors_changed(user_id).await;
+        Ok(removed)
     }
 
     /// Starts a sign-in with a passkey. The options never list credentials, whatever `email`
