@@ -575,7 +575,7 @@ GET /api/v1/passkeys                          cookie            200 401 404 503
 PATCH /api/v1/passkeys/{id}                   write             204 400 401 403 404 413 415 422 503
 DELETE /api/v1/passkeys/{id}                  write             204 401 403 404 503
 POST /api/v1/passkeys/login/start             passkey_ceremony  200 400 401 403 404 409 413 415 422 503
-POST /api/v1/passkeys/login/finish            passkey_ceremony  200 204 400 401 403 404 413 415 422 429 503
+POST /api/v1/passkeys/login/finish            passkey_ceremony  200 400 401 403 404 413 415 422 429 503
 ";
     let lines: Vec<&str> = operations
         .lines()

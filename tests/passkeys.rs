@@ -499,18 +499,6 @@ async fn a_passkey_is_the_second_step_and_reauthenticates_without_switching_acco
     assert_eq!(allowed(&options), vec![b64(&ada_key.credential_id)]);
     let answer = ceremony(&ada, &base, &mut bob_key).await;
     assert_error(&answer, StatusCode::FORBIDDEN, "passkey_other_account");
-    // The same through a ceremony started without any cookie (any account's passkey),
-    // finished by Ada's signed-in browser.
-    let (challenge_id, options) = login_start(&browser(), &base, json!({})).await;
-    let finish = json!({"challenge_id": challenge_id, "credential": bob_key.assert(&options)});
-    let answer = post(
-        &ada,
-        format!("{base}/api/v1/passkeys/login/finish"),
-        None,
-        finish,
-    )
-    .await;
-    assert_error(&answer, StatusCode::FORBIDDEN, "passkey_other_account");
     let (_, after) = me(&ada, &base).await;
     assert_eq!(after["user"]["email"], "ada@example.com");
     assert_eq!(after["session"]["id"], before["session"]["id"]);
@@ -520,13 +508,32 @@ async fn a_passkey_is_the_second_step_and_reauthenticates_without_switching_acco
         StatusCode::FORBIDDEN,
         "still not recently authenticated"
     );
-    // Ada's passkey: 204, the same session, now recently authenticated.
+    // Ada's passkey: 200 with the login response of the same session, now recently
+    // authenticated.
     let (status, body) = ceremony(&ada, &base, &mut ada_key).await;
-    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["session"]["id"], before["session"]["id"]);
     let (_, after) = me(&ada, &base).await;
     assert_eq!(after["session"]["id"], before["session"]["id"]);
     let (status, body) = register_start(&ada, &base, &ada_csrf).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // A ceremony started without any cookie (any account's passkey) is a complete sign-in, as a
+    // right password is: finished with Bob's passkey in Ada's browser, it signs Bob in there on
+    // a new session and Ada's session there ends.
+    let (challenge_id, options) = login_start(&browser(), &base, json!({})).await;
+    let finish = json!({"challenge_id": challenge_id, "credential": bob_key.assert(&options)});
+    let (status, login) = post(
+        &ada,
+        format!("{base}/api/v1/passkeys/login/finish"),
+        None,
+        finish,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    assert_eq!(login["user"]["email"], "bob@example.com");
+    assert_ne!(login["session"]["id"], before["session"]["id"]);
+    let (_, now_bob) = me(&ada, &base).await;
+    assert_eq!(now_bob["user"]["email"], "bob@example.com");
 
     // The admin list reports each user's factors; an admin without passkeys cannot run a
     // ceremony for their own account.

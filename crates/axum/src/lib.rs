@@ -66,7 +66,7 @@ pub use sign_in::{PasswordSignIn, SignInError};
 // The README's Rust blocks compile as doctests of this crate, so the way in cannot rot.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
-mod readme {}
+mod project_readme {}
 
 // The README's Rust blocks compile as doctests, so what a reader of crates.io copies works.
 #[cfg(doctest)]

@@ -26,7 +26,7 @@ use crate::api::{login_response, ErrorResponse, LoginResponse};
 use crate::body::ApiJson;
 use crate::errors::ApiError;
 use crate::state::AppState;
-use crate::views::timestamp;
+use crate::views::{timestamp, SessionJson, UserJson};
 
 /// A started ceremony.
 #[derive(Serialize, ToSchema)]
@@ -361,17 +361,17 @@ pub async fn login_start(
 /// `POST /api/v1/passkeys/login/finish`: what the proof does depends on how the ceremony
 /// started. For a pending sign-in, it completes it (a new session, the pending cookie
 /// cleared), as a code does at `POST /api/v1/login/mfa`; for a signed-in session, that session
-/// counts as recently authenticated (`204`), as after `POST /api/v1/reauth`; otherwise it is a
-/// complete sign-in (a new session). A passkey of another account than the pending or
-/// signed-in one is refused (`403` `passkey_other_account`) and nobody is switched.
+/// counts as recently authenticated, as after `POST /api/v1/reauth` (`200`, the login response of
+/// the same session); otherwise it is a complete sign-in (a new session). In a ceremony started
+/// for one account (the pending or signed-in one), another account's passkey is refused (`403`
+/// `passkey_other_account`) and nobody is switched.
 #[utoipa::path(post, path = "/api/v1/passkeys/login/finish", tag = "passkeys",
     request_body = LoginFinish,
     security((), ("pending_sign_in_cookie" = []), ("session_cookie" = [])),
-    responses((status = 200, body = LoginResponse, description = "signed in: a new session cookie is set (and a pending sign-in cookie cleared)"),
-        (status = 204, description = "re-authenticated: this signed-in session counts as recently authenticated"),
+    responses((status = 200, body = LoginResponse, description = "signed in: a new session cookie is set (and a pending sign-in cookie cleared); or, for the signed-in user's own passkey, this session re-authenticated (same session id)"),
         (status = 400, body = ErrorResponse, description = "JSON that does not parse"),
         (status = 401, body = ErrorResponse, description = "invalid_challenge (unknown, finished or expired ceremony), passkey_rejected (unknown passkey, wrong origin, RP id, challenge or signature, no user verification, counter going backwards), or unauthenticated: the pending sign-in or session the ceremony was started for is over"),
-        (status = 403, body = ErrorResponse, description = "account_disabled, or passkey_other_account: a passkey of another account than the pending or signed-in one"),
+        (status = 403, body = ErrorResponse, description = "account_disabled, or passkey_other_account: in a ceremony started for the pending or signed-in account, another account's passkey"),
         (status = 404, body = ErrorResponse, description = "passkeys are not enabled"),
         (status = 413, body = ErrorResponse, description = "body over 64 KiB"),
         (status = 415, body = ErrorResponse, description = "not application/json"),
@@ -412,17 +412,19 @@ pub async fn login_finish(
             }
             match current {
                 Some(current) if current.user.id == user.id => {
-                    reauthenticated(&auth, &current.session)
+                    reauthenticated(&auth, &current.user, &current.session)
                 }
                 _ => Err(AuthError::Unauthenticated.into()),
             }
         }
-        // Any account's passkey: a complete sign-in, unless this browser is signed in (it
-        // signed in after the start), which is never switched to another account.
+        // Any account's passkey: a complete sign-in (the contract's), as a right password is:
+        // a browser signed in as someone else is signed in as the passkey's user instead (its
+        // old session ends); signed in as the same user, the session is re-authenticated.
         CeremonyScope::AnyAccount => match current {
-            Some(current) if current.user.id == user.id => reauthenticated(&auth, &current.session),
-            Some(_) => Err(signing_in(PasskeyError::OtherAccount)),
-            None => {
+            Some(current) if current.user.id == user.id => {
+                reauthenticated(&auth, &current.user, &current.session)
+            }
+            _ => {
                 if pending.is_ok() {
                     auth.clear_pending_sign_in();
                 }
@@ -432,10 +434,21 @@ pub async fn login_finish(
     }
 }
 
-/// The signed-in `session` proved its user again with a passkey: `204`, as `/api/v1/reauth`.
-fn reauthenticated(auth: &RequestAuth, session: &Session) -> Result<Response, ApiError> {
+/// The signed-in `session` proved its user again with a passkey: it counts as recently
+/// authenticated (as after `/api/v1/reauth`), and the answer is the login response of that same
+/// session (the contract's `200` for `login/finish`; the session id does not change).
+fn reauthenticated(
+    auth: &RequestAuth,
+    user: &User,
+    session: &Session,
+) -> Result<Response, ApiError> {
     auth.mark_recently_authenticated(session)?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let body = LoginResponse::new(
+        UserJson::from(user),
+        SessionJson::new(session, true),
+        auth.csrf_token()?,
+    );
+    Ok(Json(body).into_response())
 }
 
 /// `GET /static/passkeys.js`: the pages' passkey script (no CDN; no inline code needed).
