@@ -485,6 +485,12 @@ fn finding_08_default_public_url_is_said_and_a_bad_one_is_a_one_line_error() {
     let dir = tempfile::tempdir().unwrap();
     let node = start_node("default-public", dir.path(), &[]);
     let expected = format!("http://localhost:{}", node.addr().port());
+    // The log line may follow the "listening on" line the start waited for (stdout and stderr
+    // are read by two threads): wait for it a little rather than race it.
+    let said = Instant::now();
+    while !node.output().contains(&expected) && said.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(node.output().contains(&expected), "{}", node.output());
     drop(node);
     for bad in [
