@@ -272,30 +272,21 @@ impl RingfenceBuilder<Storage> {
             }
             Backend::Postgres(url) => postgres_stores(url).await?,
         };
-        let prepare = |what: &'static str| {
-            move |e: &dyn std::fmt::Display| BuildError::Prepare {
-                what,
-                detail: e.to_string(),
-            }
-        };
         let keyring = KeyRing::open(stores.keys, self.keyring, clock.clone()).await?;
         // Detached on purpose: the task holds only a weak reference and ends with the last
         // clone of the ring, which the Ringfence keeps; there is nothing for the app to hold.
         drop(keyring.spawn_refresh());
         let sessions = SessionManager::new(stores.sessions, &keyring, clock.clone(), self.sessions);
         let database = stores.database;
-        let users = database
-            .user_store()
-            .await
-            .map_err(|e| prepare("user store")(&e))?;
+        let users = database.user_store().await.map_err(prepare("user store"))?;
         let factors = database
             .factor_store()
             .await
-            .map_err(|e| prepare("second-factor store")(&e))?;
+            .map_err(prepare("second-factor store"))?;
         let passkeys = database
             .passkey_store()
             .await
-            .map_err(|e| prepare("passkey store")(&e))?;
+            .map_err(prepare("passkey store"))?;
         let accounts = Accounts::new(
             users,
             PasswordHasher::default(),
@@ -318,15 +309,20 @@ impl RingfenceBuilder<Storage> {
     }
 }
 
+/// The error of a store that answered but could not be prepared: names it, keeps its words.
+fn prepare<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> BuildError {
+    move |e| BuildError::Prepare {
+        what,
+        detail: e.to_string(),
+    }
+}
+
 async fn embedded_stores(dir: &std::path::Path) -> Result<Stores, BuildError> {
     private_files::create_dir(dir).map_err(|source| BuildError::DataDir {
         path: dir.to_owned(),
         source,
     })?;
-    let keys = DirectoryKeyRepository::new(dir.join("keys")).map_err(|e| BuildError::Prepare {
-        what: "key directory",
-        detail: e.to_string(),
-    })?;
+    let keys = DirectoryKeyRepository::new(dir.join("keys")).map_err(prepare("key directory"))?;
     let url = format!("sqlite://{}", dir.join("ringfence.db").display());
     let database = Database::connect(&url)
         .await
@@ -336,24 +332,15 @@ async fn embedded_stores(dir: &std::path::Path) -> Result<Stores, BuildError> {
         .cloned()
         .ok_or_else(|| BuildError::Database("the embedded database is not SQLite".to_owned()))?;
     let sessions = SqliteSessionStore::new(pool);
-    sessions.migrate().await.map_err(|e| BuildError::Prepare {
-        what: "session store",
-        detail: e.to_string(),
-    })?;
+    sessions.migrate().await.map_err(prepare("session store"))?;
     let attempts = database
         .attempt_store()
         .await
-        .map_err(|e| BuildError::Prepare {
-            what: "sign-in attempt store",
-            detail: e.to_string(),
-        })?;
+        .map_err(prepare("sign-in attempt store"))?;
     let mail_tokens = database
         .mail_token_store()
         .await
-        .map_err(|e| BuildError::Prepare {
-            what: "mail token store",
-            detail: e.to_string(),
-        })?;
+        .map_err(prepare("mail token store"))?;
     Ok(Stores {
         keys: Arc::new(keys),
         sessions: Arc::new(sessions),
@@ -391,29 +378,18 @@ async fn postgres_stores(url: &str) -> Result<Stores, BuildError> {
             url.split("://").next().unwrap_or("the URL")
         ))
     })?;
-    let prepare = |what: &'static str| {
-        move |e: &dyn std::fmt::Display| BuildError::Prepare {
-            what,
-            detail: e.to_string(),
-        }
-    };
     let keys = PostgresKeyRepository::new(pool.clone());
-    keys.migrate()
-        .await
-        .map_err(|e| prepare("key tables")(&e))?;
+    keys.migrate().await.map_err(prepare("key tables"))?;
     let sessions = PostgresSessionStore::new(pool);
-    sessions
-        .migrate()
-        .await
-        .map_err(|e| prepare("session store")(&e))?;
+    sessions.migrate().await.map_err(prepare("session store"))?;
     let attempts = database
         .attempt_store()
         .await
-        .map_err(|e| prepare("sign-in attempt store")(&e))?;
+        .map_err(prepare("sign-in attempt store"))?;
     let mail_tokens = database
         .mail_token_store()
         .await
-        .map_err(|e| prepare("mail token store")(&e))?;
+        .map_err(prepare("mail token store"))?;
     Ok(Stores {
         keys: Arc::new(keys),
         sessions: Arc::new(sessions),
