@@ -279,6 +279,7 @@ async fn openapi_document_matches_the_running_api() {
         "DELETE /api/v1/admin/users/{id}",
         "POST /api/v1/admin/users/{id}/disable",
         "POST /api/v1/admin/users/{id}/enable",
+        "POST /api/v1/admin/users/{id}/password",
         "POST /api/v1/admin/users/{id}/password-reset",
         "POST /api/v1/reauth",
         "POST /api/v1/mfa/totp/setup",
@@ -491,9 +492,38 @@ async fn openapi_document_matches_the_running_api() {
         call(&user, Method::GET, "/api/v1/me").answer_status().await,
         StatusCode::UNAUTHORIZED
     );
+    // A disabled account's right password is 403 (account_disabled); enabled again, an
+    // administrator sets its password: a weak one is 422 with the reason, a strong one 204.
+    let listed: Value = call(
+        &admin,
+        Method::GET,
+        "/api/v1/admin/users?email=doc%40example.com",
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let id = listed["users"][0]["id"].as_str().unwrap().to_owned();
+    let doc_creds =
+        serde_json::json!({"email": "doc@example.com", "password": "an even longer passphrase"});
+    let (disable, enable, set_password) = (
+        format!("POST /api/v1/admin/users/{id}/disable"),
+        format!("POST /api/v1/admin/users/{id}/enable"),
+        format!("POST /api/v1/admin/users/{id}/password"),
+    );
+    let weak = serde_json::json!({"password": "password1234"});
+    let strong = serde_json::json!({"password": "violet kettle harbour seventeen"});
     #[rustfmt::skip]
     let steps = [
-        (&admin, "POST /api/v1/logout", Csrf(&admin_csrf), 204),
+        (&admin, disable.as_str(),      Csrf(&admin_csrf),              204),
+        (&other, "POST /api/v1/login",  Json(&doc_creds),               403),
+        (&admin, enable.as_str(),       Csrf(&admin_csrf),              204),
+        (&admin, set_password.as_str(), CsrfJson(&admin_csrf, &weak),   422),
+        (&admin, set_password.as_str(), CsrfJson(&admin_csrf, &strong), 204),
+        (&other, "POST /api/v1/login",  Json(&doc_creds),               401),
+        (&admin, "POST /api/v1/logout", Csrf(&admin_csrf),              204),
     ];
     tour.run(&steps).await;
 }
@@ -549,7 +579,7 @@ DELETE /api/v1/mfa/totp                       write             204 401 403 503
 POST /api/v1/mfa/recovery-codes               write             200 401 403 409 503
 POST /api/v1/login/mfa                        pending           200 400 401 403 413 415 422 429 503
 POST /api/v1/register                         none              201 400 409 413 415 422 429 503
-POST /api/v1/login                            none              200 400 401 413 415 422 429 503
+POST /api/v1/login                            none              200 400 401 403 413 415 422 429 503
 POST /api/v1/logout                           optional_write    204 403 503
 GET /api/v1/me                                cookie            200 401 503
 GET /api/v1/sessions                          cookie            200 401 503
@@ -567,6 +597,7 @@ POST /api/v1/email/confirm                    none              204 400 409 413 
 GET /api/v1/admin/users                       cookie            200 400 401 403 503
 DELETE /api/v1/admin/users/{id}               write             204 401 403 404 503
 POST /api/v1/admin/users/{id}/disable         write             204 401 403 404 503
+POST /api/v1/admin/users/{id}/password        write             204 400 401 403 404 413 415 422 503
 POST /api/v1/admin/users/{id}/enable          write             204 401 403 404 503
 POST /api/v1/admin/users/{id}/password-reset  write             204 401 403 404 503
 POST /api/v1/passkeys/register/start          write             200 401 403 404 503
@@ -581,7 +612,7 @@ POST /api/v1/passkeys/login/finish            passkey_ceremony  200 400 401 403 
         .lines()
         .filter(|l| !l.trim().is_empty())
         .collect();
-    assert_eq!(lines.len(), 34);
+    assert_eq!(lines.len(), 35);
     for line in lines {
         let words: Vec<&str> = line.split_whitespace().collect();
         let (method, path) = (words[0].to_lowercase(), words[1]);

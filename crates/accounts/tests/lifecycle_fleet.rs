@@ -10,8 +10,8 @@ use chrono::Duration;
 use common::mail::MailCollector;
 use common::{client, GOOD_PASSWORD, OTHER_PASSWORD};
 use ringfence_accounts::{
-    AccountError, Accounts, Database, PasswordHasher, PasswordPolicy, RedisAttemptStore,
-    RedisMailTokenStore, ThrottlePolicy, User,
+    AccountError, Accounts, Database, MailFlowSettings, PasswordHasher, PasswordPolicy,
+    RedisAttemptStore, RedisMailTokenStore, ThrottlePolicy, User,
 };
 use ringfence_keyring::{KeyRing, ManualClock};
 use ringfence_sessions::{RedisSessionStore, SessionConfig, SessionManager};
@@ -35,6 +35,10 @@ struct Fleet {
 }
 
 async fn fleet() -> Fleet {
+    fleet_with(MailFlowSettings::default()).await
+}
+
+async fn fleet_with(settings: MailFlowSettings) -> Fleet {
     let postgres = tokio::task::spawn_blocking(PostgresServer::start)
         .await
         .unwrap()
@@ -75,7 +79,8 @@ async fn fleet() -> Fleet {
             ThrottlePolicy::default(),
         )
         .with_mail_tokens(Arc::new(RedisMailTokenStore::new(conn, "rf:")))
-        .with_mailer(Arc::new(mail.clone()));
+        .with_mailer(Arc::new(mail.clone()))
+        .with_mail_settings(settings);
         nodes.push(Node {
             accounts,
             sessions,
@@ -239,5 +244,39 @@ async fn admin_control_and_address_changes_span_nodes() {
             .await,
     );
     assert_eq!(f.b.accounts.user(&alice.id).await.unwrap(), None);
+    f.close().await;
+}
+
+/// `--require-verified-email` on Redis + PostgreSQL: the right password of an unverified
+/// account is refused on both nodes (a fresh link is mailed each time), a wrong one gets the
+/// usual answer, and a link mailed by one node verifies the account for the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn required_verification_spans_nodes() {
+    let f = fleet_with(MailFlowSettings {
+        require_verified_email: true,
+        ..MailFlowSettings::default()
+    })
+    .await;
+    f.a.accounts.register(ALICE, GOOD_PASSWORD).await.unwrap();
+    for node in [&f.a, &f.b] {
+        assert!(matches!(
+            node.accounts.authenticate(ALICE, GOOD_PASSWORD).await,
+            Err(AccountError::EmailNotVerified)
+        ));
+        assert!(matches!(
+            node.accounts.authenticate(ALICE, OTHER_PASSWORD).await,
+            Err(AccountError::InvalidCredentials)
+        ));
+    }
+    assert_eq!(f.a.mail.kinds_to(ALICE), ["verify_email", "verify_email"]);
+    assert_eq!(f.b.mail.kinds_to(ALICE), ["verify_email"]);
+    let token = f.a.mail.token(ALICE, "verify_email");
+    f.b.accounts.verify_email(&token).await.unwrap();
+    let user =
+        f.a.accounts
+            .authenticate(ALICE, GOOD_PASSWORD)
+            .await
+            .unwrap();
+    assert!(user.email_verified);
     f.close().await;
 }

@@ -78,7 +78,7 @@ async fn a_ceremony_lives_five_minutes_for_its_own_user() {
 }
 
 #[tokio::test]
-async fn disabling_an_account_removes_its_passkeys() {
+async fn disabling_an_account_keeps_its_passkeys_and_deleting_removes_them() {
     let f = fixture().await;
     let store = f.db.passkey_store().await.unwrap();
     let accounts = f.accounts.clone().with_passkey_store(Arc::clone(&store));
@@ -89,7 +89,11 @@ async fn disabling_an_account_removes_its_passkeys() {
     assert_eq!(accounts.passkey_count(&ada.id).await.unwrap(), 2);
 
     accounts.disable(&ada.id).await.unwrap();
-    assert_eq!(accounts.passkey_count(&ada.id).await.unwrap(), 0);
+    accounts.enable(&ada.id).await.unwrap();
+    assert_eq!(accounts.passkey_count(&ada.id).await.unwrap(), 2);
+
+    accounts.delete(&ada.id).await.unwrap();
+    assert_eq!(store.count(&ada.id).await.unwrap(), 0);
     assert_eq!(accounts.passkey_count(&bob.id).await.unwrap(), 1);
 
     accounts.delete(&bob.id).await.unwrap();

@@ -1,5 +1,5 @@
 //! Administrators' control of accounts over the JSON API (issue 14): find or page through
-//! users, disable, enable, delete, send a password-reset link.
+//! users, disable, enable, delete, set a password, send a password-reset link.
 //!
 //! Every handler takes [`RequireAdmin`] first, so a caller who is not an administrator gets
 //! `403` before the query, path or CSRF header is looked at.
@@ -10,12 +10,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ringfence_accounts::{AccountError, MfaStatus, User};
-use ringfence_axum::{CsrfHeader, RequireAdmin};
+use ringfence_axum::{CsrfHeader, RequestAuth, RequireAdmin};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::ErrorResponse;
 use crate::api_mfa::MfaJson;
+use crate::body::ApiJson;
 use crate::errors::ApiError;
 use crate::state::AppState;
 use crate::views::timestamp;
@@ -188,6 +189,50 @@ pub async fn enable_user(
         .await
         .map_err(admin_error)?;
     tracing::warn!(user = %id, admin = %admin.id, "administrator enabled an account");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The body of `POST /api/v1/admin/users/{id}/password`.
+#[derive(Deserialize, ToSchema)]
+pub struct SetPassword {
+    /// The new password; the password policy applies as for the user's own change.
+    password: String,
+}
+
+/// `POST /api/v1/admin/users/{id}/password` (`users set-password` over the API): the new
+/// password takes effect, every session of the user ends (the administrator's own current
+/// session stays when they set their own), every mail link of the user is void, and the user
+/// is told by mail.
+#[utoipa::path(post, path = "/api/v1/admin/users/{id}/password", tag = "admin",
+    params(("id" = String, Path, description = "user id")),
+    request_body = SetPassword,
+    security(("session_cookie" = [], "csrf_header" = [])),
+    responses((status = 204, description = "set; every session of the user has ended"),
+        (status = 400, body = ErrorResponse, description = "malformed JSON"),
+        (status = 401, body = ErrorResponse),
+        (status = 403, body = ErrorResponse, description = "not an administrator, or the CSRF header is missing or wrong"),
+        (status = 404, body = ErrorResponse, description = "no such user"),
+        (status = 413, body = ErrorResponse, description = "body over 64 KiB"),
+        (status = 415, body = ErrorResponse, description = "not application/json"),
+        (status = 422, body = ErrorResponse, description = "JSON of the wrong shape, or weak_password with the reason"),
+        (status = 503, body = ErrorResponse)))]
+pub async fn set_password(
+    RequireAdmin { user: admin, .. }: RequireAdmin,
+    _csrf: CsrfHeader,
+    State(state): State<AppState>,
+    auth: RequestAuth,
+    id: Result<Path<String>, PathRejection>,
+    ApiJson(body): ApiJson<SetPassword>,
+) -> Result<Response, ApiError> {
+    let id = user_id(id)?;
+    let keep = auth.session()?.map(|session| session.id);
+    let ended = state
+        .ringfence
+        .accounts()
+        .set_password(&id, &body.password, keep.as_ref())
+        .await
+        .map_err(admin_error)?;
+    tracing::warn!(user = %id, admin = %admin.id, ended, "administrator set a password");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

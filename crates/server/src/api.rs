@@ -195,6 +195,7 @@ pub async fn register(
         (status = 200, body = LoginAnswer, description = "signed in and the session cookie is set; or, for a user with a second factor, mfa_required with the pending sign-in cookie"),
         (status = 400, body = ErrorResponse, description = "malformed JSON"),
         (status = 401, body = ErrorResponse, description = "wrong e-mail or password"),
+        (status = 403, body = ErrorResponse, description = "the right password of an account that is account_disabled, or email_not_verified under --require-verified-email"),
         (status = 413, body = ErrorResponse, description = "body over 64 KiB"),
         (status = 415, body = ErrorResponse, description = "not application/json"),
         (status = 422, body = ErrorResponse, description = "JSON of the wrong shape"),

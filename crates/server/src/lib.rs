@@ -159,6 +159,10 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
             "/api/v1/admin/users/{id}/password-reset",
             post(admin_users_api::send_password_reset),
         )
+        .route(
+            "/api/v1/admin/users/{id}/password",
+            post(admin_users_api::set_password),
+        )
         .route("/admin/revoke-user", post(pages::admin_revoke_user))
         .route("/api/v1/openapi.json", get(openapi::document))
         .fallback(api::not_found)

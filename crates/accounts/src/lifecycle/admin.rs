@@ -10,22 +10,26 @@ use super::stored_email;
 impl Accounts {
     /// Disables the account (`users disable`, `POST …/disable`): from now on its right password
     /// gets [`AccountError::AccountDisabled`] (a wrong one the usual answer), every session of
-    /// the user ends at once (on every node: they share the session store), its passkeys are
-    /// removed, its mail links stop working, and [`Accounts::session_user`] refuses it even for a session a racing sign-in
+    /// the user ends at once (on every node: they share the session store), its mail links stop
+    /// working, and [`Accounts::session_user`] refuses it even for a session a racing sign-in
     /// started. Returns how many sessions ended. Disabling a disabled account only ends
     /// sessions again.
+    ///
+    /// Its second factors (TOTP, recovery codes, passkeys) stay: enabling the account again
+    /// must not leave it signing in with the password alone without anyone being told. An
+    /// administrator who believes a factor is the attacker's removes them with
+    /// [`Accounts::reset_mfa`] (`users reset-mfa`), which notifies the owner.
     pub async fn disable(&self, user_id: &str) -> Result<u64, AccountError> {
         if !self.users().set_disabled(user_id, true).await? {
             return Err(AccountError::UserNotFound);
         }
         self.forget_cached(user_id);
         tracing::info!(user_id, "account disabled");
-        self.drop_factors_of(user_id).await;
         self.end_every_session(user_id, "the account was disabled")
             .await
     }
 
-    /// Removes the second factors of an account being disabled or deleted. Best effort: the
+    /// Removes the second factors of an account being deleted. Best effort: the
     /// account is already refused everywhere, and left-over rows of a random, never reused
     /// user id open nothing; a failure is logged for the operator to retry.
     async fn drop_factors_of(&self, user_id: &str) {
@@ -34,8 +38,8 @@ impl Accounts {
         }
     }
 
-    /// Enables a disabled account again (`users enable`, `POST …/enable`); its password is the
-    /// one it had.
+    /// Enables a disabled account again (`users enable`, `POST …/enable`); its password and
+    /// second factors are the ones it had.
     pub async fn enable(&self, user_id: &str) -> Result<(), AccountError> {
         if !self.users().set_disabled(user_id, false).await? {
             return Err(AccountError::UserNotFound);
