@@ -517,6 +517,9 @@ fn finding_09_huge_durations_are_one_line_errors() {
         "--drain-delay",
         "--header-read-timeout",
         "--idle-connection-timeout",
+        "--reauth-window",
+        "--reset-token-lifetime",
+        "--email-token-lifetime",
     ] {
         for value in ["100000000y", "-1s"] {
             let setting = format!("{flag}={value}");

@@ -101,7 +101,7 @@ async fn register(base: &str, email: &str) {
 }
 
 #[tokio::test]
-async fn finding_4_files_are_private_whatever_the_umask() {
+async fn finding_04_files_are_private_whatever_the_umask() {
     let root = tempfile::tempdir().unwrap();
     // Below a directory that does not exist yet: every directory the node makes is checked.
     let data = root.path().join("service/data");
@@ -113,7 +113,7 @@ async fn finding_4_files_are_private_whatever_the_umask() {
 }
 
 #[tokio::test]
-async fn finding_4_loose_modes_found_at_start_are_tightened() {
+async fn finding_04_loose_modes_found_at_start_are_tightened() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let mut node = start_with_umask_022(&data, &[]);
@@ -142,7 +142,7 @@ async fn finding_4_loose_modes_found_at_start_are_tightened() {
 }
 
 #[tokio::test]
-async fn finding_4_a_readable_master_key_file_is_warned_about() {
+async fn finding_04_a_readable_master_key_file_is_warned_about() {
     let root = tempfile::tempdir().unwrap();
     let key = root.path().join("master.key");
     let encoded = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);

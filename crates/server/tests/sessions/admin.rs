@@ -240,7 +240,25 @@ async fn finding_11_admin_routes_check_the_caller_first() {
         ("application/x-www-form-urlencoded", "%zz=%zz&&=="),
         ("application/octet-stream", "\u{0}\u{1}\u{2}"),
     ];
-    for path in ["/api/v1/admin/revoke-user", "/admin/revoke-user"] {
+    // The account-control routes too, on a user that exists (mallory's own id would do; an
+    // administrator's makes the refusal matter).
+    let admin_id = d.add_user("root@example.com", true).await.id;
+    let user_routes = [
+        "/api/v1/admin/users/{id}/disable",
+        "/api/v1/admin/users/{id}/enable",
+        "/api/v1/admin/users/{id}/password",
+        "/api/v1/admin/users/{id}/password-reset",
+        "/admin/users/{id}/disable",
+        "/admin/users/{id}/enable",
+        "/admin/users/{id}/delete",
+        "/admin/users/{id}/password",
+        "/admin/users/{id}/password-reset",
+    ]
+    .map(|path| path.replace("{id}", &admin_id));
+    let paths = ["/api/v1/admin/revoke-user", "/admin/revoke-user"]
+        .into_iter()
+        .chain(user_routes.iter().map(String::as_str));
+    for path in paths {
         for (content_type, bytes) in bodies {
             let reply = mallory.post_raw(node, path, content_type, bytes).await;
             assert_eq!(
