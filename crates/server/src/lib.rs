@@ -215,6 +215,10 @@ fn issue_14_pages() -> Router<AppState> {
             "/admin/users/{id}/password-reset",
             post(pages::admin_send_password_reset),
         )
+        .route(
+            "/admin/users/{id}/sessions/{session}/revoke",
+            post(pages::admin_revoke_session),
+        )
 }
 
 /// The router of a separate metrics listener (`--metrics-listen`): `/metrics` for anyone who

@@ -14,17 +14,20 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ringfence_accounts::{AccountError, User};
 use ringfence_axum::RequestAuth;
+use ringfence_sessions::SessionId;
 use serde::Deserialize;
 
 use super::{CsrfForm, CsrfOnly, FormRefusal, Layout, PageAdmin};
 use crate::errors::{ApiError, PageError};
 use crate::state::AppState;
-use crate::views::KeyRow;
+use crate::views::{KeyRow, SessionRow};
 
 /// One account as the admin page shows it.
 pub struct UserLookup {
     user: User,
     sessions: u64,
+    /// Its sessions, most recently active first (empty on the delete confirmation).
+    devices: Vec<SessionRow>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -244,7 +247,11 @@ pub async fn admin_delete_user(
         let sessions = state.ringfence.sessions().count_for_user(&user.id).await?;
         return Ok(ConfirmDeletePage {
             layout: Layout::new(&state, &auth, Some(&admin))?,
-            lookup: UserLookup { user, sessions },
+            lookup: UserLookup {
+                user,
+                sessions,
+                devices: Vec::new(),
+            },
         }
         .into_response());
     }
@@ -329,6 +336,53 @@ pub async fn admin_send_password_reset(
     acted(&state, &auth, &admin, &user, outcome).await
 }
 
+/// The sessions of `user` as rows, most recently active first; the administrator's own current
+/// session (when they look themselves up) is marked and cannot be signed out from here.
+async fn devices_of(
+    state: &AppState,
+    auth: &RequestAuth,
+    user: &User,
+) -> Result<Vec<SessionRow>, PageError> {
+    let sessions = state.ringfence.sessions();
+    let now = sessions.clock().now();
+    let current = auth.session()?.map(|s| s.id);
+    let mut list = sessions.list(&user.id).await?;
+    list.sort_by_key(|s| std::cmp::Reverse(s.last_seen_at));
+    Ok(list
+        .iter()
+        .map(|s| SessionRow::new(s, Some(&s.id) == current.as_ref(), now))
+        .collect())
+}
+
+/// `POST /admin/users/{id}/sessions/{session}/revoke`: signs one device of the user out,
+/// on every node. An id that names no session of this user changes nothing.
+pub async fn admin_revoke_session(
+    PageAdmin(admin): PageAdmin,
+    State(state): State<AppState>,
+    auth: RequestAuth,
+    Path((id, session)): Path<(String, String)>,
+    CsrfForm(CsrfOnly {}): CsrfForm<CsrfOnly>,
+) -> Result<Response, PageError> {
+    let user = target(&state, &id).await?;
+    let outcome = match SessionId::parse(&session) {
+        Some(session) => {
+            state
+                .ringfence
+                .sessions()
+                .end_by_id(&user.id, &session)
+                .await?
+        }
+        None => false,
+    };
+    let notice = if outcome {
+        tracing::warn!(admin = %admin.id, user = %user.id, "administrator signed one session out");
+        format!("Signed {} out of one session.", user.email)
+    } else {
+        "That session had already ended.".to_owned()
+    };
+    acted(&state, &auth, &admin, &user, Ok(notice)).await
+}
+
 async fn admin_page(
     state: &AppState,
     auth: &RequestAuth,
@@ -344,7 +398,14 @@ async fn admin_page(
     let mut lookup = None;
     if let Some(email) = lookup_email.as_deref() {
         match admin_lookup(crate::api::user_session_count(state, email).await, email)? {
-            Ok((user, sessions)) => lookup = Some(UserLookup { user, sessions }),
+            Ok((user, sessions)) => {
+                let devices = devices_of(state, auth, &user).await?;
+                lookup = Some(UserLookup {
+                    user,
+                    sessions,
+                    devices,
+                })
+            }
             Err(no_such_user) => notice = Some(no_such_user),
         }
     }

@@ -34,8 +34,8 @@ pub use account::{
     change_email, change_password, resend_verification, revoke, revoke_others, security, sessions,
 };
 pub use admin::{
-    admin, admin_delete_user, admin_disable_user, admin_enable_user, admin_revoke_user,
-    admin_send_password_reset, admin_set_password,
+    admin, admin_delete_user, admin_disable_user, admin_enable_user, admin_revoke_session,
+    admin_revoke_user, admin_send_password_reset, admin_set_password,
 };
 pub use auth::{login, login_form, logout, register, register_form};
 pub use recovery::{

@@ -171,3 +171,76 @@ async fn reply_page(admin: &Device, node: &Node) -> String {
 }
 
 on_each_backend!(admin_controls: admin_page_finds_disables_enables_sets_password_resets_and_deletes_sqlite, admin_page_finds_disables_enables_sets_password_resets_and_deletes_redis);
+
+/// The revoke path of the session listed with `ip` on the admin page.
+fn session_revoke_path(page: &str, ip: &str) -> String {
+    let row = page
+        .find(ip)
+        .unwrap_or_else(|| panic!("{ip} on the page: {page}"));
+    let marker = "action=\"";
+    let start = page[row..].find(marker).expect("a sign-out form") + row + marker.len();
+    let end = page[start..].find('"').unwrap() + start;
+    let path = &page[start..end];
+    assert!(
+        path.ends_with("/revoke") && path.contains("/sessions/"),
+        "{path}"
+    );
+    path.to_owned()
+}
+
+/// Issue 14: the admin page lists the found user's sessions (device, address, node) and signs
+/// one of them out, on every node, leaving the others.
+async fn admin_sessions(backend: Backend) {
+    let d = Deployment::start(backend, &["node-a", "node-b"], None).await;
+    let (a, b) = (d.node(0), d.node(1));
+    d.add_user("root@example.com", true).await;
+    d.add_user(ALICE, false).await;
+    let admin = Device::new(FIREFOX_LINUX, "198.51.100.80");
+    admin.login(a, "root@example.com").await;
+    let laptop = Device::new(CHROME_WINDOWS, "198.51.100.81");
+    let phone = Device::new(SAFARI_IPHONE, "198.51.100.82");
+    laptop.login(a, ALICE).await;
+    phone.login(b, ALICE).await;
+
+    let page = admin.get(a, "/admin?email=alice%40example.com").await;
+    page.assert_status(StatusCode::OK);
+    for shown in [
+        "198.51.100.81",
+        "198.51.100.82",
+        "node-a",
+        "node-b",
+        "iPhone",
+    ] {
+        assert!(page.body.contains(shown), "{shown}: {}", page.body);
+    }
+    let csrf = page.form_csrf();
+    let revoke = session_revoke_path(&page.body, "198.51.100.82");
+    let reply = admin.form(b, &revoke, &[("_csrf", &csrf)]).await;
+    reply.assert_shows(
+        StatusCode::OK,
+        "Signed alice@example.com out of one session.",
+    );
+    assert_eq!(phone.probe(a).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(laptop.probe(b).await, StatusCode::OK);
+    assert!(!reply.body.contains("198.51.100.82"), "{}", reply.body);
+    assert!(reply
+        .body
+        .contains("<span class=\"num\">1</span> active session<"));
+
+    // Again: nothing left to end. Not an administrator: 403. No token: 400.
+    let reply = admin.form(a, &revoke, &[("_csrf", &csrf)]).await;
+    reply.assert_shows(StatusCode::OK, "That session had already ended.");
+    let laptop_revoke = session_revoke_path(&reply.body, "198.51.100.81");
+    let reply = laptop.form(a, &laptop_revoke, &[("_csrf", &csrf)]).await;
+    reply.assert_status(StatusCode::FORBIDDEN);
+    let reply = admin.form(a, &laptop_revoke, &[]).await;
+    reply.assert_shows(StatusCode::BAD_REQUEST, "Form expired");
+    assert_eq!(laptop.probe(a).await, StatusCode::OK);
+
+    // Looking themselves up, the administrator sees their own session marked, with no button.
+    let page = admin.get(a, "/admin?email=root%40example.com").await;
+    assert!(page.body.contains("Your session"), "{}", page.body);
+    assert!(!page.body.contains("/sessions/"), "{}", page.body);
+}
+
+on_each_backend!(admin_sessions: admin_page_lists_a_users_sessions_and_signs_one_out_sqlite, admin_page_lists_a_users_sessions_and_signs_one_out_redis);

@@ -253,6 +253,7 @@ async fn finding_11_admin_routes_check_the_caller_first() {
         "/admin/users/{id}/delete",
         "/admin/users/{id}/password",
         "/admin/users/{id}/password-reset",
+        "/admin/users/{id}/sessions/AAAAAAAAAAAAAAAAAAAAAA/revoke",
     ]
     .map(|path| path.replace("{id}", &admin_id));
     let paths = ["/api/v1/admin/revoke-user", "/admin/revoke-user"]
