@@ -73,6 +73,28 @@ async fn post_on(
     (status, node, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Registers alice on `client`, signs her in and turns TOTP on (confirmed with the previous
+/// step's code): her secret and the confirm answer (with the recovery codes).
+async fn register_with_totp(client: &Client, base: &str) -> (TotpSecret, Value) {
+    let url = |path: &str| format!("{base}/api/v1/{path}");
+    register_api(client, base, ALICE).await;
+    let csrf = password_step(client, base).await["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, setup) = post(client, url("mfa/totp/setup"), &csrf, json!({})).await;
+    let secret = TotpSecret::from_base32(setup["secret"].as_str().unwrap()).unwrap();
+    let (status, answer) = post(
+        client,
+        url("mfa/totp/confirm"),
+        &csrf,
+        json!({"code": secret.code_at(at(-1))}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    (secret, answer)
+}
+
 /// Signs in with the password: (csrf token, body).
 async fn password_step(client: &Client, base: &str) -> Value {
     let response = client
@@ -378,21 +400,7 @@ async fn wrong_second_factor_codes_are_throttled_and_admins_need_a_factor() {
     let base = fleet.haproxy.url();
     let url = |path: &str| format!("{base}/api/v1/{path}");
     let alice = browser();
-    register_api(&alice, &base, ALICE).await;
-    let csrf = password_step(&alice, &base).await["csrf_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (_, setup) = post(&alice, url("mfa/totp/setup"), &csrf, json!({})).await;
-    let secret = TotpSecret::from_base32(setup["secret"].as_str().unwrap()).unwrap();
-    let (status, _) = post(
-        &alice,
-        url("mfa/totp/confirm"),
-        &csrf,
-        json!({"code": secret.code_at(at(-1))}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    register_with_totp(&alice, &base).await;
     let phone = browser();
     let pending = password_step(&phone, &base).await;
     let pending_csrf = pending["csrf_token"].as_str().unwrap().to_owned();
@@ -646,4 +654,70 @@ async fn me_shows_a_second_factor_change_made_through_the_other_node() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// The `Set-Cookie` headers of `response` that clear the pending sign-in cookie.
+fn clears_pending(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("ringfence_mfa=;") && v.contains("Max-Age=0"))
+}
+
+/// A pending two-step sign-in ends when the browser signs in another way or signs out: the
+/// pending cookie is cleared, so the right second step afterwards finds nothing to finish
+/// (it used to finish the stale sign-in, switching the browser to that account, for up to
+/// five minutes, and scoped passkey ceremonies to it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_another_way_or_signing_out_ends_a_pending_sign_in() {
+    const BOB: &str = "bob@example.com";
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node("solo", data.path(), &[]);
+    let base = node.url();
+    let url = |path: &str| format!("{base}/api/v1/{path}");
+    register_api(&browser(), &base, BOB).await;
+    let (_, answer) = register_with_totp(&browser(), &base).await;
+    let mut recovery = answer["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned());
+
+    // A shared computer: alice's password step, then bob signs in with his password.
+    let shared = browser();
+    let pending = password_step(&shared, &base).await;
+    assert_eq!(pending["mfa_required"], json!(true));
+    let pending_csrf = pending["csrf_token"].as_str().unwrap().to_owned();
+    let response = shared
+        .post(url("login"))
+        .json(&json!({"email": BOB, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(clears_pending(&response), "{:?}", response.headers());
+    let code = json!({"code": recovery.next().unwrap()});
+    let (status, answer) = post(&shared, url("login/mfa"), &pending_csrf, code).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    let me: Value = shared.get(url("me")).answer_json().await;
+    assert_eq!(me["user"]["email"], BOB, "still bob");
+
+    // Signing out ends it too.
+    let bob_csrf = me["csrf_token"].as_str().unwrap().to_owned();
+    let pending = password_step(&shared, &base).await;
+    assert_eq!(pending["mfa_required"], json!(true));
+    let pending_csrf = pending["csrf_token"].as_str().unwrap().to_owned();
+    let response = shared
+        .post(url("logout"))
+        .header("x-csrf-token", &bob_csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert!(clears_pending(&response), "{:?}", response.headers());
+    let code = json!({"code": recovery.next().unwrap()});
+    let (status, answer) = post(&shared, url("login/mfa"), &pending_csrf, code).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
 }

@@ -120,7 +120,9 @@ impl RequestAuth {
     }
 
     /// Signs `user_id` in: ends the current session if there is one (a new session id at every
-    /// sign-in, so a planted id is worthless), starts a new one and sets its cookie.
+    /// sign-in, so a planted id is worthless), starts a new one and sets its cookie. A pending
+    /// two-step sign-in this browser had is over too: its cookie is cleared, so a passkey
+    /// ceremony started later is not scoped to that stale account.
     pub async fn sign_in(&self, user_id: &str) -> Result<Session, AuthError> {
         if let Ok(Some(old)) = self.session() {
             self.sessions()
@@ -134,6 +136,7 @@ impl RequestAuth {
             .await
             .map_err(|e| AuthError::Unavailable(e.to_string()))?;
         let max_age = self.sessions().config().absolute_timeout;
+        self.clear_pending_sign_in();
         let mut m = self.lock();
         m.state = Some(SessionState::Active(started.session.clone()));
         m.session_cookie_written = true;
@@ -147,7 +150,8 @@ impl RequestAuth {
     }
 
     /// Signs out: deletes the session on the server (so every node refuses it at once) and
-    /// clears the cookie. Signing out without a session is not an error.
+    /// clears the cookie, and the pending sign-in cookie with it (signing out abandons a
+    /// half-finished two-step sign-in too). Signing out without a session is not an error.
     pub async fn sign_out(&self) -> Result<(), AuthError> {
         if let Some(session) = self.session()? {
             self.sessions()
@@ -155,6 +159,7 @@ impl RequestAuth {
                 .await
                 .map_err(|e| AuthError::Unavailable(e.to_string()))?;
         }
+        self.clear_pending_sign_in();
         let mut m = self.lock();
         m.state = Some(SessionState::Ended);
         m.session_cookie_written = true;

@@ -107,7 +107,7 @@ impl RequestAuth {
             .accounts()
             .verify_second_factor(&user, code, self.client().ip.as_deref())
             .await?;
-        self.clear_pending_sign_in();
+        // Signing in clears the pending cookie.
         let session = self.sign_in(&user.id).await?;
         Ok((user, session))
     }

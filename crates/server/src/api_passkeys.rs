@@ -406,7 +406,7 @@ pub async fn login_finish(
             if let Ok(pending) = pending.as_ref() {
                 if pending.user_id == user.id {
                     state.ringfence.pending_user(pending).await?;
-                    auth.clear_pending_sign_in();
+                    // Signing in clears the pending cookie.
                     return login_response(&auth, &user).await;
                 }
             }
@@ -424,12 +424,7 @@ pub async fn login_finish(
             Some(current) if current.user.id == user.id => {
                 reauthenticated(&auth, &current.user, &current.session)
             }
-            _ => {
-                if pending.is_ok() {
-                    auth.clear_pending_sign_in();
-                }
-                login_response(&auth, &user).await
-            }
+            _ => login_response(&auth, &user).await,
         },
     }
 }
