@@ -221,23 +221,32 @@ pub async fn security_mfa(
     .into_response())
 }
 
-/// The signed-in user of a posted form (its `_csrf` already checked by [`CsrfForm`]) whose
-/// session authenticated recently; otherwise the section again with the re-authentication form
-/// (`403`).
-async fn recent_user(
-    state: &AppState,
-    auth: &RequestAuth,
-    headers: &HeaderMap,
-) -> Result<Result<User, Response>, PageError> {
-    let (_, user, session) = signed_in(state, auth).await?;
-    if auth.is_recently_authenticated(&session, headers).await {
-        return Ok(Ok(user));
+/// The signed-in user of a sensitive form of the section whose session authenticated
+/// recently ([`RecentAuth`](ringfence_axum::RecentAuth) for pages). Otherwise the section
+/// again with the re-authentication form (`403`), or the sign-in page when signed out; taken
+/// before the form, so nothing of it is read for a session that may not act.
+pub struct RecentPageUser(User);
+
+impl FromRequestParts<AppState> for RecentPageUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let auth = RequestAuth::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let refused = |e: PageError| e.into_response();
+        let (_, user, session) = signed_in(state, &auth).await.map_err(refused)?;
+        if auth.is_recently_authenticated(&session, &parts.headers).await {
+            return Ok(RecentPageUser(user));
+        }
+        Err(
+            render(state, &auth, &parts.headers, StatusCode::FORBIDDEN, |m| {
+                m.error = Some("Please confirm it is you first.".to_owned())
+            })
+            .await
+            .unwrap_or_else(refused),
+        )
     }
-    let page = render(state, auth, headers, StatusCode::FORBIDDEN, |m| {
-        m.error = Some("Please confirm it is you first.".to_owned())
-    })
-    .await?;
-    Ok(Err(page))
 }
 
 fn failure(error: AccountError) -> (StatusCode, String) {
@@ -287,15 +296,12 @@ pub async fn reauth(
 
 /// `POST /account/security/totp/setup`: shows the QR code and the secret.
 pub async fn totp_setup(
+    RecentPageUser(user): RecentPageUser,
     State(state): State<AppState>,
     auth: RequestAuth,
     headers: HeaderMap,
     CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> Result<Response, PageError> {
-    let user = match recent_user(&state, &auth, &headers).await? {
-        Ok(user) => user,
-        Err(page) => return Ok(page),
-    };
     let setup = state
         .ringfence
         .accounts()
@@ -341,15 +347,12 @@ pub async fn totp_confirm(
 
 /// `POST /account/security/totp/disable`.
 pub async fn totp_disable(
+    RecentPageUser(user): RecentPageUser,
     State(state): State<AppState>,
     auth: RequestAuth,
     headers: HeaderMap,
     CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> Result<Response, PageError> {
-    let user = match recent_user(&state, &auth, &headers).await? {
-        Ok(user) => user,
-        Err(page) => return Ok(page),
-    };
     state.ringfence.accounts().disable_totp(&user).await?;
     render(&state, &auth, &headers, StatusCode::OK, |m| {
         m.notice =
@@ -360,15 +363,12 @@ pub async fn totp_disable(
 
 /// `POST /account/security/recovery-codes`: a new set, shown once.
 pub async fn recovery_codes(
+    RecentPageUser(user): RecentPageUser,
     State(state): State<AppState>,
     auth: RequestAuth,
     headers: HeaderMap,
     CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> Result<Response, PageError> {
-    let user = match recent_user(&state, &auth, &headers).await? {
-        Ok(user) => user,
-        Err(page) => return Ok(page),
-    };
     match state.ringfence.accounts().new_recovery_codes(&user).await {
         Ok(codes) => {
             render(&state, &auth, &headers, StatusCode::OK, |m| {
