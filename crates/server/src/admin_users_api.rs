@@ -131,6 +131,20 @@ fn no_such_user() -> ApiError {
     ApiError::not_found("no such user")
 }
 
+/// An administrator's action on the account the path names: `404` when there is none, an
+/// audit line when done (`done` says what; `ended`, the sessions it ended), `204`.
+async fn act(
+    admin: &User,
+    id: Result<Path<String>, PathRejection>,
+    done: &str,
+    action: impl AsyncFnOnce(String) -> Result<Option<u64>, AccountError>,
+) -> Result<Response, ApiError> {
+    let id = user_id(id)?;
+    let ended = action(id.clone()).await.map_err(admin_error)?;
+    tracing::warn!(user = %id, admin = %admin.id, ended, "administrator {done}");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// `UserNotFound` is `404` here: the administrator named an account, nobody's session is gone.
 fn admin_error(error: AccountError) -> ApiError {
     match error {
@@ -155,15 +169,10 @@ pub async fn disable_user(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let id = user_id(id)?;
-    let ended = state
-        .ringfence
-        .accounts()
-        .disable(&id)
-        .await
-        .map_err(admin_error)?;
-    tracing::warn!(user = %id, admin = %admin.id, ended, "administrator disabled an account");
-    Ok(StatusCode::NO_CONTENT.into_response())
+    act(&admin, id, "disabled an account", async |id| {
+        state.ringfence.accounts().disable(&id).await.map(Some)
+    })
+    .await
 }
 
 /// `POST /api/v1/admin/users/{id}/enable`: the account may sign in again.
@@ -181,15 +190,10 @@ pub async fn enable_user(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let id = user_id(id)?;
-    state
-        .ringfence
-        .accounts()
-        .enable(&id)
-        .await
-        .map_err(admin_error)?;
-    tracing::warn!(user = %id, admin = %admin.id, "administrator enabled an account");
-    Ok(StatusCode::NO_CONTENT.into_response())
+    act(&admin, id, "enabled an account", async |id| {
+        state.ringfence.accounts().enable(&id).await.map(|()| None)
+    })
+    .await
 }
 
 /// The body of `POST /api/v1/admin/users/{id}/password`.
@@ -224,16 +228,15 @@ pub async fn set_password(
     id: Result<Path<String>, PathRejection>,
     ApiJson(body): ApiJson<SetPassword>,
 ) -> Result<Response, ApiError> {
-    let id = user_id(id)?;
     let keep = auth.session()?.map(|session| session.id);
-    let ended = state
-        .ringfence
-        .accounts()
-        .set_password(&id, &body.password, keep.as_ref())
-        .await
-        .map_err(admin_error)?;
-    tracing::warn!(user = %id, admin = %admin.id, ended, "administrator set a password");
-    Ok(StatusCode::NO_CONTENT.into_response())
+    act(&admin, id, "set a password", async |id| {
+        let accounts = state.ringfence.accounts();
+        accounts
+            .set_password(&id, &body.password, keep.as_ref())
+            .await
+            .map(Some)
+    })
+    .await
 }
 
 /// `POST /api/v1/admin/users/{id}/password-reset`: mails the user a password-reset link.
@@ -251,15 +254,11 @@ pub async fn send_password_reset(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let id = user_id(id)?;
-    state
-        .ringfence
-        .accounts()
-        .send_password_reset(&id)
-        .await
-        .map_err(admin_error)?;
-    tracing::warn!(user = %id, admin = %admin.id, "administrator sent a password-reset link");
-    Ok(StatusCode::NO_CONTENT.into_response())
+    act(&admin, id, "sent a password-reset link", async |id| {
+        let accounts = state.ringfence.accounts();
+        accounts.send_password_reset(&id).await.map(|()| None)
+    })
+    .await
 }
 
 /// `DELETE /api/v1/admin/users/{id}`: the account and its sessions are gone.
@@ -277,13 +276,8 @@ pub async fn delete_user(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let id = user_id(id)?;
-    let ended = state
-        .ringfence
-        .accounts()
-        .delete(&id)
-        .await
-        .map_err(admin_error)?;
-    tracing::warn!(user = %id, admin = %admin.id, ended, "administrator deleted an account");
-    Ok(StatusCode::NO_CONTENT.into_response())
+    act(&admin, id, "deleted an account", async |id| {
+        state.ringfence.accounts().delete(&id).await.map(Some)
+    })
+    .await
 }

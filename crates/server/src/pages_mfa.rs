@@ -236,7 +236,10 @@ impl FromRequestParts<AppState> for RecentPageUser {
             .map_err(IntoResponse::into_response)?;
         let refused = |e: PageError| e.into_response();
         let (_, user, session) = signed_in(state, &auth).await.map_err(refused)?;
-        if auth.is_recently_authenticated(&session, &parts.headers).await {
+        if auth
+            .is_recently_authenticated(&session, &parts.headers)
+            .await
+        {
             return Ok(RecentPageUser(user));
         }
         Err(

@@ -12,7 +12,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use ringfence_accounts::{AccountError, User};
+use ringfence_accounts::{AccountError, Accounts, User};
 use ringfence_axum::RequestAuth;
 use ringfence_sessions::SessionId;
 use serde::Deserialize;
@@ -184,6 +184,24 @@ async fn acted(
     admin_page(state, auth, admin, view).await
 }
 
+/// An administrator's action on the account `id` names: runs it, logs it when done (`done`
+/// says what, for the audit trail) and shows the page with the outcome and the account again.
+async fn act(
+    state: &AppState,
+    auth: &RequestAuth,
+    admin: &User,
+    id: &str,
+    done: &str,
+    action: impl AsyncFnOnce(&Accounts, &User) -> Result<String, AccountError>,
+) -> Result<Response, PageError> {
+    let user = target(state, id).await?;
+    let outcome = action(state.ringfence.accounts(), &user).await;
+    if outcome.is_ok() {
+        tracing::warn!(admin = %admin.id, user = %user.id, "administrator {done}");
+    }
+    acted(state, auth, admin, &user, outcome).await
+}
+
 /// `POST /admin/users/{id}/disable`: the account is refused sign-in and signed out everywhere.
 pub async fn admin_disable_user(
     PageAdmin(admin): PageAdmin,
@@ -192,17 +210,22 @@ pub async fn admin_disable_user(
     Path(id): Path<String>,
     CsrfForm(CsrfOnly {}): CsrfForm<CsrfOnly>,
 ) -> Result<Response, PageError> {
-    let user = target(&state, &id).await?;
-    let outcome = state
-        .ringfence
-        .accounts()
-        .disable(&user.id)
-        .await
-        .map(|n| format!("Disabled {}; {n} session{} ended.", user.email, plural(n)));
-    if outcome.is_ok() {
-        tracing::warn!(admin = %admin.id, user = %user.id, "administrator disabled an account");
-    }
-    acted(&state, &auth, &admin, &user, outcome).await
+    act(
+        &state,
+        &auth,
+        &admin,
+        &id,
+        "disabled an account",
+        async |accounts, user| {
+            let n = accounts.disable(&user.id).await?;
+            Ok(format!(
+                "Disabled {}; {n} session{} ended.",
+                user.email,
+                plural(n)
+            ))
+        },
+    )
+    .await
 }
 
 /// `POST /admin/users/{id}/enable`.
@@ -213,17 +236,18 @@ pub async fn admin_enable_user(
     Path(id): Path<String>,
     CsrfForm(CsrfOnly {}): CsrfForm<CsrfOnly>,
 ) -> Result<Response, PageError> {
-    let user = target(&state, &id).await?;
-    let outcome = state
-        .ringfence
-        .accounts()
-        .enable(&user.id)
-        .await
-        .map(|()| format!("Enabled {}.", user.email));
-    if outcome.is_ok() {
-        tracing::warn!(admin = %admin.id, user = %user.id, "administrator enabled an account");
-    }
-    acted(&state, &auth, &admin, &user, outcome).await
+    act(
+        &state,
+        &auth,
+        &admin,
+        &id,
+        "enabled an account",
+        async |accounts, user| {
+            accounts.enable(&user.id).await?;
+            Ok(format!("Enabled {}.", user.email))
+        },
+    )
+    .await
 }
 
 /// The delete form: without `confirm=yes` it asks first.
@@ -297,25 +321,26 @@ pub async fn admin_set_password(
     Path(id): Path<String>,
     CsrfForm(form): CsrfForm<SetPasswordForm>,
 ) -> Result<Response, PageError> {
-    let user = target(&state, &id).await?;
     // The administrator's own current session stays when they set their own password.
     let keep = auth.session()?.map(|s| s.id);
-    let outcome = state
-        .ringfence
-        .accounts()
-        .set_password(&user.id, &form.password, keep.as_ref())
-        .await
-        .map(|n| {
-            format!(
+    act(
+        &state,
+        &auth,
+        &admin,
+        &id,
+        "set a password",
+        async |accounts, user| {
+            let n = accounts
+                .set_password(&user.id, &form.password, keep.as_ref())
+                .await?;
+            Ok(format!(
                 "Password of {} set; {n} session{} ended.",
                 user.email,
                 plural(n)
-            )
-        });
-    if outcome.is_ok() {
-        tracing::warn!(admin = %admin.id, user = %user.id, "administrator set a password");
-    }
-    acted(&state, &auth, &admin, &user, outcome).await
+            ))
+        },
+    )
+    .await
 }
 
 /// `POST /admin/users/{id}/password-reset`: mails the user a reset link.
@@ -326,14 +351,12 @@ pub async fn admin_send_password_reset(
     Path(id): Path<String>,
     CsrfForm(CsrfOnly {}): CsrfForm<CsrfOnly>,
 ) -> Result<Response, PageError> {
-    let user = target(&state, &id).await?;
-    let outcome = state
-        .ringfence
-        .accounts()
-        .send_password_reset(&user.id)
-        .await
-        .map(|()| format!("A reset link is on its way to {}.", user.email));
-    acted(&state, &auth, &admin, &user, outcome).await
+    let done = "sent a password-reset link";
+    act(&state, &auth, &admin, &id, done, async |accounts, user| {
+        accounts.send_password_reset(&user.id).await?;
+        Ok(format!("A reset link is on its way to {}.", user.email))
+    })
+    .await
 }
 
 /// The sessions of `user` as rows, most recently active first; the administrator's own current
@@ -363,24 +386,24 @@ pub async fn admin_revoke_session(
     Path((id, session)): Path<(String, String)>,
     CsrfForm(CsrfOnly {}): CsrfForm<CsrfOnly>,
 ) -> Result<Response, PageError> {
-    let user = target(&state, &id).await?;
-    let outcome = match SessionId::parse(&session) {
-        Some(session) => {
-            state
+    let done = "signed a session out (or found it ended)";
+    act(&state, &auth, &admin, &id, done, async |_, user| {
+        let ended = match SessionId::parse(&session) {
+            Some(session) => state
                 .ringfence
                 .sessions()
                 .end_by_id(&user.id, &session)
-                .await?
-        }
-        None => false,
-    };
-    let notice = if outcome {
-        tracing::warn!(admin = %admin.id, user = %user.id, "administrator signed one session out");
-        format!("Signed {} out of one session.", user.email)
-    } else {
-        "That session had already ended.".to_owned()
-    };
-    acted(&state, &auth, &admin, &user, Ok(notice)).await
+                .await
+                .map_err(|e| AccountError::Store(e.to_string()))?,
+            None => false,
+        };
+        Ok(if ended {
+            format!("Signed {} out of one session.", user.email)
+        } else {
+            "That session had already ended.".to_owned()
+        })
+    })
+    .await
 }
 
 async fn admin_page(
