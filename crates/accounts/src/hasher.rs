@@ -1,7 +1,9 @@
 //! argon2id password hashing off the async runtime, with bounded concurrency.
 
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use std::cell::RefCell;
 
@@ -82,6 +84,49 @@ struct Inner {
     pool: HashPool,
     /// A hash of a random password with the current parameters, for unknown e-mails.
     dummy: OnceCell<String>,
+    /// How long an argon2id hash at the current parameters takes here (see [`HashTime`]).
+    hash_time: Arc<HashTime>,
+}
+
+/// How long one argon2id hash at the current parameters takes on this machine: a moving
+/// average of the hashes and verifications done at those parameters (the dummy verification
+/// for unknown e-mails among them). Checks of other kinds (imported ASP.NET Core Identity
+/// hashes) wait until this much time has passed, so their answers take as long as an unknown
+/// e-mail's.
+#[derive(Debug, Default)]
+struct HashTime {
+    /// Nanoseconds; 0 until the first hash was timed.
+    nanos: AtomicU64,
+}
+
+impl HashTime {
+    /// Adds one measurement (weight 1/8: a few slow hashes under load move it, one does not).
+    fn record(&self, took: Duration) {
+        let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let _ = self
+            .nanos
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(if old == 0 {
+                    took
+                } else {
+                    old - old / 8 + took / 8
+                })
+            });
+    }
+
+    /// The average, once there is one.
+    fn get(&self) -> Option<Duration> {
+        match self.nanos.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        }
+    }
+}
+
+/// How much longer a check that has `spent` must wait to take `target`; `None` when it
+/// already took as long (a check slower than an argon2id hash is not made faster).
+fn pad_for(spent: Duration, target: Duration) -> Option<Duration> {
+    target.checked_sub(spent).filter(|pad| !pad.is_zero())
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -133,6 +178,7 @@ impl PasswordHasher {
                 semaphore: Arc::new(Semaphore::new(permits)),
                 pool: HashPool::new(permits, priority),
                 dummy: OnceCell::new(),
+                hash_time: Arc::default(),
             }),
         }
     }
@@ -195,10 +241,14 @@ impl PasswordHasher {
     pub async fn hash(&self, password: String) -> Result<String, AccountError> {
         let argon2 = self.argon2();
         let keep = self.inner.params.block_count();
+        let hash_time = Arc::clone(&self.inner.hash_time);
         self.run(move || {
+            let started = Instant::now();
             let salt = SaltString::generate(&mut OsRng);
-            hash_phc(&argon2, password.as_bytes(), &salt, keep)
-                .map_err(|e| AccountError::Internal(format!("password hashing failed: {e}")))
+            let phc = hash_phc(&argon2, password.as_bytes(), &salt, keep)
+                .map_err(|e| AccountError::Internal(format!("password hashing failed: {e}")));
+            hash_time.record(started.elapsed());
+            phc
         })
         .await?
     }
@@ -212,7 +262,8 @@ impl PasswordHasher {
         phc: String,
     ) -> Result<Verification, AccountError> {
         let current = self.inner.params.clone();
-        self.run(move || verify_blocking(&password, &phc, &current))
+        let hash_time = Arc::clone(&self.inner.hash_time);
+        self.run(move || verify_blocking(&password, &phc, &current, &hash_time))
             .await?
     }
 
@@ -324,11 +375,13 @@ fn verify_blocking(
     password: &str,
     phc: &str,
     current: &Params,
+    hash_time: &HashTime,
 ) -> Result<Verification, AccountError> {
     let corrupt = |what: &str| AccountError::Corrupt(format!("stored password hash: {what}"));
     if aspnet_identity::is_aspnet_identity(phc) {
-        return verify_aspnet_identity(password, phc, current);
+        return verify_aspnet_identity(password, phc, current, hash_time);
     }
+    let started = Instant::now();
     let hash = PasswordHash::new(phc).map_err(|e| corrupt(&e.to_string()))?;
     let algorithm = Algorithm::try_from(hash.algorithm).map_err(|e| corrupt(&e.to_string()))?;
     let stored = Params::try_from(&hash).map_err(|e| corrupt(&e.to_string()))?;
@@ -362,6 +415,9 @@ fn verify_blocking(
     )
     .map_err(|e| corrupt(&e.to_string()))?;
     let valid = computed == expected;
+    if stored.block_count() == current.block_count() && stored.t_cost() == current.t_cost() {
+        hash_time.record(started.elapsed());
+    }
     let needs_rehash = algorithm != Algorithm::Argon2id
         || version != Version::V0x13
         || stored.m_cost() != current.m_cost()
@@ -378,26 +434,43 @@ fn verify_blocking(
 /// Verifies an imported ASP.NET Core Identity hash (see [`aspnet_identity`]). Always asks for a
 /// rehash, so the first successful sign-in leaves an argon2id hash behind.
 ///
-/// PBKDF2 at ASP.NET's counts takes milliseconds where argon2id takes tens of them, so an
-/// account with an imported hash would answer faster than an unknown e-mail (which pays for a
-/// dummy argon2id verification): one argon2id hash at the current parameters is computed and
-/// thrown away here to keep the two answers equally slow.
+/// An unknown e-mail costs one argon2id verification (the dummy); PBKDF2 at ASP.NET's counts
+/// costs something else (a few ms for version 2's 1,000 rounds, tens of ms for .NET 7's
+/// 100,000 of SHA-512). So the check waits, after PBKDF2, until as long as an argon2id hash
+/// takes here ([`HashTime`]) has passed: an imported account answers as slowly as an unknown
+/// address, not faster (a hash computed as a pad) or slower (PBKDF2 plus a whole pad). Before
+/// any argon2id hash was timed (a node that has not warmed up), one is computed as the pad
+/// and timed. Waiting rather than computing keeps the CPU free; the hashing permit is held
+/// either way.
 fn verify_aspnet_identity(
     password: &str,
     stored: &str,
     current: &Params,
+    hash_time: &HashTime,
 ) -> Result<Verification, AccountError> {
+    let started = Instant::now();
     let valid = aspnet_identity::verify(password, stored).map_err(|e| {
         AccountError::Corrupt(format!("stored ASP.NET Core Identity password hash: {e}"))
     })?;
-    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, current.clone());
-    let _ = raw_hash(
-        &argon2,
-        current,
-        password.as_bytes(),
-        b"ringfence timing pad",
-        current.block_count(),
-    );
+    match hash_time.get() {
+        Some(target) => {
+            if let Some(pad) = pad_for(started.elapsed(), target) {
+                std::thread::sleep(pad);
+            }
+        }
+        None => {
+            let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, current.clone());
+            let pad_started = Instant::now();
+            let _ = raw_hash(
+                &argon2,
+                current,
+                password.as_bytes(),
+                b"ringfence timing pad",
+                current.block_count(),
+            );
+            hash_time.record(pad_started.elapsed());
+        }
+    }
     Ok(Verification {
         valid,
         needs_rehash: true,
@@ -605,6 +678,56 @@ mod tests {
             matches!(result, Err(AccountError::Corrupt(_))),
             "{result:?}"
         );
+    }
+
+    #[test]
+    fn hash_time_starts_unknown_and_moves_by_an_eighth() {
+        let time = HashTime::default();
+        assert_eq!(time.get(), None);
+        time.record(Duration::from_millis(80));
+        assert_eq!(time.get(), Some(Duration::from_millis(80)));
+        time.record(Duration::from_millis(160));
+        assert_eq!(time.get(), Some(Duration::from_millis(90)));
+    }
+
+    #[test]
+    fn the_pad_fills_up_to_the_target_and_never_below_zero() {
+        let ms = Duration::from_millis;
+        assert_eq!(pad_for(ms(5), ms(50)), Some(ms(45)));
+        assert_eq!(pad_for(ms(50), ms(50)), None);
+        assert_eq!(pad_for(ms(70), ms(50)), None);
+    }
+
+    /// An imported hash (version 2: 1,000 rounds, about a millisecond) answers no sooner than
+    /// an argon2id hash takes here, so it looks like an unknown e-mail's dummy verification; a
+    /// lower bound only (the wait guarantees it), no upper bound is asserted.
+    #[test]
+    fn an_imported_hash_takes_as_long_as_an_argon2_hash() {
+        let stored = aspnet_identity::import_hash(
+            "AAABAgMEBQYHCAkKCwwNDg+ukCEMDf0yyQ29NYubggHIVY0sdEUfdyeM+E1LtH1uJg==",
+        )
+        .unwrap();
+        let current = Params::DEFAULT;
+        let time = HashTime::default();
+        time.record(Duration::from_millis(150));
+        for password in ["my password", "wrong"] {
+            let started = Instant::now();
+            let v = verify_blocking(password, &stored, &current, &time).unwrap();
+            assert_eq!(v.valid, password == "my password");
+            assert!(started.elapsed() >= Duration::from_millis(150));
+        }
+        // Not timed yet: an argon2id hash is the pad, and it is timed.
+        let untimed = HashTime::default();
+        verify_blocking("my password", &stored, &current, &untimed).unwrap();
+        assert!(untimed.get().is_some());
+    }
+
+    #[tokio::test]
+    async fn hashes_and_verifications_at_the_current_parameters_are_timed() {
+        let h = hasher();
+        assert_eq!(h.inner.hash_time.get(), None);
+        h.warm_up().await.unwrap();
+        assert!(h.inner.hash_time.get().is_some());
     }
 
     #[tokio::test]
