@@ -137,6 +137,39 @@ async fn mongo_factor_store_conformance() {
     factors_conformance::run_all(db.factor_store().await.unwrap().as_ref()).await;
 }
 
+/// A newer step taken half-way by another node (its document inserted, `last_step` not yet
+/// written) refuses an older step: `last_step` alone, read before the insert, would not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_an_older_step_loses_to_a_newer_one_in_flight() {
+    use ringfence_accounts::FactorStore;
+    let Some(server) = start_server().await else {
+        return;
+    };
+    let url = server.fresh_database();
+    let db = MongoDatabase::connect(&url).await.unwrap();
+    let store = MongoFactorStore::new(&db);
+    store.migrate().await.unwrap();
+    let now = chrono::Utc::now();
+    store.put_pending_totp("ada", "sealed", now).await.unwrap();
+    assert!(store.confirm_totp("ada", "sealed", 100, now).await.unwrap());
+    // The other node's take of step 102, stopped right after its insert.
+    mongodb::Client::with_uri_str(&url)
+        .await
+        .unwrap()
+        .default_database()
+        .unwrap()
+        .collection::<mongodb::bson::Document>("ringfence_totp_steps")
+        .insert_one(mongodb::bson::doc! { "_id": "ada:102", "user_id": "ada", "step": 102i64 })
+        .await
+        .unwrap();
+    assert!(!store.take_totp_step("ada", 101).await.unwrap());
+    assert!(
+        !store.take_totp_step("ada", 102).await.unwrap(),
+        "taken once"
+    );
+    assert!(store.take_totp_step("ada", 103).await.unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongo_passkey_store_conformance_and_deleting_the_user_deletes_its_credentials() {
     let Some(server) = start_server().await else {

@@ -10,7 +10,9 @@
 //! `_id`, and a delete by `_id` that reports whether it deleted. A filtered update is not
 //! enough there: FerretDB 1.x evaluates the filter and writes the document in two steps, so
 //! two concurrent `last_step < step` updates can both succeed (MongoDB itself would not let
-//! them). Old step documents are removed as newer steps are taken.
+//! them). So a take inserts its step's document first and then refuses itself when a newer
+//! step's document exists (see `take_totp_step`). Old step documents are removed as newer
+//! steps are taken, never the newest three.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -190,6 +192,19 @@ impl FactorStore for MongoFactorStore {
             Ok(_) => {}
             Err(e) if is_duplicate_key(&e) => return Ok(false),
             Err(e) => return Err(store_error(e)),
+        }
+        // `last_step` was read before the insert: a newer step taken meanwhile (its document
+        // inserted, its `last_step` not yet written) would not have stopped this older one.
+        // Every take inserts before it looks, so of an older and a newer step racing, the
+        // older sees the newer's document unless it looked first (then it came first: taking
+        // an older step before a newer one is allowed, as on the SQL stores).
+        let newer = self
+            .steps
+            .find_one(doc! { "user_id": user_id, "step": { "$gt": step } })
+            .await
+            .map_err(store_error)?;
+        if newer.is_some() {
+            return Ok(false);
         }
         self.totp
             .update_one(
