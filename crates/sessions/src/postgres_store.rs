@@ -44,13 +44,15 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgPool, Postgres};
 
 use crate::sql::{
-    beyond_cap, counts, decode, limit, map_migrate_error, map_sqlx_error, millis, parse_id,
-    Expired, COLUMNS,
+    self, counts, decode, map_sqlx_error, millis, parse_ids, Expired, UserWrite, COLUMNS,
 };
 use crate::{Session, SessionCounts, SessionId, SessionStore, StoreError};
+
+/// The statements this store shares with the SQLite one.
+type Table = sql::Table<Postgres>;
 
 /// Expired rows of any user deleted by one sweep: enough to outpace creation (one row per
 /// insert), small enough that the users it locks are released within milliseconds.
@@ -82,11 +84,7 @@ impl PostgresSessionStore {
     /// ignored rather than treated as unknown. PostgreSQL's migrator holds an advisory lock, so
     /// nodes starting together apply each migration once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let mut migrator = sqlx::migrate!("migrations/postgres");
-        migrator.set_ignore_missing(true);
-        crate::migrations::run_alongside_others(|| migrator.run(&self.pool))
-            .await
-            .map_err(map_migrate_error)
+        sql::migrate(sqlx::migrate!("migrations/postgres"), &self.pool).await
     }
 
     /// Starts a write for one user: the user's lock, then that user's expired rows deleted (the
@@ -95,16 +93,14 @@ impl PostgresSessionStore {
         &self,
         user_id: &str,
         now_ms: i64,
-    ) -> Result<(Transaction<'static, Postgres>, Expired), StoreError> {
+    ) -> Result<UserWrite<Postgres>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_sqlx_error)?;
         sqlx::query("SELECT ringfence_lock_session_users(ARRAY[$1::TEXT])")
             .bind(user_id)
             .execute(&mut *tx)
             .await
             .map_err(map_sqlx_error)?;
-        let mut expired = Expired::default();
-        prune_user(&mut tx, user_id, now_ms, &mut expired).await?;
-        Ok((tx, expired))
+        Table::prune_user(tx, user_id, now_ms).await
     }
 
     /// Deletes up to [`SWEEP_BATCH`] expired rows of anyone, unless another node is sweeping;
@@ -171,55 +167,20 @@ impl SessionStore for PostgresSessionStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<SessionId>, StoreError> {
         let now_ms = millis(now);
-        let (mut tx, expired) = self.begin_user_write(&session.user_id, now_ms).await?;
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, created_at, last_seen_at, idle_expires_at, \
-             absolute_expires_at, expires_at, ip, user_agent, device, node) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(session.id.as_str())
-        .bind(&session.user_id)
-        .bind(millis(session.created_at))
-        .bind(millis(session.last_seen_at))
-        .bind(millis(session.idle_expires_at))
-        .bind(millis(session.absolute_expires_at))
-        .bind(millis(session.expires_at()))
-        .bind(session.ip.as_deref())
-        .bind(session.user_agent.as_deref())
-        .bind(&session.device)
-        .bind(&session.node)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_sqlx_error)?;
-
-        let mut evicted = Vec::new();
-        if let Some(cap) = cap {
-            // Oldest first; the session just inserted is never its own victim. The user's lock
-            // makes this read and the delete one step against other nodes' sign-ins.
-            let others: Vec<String> = sqlx::query_scalar(
-                "SELECT id FROM sessions WHERE user_id = $1 AND expires_at > $2 AND id <> $3 \
-                 ORDER BY created_at ASC, id ASC",
-            )
-            .bind(&session.user_id)
-            .bind(now_ms)
-            .bind(session.id.as_str())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_sqlx_error)?;
-            let victims = beyond_cap(others, cap);
-            if !victims.is_empty() {
-                sqlx::query("DELETE FROM sessions WHERE id = ANY($1)")
-                    .bind(&victims)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_sqlx_error)?;
-            }
-            evicted = victims
-                .iter()
-                .map(|id| parse_id(id))
-                .collect::<Result<_, _>>()?;
+        let mut write = self.begin_user_write(&session.user_id, now_ms).await?;
+        Table::insert(&mut write, session).await?;
+        // The user's lock makes the cap's read and this delete one step against other nodes'
+        // sign-ins.
+        let victims = Table::cap_victims(&mut write, session, cap, now_ms).await?;
+        if !victims.is_empty() {
+            sqlx::query("DELETE FROM sessions WHERE id = ANY($1)")
+                .bind(&victims)
+                .execute(&mut *write.tx)
+                .await
+                .map_err(map_sqlx_error)?;
         }
-        expired.commit(tx).await?;
+        let evicted = parse_ids(&victims)?;
+        write.commit().await?;
         self.sweep_quietly(now).await;
         Ok(evicted)
     }
@@ -269,15 +230,8 @@ impl SessionStore for PostgresSessionStore {
         id: &SessionId,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let (mut tx, expired) = self.begin_user_write(user_id, millis(now)).await?;
-        let result = sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
-            .bind(id.as_str())
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_sqlx_error)?;
-        expired.commit(tx).await?;
-        Ok(result.rows_affected() > 0)
+        let write = self.begin_user_write(user_id, millis(now)).await?;
+        Table::remove(write, user_id, id).await
     }
 
     async fn remove_for_user(
@@ -286,18 +240,8 @@ impl SessionStore for PostgresSessionStore {
         keep: Option<&SessionId>,
         now: DateTime<Utc>,
     ) -> Result<Vec<SessionId>, StoreError> {
-        let (mut tx, expired) = self.begin_user_write(user_id, millis(now)).await?;
-        // An id is never empty, so "" as `keep` matches nothing and one statement serves both.
-        let keep = keep.map(SessionId::as_str).unwrap_or("");
-        let ids: Vec<String> =
-            sqlx::query_scalar("DELETE FROM sessions WHERE user_id = $1 AND id <> $2 RETURNING id")
-                .bind(user_id)
-                .bind(keep)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(map_sqlx_error)?;
-        expired.commit(tx).await?;
-        ids.iter().map(|id| parse_id(id)).collect()
+        let write = self.begin_user_write(user_id, millis(now)).await?;
+        Table::remove_for_user(write, user_id, keep).await
     }
 
     async fn list_for_user(
@@ -306,31 +250,12 @@ impl SessionStore for PostgresSessionStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<Session>, StoreError> {
         let now_ms = millis(now);
-        let (mut tx, expired) = self.begin_user_write(user_id, now_ms).await?;
-        let query = format!(
-            "SELECT {COLUMNS} FROM sessions WHERE user_id = $1 AND expires_at > $2 \
-             ORDER BY last_seen_at DESC, id ASC"
-        );
-        let rows = sqlx::query(&query)
-            .bind(user_id)
-            .bind(now_ms)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_sqlx_error)?;
-        expired.commit(tx).await?;
-        rows.iter().map(decode).collect()
+        let write = self.begin_user_write(user_id, now_ms).await?;
+        Table::list_for_user(write, user_id, now_ms).await
     }
 
     async fn count_for_user(&self, user_id: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sessions WHERE user_id = $1 AND expires_at > $2",
-        )
-        .bind(user_id)
-        .bind(millis(now))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_sqlx_error)?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        Table::count_for_user(&self.pool, user_id, millis(now)).await
     }
 
     async fn find(
@@ -338,28 +263,11 @@ impl SessionStore for PostgresSessionStore {
         id: &SessionId,
         now: DateTime<Utc>,
     ) -> Result<Option<Session>, StoreError> {
-        let query = format!("SELECT {COLUMNS} FROM sessions WHERE id = $1 AND expires_at > $2");
-        let row = sqlx::query(&query)
-            .bind(id.as_str())
-            .bind(millis(now))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_sqlx_error)?;
-        row.as_ref().map(decode).transpose()
+        Table::find(&self.pool, id, millis(now)).await
     }
 
     async fn list_all(&self, max: usize, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError> {
-        let query = format!(
-            "SELECT {COLUMNS} FROM sessions WHERE expires_at > $1 \
-             ORDER BY last_seen_at DESC, id ASC LIMIT $2"
-        );
-        let rows = sqlx::query(&query)
-            .bind(millis(now))
-            .bind(limit(max))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_sqlx_error)?;
-        rows.iter().map(decode).collect()
+        Table::list_all(&self.pool, max, millis(now)).await
     }
 
     async fn counts(&self, now: DateTime<Utc>) -> Result<SessionCounts, StoreError> {
@@ -385,31 +293,6 @@ impl SessionStore for PostgresSessionStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(map_sqlx_error)
+        Table::ping(&self.pool).await
     }
-}
-
-/// Deletes the user's expired rows (the per-user half of pruning), noting them in `expired`.
-async fn prune_user(
-    conn: &mut PgConnection,
-    user_id: &str,
-    now_ms: i64,
-    expired: &mut Expired,
-) -> Result<(), StoreError> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "DELETE FROM sessions WHERE user_id = $1 AND expires_at <= $2 RETURNING id",
-    )
-    .bind(user_id)
-    .bind(now_ms)
-    .fetch_all(conn)
-    .await
-    .map_err(map_sqlx_error)?;
-    expired
-        .0
-        .extend(ids.into_iter().map(|id| (id, user_id.to_owned())));
-    Ok(())
 }

@@ -30,13 +30,15 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{Row, Sqlite, SqlitePool};
 
 use crate::sql::{
-    beyond_cap, counts, decode, limit, map_migrate_error, map_sqlx_error, millis, parse_id,
-    Expired, COLUMNS,
+    self, counts, decode, map_sqlx_error, millis, parse_ids, Expired, UserWrite, COLUMNS,
 };
 use crate::{Session, SessionCounts, SessionId, SessionStore, StoreError};
+
+/// The statements this store shares with the PostgreSQL one.
+type Table = sql::Table<Sqlite>;
 
 /// Expired rows of any user deleted per insert: enough to outpace creation (one row per
 /// insert), small enough that no insert stalls on a large backlog.
@@ -64,14 +66,10 @@ impl SqliteSessionStore {
     /// their own version ranges (this crate owns 2000-2999), so versions applied by them are
     /// ignored rather than treated as unknown.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let mut migrator = sqlx::migrate!("migrations/sqlite");
-        migrator.set_ignore_missing(true);
-        crate::migrations::run_alongside_others(|| migrator.run(&self.pool))
-            .await
-            .map_err(map_migrate_error)
+        sql::migrate(sqlx::migrate!("migrations/sqlite"), &self.pool).await
     }
 
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
         self.pool
             .begin_with("BEGIN IMMEDIATE")
             .await
@@ -84,11 +82,8 @@ impl SqliteSessionStore {
         &self,
         user_id: &str,
         now_ms: i64,
-    ) -> Result<(sqlx::Transaction<'static, sqlx::Sqlite>, Expired), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let mut expired = Expired::default();
-        prune_user(&mut tx, user_id, now_ms, &mut expired).await?;
-        Ok((tx, expired))
+    ) -> Result<UserWrite<Sqlite>, StoreError> {
+        Table::prune_user(self.begin_write().await?, user_id, now_ms).await
     }
 }
 
@@ -101,61 +96,29 @@ impl SessionStore for SqliteSessionStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<SessionId>, StoreError> {
         let now_ms = millis(now);
-        let (mut tx, mut expired) = self.begin_user_write(&session.user_id, now_ms).await?;
+        let mut write = self.begin_user_write(&session.user_id, now_ms).await?;
         let batch: Vec<(String, String)> = sqlx::query_as(
             "DELETE FROM sessions WHERE id IN \
              (SELECT id FROM sessions WHERE expires_at <= ? LIMIT ?) RETURNING id, user_id",
         )
         .bind(now_ms)
         .bind(GLOBAL_PRUNE_BATCH)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *write.tx)
         .await
         .map_err(map_sqlx_error)?;
-        expired.0.extend(batch);
+        write.expired.0.extend(batch);
 
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, created_at, last_seen_at, idle_expires_at, \
-             absolute_expires_at, expires_at, ip, user_agent, device, node) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(session.id.as_str())
-        .bind(&session.user_id)
-        .bind(millis(session.created_at))
-        .bind(millis(session.last_seen_at))
-        .bind(millis(session.idle_expires_at))
-        .bind(millis(session.absolute_expires_at))
-        .bind(millis(session.expires_at()))
-        .bind(session.ip.as_deref())
-        .bind(session.user_agent.as_deref())
-        .bind(&session.device)
-        .bind(&session.node)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_sqlx_error)?;
-
-        let mut evicted = Vec::new();
-        if let Some(cap) = cap {
-            // Oldest first; the session just inserted is never its own victim.
-            let others: Vec<String> = sqlx::query_scalar(
-                "SELECT id FROM sessions WHERE user_id = ? AND expires_at > ? AND id <> ? \
-                 ORDER BY created_at ASC, id ASC",
-            )
-            .bind(&session.user_id)
-            .bind(now_ms)
-            .bind(session.id.as_str())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_sqlx_error)?;
-            for id in beyond_cap(others, cap) {
-                sqlx::query("DELETE FROM sessions WHERE id = ?")
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_sqlx_error)?;
-                evicted.push(parse_id(&id)?);
-            }
+        Table::insert(&mut write, session).await?;
+        let victims = Table::cap_victims(&mut write, session, cap, now_ms).await?;
+        for id in &victims {
+            sqlx::query("DELETE FROM sessions WHERE id = ?")
+                .bind(id)
+                .execute(&mut *write.tx)
+                .await
+                .map_err(map_sqlx_error)?;
         }
-        expired.commit(tx).await?;
+        let evicted = parse_ids(&victims)?;
+        write.commit().await?;
         Ok(evicted)
     }
 
@@ -181,14 +144,16 @@ impl SessionStore for SqliteSessionStore {
         }
         // Found a dead row: the rare moment a read pays for a write, and it clears all of this
         // user's dead rows at once.
-        let (tx, expired) = self.begin_user_write(user_id, now_ms).await?;
-        expired.commit(tx).await?;
+        self.begin_user_write(user_id, now_ms)
+            .await?
+            .commit()
+            .await?;
         Ok(None)
     }
 
     async fn touch(&self, session: &Session, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let now_ms = millis(now);
-        let (mut tx, expired) = self.begin_user_write(&session.user_id, now_ms).await?;
+        let mut write = self.begin_user_write(&session.user_id, now_ms).await?;
         // The absolute expiry is the stored one: a renewal can never push it out.
         let result = sqlx::query(
             "UPDATE sessions SET last_seen_at = ?, idle_expires_at = ?, \
@@ -201,10 +166,10 @@ impl SessionStore for SqliteSessionStore {
         .bind(session.id.as_str())
         .bind(&session.user_id)
         .bind(now_ms)
-        .execute(&mut *tx)
+        .execute(&mut *write.tx)
         .await
         .map_err(map_sqlx_error)?;
-        expired.commit(tx).await?;
+        write.commit().await?;
         Ok(result.rows_affected() > 0)
     }
 
@@ -214,15 +179,8 @@ impl SessionStore for SqliteSessionStore {
         id: &SessionId,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let (mut tx, expired) = self.begin_user_write(user_id, millis(now)).await?;
-        let result = sqlx::query("DELETE FROM sessions WHERE id = ? AND user_id = ?")
-            .bind(id.as_str())
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_sqlx_error)?;
-        expired.commit(tx).await?;
-        Ok(result.rows_affected() > 0)
+        let write = self.begin_user_write(user_id, millis(now)).await?;
+        Table::remove(write, user_id, id).await
     }
 
     async fn remove_for_user(
@@ -231,18 +189,8 @@ impl SessionStore for SqliteSessionStore {
         keep: Option<&SessionId>,
         now: DateTime<Utc>,
     ) -> Result<Vec<SessionId>, StoreError> {
-        let (mut tx, expired) = self.begin_user_write(user_id, millis(now)).await?;
-        // An id is never empty, so "" as `keep` matches nothing and one statement serves both.
-        let keep = keep.map(SessionId::as_str).unwrap_or("");
-        let ids: Vec<String> =
-            sqlx::query_scalar("DELETE FROM sessions WHERE user_id = ? AND id <> ? RETURNING id")
-                .bind(user_id)
-                .bind(keep)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(map_sqlx_error)?;
-        expired.commit(tx).await?;
-        ids.iter().map(|id| parse_id(id)).collect()
+        let write = self.begin_user_write(user_id, millis(now)).await?;
+        Table::remove_for_user(write, user_id, keep).await
     }
 
     async fn list_for_user(
@@ -251,31 +199,12 @@ impl SessionStore for SqliteSessionStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<Session>, StoreError> {
         let now_ms = millis(now);
-        let (mut tx, expired) = self.begin_user_write(user_id, now_ms).await?;
-        let query = format!(
-            "SELECT {COLUMNS} FROM sessions WHERE user_id = ? AND expires_at > ? \
-             ORDER BY last_seen_at DESC, id ASC"
-        );
-        let rows = sqlx::query(&query)
-            .bind(user_id)
-            .bind(now_ms)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_sqlx_error)?;
-        expired.commit(tx).await?;
-        rows.iter().map(decode).collect()
+        let write = self.begin_user_write(user_id, now_ms).await?;
+        Table::list_for_user(write, user_id, now_ms).await
     }
 
     async fn count_for_user(&self, user_id: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sessions WHERE user_id = ? AND expires_at > ?",
-        )
-        .bind(user_id)
-        .bind(millis(now))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_sqlx_error)?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        Table::count_for_user(&self.pool, user_id, millis(now)).await
     }
 
     async fn find(
@@ -283,28 +212,11 @@ impl SessionStore for SqliteSessionStore {
         id: &SessionId,
         now: DateTime<Utc>,
     ) -> Result<Option<Session>, StoreError> {
-        let query = format!("SELECT {COLUMNS} FROM sessions WHERE id = ? AND expires_at > ?");
-        let row = sqlx::query(&query)
-            .bind(id.as_str())
-            .bind(millis(now))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_sqlx_error)?;
-        row.as_ref().map(decode).transpose()
+        Table::find(&self.pool, id, millis(now)).await
     }
 
     async fn list_all(&self, max: usize, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError> {
-        let query = format!(
-            "SELECT {COLUMNS} FROM sessions WHERE expires_at > ? \
-             ORDER BY last_seen_at DESC, id ASC LIMIT ?"
-        );
-        let rows = sqlx::query(&query)
-            .bind(millis(now))
-            .bind(limit(max))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_sqlx_error)?;
-        rows.iter().map(decode).collect()
+        Table::list_all(&self.pool, max, millis(now)).await
     }
 
     async fn counts(&self, now: DateTime<Utc>) -> Result<SessionCounts, StoreError> {
@@ -327,31 +239,6 @@ impl SessionStore for SqliteSessionStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(map_sqlx_error)
+        Table::ping(&self.pool).await
     }
-}
-
-/// Deletes the user's expired rows (the per-user half of pruning), noting them in `expired`.
-async fn prune_user(
-    conn: &mut SqliteConnection,
-    user_id: &str,
-    now_ms: i64,
-    expired: &mut Expired,
-) -> Result<(), StoreError> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "DELETE FROM sessions WHERE user_id = ? AND expires_at <= ? RETURNING id",
-    )
-    .bind(user_id)
-    .bind(now_ms)
-    .fetch_all(conn)
-    .await
-    .map_err(map_sqlx_error)?;
-    expired
-        .0
-        .extend(ids.into_iter().map(|id| (id, user_id.to_owned())));
-    Ok(())
 }
