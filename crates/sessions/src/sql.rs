@@ -384,3 +384,120 @@ where
             .map_err(map_sqlx_error)
     }
 }
+
+/// Implements [`crate::SessionStore`] for a SQL store `$store` over the sqlx database `$db`.
+///
+/// Why a macro: these methods are the same for both stores, but one generic implementation
+/// would be a blanket `impl<S> SessionStore for S` over a sealed trait carrying [`Table`]'s
+/// dozen sqlx bounds, which every reader of `SessionStore`'s implementors would meet.
+///
+/// The store supplies `pool` (its `Pool<$db>`), `begin_user_write` (its way of starting a
+/// [`UserWrite`]) and the four methods whose SQL or policy differ between the dialects:
+/// `insert_session`, `get_session`, `touch_session` and `count_sessions`, each with the
+/// signature of the trait method it serves.
+macro_rules! impl_session_store {
+    ($store:ty, $db:ty) => {
+        // A block of its own, so that the names below resolve here and not where it is used.
+        const _: () = {
+            use async_trait::async_trait;
+            use chrono::{DateTime, Utc};
+
+            use $crate::sql::millis;
+            use $crate::{Session, SessionCounts, SessionId, SessionStore, StoreError};
+
+            type Table = $crate::sql::Table<$db>;
+
+            #[async_trait]
+            impl SessionStore for $store {
+                async fn insert(
+                    &self,
+                    session: &Session,
+                    cap: Option<u32>,
+                    now: DateTime<Utc>,
+                ) -> Result<Vec<SessionId>, StoreError> {
+                    self.insert_session(session, cap, now).await
+                }
+
+                async fn get(
+                    &self,
+                    user_id: &str,
+                    id: &SessionId,
+                    now: DateTime<Utc>,
+                ) -> Result<Option<Session>, StoreError> {
+                    self.get_session(user_id, id, now).await
+                }
+
+                async fn touch(
+                    &self,
+                    session: &Session,
+                    now: DateTime<Utc>,
+                ) -> Result<bool, StoreError> {
+                    self.touch_session(session, now).await
+                }
+
+                async fn remove(
+                    &self,
+                    user_id: &str,
+                    id: &SessionId,
+                    now: DateTime<Utc>,
+                ) -> Result<bool, StoreError> {
+                    let write = self.begin_user_write(user_id, millis(now)).await?;
+                    Table::remove(write, user_id, id).await
+                }
+
+                async fn remove_for_user(
+                    &self,
+                    user_id: &str,
+                    keep: Option<&SessionId>,
+                    now: DateTime<Utc>,
+                ) -> Result<Vec<SessionId>, StoreError> {
+                    let write = self.begin_user_write(user_id, millis(now)).await?;
+                    Table::remove_for_user(write, user_id, keep).await
+                }
+
+                async fn list_for_user(
+                    &self,
+                    user_id: &str,
+                    now: DateTime<Utc>,
+                ) -> Result<Vec<Session>, StoreError> {
+                    let now_ms = millis(now);
+                    let write = self.begin_user_write(user_id, now_ms).await?;
+                    Table::list_for_user(write, user_id, now_ms).await
+                }
+
+                async fn count_for_user(
+                    &self,
+                    user_id: &str,
+                    now: DateTime<Utc>,
+                ) -> Result<u64, StoreError> {
+                    Table::count_for_user(&self.pool, user_id, millis(now)).await
+                }
+
+                async fn find(
+                    &self,
+                    id: &SessionId,
+                    now: DateTime<Utc>,
+                ) -> Result<Option<Session>, StoreError> {
+                    Table::find(&self.pool, id, millis(now)).await
+                }
+
+                async fn list_all(
+                    &self,
+                    max: usize,
+                    now: DateTime<Utc>,
+                ) -> Result<Vec<Session>, StoreError> {
+                    Table::list_all(&self.pool, max, millis(now)).await
+                }
+
+                async fn counts(&self, now: DateTime<Utc>) -> Result<SessionCounts, StoreError> {
+                    self.count_sessions(now).await
+                }
+
+                async fn ping(&self) -> Result<(), StoreError> {
+                    Table::ping(&self.pool).await
+                }
+            }
+        };
+    };
+}
+pub(crate) use impl_session_store;
