@@ -155,8 +155,8 @@ impl Expired {
 }
 
 /// A write transaction on one user's sessions, with that user's expired rows already deleted
-/// in it (the per-user half of pruning): insert, remove, remove-for-user and list run in one.
-/// Each store begins it its own way (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: the user's
+/// in it (the per-user half of pruning): insert, remove, remove-for-user and the listing run in
+/// one (and SQLite's touch). Each store begins it its own way (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: the user's
 /// advisory lock) and hands it to [`Table::prune_user`].
 pub(crate) struct UserWrite<DB: Database> {
     /// The transaction every statement of the write runs in.
