@@ -256,6 +256,20 @@ impl<C: KeyScan> RedisSessionStore<C> {
         }
     }
 
+    /// The last step of every per-user write: applies `moves` with the user's own move, from
+    /// the latest expiry of their sessions `before` the script to the latest `after` it (as
+    /// the script returned them).
+    async fn move_user_counts(
+        &self,
+        mut moves: Moves,
+        before: &Value,
+        after: &Value,
+    ) -> Result<(), StoreError> {
+        moves.change(Kind::Users, Some(int(before)?), Some(int(after)?));
+        self.move_counts(&moves).await;
+        Ok(())
+    }
+
     /// Every user key of this prefix, page by page, on every server holding keys.
     async fn scan_users(&self) -> Result<UserScan<C>, StoreError> {
         let mut conn = self.conn.clone();
@@ -494,13 +508,9 @@ impl<C: KeyScan> SessionStore for RedisSessionStore<C> {
             Some(int(old)?),
             Some(millis(session.expires_at())),
         );
-        let evicted = id_expiry_pairs(evicted)?;
-        for (_, expires) in &evicted {
-            moves.change(Kind::Sessions, Some(*expires), None);
-        }
-        moves.change(Kind::Users, Some(int(before)?), Some(int(after)?));
-        self.move_counts(&moves).await;
-        Ok(evicted.into_iter().map(|(id, _)| id).collect())
+        let evicted = moves.sessions_gone(id_expiry_pairs(evicted)?);
+        self.move_user_counts(moves, before, after).await?;
+        Ok(evicted)
     }
 
     async fn get(
@@ -551,8 +561,7 @@ impl<C: KeyScan> SessionStore for RedisSessionStore<C> {
                 Some(int(old)?),
                 Some(millis(session.expires_at())),
             );
-            moves.change(Kind::Users, Some(int(before)?), Some(int(after)?));
-            self.move_counts(&moves).await;
+            self.move_user_counts(moves, before, after).await?;
         }
         Ok(rewritten)
     }
@@ -578,8 +587,7 @@ impl<C: KeyScan> SessionStore for RedisSessionStore<C> {
         if existed {
             let mut moves = Moves::new(now_ms);
             moves.change(Kind::Sessions, Some(int(old)?), None);
-            moves.change(Kind::Users, Some(int(before)?), Some(int(after)?));
-            self.move_counts(&moves).await;
+            self.move_user_counts(moves, before, after).await?;
         }
         Ok(existed)
     }
@@ -601,14 +609,10 @@ impl<C: KeyScan> SessionStore for RedisSessionStore<C> {
         let [before, after, removed @ ..] = reply.as_slice() else {
             return Err(malformed("remove-for-user"));
         };
-        let removed = id_expiry_pairs(removed)?;
         let mut moves = Moves::new(now_ms);
-        for (_, expires) in &removed {
-            moves.change(Kind::Sessions, Some(*expires), None);
-        }
-        moves.change(Kind::Users, Some(int(before)?), Some(int(after)?));
-        self.move_counts(&moves).await;
-        Ok(removed.into_iter().map(|(id, _)| id).collect())
+        let removed = moves.sessions_gone(id_expiry_pairs(removed)?);
+        self.move_user_counts(moves, before, after).await?;
+        Ok(removed)
     }
 
     async fn list_for_user(

@@ -3,19 +3,21 @@
 //! once, revocation seen at once by another node, bounded sweeps that one node runs at a time,
 //! the per-user index, expiry events, corrupt rows and outages as errors.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use ringfence_sessions::conformance::{self, base_now, sample_session, unique_user};
 use ringfence_sessions::postgres_store::SWEEP_BATCH;
-use ringfence_sessions::{PostgresSessionStore, SessionCounts, SessionStore, StoreError};
+use ringfence_sessions::{PostgresSessionStore, SessionCounts, SessionStore};
 use ringfence_testkit::PostgresServer;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 mod common;
+mod sql_stores;
+
+use sql_stores::Behind;
 
 async fn start_server() -> PostgresServer {
     tokio::task::spawn_blocking(PostgresServer::start)
@@ -177,12 +179,7 @@ async fn sweeps_are_bounded_and_one_node_sweeps_at_a_time() {
     let server = start_server().await;
     let store = fresh_store(&server).await;
     let now = base_now();
-    let rows = || async {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sessions")
-            .fetch_one(store.pool())
-            .await
-            .unwrap()
-    };
+    let rows = || Behind(store.pool()).session_rows();
     let dead = SWEEP_BATCH + 44;
     for n in 0..dead {
         let s = sample_session(&format!("user-{n}"), now);
@@ -270,12 +267,7 @@ async fn migrate_is_idempotent_concurrent_and_ignores_other_crates_versions() {
     let url = server.fresh_database().unwrap();
     let shared = pool(&url).await;
     // Another crate's migrator ran first on the same database (its own version range).
-    let mut other = sqlx::migrate::Migrator::new(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/other_migrations"),
-    )
-    .await
-    .unwrap();
-    other.set_ignore_missing(true);
+    let other = sql_stores::other_crates_migrator().await;
     other.run(&shared).await.unwrap();
 
     // Several nodes start at once.
@@ -292,12 +284,7 @@ async fn migrate_is_idempotent_concurrent_and_ignores_other_crates_versions() {
     let store = PostgresSessionStore::new(shared.clone());
     store.migrate().await.unwrap();
     other.run(&shared).await.unwrap();
-    let versions: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
-            .fetch_all(&shared)
-            .await
-            .unwrap();
-    assert_eq!(versions, vec![1, 2001]);
+    assert_eq!(Behind(&shared).migration_versions().await, vec![1, 2001]);
     let stripes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM session_totals")
         .fetch_one(&shared)
         .await
@@ -312,19 +299,15 @@ async fn expired_rows_are_logged_and_counted_once_as_they_go() {
     let captured = common::Captured::start();
     let store = fresh_store(&server).await;
     let now = base_now();
-    let (alice, bob) = (unique_user("exp-a"), unique_user("exp-b"));
-    let a = sample_session(&alice, now); // both idle out at +30
-    let b = sample_session(&bob, now);
-    store.insert(&a, None, now).await.unwrap();
-    store.insert(&b, None, now).await.unwrap();
-    assert_eq!(captured.events("expired"), 0);
+    let (a, b) = sql_stores::alice_and_bob_signed_in(&store, &captured, now).await;
+    let alice = &a.user_id;
 
     // Reading a dead session deletes nothing (the request path stays read-only)...
     let later = now + Duration::minutes(30);
-    assert_eq!(store.get(&alice, &a.id, later).await.unwrap(), None);
+    assert_eq!(store.get(alice, &a.id, later).await.unwrap(), None);
     assert_eq!(captured.events("expired"), 0);
     // ...Alice's next listing deletes hers.
-    assert!(store.list_for_user(&alice, later).await.unwrap().is_empty());
+    assert!(store.list_for_user(alice, later).await.unwrap().is_empty());
     assert_eq!(captured.events("expired"), 1);
     assert_eq!(captured.event_lines("expired", a.id.as_str()).len(), 1);
     // Nobody asks for Bob's: the sweep after counting deletes it.
@@ -333,10 +316,7 @@ async fn expired_rows_are_logged_and_counted_once_as_they_go() {
     assert_eq!(captured.event_lines("expired", b.id.as_str()).len(), 1);
     // Each expiry once; revocations are not expiries.
     assert_eq!(store.counts(later).await.unwrap().signed_in_users, 0);
-    let c = sample_session(&alice, later);
-    store.insert(&c, None, later).await.unwrap();
-    assert!(store.remove(&alice, &c.id, later).await.unwrap());
-    assert_eq!(captured.events("expired"), 2);
+    sql_stores::a_revocation_is_no_expiry(&store, &captured, alice, later, 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,34 +333,14 @@ async fn corrupt_rows_and_a_stopped_server_are_errors_not_panics() {
     let store = PostgresSessionStore::new(fast);
     store.migrate().await.unwrap();
     let now = base_now();
-    let s = sample_session("victim", now);
-    store.insert(&s, None, now).await.unwrap();
-    sqlx::query("UPDATE sessions SET created_at = 9223372036854775807")
-        .execute(store.pool())
-        .await
-        .unwrap();
-    assert!(matches!(
-        store.get("victim", &s.id, now).await,
-        Err(StoreError::Corrupt(_))
-    ));
-    sqlx::query("UPDATE sessions SET created_at = $1, id = 'bad id'")
-        .bind(now.timestamp_millis())
-        .execute(store.pool())
-        .await
-        .unwrap();
-    assert!(matches!(
-        store.list_for_user("victim", now).await,
-        Err(StoreError::Corrupt(_))
-    ));
+    let s = Behind(store.pool())
+        .unreadable_rows_are_corrupt(
+            &store,
+            "UPDATE sessions SET created_at = 9223372036854775807",
+            now,
+        )
+        .await;
 
     tokio::task::block_in_place(|| server.stop());
-    assert!(matches!(
-        store.ping().await,
-        Err(StoreError::Unavailable(_))
-    ));
-    let outcome = store.get("victim", &s.id, now).await;
-    assert!(
-        matches!(outcome, Err(StoreError::Unavailable(_))),
-        "{outcome:?}"
-    );
+    sql_stores::an_outage_is_unavailable(&store, &s, now).await;
 }

@@ -6,11 +6,14 @@ use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use ringfence_sessions::conformance::{self, base_now, sample_session, unique_user};
-use ringfence_sessions::{SessionStore, SqliteSessionStore, StoreError};
+use ringfence_sessions::{SessionStore, SqliteSessionStore};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::SqlitePool;
 
 mod common;
+mod sql_stores;
+
+use sql_stores::Behind;
 
 async fn pool(path: &Path) -> SqlitePool {
     let options = SqliteConnectOptions::new()
@@ -48,12 +51,7 @@ async fn migrate_is_idempotent_and_ignores_other_crates_versions() {
     let dir = tempfile::tempdir().unwrap();
     let pool = pool(&dir.path().join("shared.db")).await;
     // Another crate's migrator ran first on the same database (its own version range).
-    let mut other = sqlx::migrate::Migrator::new(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/other_migrations"),
-    )
-    .await
-    .unwrap();
-    other.set_ignore_missing(true);
+    let other = sql_stores::other_crates_migrator().await;
     other.run(&pool).await.unwrap();
 
     let store = SqliteSessionStore::new(pool.clone());
@@ -62,12 +60,10 @@ async fn migrate_is_idempotent_and_ignores_other_crates_versions() {
     // And the other crate's migrator still runs after ours.
     other.run(&pool).await.unwrap();
 
-    let versions: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    assert_eq!(versions, vec![1, 2001, 2002]);
+    assert_eq!(
+        Behind(&pool).migration_versions().await,
+        vec![1, 2001, 2002]
+    );
     store.ping().await.unwrap();
 }
 
@@ -80,12 +76,7 @@ async fn inserts_prune_expired_rows_of_everyone() {
         let s = sample_session(&format!("user-{n}"), now);
         store.insert(&s, None, now).await.unwrap();
     }
-    let rows = || async {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sessions")
-            .fetch_one(store.pool())
-            .await
-            .unwrap()
-    };
+    let rows = || Behind(store.pool()).session_rows();
     assert_eq!(rows().await, 20);
     // Nobody ran for a day; the next sign-in clears the dead rows.
     let later = now + Duration::days(1);
@@ -127,35 +118,12 @@ async fn corrupt_rows_and_closed_pools_are_errors_not_panics() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir.path().join("corrupt.db")).await;
     let now = base_now();
-    let s = sample_session("victim", now);
-    store.insert(&s, None, now).await.unwrap();
-    sqlx::query("UPDATE sessions SET created_at = 'not a time'")
-        .execute(store.pool())
-        .await
-        .unwrap();
-    assert!(matches!(
-        store.get("victim", &s.id, now).await,
-        Err(StoreError::Corrupt(_))
-    ));
-    sqlx::query("UPDATE sessions SET created_at = ?, id = 'bad id'")
-        .bind(now.timestamp_millis())
-        .execute(store.pool())
-        .await
-        .unwrap();
-    assert!(matches!(
-        store.list_for_user("victim", now).await,
-        Err(StoreError::Corrupt(_))
-    ));
+    let s = Behind(store.pool())
+        .unreadable_rows_are_corrupt(&store, "UPDATE sessions SET created_at = 'not a time'", now)
+        .await;
 
     store.pool().close().await;
-    assert!(matches!(
-        store.ping().await,
-        Err(StoreError::Unavailable(_))
-    ));
-    assert!(matches!(
-        store.get("victim", &s.id, now).await,
-        Err(StoreError::Unavailable(_))
-    ));
+    sql_stores::an_outage_is_unavailable(&store, &s, now).await;
 }
 
 #[tokio::test]
@@ -164,16 +132,12 @@ async fn expired_rows_are_logged_and_counted_once_as_they_go() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir.path().join("expired.db")).await;
     let now = base_now();
-    let (alice, bob) = (unique_user("exp-a"), unique_user("exp-b"));
-    let a = sample_session(&alice, now); // both idle out at +30
-    let b = sample_session(&bob, now);
-    store.insert(&a, None, now).await.unwrap();
-    store.insert(&b, None, now).await.unwrap();
-    assert_eq!(captured.events("expired"), 0);
+    let (a, b) = sql_stores::alice_and_bob_signed_in(&store, &captured, now).await;
+    let alice = &a.user_id;
 
     // A request for Alice's session finds it dead and deletes it.
     let later = now + Duration::minutes(30);
-    assert_eq!(store.get(&alice, &a.id, later).await.unwrap(), None);
+    assert_eq!(store.get(alice, &a.id, later).await.unwrap(), None);
     assert_eq!(captured.events("expired"), 1);
     assert_eq!(
         captured.event_lines("expired", a.id.as_str()).len(),
@@ -187,13 +151,10 @@ async fn expired_rows_are_logged_and_counted_once_as_they_go() {
     assert_eq!(captured.event_lines("expired", b.id.as_str()).len(), 1);
     // Each expiry once.
     assert_eq!(store.counts(later).await.unwrap().signed_in_users, 0);
-    assert_eq!(store.get(&alice, &a.id, later).await.unwrap(), None);
+    assert_eq!(store.get(alice, &a.id, later).await.unwrap(), None);
     assert_eq!(captured.events("expired"), 2);
     // Revocations are not expiries.
-    let c = sample_session(&alice, later);
-    store.insert(&c, None, later).await.unwrap();
-    assert!(store.remove(&alice, &c.id, later).await.unwrap());
-    assert_eq!(captured.events("expired"), 2);
+    sql_stores::a_revocation_is_no_expiry(&store, &captured, alice, later, 2).await;
 }
 
 #[tokio::test]

@@ -82,6 +82,17 @@ impl Moves {
         }
     }
 
+    /// Sessions a script removed (each with its expiry) leave the session counts; their ids
+    /// are handed back.
+    pub(super) fn sessions_gone<Id>(&mut self, gone: Vec<(Id, i64)>) -> Vec<Id> {
+        gone.into_iter()
+            .map(|(id, expires)| {
+                self.change(Kind::Sessions, Some(expires), None);
+                id
+            })
+            .collect()
+    }
+
     /// The script's keys and arguments, or `None` when nothing changed. `index` is `P{c}:n`.
     ///
     /// ARGV: current minute, number of index fields n, n × (field, delta), then for each minute
