@@ -34,9 +34,9 @@
 //! Backends are cargo features: `sqlite` (the `Sqlite*` stores, [`Database::Sqlite`]),
 //! `postgres` (the `Postgres*` stores, [`Database::Postgres`]) and `redis`
 //! ([`RedisAttemptStore`], [`RedisMailTokenStore`]), all on by default, each turning on the same
-//! backend of `ringfence-sessions`; `mongodb` ([`mongo`]) is off by default. [`Database`] exists
-//! with at least one of `sqlite`, `postgres`, `mongodb`; without any, an app brings its own
-//! [`UserStore`]. `conformance` (off by default) ships the suites.
+//! backend of `ringfence-sessions`; `mongodb` (the `mongo` module) is off by default.
+//! [`Database`] exists with at least one of `sqlite`, `postgres`, `mongodb`; without any, an
+//! app brings its own [`UserStore`]. `conformance` (off by default) ships the suites.
 //!
 //! ```no_run
 //! # #[cfg(feature = "sqlite")]
