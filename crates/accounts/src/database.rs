@@ -1,24 +1,31 @@
 //! Opening the account database from a URL.
 
+#[cfg(feature = "sqlite")]
 use std::path::Path;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "sqlite")]
 use ringfence_keyring::private_files;
+#[cfg(feature = "sqlite")]
 use ringfence_sessions::migrations::is_sqlite_busy;
+#[cfg(feature = "postgres")]
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+#[cfg(feature = "sqlite")]
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
+#[cfg(feature = "postgres")]
+use sqlx::PgPool;
+#[cfg(feature = "sqlite")]
+use sqlx::SqlitePool;
 
-use crate::factors::{FactorStore, PostgresFactorStore, SqliteFactorStore};
+use crate::factors::FactorStore;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use crate::sql::store_error;
-use crate::tokens::{
-    MailTokenStore, PostgresMailTokenStore, SqliteMailTokenStore, TokenStoreError,
-};
+use crate::tokens::{MailTokenStore, TokenStoreError};
 use crate::{
-    AttemptStore, AttemptStoreError, PostgresAttemptStore, PostgresUserStore, SqliteAttemptStore,
-    SqliteUserStore, UserStore, UserStoreError,
+    AttemptStore, AttemptStoreError, PasskeyStore, PasskeyStoreError, UserStore, UserStoreError,
 };
 
 /// How long SQLite waits for a lock held by another connection or process before failing.
@@ -28,18 +35,46 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a query waits for a free pooled connection before the store counts as unavailable.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[cfg(feature = "mongodb")]
-const ACCEPTED_SCHEMES: &str = "sqlite://, postgres://, postgresql:// or mongodb://";
-#[cfg(not(feature = "mongodb"))]
-const ACCEPTED_SCHEMES: &str = "sqlite://, postgres:// or postgresql://";
+/// The URL schemes of each backend, with the cargo feature that builds it in and its name.
+const BACKENDS: [(&[&str], bool, &str, &str); 3] = [
+    (&["sqlite"], cfg!(feature = "sqlite"), "sqlite", "SQLite"),
+    (
+        &["postgres", "postgresql"],
+        cfg!(feature = "postgres"),
+        "postgres",
+        "PostgreSQL",
+    ),
+    (
+        &["mongodb"],
+        cfg!(feature = "mongodb"),
+        "mongodb",
+        "MongoDB",
+    ),
+];
 
-/// A connection pool to the account database: SQLite, PostgreSQL or (cargo feature `mongodb`)
-/// MongoDB.
+/// The schemes this build opens, for error messages: `sqlite://, postgres:// or …`.
+fn accepted_schemes() -> String {
+    let schemes: Vec<String> = BACKENDS
+        .iter()
+        .filter(|(_, built, _, _)| *built)
+        .flat_map(|(schemes, _, _, _)| schemes.iter().map(|s| format!("{s}://")))
+        .collect();
+    match schemes.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// A connection pool to the account database: SQLite (cargo feature `sqlite`), PostgreSQL
+/// (`postgres`) or MongoDB (`mongodb`).
 #[derive(Debug, Clone)]
 pub enum Database {
     /// An embedded SQLite file (WAL mode).
+    #[cfg(feature = "sqlite")]
     Sqlite(SqlitePool),
     /// A PostgreSQL server.
+    #[cfg(feature = "postgres")]
     Postgres(PgPool),
     /// A MongoDB server (see [`crate::mongo`]).
     #[cfg(feature = "mongodb")]
@@ -47,6 +82,7 @@ pub enum Database {
 }
 
 /// How often opening a SQLite file that another process holds busy is tried.
+#[cfg(feature = "sqlite")]
 const CONNECT_ATTEMPTS: u32 = 10;
 
 impl Database {
@@ -60,27 +96,23 @@ impl Database {
             .split_once(':')
             .map(|(scheme, _)| scheme.to_ascii_lowercase());
         match scheme.as_deref() {
+            #[cfg(feature = "sqlite")]
             Some("sqlite") => Self::connect_sqlite(url).await,
+            #[cfg(feature = "postgres")]
             Some("postgres" | "postgresql") => Self::connect_postgres(url).await,
             #[cfg(feature = "mongodb")]
             Some("mongodb") => Ok(Database::Mongo(
                 crate::mongo::MongoDatabase::connect(url).await?,
             )),
-            #[cfg(not(feature = "mongodb"))]
-            Some("mongodb") => Err(UserStoreError::InvalidUrl(
-                "this build has no MongoDB support (the cargo feature `mongodb` of ringfence-accounts)".to_owned(),
-            )),
-            Some(other) if !other.is_empty() && other.len() <= 32 => {
-                Err(UserStoreError::InvalidUrl(format!(
-                    "unsupported scheme {other:?}; use {ACCEPTED_SCHEMES}"
-                )))
-            }
-            _ => Err(UserStoreError::InvalidUrl(format!(
-                "the database URL must start with {ACCEPTED_SCHEMES}"
+            Some(other) => Err(UserStoreError::InvalidUrl(unsupported(other))),
+            None => Err(UserStoreError::InvalidUrl(format!(
+                "the database URL must start with {}",
+                accepted_schemes()
             ))),
         }
     }
 
+    #[cfg(feature = "sqlite")]
     async fn connect_sqlite(url: &str) -> Result<Database, UserStoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| UserStoreError::InvalidUrl(format!("SQLite URL: {e}")))?;
@@ -117,6 +149,7 @@ impl Database {
         Ok(Database::Sqlite(pool))
     }
 
+    #[cfg(feature = "postgres")]
     async fn connect_postgres(url: &str) -> Result<Database, UserStoreError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| UserStoreError::InvalidUrl(format!("PostgreSQL URL: {e}")))?;
@@ -140,13 +173,15 @@ impl Database {
     /// The user store on this database, with its migrations applied.
     pub async fn user_store(&self) -> Result<Arc<dyn UserStore>, UserStoreError> {
         Ok(match self {
+            #[cfg(feature = "sqlite")]
             Database::Sqlite(pool) => {
-                let store = SqliteUserStore::new(pool.clone());
+                let store = crate::SqliteUserStore::new(pool.clone());
                 store.migrate().await?;
                 Arc::new(store)
             }
+            #[cfg(feature = "postgres")]
             Database::Postgres(pool) => {
-                let store = PostgresUserStore::new(pool.clone());
+                let store = crate::PostgresUserStore::new(pool.clone());
                 store.migrate().await?;
                 Arc::new(store)
             }
@@ -163,13 +198,15 @@ impl Database {
     /// for a node without Redis (see [`crate::throttle`]).
     pub async fn attempt_store(&self) -> Result<Arc<dyn AttemptStore>, AttemptStoreError> {
         Ok(match self {
+            #[cfg(feature = "sqlite")]
             Database::Sqlite(pool) => {
-                let store = SqliteAttemptStore::new(pool.clone());
+                let store = crate::SqliteAttemptStore::new(pool.clone());
                 store.migrate().await?;
                 Arc::new(store)
             }
+            #[cfg(feature = "postgres")]
             Database::Postgres(pool) => {
-                let store = PostgresAttemptStore::new(pool.clone());
+                let store = crate::PostgresAttemptStore::new(pool.clone());
                 store.migrate().await?;
                 Arc::new(store)
             }
@@ -184,15 +221,15 @@ impl Database {
 
     /// The passkey store on this database, with the migrations applied (see
     /// [`crate::passkeys`]).
-    pub async fn passkey_store(
-        &self,
-    ) -> Result<Arc<dyn crate::PasskeyStore>, crate::PasskeyStoreError> {
+    pub async fn passkey_store(&self) -> Result<Arc<dyn PasskeyStore>, PasskeyStoreError> {
         Ok(match self {
+            #[cfg(feature = "sqlite")]
             Database::Sqlite(pool) => {
                 let store = crate::SqlitePasskeyStore::new(pool.clone());
                 store.migrate().await?;
                 Arc::new(store)
             }
+            #[cfg(feature = "postgres")]
             Database::Postgres(pool) => {
                 let store = crate::PostgresPasskeyStore::new(pool.clone());
                 store.migrate().await?;
@@ -211,13 +248,15 @@ impl Database {
     /// a node without Redis (see [`crate::tokens`]).
     pub async fn mail_token_store(&self) -> Result<Arc<dyn MailTokenStore>, TokenStoreError> {
         Ok(match self {
+            #[cfg(feature = "sqlite")]
             Database::Sqlite(pool) => {
-                let store = SqliteMailTokenStore::new(pool.clone());
+                let store = crate::SqliteMailTokenStore::new(pool.clone());
                 store.migrate().await?;
                 Arc::new(store)
             }
+            #[cfg(feature = "postgres")]
             Database::Postgres(pool) => {
-                let store = PostgresMailTokenStore::new(pool.clone());
+                let store = crate::PostgresMailTokenStore::new(pool.clone());
                 store.migrate().await?;
                 Arc::new(store)
             }
@@ -234,13 +273,15 @@ impl Database {
     /// [`crate::factors`]).
     pub async fn factor_store(&self) -> Result<Arc<dyn FactorStore>, UserStoreError> {
         Ok(match self {
+            #[cfg(feature = "sqlite")]
             Database::Sqlite(pool) => {
-                let store = SqliteFactorStore::new(pool.clone());
+                let store = crate::SqliteFactorStore::new(pool.clone());
                 store.migrate().await?;
                 Arc::new(store)
             }
+            #[cfg(feature = "postgres")]
             Database::Postgres(pool) => {
-                let store = PostgresFactorStore::new(pool.clone());
+                let store = crate::PostgresFactorStore::new(pool.clone());
                 store.migrate().await?;
                 Arc::new(store)
             }
@@ -254,17 +295,23 @@ impl Database {
     }
 
     /// The SQLite pool, to share the file with other embedded stores (sessions).
+    #[cfg(feature = "sqlite")]
     pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
         match self {
             Database::Sqlite(pool) => Some(pool),
+            // Unreachable in a build with SQLite alone.
+            #[allow(unreachable_patterns)]
             _ => None,
         }
     }
 
     /// The PostgreSQL pool.
+    #[cfg(feature = "postgres")]
     pub fn postgres_pool(&self) -> Option<&PgPool> {
         match self {
             Database::Postgres(pool) => Some(pool),
+            // Unreachable in a build with PostgreSQL alone.
+            #[allow(unreachable_patterns)]
             _ => None,
         }
     }
@@ -274,6 +321,8 @@ impl Database {
     pub fn mongo(&self) -> Option<&crate::mongo::MongoDatabase> {
         match self {
             Database::Mongo(db) => Some(db),
+            // Unreachable in a build with MongoDB alone.
+            #[allow(unreachable_patterns)]
             _ => None,
         }
     }
@@ -281,7 +330,9 @@ impl Database {
     /// `"sqlite"`, `"postgres"` or `"mongodb"`, for logs and status pages.
     pub fn backend(&self) -> &'static str {
         match self {
+            #[cfg(feature = "sqlite")]
             Database::Sqlite(_) => "sqlite",
+            #[cfg(feature = "postgres")]
             Database::Postgres(_) => "postgres",
             #[cfg(feature = "mongodb")]
             Database::Mongo(_) => "mongodb",
@@ -291,11 +342,30 @@ impl Database {
     /// Closes the pool, waiting for connections in use to be returned (graceful shutdown).
     pub async fn close(&self) {
         match self {
+            #[cfg(feature = "sqlite")]
             Database::Sqlite(pool) => pool.close().await,
+            #[cfg(feature = "postgres")]
             Database::Postgres(pool) => pool.close().await,
             #[cfg(feature = "mongodb")]
             Database::Mongo(db) => db.close().await,
         }
+    }
+}
+
+/// Why `scheme` (lowercase) is refused: a backend this build leaves out names its cargo
+/// feature; anything else lists what is accepted. Never repeats more than a short scheme.
+fn unsupported(scheme: &str) -> String {
+    let left_out = BACKENDS
+        .iter()
+        .find(|(schemes, built, _, _)| !built && schemes.contains(&scheme));
+    match left_out {
+        Some((_, _, feature, name)) => format!(
+            "this build has no {name} support (the cargo feature `{feature}` of ringfence-accounts)"
+        ),
+        None if !scheme.is_empty() && scheme.len() <= 32 => {
+            format!("unsupported scheme {scheme:?}; use {}", accepted_schemes())
+        }
+        None => format!("the database URL must start with {}", accepted_schemes()),
     }
 }
 
@@ -306,6 +376,7 @@ impl Database {
 /// (an empty file is an empty database) and `0600`, and an existing one, with its companions,
 /// is tightened when group or others could read it (with a warning: the data was exposed).
 /// In-memory databases have no file.
+#[cfg(feature = "sqlite")]
 fn make_private(url: &str, path: &Path) -> Result<(), UserStoreError> {
     let name = path.to_string_lossy();
     if name == ":memory:" || name.starts_with("file:") || url.contains("mode=memory") {
@@ -349,16 +420,31 @@ mod tests {
                 matches!(err, UserStoreError::InvalidUrl(_)),
                 "{url}: {err:?}"
             );
-            assert!(
-                msg.contains("sqlite://") && msg.contains("postgres://"),
-                "{msg}"
-            );
-            #[cfg(feature = "mongodb")]
-            assert!(msg.contains("mongodb://"), "{msg}");
+            for (schemes, built, _, _) in BACKENDS {
+                assert_eq!(msg.contains(&format!("{}://", schemes[0])), built, "{msg}");
+            }
             assert!(!msg.contains("hunter2"), "{msg}");
         }
     }
 
+    #[tokio::test]
+    async fn a_backend_left_out_of_the_build_names_its_cargo_feature() {
+        for (schemes, built, feature, _) in BACKENDS {
+            if built {
+                continue;
+            }
+            for scheme in schemes {
+                let url = format!("{scheme}://user:hunter2@127.0.0.1:1/db");
+                let err = Database::connect(&url).await.unwrap_err();
+                let msg = err.to_string();
+                assert!(matches!(err, UserStoreError::InvalidUrl(_)), "{err:?}");
+                assert!(msg.contains(&format!("cargo feature `{feature}`")), "{msg}");
+                assert!(!msg.contains("hunter2"), "{msg}");
+            }
+        }
+    }
+
+    #[cfg(feature = "sqlite")]
     #[tokio::test]
     async fn sqlite_file_is_created_in_wal_mode() {
         let dir = tempfile::tempdir().unwrap();
@@ -393,6 +479,7 @@ mod tests {
         db.close().await;
     }
 
+    #[cfg(feature = "postgres")]
     #[tokio::test]
     async fn unreachable_postgres_is_unavailable() {
         // Port 1 on loopback: nothing listens there, the connection is refused at once.

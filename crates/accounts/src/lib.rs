@@ -31,7 +31,15 @@
 //!   SQLite ([`SqliteAttemptStore`]) or PostgreSQL ([`PostgresAttemptStore`]) behind the
 //!   [`AttemptStore`] seam, held to [`throttle_conformance`].
 //!
+//! Backends are cargo features: `sqlite` (the `Sqlite*` stores, [`Database::Sqlite`]),
+//! `postgres` (the `Postgres*` stores, [`Database::Postgres`]) and `redis`
+//! ([`RedisAttemptStore`], [`RedisMailTokenStore`]), all on by default, each turning on the same
+//! backend of `ringfence-sessions`; `mongodb` (the `mongo` module) is off by default.
+//! [`Database`] exists with at least one of `sqlite`, `postgres`, `mongodb`; without any, an
+//! app brings its own [`UserStore`]. `conformance` (off by default) ships the suites.
+//!
 //! ```no_run
+//! # #[cfg(feature = "sqlite")]
 //! # async fn demo(sessions: ringfence_sessions::SessionManager) -> Result<(), Box<dyn std::error::Error>> {
 //! use ringfence_accounts::{Accounts, Database, PasswordHasher, PasswordPolicy};
 //! use ringfence_keyring::SystemClock;
@@ -54,6 +62,7 @@
 pub mod aspnet_identity;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mongodb"))]
 mod database;
 mod email;
 mod email_migration;
@@ -71,6 +80,7 @@ pub mod notify;
 pub mod passkeys;
 mod policy;
 mod service;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 mod store;
 pub mod throttle;
@@ -81,36 +91,53 @@ pub mod tokens;
 pub mod tokens_conformance;
 mod user_cache;
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mongodb"))]
 pub use database::{Database, ACQUIRE_TIMEOUT, CONNECT_TIMEOUT, SQLITE_BUSY_TIMEOUT};
 pub use email::{Email, MAX_EMAIL_LEN, MAX_LOCAL_LEN};
 pub use email_migration::{normalize_stored_emails, EmailMigration};
 pub use error::AccountError;
-pub use factors::{
-    FactorStore, MfaStatus, PostgresFactorStore, SecondFactorCode, SqliteFactorStore, TotpRecord,
-    TotpSetup,
-};
+#[cfg(feature = "postgres")]
+pub use factors::PostgresFactorStore;
+#[cfg(feature = "sqlite")]
+pub use factors::SqliteFactorStore;
+pub use factors::{FactorStore, MfaStatus, SecondFactorCode, TotpRecord, TotpSetup};
 pub use hash_pool::HashPriority;
 pub use hasher::{Argon2Params, PasswordHasher, Verification, HASH_QUEUE_LIMIT};
 pub use lifecycle::MailFlowSettings;
 pub use notify::{AccountMail, AccountMailer, SecondFactor};
-pub use passkeys::{
-    PasskeyError, PasskeyService, PasskeyStore, PasskeyStoreError, PostgresPasskeyStore,
-    SqlitePasskeyStore, StoredPasskey,
-};
+#[cfg(feature = "postgres")]
+pub use passkeys::PostgresPasskeyStore;
+#[cfg(feature = "sqlite")]
+pub use passkeys::SqlitePasskeyStore;
+pub use passkeys::{PasskeyError, PasskeyService, PasskeyStore, PasskeyStoreError, StoredPasskey};
 pub use policy::{
     common_password_count, is_common_password, PasswordPolicy, PasswordRejection, MIN_SCORE,
 };
 pub use service::{Accounts, CLOCK_SKEW_ALLOWANCE, REGISTRATIONS_METRIC, SIGN_IN_METRIC};
-pub use sql::{PostgresUserStore, SqliteUserStore};
+#[cfg(feature = "postgres")]
+pub use sql::PostgresUserStore;
+#[cfg(feature = "sqlite")]
+pub use sql::SqliteUserStore;
 pub use store::{User, UserRecord, UserStore, UserStoreError};
+#[cfg(feature = "postgres")]
+pub use throttle::PostgresAttemptStore;
+#[cfg(feature = "redis")]
+pub use throttle::RedisAttemptStore;
+#[cfg(feature = "sqlite")]
+pub use throttle::SqliteAttemptStore;
 pub use throttle::{
-    normalize_address, AttemptStore, AttemptStoreError, FailureCount, PostgresAttemptStore,
-    RedisAttemptStore, SqliteAttemptStore, Throttle, ThrottleKey, ThrottleKeys, ThrottleKind,
-    ThrottlePolicy,
+    normalize_address, AttemptStore, AttemptStoreError, FailureCount, Throttle, ThrottleKey,
+    ThrottleKeys, ThrottleKind, ThrottlePolicy,
 };
+#[cfg(feature = "postgres")]
+pub use tokens::PostgresMailTokenStore;
+#[cfg(feature = "redis")]
+pub use tokens::RedisMailTokenStore;
+#[cfg(feature = "sqlite")]
+pub use tokens::SqliteMailTokenStore;
 pub use tokens::{
-    IssuedToken, MailToken, MailTokenRecord, MailTokenStore, PostgresMailTokenStore,
-    RedisMailTokenStore, SqliteMailTokenStore, TokenHash, TokenPurpose, TokenStoreError,
+    IssuedToken, MailToken, MailTokenRecord, MailTokenStore, TokenHash, TokenPurpose,
+    TokenStoreError,
 };
 pub use user_cache::DEFAULT_USER_CACHE_TTL;
 

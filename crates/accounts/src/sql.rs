@@ -10,7 +10,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ringfence_sessions::migrations::run_alongside_others;
 use sqlx::migrate::MigrateError;
-use sqlx::{PgPool, Row, SqlitePool};
+#[cfg(feature = "postgres")]
+use sqlx::PgPool;
+use sqlx::Row;
+#[cfg(feature = "sqlite")]
+use sqlx::SqlitePool;
 
 use crate::{Email, User, UserRecord, UserStore, UserStoreError};
 
@@ -316,11 +320,13 @@ macro_rules! impl_user_store {
 }
 
 /// User store on SQLite (the embedded default).
+#[cfg(feature = "sqlite")]
 #[derive(Debug, Clone)]
 pub struct SqliteUserStore {
     pool: SqlitePool,
 }
 
+#[cfg(feature = "sqlite")]
 impl SqliteUserStore {
     /// Wraps a pool; call [`SqliteUserStore::migrate`] once before use.
     pub fn new(pool: SqlitePool) -> Self {
@@ -338,14 +344,17 @@ impl SqliteUserStore {
     }
 }
 
+#[cfg(feature = "sqlite")]
 impl_user_store!(SqliteUserStore, SqlitePool, sqlx::sqlite::SqliteRow);
 
 /// User store on PostgreSQL (shared by every node of a deployment).
+#[cfg(feature = "postgres")]
 #[derive(Debug, Clone)]
 pub struct PostgresUserStore {
     pool: PgPool,
 }
 
+#[cfg(feature = "postgres")]
 impl PostgresUserStore {
     /// Wraps a pool; call [`PostgresUserStore::migrate`] once before use.
     pub fn new(pool: PgPool) -> Self {
@@ -363,4 +372,5 @@ impl PostgresUserStore {
     }
 }
 
+#[cfg(feature = "postgres")]
 impl_user_store!(PostgresUserStore, PgPool, sqlx::postgres::PgRow);

@@ -52,6 +52,7 @@ async fn postgres_user_store_conformance() {
     let url = server.fresh_database().unwrap();
     let db = Database::connect(&url).await.unwrap();
     assert_eq!(db.backend(), "postgres");
+    #[cfg(feature = "sqlite")]
     assert!(db.sqlite_pool().is_none());
     let users = db.user_store().await.unwrap();
     conformance::run_all(users.as_ref()).await;

@@ -20,6 +20,7 @@
 
 mod recovery;
 mod service;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 mod status_cache;
 pub mod totp;
@@ -30,7 +31,10 @@ use chrono::{DateTime, Utc};
 pub use recovery::{RecoveryCode, RECOVERY_CODE_COUNT};
 pub(crate) use service::FactorService;
 pub use service::{MfaStatus, SecondFactorCode, TotpSetup, TOTP_SECRET_PURPOSE};
-pub use sql::{PostgresFactorStore, SqliteFactorStore};
+#[cfg(feature = "postgres")]
+pub use sql::PostgresFactorStore;
+#[cfg(feature = "sqlite")]
+pub use sql::SqliteFactorStore;
 pub(crate) use status_cache::StatusCache;
 
 use crate::UserStoreError;

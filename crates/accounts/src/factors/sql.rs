@@ -8,11 +8,19 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row, SqlitePool};
+#[cfg(feature = "postgres")]
+use sqlx::PgPool;
+use sqlx::Row;
+#[cfg(feature = "sqlite")]
+use sqlx::SqlitePool;
 
 use super::{FactorStore, TotpRecord};
 use crate::sql::is_unreadable;
-use crate::{PostgresUserStore, SqliteUserStore, UserStoreError};
+#[cfg(feature = "postgres")]
+use crate::PostgresUserStore;
+#[cfg(feature = "sqlite")]
+use crate::SqliteUserStore;
+use crate::UserStoreError;
 
 const TOTP: &str = "SELECT secret, pending_secret, last_step FROM user_totp WHERE user_id = $1";
 const PUT_PENDING: &str = "INSERT INTO user_totp (user_id, pending_secret, updated_at_ms) \
@@ -193,17 +201,21 @@ macro_rules! impl_factor_store {
 }
 
 /// Second factors in SQLite (the embedded single node).
+#[cfg(feature = "sqlite")]
 #[derive(Debug, Clone)]
 pub struct SqliteFactorStore {
     pool: SqlitePool,
 }
 
+#[cfg(feature = "sqlite")]
 impl_factor_store!(SqliteFactorStore, SqliteUserStore, SqlitePool);
 
 /// Second factors in PostgreSQL, shared by every node of a fleet.
+#[cfg(feature = "postgres")]
 #[derive(Debug, Clone)]
 pub struct PostgresFactorStore {
     pool: PgPool,
 }
 
+#[cfg(feature = "postgres")]
 impl_factor_store!(PostgresFactorStore, PostgresUserStore, PgPool);

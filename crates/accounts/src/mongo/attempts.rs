@@ -21,7 +21,7 @@ use mongodb::Collection;
 use super::{ensure_index, is_duplicate_key, store_error, MongoDatabase};
 use crate::throttle::{
     failures_from, lock_from_millis, millis, next_lock, AttemptStore, AttemptStoreError,
-    FailureCount, ThrottlePolicy,
+    FailureCount, ThrottlePolicy, PURGE_EVERY,
 };
 use crate::UserStoreError;
 
@@ -31,8 +31,6 @@ const MAX_TRIES: u32 = 256;
 /// Documents this far behind the newest of an episode are deleted: no failure still in flight
 /// read a chain that long ago.
 const KEEP_BEHIND: i64 = 1000;
-/// Expired chains are deleted every this many failures recorded through one store value.
-const PURGE_EVERY: u64 = 256;
 
 /// [`AttemptStore`] on MongoDB.
 #[derive(Debug, Clone)]

@@ -36,6 +36,7 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod service;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 
 use async_trait::async_trait;
@@ -44,7 +45,10 @@ use chrono::{DateTime, Utc};
 pub use service::{
     Ceremony, CeremonyScope, PasskeyError, PasskeyProof, PasskeyService, MAX_NAME_CHARS,
 };
-pub use sql::{PostgresPasskeyStore, SqlitePasskeyStore};
+#[cfg(feature = "postgres")]
+pub use sql::PostgresPasskeyStore;
+#[cfg(feature = "sqlite")]
+pub use sql::SqlitePasskeyStore;
 
 #[cfg(doc)]
 use crate::TokenPurpose;

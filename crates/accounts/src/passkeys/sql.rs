@@ -3,12 +3,20 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row, SqlitePool};
+#[cfg(feature = "postgres")]
+use sqlx::PgPool;
+use sqlx::Row;
+#[cfg(feature = "sqlite")]
+use sqlx::SqlitePool;
 
 use super::{PasskeyStore, PasskeyStoreError, StoredPasskey};
 use crate::sql::is_unreadable;
 use crate::tokens::{from_millis, millis};
-use crate::{PostgresUserStore, SqliteUserStore, UserStoreError};
+#[cfg(feature = "postgres")]
+use crate::PostgresUserStore;
+#[cfg(feature = "sqlite")]
+use crate::SqliteUserStore;
+use crate::UserStoreError;
 
 const COLUMNS: &str =
     "id, user_id, credential_id, name, credential, created_at_ms, last_used_at_ms";
@@ -197,6 +205,7 @@ macro_rules! impl_passkey_store {
     };
 }
 
+#[cfg(feature = "sqlite")]
 impl_passkey_store!(
     SqlitePasskeyStore,
     SqliteUserStore,
@@ -204,6 +213,7 @@ impl_passkey_store!(
     sqlx::sqlite::SqliteRow,
     "[`PasskeyStore`] on SQLite (the embedded node)."
 );
+#[cfg(feature = "postgres")]
 impl_passkey_store!(
     PostgresPasskeyStore,
     PostgresUserStore,

@@ -115,7 +115,16 @@
 //! [`PostgresAttemptStore`] for a fleet without Redis. [`crate::throttle_conformance`] is the
 //! suite all three pass. Timestamps are kept in unix milliseconds.
 
+#[cfg(any(
+    feature = "redis",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mongodb"
+))]
+mod counter;
+#[cfg(feature = "redis")]
 mod redis_store;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 
 use std::net::{IpAddr, SocketAddr};
@@ -127,10 +136,21 @@ use sha2::{Digest, Sha256};
 
 use crate::{AccountError, Email};
 
+#[cfg(any(
+    feature = "redis",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mongodb"
+))]
+pub(crate) use counter::{failures_from, lock_from_millis, millis};
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mongodb"))]
+pub(crate) use counter::{next_lock, PURGE_EVERY};
+#[cfg(feature = "redis")]
 pub use redis_store::RedisAttemptStore;
-#[cfg(feature = "mongodb")]
-pub(crate) use sql::next_lock;
-pub use sql::{PostgresAttemptStore, SqliteAttemptStore};
+#[cfg(feature = "postgres")]
+pub use sql::PostgresAttemptStore;
+#[cfg(feature = "sqlite")]
+pub use sql::SqliteAttemptStore;
 
 /// Smallest accepted [`ThrottlePolicy::base_delay`]: stores keep milliseconds.
 const MIN_DELAY: Duration = Duration::milliseconds(1);
@@ -265,10 +285,6 @@ impl ThrottlePolicy {
             }
         }
         table
-    }
-
-    pub(crate) fn window_ms(&self) -> i64 {
-        self.clamped().window.num_milliseconds()
     }
 }
 
@@ -603,37 +619,6 @@ impl Throttle {
         }
         Ok(())
     }
-}
-
-/// Milliseconds since the epoch, as every store keeps time.
-pub(crate) fn millis(time: DateTime<Utc>) -> i64 {
-    time.timestamp_millis()
-}
-
-pub(crate) fn from_millis(ms: i64) -> Result<DateTime<Utc>, AttemptStoreError> {
-    DateTime::from_timestamp_millis(ms)
-        .ok_or_else(|| AttemptStoreError::Corrupt(format!("timestamp {ms} ms out of range")))
-}
-
-/// The lock at `now_ms` from a stored `locked_until_ms` (0 or past = none).
-pub(crate) fn lock_from_millis(
-    locked_until_ms: i64,
-    now_ms: i64,
-) -> Result<Option<DateTime<Utc>>, AttemptStoreError> {
-    if locked_until_ms > now_ms {
-        from_millis(locked_until_ms).map(Some)
-    } else {
-        Ok(None)
-    }
-}
-
-pub(crate) fn failures_from(n: i64) -> Result<u32, AttemptStoreError> {
-    if n < 1 {
-        return Err(AttemptStoreError::Corrupt(format!(
-            "failure count {n} after a failure"
-        )));
-    }
-    Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
 #[cfg(test)]

@@ -17,15 +17,17 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::MigrateError;
-use sqlx::{PgPool, Row, SqlitePool};
+#[cfg(feature = "postgres")]
+use sqlx::PgPool;
+use sqlx::Row;
+#[cfg(feature = "sqlite")]
+use sqlx::SqlitePool;
 
 use super::{
-    failures_from, lock_from_millis, millis, AttemptStore, AttemptStoreError, FailureCount,
-    ThrottlePolicy,
+    failures_from, lock_from_millis, millis, next_lock, AttemptStore, AttemptStoreError,
+    FailureCount, ThrottlePolicy, PURGE_EVERY,
 };
-
-/// Expired rows are purged once per this many recorded failures.
-pub(crate) const PURGE_EVERY: u64 = 256;
+use crate::sql::is_unreadable;
 
 const CHECK: &str = "SELECT locked_until_ms, forget_at_ms FROM login_attempts WHERE key = $1";
 // The new row's forget time is a placeholder: UPDATE_LOCK sets it in the same transaction.
@@ -44,13 +46,10 @@ const RESET: &str = "DELETE FROM login_attempts WHERE key = $1";
 const PURGE: &str = "DELETE FROM login_attempts WHERE forget_at_ms <= $1";
 
 fn store_error(e: sqlx::Error) -> AttemptStoreError {
-    match e {
-        sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::Decode(_)
-        | sqlx::Error::ColumnNotFound(_)
-        | sqlx::Error::ColumnIndexOutOfBounds { .. }
-        | sqlx::Error::TypeNotFound { .. } => AttemptStoreError::Corrupt(e.to_string()),
-        other => AttemptStoreError::Unavailable(other.to_string()),
+    if is_unreadable(&e) {
+        AttemptStoreError::Corrupt(e.to_string())
+    } else {
+        AttemptStoreError::Unavailable(e.to_string())
     }
 }
 
@@ -62,25 +61,6 @@ fn migrate_error(e: MigrateError) -> AttemptStoreError {
         MigrateError::Execute(other) => store_error(other),
         other => AttemptStoreError::Migration(other.to_string()),
     }
-}
-
-/// The lock and forget time after the `failures`-th failure at `now_ms`, given the lock the
-/// row already had (0 when none or forgotten).
-pub(crate) fn next_lock(
-    failures: u32,
-    previous_lock_ms: i64,
-    free_attempts: u32,
-    policy: &ThrottlePolicy,
-    now_ms: i64,
-) -> (i64, i64) {
-    let delay = policy.delay_ms(failures, free_attempts);
-    let lock = if delay > 0 {
-        previous_lock_ms.max(now_ms.saturating_add(delay))
-    } else {
-        previous_lock_ms
-    };
-    let forget = lock.max(now_ms).saturating_add(policy.window_ms());
-    (lock, forget)
 }
 
 /// Generates the [`AttemptStore`] implementation for a store wrapping a sqlx pool.
@@ -201,38 +181,23 @@ macro_rules! impl_attempt_store {
 }
 
 /// Sign-in attempt counters in SQLite (the embedded single node).
+#[cfg(feature = "sqlite")]
 #[derive(Debug, Clone)]
 pub struct SqliteAttemptStore {
     pool: SqlitePool,
     recorded: Arc<AtomicU64>,
 }
 
+#[cfg(feature = "sqlite")]
 impl_attempt_store!(SqliteAttemptStore, SqlitePool, "migrations/sqlite");
 
 /// Sign-in attempt counters in PostgreSQL, shared by every node of a fleet without Redis.
+#[cfg(feature = "postgres")]
 #[derive(Debug, Clone)]
 pub struct PostgresAttemptStore {
     pool: PgPool,
     recorded: Arc<AtomicU64>,
 }
 
+#[cfg(feature = "postgres")]
 impl_attempt_store!(PostgresAttemptStore, PgPool, "migrations/postgres");
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn locks_never_shrink_and_forget_after_the_lock() {
-        let p = ThrottlePolicy::default();
-        // Below the free attempts: no lock, forgotten a window after now.
-        assert_eq!(next_lock(4, 0, 5, &p, 1_000), (0, 1_000 + 900_000));
-        // The fifth failure locks for a second.
-        assert_eq!(next_lock(5, 0, 5, &p, 1_000), (2_000, 2_000 + 900_000));
-        // A lock in force that ends later than the new one stays.
-        assert_eq!(
-            next_lock(5, 50_000, 5, &p, 1_000),
-            (50_000, 50_000 + 900_000)
-        );
-    }
-}

@@ -27,7 +27,9 @@
 //! [`SqliteMailTokenStore`] (the embedded node) and [`PostgresMailTokenStore`] (a fleet without
 //! Redis), all held to [`crate::tokens_conformance`].
 
+#[cfg(feature = "redis")]
 mod redis_store;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 
 use async_trait::async_trait;
@@ -40,10 +42,17 @@ use sha2::{Digest, Sha256};
 
 use crate::UserRecord;
 
+#[cfg(feature = "redis")]
 pub use redis_store::RedisMailTokenStore;
-#[cfg(feature = "mongodb")]
-pub(crate) use sql::PURGE_EVERY;
-pub use sql::{PostgresMailTokenStore, SqliteMailTokenStore};
+#[cfg(feature = "postgres")]
+pub use sql::PostgresMailTokenStore;
+#[cfg(feature = "sqlite")]
+pub use sql::SqliteMailTokenStore;
+
+/// Expired tokens are purged once per this many inserted through one store value (the stores
+/// without an expiry of their own: SQL and MongoDB).
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mongodb"))]
+pub(crate) const PURGE_EVERY: u64 = 64;
 
 /// Random bytes in a token.
 pub const TOKEN_BYTES: usize = 32;
@@ -264,10 +273,22 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// Milliseconds since the epoch, as every store keeps expiry.
+#[cfg(any(
+    feature = "redis",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mongodb"
+))]
 pub(crate) fn millis(time: DateTime<Utc>) -> i64 {
     time.timestamp_millis()
 }
 
+#[cfg(any(
+    feature = "redis",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mongodb"
+))]
 pub(crate) fn from_millis(ms: i64) -> Result<DateTime<Utc>, TokenStoreError> {
     DateTime::from_timestamp_millis(ms)
         .ok_or_else(|| TokenStoreError::Corrupt(format!("expiry {ms} ms out of range")))

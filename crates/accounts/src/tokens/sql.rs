@@ -15,16 +15,22 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row, SqlitePool};
+#[cfg(feature = "postgres")]
+use sqlx::PgPool;
+use sqlx::Row;
+#[cfg(feature = "sqlite")]
+use sqlx::SqlitePool;
 
 use super::{
     from_millis, millis, MailTokenRecord, MailTokenStore, TokenHash, TokenPurpose, TokenStoreError,
+    PURGE_EVERY,
 };
 use crate::sql::is_unreadable;
-use crate::{PostgresUserStore, SqliteUserStore, UserStoreError};
-
-/// Expired rows are purged once per this many inserted tokens.
-pub(crate) const PURGE_EVERY: u64 = 64;
+#[cfg(feature = "postgres")]
+use crate::PostgresUserStore;
+#[cfg(feature = "sqlite")]
+use crate::SqliteUserStore;
+use crate::UserStoreError;
 
 const INSERT: &str = "INSERT INTO mail_tokens \
      (token_hash, purpose, user_id, expires_at_ms, binding, new_email) \
@@ -178,12 +184,14 @@ macro_rules! impl_mail_token_store {
 }
 
 /// Mail-link tokens in SQLite (the embedded single node).
+#[cfg(feature = "sqlite")]
 #[derive(Debug, Clone)]
 pub struct SqliteMailTokenStore {
     pool: SqlitePool,
     inserted: Arc<AtomicU64>,
 }
 
+#[cfg(feature = "sqlite")]
 impl_mail_token_store!(
     SqliteMailTokenStore,
     SqliteUserStore,
@@ -192,12 +200,14 @@ impl_mail_token_store!(
 );
 
 /// Mail-link tokens in PostgreSQL, shared by every node of a fleet without Redis.
+#[cfg(feature = "postgres")]
 #[derive(Debug, Clone)]
 pub struct PostgresMailTokenStore {
     pool: PgPool,
     inserted: Arc<AtomicU64>,
 }
 
+#[cfg(feature = "postgres")]
 impl_mail_token_store!(
     PostgresMailTokenStore,
     PostgresUserStore,
