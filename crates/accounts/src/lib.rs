@@ -60,7 +60,7 @@
 #![deny(missing_docs)]
 
 pub mod aspnet_identity;
-#[cfg(feature = "conformance")]
+#[cfg(any(feature = "conformance", doc))]
 pub mod conformance;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mongodb"))]
 mod database;
@@ -68,7 +68,7 @@ mod email;
 mod email_migration;
 mod error;
 pub mod factors;
-#[cfg(feature = "conformance")]
+#[cfg(any(feature = "conformance", doc))]
 pub mod factors_conformance;
 mod hash_pool;
 mod hasher;
@@ -84,10 +84,10 @@ mod service;
 mod sql;
 mod store;
 pub mod throttle;
-#[cfg(feature = "conformance")]
+#[cfg(any(feature = "conformance", doc))]
 pub mod throttle_conformance;
 pub mod tokens;
-#[cfg(feature = "conformance")]
+#[cfg(any(feature = "conformance", doc))]
 pub mod tokens_conformance;
 mod user_cache;
 

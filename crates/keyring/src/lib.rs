@@ -24,7 +24,7 @@
 #![deny(missing_docs)]
 
 mod clock;
-#[cfg(feature = "conformance")]
+#[cfg(any(feature = "conformance", doc))]
 pub mod conformance;
 pub mod document;
 mod key;

@@ -8,7 +8,7 @@
 //! Layers:
 //! - [`Session`], [`SessionId`], [`SessionSecret`]: the data.
 //! - [`SessionStore`]: the storage seam (one trait; SQLite, PostgreSQL and Redis implement it, and
-//!   [`conformance`] is the one suite every backend passes).
+//!   `conformance`, behind the feature of that name, is the one suite every backend passes).
 //! - [`SessionManager`]: the policy (idle and absolute timeouts, sliding renewal without a write
 //!   per request, per-user cap, cookie protection).
 //! - [`CachedSessionStore`]: Redis with the sessions a node reads kept in memory, and Redis
@@ -23,7 +23,7 @@
 
 #[cfg(feature = "redis")]
 pub mod cache;
-#[cfg(any(test, feature = "conformance"))]
+#[cfg(any(test, feature = "conformance", doc))]
 pub mod conformance;
 mod device;
 pub mod events;

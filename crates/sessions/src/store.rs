@@ -18,7 +18,8 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Where session records live. Every backend passes [`crate::conformance`].
+/// Where session records live. Every backend passes the suite in `conformance` (the cargo
+/// feature of that name).
 ///
 /// Rules every implementation keeps:
 /// - the per-user index changes in the same atomic step as the record (a transaction in SQL;

@@ -33,7 +33,7 @@
 //! [`PasskeyService`] builds webauthn-rs's relying party from the public URL (`--public-url`):
 //! its host is the RP id, its origin the only origin accepted. A request's `Host` plays no part.
 
-#[cfg(feature = "conformance")]
+#[cfg(any(feature = "conformance", doc))]
 pub mod conformance;
 mod service;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

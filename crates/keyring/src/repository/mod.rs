@@ -57,7 +57,8 @@ pub enum RepositoryError {
     Corrupt(String),
 }
 
-/// Where key documents live. Every backend passes [`crate::conformance`].
+/// Where key documents live. Every backend passes the suite in `conformance` (the cargo feature
+/// of that name).
 #[async_trait]
 pub trait KeyRepository: Send + Sync + 'static {
     /// Reads every document and the revision they belong to, consistently.
