@@ -403,3 +403,105 @@ async fn the_displayed_summary_follows_changes_without_a_session_cache() {
             .totp
     );
 }
+
+/// A real store whose recovery codes cannot be written: a change of second factors that fails
+/// half-way (TOTP turned on, its codes not stored).
+struct CodesFail(Arc<dyn ringfence_accounts::FactorStore>);
+
+#[async_trait::async_trait]
+impl ringfence_accounts::FactorStore for CodesFail {
+    async fn totp(
+        &self,
+        user_id: &str,
+    ) -> Result<Option<ringfence_accounts::TotpRecord>, ringfence_accounts::UserStoreError> {
+        self.0.totp(user_id).await
+    }
+    async fn put_pending_totp(
+        &self,
+        user_id: &str,
+        sealed: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), ringfence_accounts::UserStoreError> {
+        self.0.put_pending_totp(user_id, sealed, now).await
+    }
+    async fn confirm_totp(
+        &self,
+        user_id: &str,
+        sealed: &str,
+        step: i64,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, ringfence_accounts::UserStoreError> {
+        self.0.confirm_totp(user_id, sealed, step, now).await
+    }
+    async fn take_totp_step(
+        &self,
+        user_id: &str,
+        step: i64,
+    ) -> Result<bool, ringfence_accounts::UserStoreError> {
+        self.0.take_totp_step(user_id, step).await
+    }
+    async fn remove_totp(&self, user_id: &str) -> Result<bool, ringfence_accounts::UserStoreError> {
+        self.0.remove_totp(user_id).await
+    }
+    async fn replace_recovery_codes(
+        &self,
+        _user_id: &str,
+        _hashes: &[String],
+    ) -> Result<(), ringfence_accounts::UserStoreError> {
+        Err(ringfence_accounts::UserStoreError::Unavailable(
+            "injected: the codes' write failed".to_owned(),
+        ))
+    }
+    async fn take_recovery_code(
+        &self,
+        user_id: &str,
+        hash: &str,
+    ) -> Result<bool, ringfence_accounts::UserStoreError> {
+        self.0.take_recovery_code(user_id, hash).await
+    }
+    async fn recovery_codes_left(
+        &self,
+        user_id: &str,
+    ) -> Result<u32, ringfence_accounts::UserStoreError> {
+        self.0.recovery_codes_left(user_id).await
+    }
+}
+
+/// A change that fails half-way is still announced: the node drops its copy of the summary, so
+/// `user.mfa` shows TOTP on (it is stored on) instead of the copy from before.
+#[tokio::test]
+async fn a_change_that_fails_half_way_still_drops_the_shown_summary() {
+    let f = fixture().await;
+    let accounts = f.accounts.clone().with_factors(
+        Arc::new(CodesFail(f.db.factor_store().await.unwrap())),
+        &KeyRing::in_memory(f.clock.shared()),
+    );
+    let user = accounts
+        .register("alice@example.com", GOOD_PASSWORD)
+        .await
+        .unwrap();
+    let session = f
+        .sessions
+        .start(&user.id, &ringfence_sessions::ClientInfo::default())
+        .await
+        .unwrap()
+        .session;
+    // Past the session's first second (its copies are never from before it began).
+    f.clock.advance(Duration::seconds(2));
+    let before = accounts
+        .displayed_mfa_status(&session, &user)
+        .await
+        .unwrap();
+    assert!(!before.totp);
+    let setup = accounts.begin_totp_setup(&user, "ringfence").await.unwrap();
+    let secret = TotpSecret::from_base32(&setup.secret).unwrap();
+    let code = secret.code_at(ringfence_keyring::Clock::now(&f.clock));
+    let result = accounts.confirm_totp(&user, &code, IP).await;
+    assert!(matches!(result, Err(AccountError::Store(_))), "{result:?}");
+    // Within the copy's second: without the announcement the old copy would still show.
+    let after = accounts
+        .displayed_mfa_status(&session, &user)
+        .await
+        .unwrap();
+    assert!(after.totp, "TOTP is stored on");
+}

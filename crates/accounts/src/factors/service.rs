@@ -173,6 +173,20 @@ impl Accounts {
         }
     }
 
+    /// Runs a change of `user_id`'s second factors made of several store steps, then tells
+    /// every node ([`Accounts::second_factors_changed`]) whether it succeeded or not: a change
+    /// that fails half-way may have stored its first steps (TOTP off, the codes not yet
+    /// voided), and every node must stop showing the old summary all the same.
+    async fn changing_factors<T>(
+        &self,
+        user_id: &str,
+        change: impl AsyncFnOnce() -> Result<T, AccountError>,
+    ) -> Result<T, AccountError> {
+        let result = change().await;
+        self.second_factors_changed(user_id).await;
+        result
+    }
+
     /// Starts setting up TOTP: a new secret, stored sealed as pending (an earlier pending one
     /// is replaced; TOTP already on stays on with its secret until this one is confirmed).
     /// `issuer` names the app in the authenticator. The caller checks recent authentication.
@@ -250,8 +264,12 @@ impl Accounts {
         if !right {
             return Err(AccountError::InvalidCode);
         }
-        let codes = self.replace_recovery_codes(factors, user).await?;
-        self.second_factors_changed(&user.id).await;
+        // TOTP is on from here: the codes' failure must not keep the news from the nodes.
+        let codes = self
+            .changing_factors(&user.id, async || {
+                self.replace_recovery_codes(factors, user).await
+            })
+            .await?;
         tracing::info!(user_id = %user.id, "TOTP turned on");
         self.notify(
             user,
@@ -318,9 +336,13 @@ impl Accounts {
     /// `false` if TOTP was not on. The caller checks recent authentication.
     pub async fn disable_totp(&self, user: &User) -> Result<bool, AccountError> {
         let factors = self.factors()?;
-        let was_on = factors.store.remove_totp(&user.id).await?;
-        factors.store.replace_recovery_codes(&user.id, &[]).await?;
-        self.second_factors_changed(&user.id).await;
+        let was_on = self
+            .changing_factors(&user.id, async || {
+                let was_on = factors.store.remove_totp(&user.id).await?;
+                factors.store.replace_recovery_codes(&user.id, &[]).await?;
+                Ok(was_on)
+            })
+            .await?;
         if was_on {
             tracing::info!(user_id = %user.id, "TOTP turned off");
             self.notify(
@@ -345,8 +367,11 @@ impl Accounts {
         if !on {
             return Err(AccountError::MfaNotEnabled);
         }
-        let codes = self.replace_recovery_codes(factors, user).await?;
-        self.second_factors_changed(&user.id).await;
+        let codes = self
+            .changing_factors(&user.id, async || {
+                self.replace_recovery_codes(factors, user).await
+            })
+            .await?;
         tracing::info!(user_id = %user.id, "new recovery codes issued");
         self.notify(
             user,
@@ -369,16 +394,17 @@ impl Accounts {
     /// Removes every second factor of a user, passkeys included (account deleted or disabled,
     /// admin reset), no notice. Nothing to do when second factors are not configured.
     pub async fn remove_factors(&self, user_id: &str) -> Result<bool, AccountError> {
-        let had_passkeys = self.remove_passkeys(user_id).await? > 0;
-        let Some(factors) = self.factor_service() else {
-            self.second_factors_changed(user_id).await;
-            return Ok(had_passkeys);
-        };
-        let had_totp = factors.store.remove_totp(user_id).await?;
-        let had_codes = factors.store.recovery_codes_left(user_id).await? > 0;
-        factors.store.replace_recovery_codes(user_id, &[]).await?;
-        self.second_factors_changed(user_id).await;
-        Ok(had_passkeys || had_totp || had_codes)
+        self.changing_factors(user_id, async || {
+            let had_passkeys = self.remove_passkeys(user_id).await? > 0;
+            let Some(factors) = self.factor_service() else {
+                return Ok(had_passkeys);
+            };
+            let had_totp = factors.store.remove_totp(user_id).await?;
+            let had_codes = factors.store.recovery_codes_left(user_id).await? > 0;
+            factors.store.replace_recovery_codes(user_id, &[]).await?;
+            Ok(had_passkeys || had_totp || had_codes)
+        })
+        .await
     }
 
     async fn replace_recovery_codes(

@@ -30,9 +30,12 @@ use ringfence_sessions::{SessionManager, UserWatch};
 
 use super::service::MfaStatus;
 
-/// Entries kept before the stale ones are swept (then, if still full, all are dropped): bounds
-/// memory whatever the number of users.
+/// Entries kept before the stale ones are swept (then, unless that freed a quarter of them, all
+/// are dropped): bounds memory whatever the number of users, and sweeps to at most one per
+/// `CAPACITY / 4` new users.
 const CAPACITY: usize = 10_000;
+/// The most entries a sweep may leave and still count as having freed enough.
+const SWEPT_ENOUGH: usize = CAPACITY - CAPACITY / 4;
 
 /// Why a copy may be shown.
 #[derive(Debug, Clone, Copy)]
@@ -118,12 +121,9 @@ impl StatusCache {
             return;
         }
         if entries.by_user.len() >= CAPACITY && !entries.by_user.contains_key(user_id) {
-            entries
-                .by_user
-                .retain(|id, (_, vouched)| freshness.holds(id, vouched));
-            if entries.by_user.len() >= CAPACITY {
-                entries.by_user.clear();
-            }
+            sweep(&mut entries.by_user, |id, vouched| {
+                freshness.holds(id, vouched)
+            });
         }
         entries
             .by_user
@@ -135,5 +135,48 @@ impl StatusCache {
         let mut entries = self.lock();
         entries.generation = entries.generation.wrapping_add(1);
         entries.by_user.remove(user_id);
+    }
+}
+
+/// Drops the copies that no longer hold. A sweep that freed little would run again at the next
+/// new user, a pass over every entry per request: unless it freed a quarter, all go.
+fn sweep(
+    by_user: &mut HashMap<String, (MfaStatus, Vouched)>,
+    holds: impl Fn(&str, &Vouched) -> bool,
+) {
+    by_user.retain(|id, (_, vouched)| holds(id, vouched));
+    if by_user.len() > SWEPT_ENOUGH {
+        by_user.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> HashMap<String, (MfaStatus, Vouched)> {
+        let read_at = Vouched::ReadAt(DateTime::<Utc>::UNIX_EPOCH);
+        (0..CAPACITY)
+            .map(|n| (n.to_string(), (MfaStatus::default(), read_at)))
+            .collect()
+    }
+
+    fn number(id: &str) -> usize {
+        id.parse().unwrap_or(0)
+    }
+
+    #[test]
+    fn a_sweep_that_frees_little_drops_everything() {
+        let mut by_user = full();
+        sweep(&mut by_user, |id, _| number(id) >= 10);
+        assert!(by_user.is_empty(), "{}", by_user.len());
+    }
+
+    #[test]
+    fn a_sweep_that_frees_a_quarter_keeps_what_holds() {
+        let mut by_user = full();
+        sweep(&mut by_user, |id, _| number(id) >= CAPACITY / 4);
+        assert_eq!(by_user.len(), SWEPT_ENOUGH);
+        assert!(by_user.contains_key(&(CAPACITY - 1).to_string()));
     }
 }
