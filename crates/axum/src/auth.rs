@@ -33,6 +33,8 @@ struct Mutable {
     anon_secret: Option<[u8; ANON_LEN]>,
     anon_cookie_valid: bool,
     session_cookie_written: bool,
+    /// The request carried a pending sign-in cookie that no response has cleared yet.
+    pending_cookie: bool,
 }
 
 /// The per-request authentication context the [`crate::RingfenceLayer`] puts into request
@@ -62,6 +64,7 @@ impl RequestAuth {
         secure: bool,
         state: SessionState,
         anon_secret: Option<[u8; ANON_LEN]>,
+        pending_cookie: bool,
     ) -> Self {
         Self {
             ringfence,
@@ -71,6 +74,7 @@ impl RequestAuth {
                 state: Some(state),
                 anon_cookie_valid: anon_secret.is_some(),
                 anon_secret,
+                pending_cookie,
                 ..Mutable::default()
             })),
         }
@@ -136,7 +140,7 @@ impl RequestAuth {
             .await
             .map_err(|e| AuthError::Unavailable(e.to_string()))?;
         let max_age = self.sessions().config().absolute_timeout;
-        self.clear_pending_sign_in();
+        self.end_pending_sign_in();
         let mut m = self.lock();
         m.state = Some(SessionState::Active(started.session.clone()));
         m.session_cookie_written = true;
@@ -159,13 +163,22 @@ impl RequestAuth {
                 .await
                 .map_err(|e| AuthError::Unavailable(e.to_string()))?;
         }
-        self.clear_pending_sign_in();
+        self.end_pending_sign_in();
         let mut m = self.lock();
         m.state = Some(SessionState::Ended);
         m.session_cookie_written = true;
         m.set_cookies
             .extend(cookies::clear(SESSION_COOKIE, self.secure));
         Ok(())
+    }
+
+    /// Clears the pending sign-in cookie if the request carried one (a sign-in or sign-out
+    /// ends a half-finished two-step sign-in); adds no header otherwise.
+    fn end_pending_sign_in(&self) {
+        let had = std::mem::take(&mut self.lock().pending_cookie);
+        if had {
+            self.clear_pending_sign_in();
+        }
     }
 
     /// An antiforgery token for this requester, for a form's `_csrf` field or the

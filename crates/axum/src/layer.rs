@@ -151,8 +151,11 @@ impl Ringfence {
                 .public_url
                 .as_ref()
                 .is_some_and(PublicUrl::is_https);
-        let [session_cookie, anon_cookie] =
-            cookies::read(&parts.headers, [SESSION_COOKIE, CSRF_COOKIE], secure);
+        let [session_cookie, anon_cookie, pending_cookie] = cookies::read(
+            &parts.headers,
+            [SESSION_COOKIE, CSRF_COOKIE, crate::pending::PENDING_COOKIE],
+            secure,
+        );
         let state = match session_cookie {
             None => crate::SessionState::Anonymous,
             Some(value) => RequestAuth::state_from(self.inner.sessions.resolve(value).await),
@@ -162,7 +165,14 @@ impl Ringfence {
             None => None,
         };
         (
-            RequestAuth::new(self.clone(), client, secure, state, anon),
+            RequestAuth::new(
+                self.clone(),
+                client,
+                secure,
+                state,
+                anon,
+                pending_cookie.is_some(),
+            ),
             session_cookie.is_some(),
         )
     }
