@@ -11,7 +11,9 @@ use chrono::{DateTime, Utc};
 use crate::keys::KeyRing;
 use crate::protector::DataProtector;
 use crate::ticket::AuthenticationTicket;
-use crate::{from_ticks, to_ticks, Error};
+use crate::Error;
+#[cfg(feature = "redis")]
+use crate::{from_ticks, to_ticks};
 
 /// `CookieAuthenticationDefaults.CookiePrefix + scheme`: the default cookie name for `Cookies`.
 pub const DEFAULT_COOKIE_NAME: &str = ".AspNetCore.Cookies";
@@ -124,7 +126,8 @@ pub fn session_key(ticket: &AuthenticationTicket) -> Option<&str> {
 /// Reads the ticket an `ITicketStore` over Redis `IDistributedCache` keeps under `key`: a hash
 /// with `data` (the `TicketSerializer` bytes), `absexp` (absolute expiry, UTC ticks, -1 for none)
 /// and `sldexp` (sliding window, ticks, -1 for none; Redis's TTL enforces it). Refuses an expired
-/// or missing ticket.
+/// or missing ticket. (Cargo feature `redis`.)
+#[cfg(feature = "redis")]
 pub async fn read_stored_ticket(
     redis_url: &str,
     key: &str,
@@ -140,6 +143,7 @@ pub async fn read_stored_ticket(
 }
 
 /// [`read_stored_ticket`] over a connection the caller keeps (a server's connection manager).
+#[cfg(feature = "redis")]
 pub async fn read_stored_ticket_with<C: redis::aio::ConnectionLike>(
     conn: &mut C,
     key: &str,

@@ -28,7 +28,9 @@ const MAX_SERVER_CLOCK_SKEW: Duration = Duration::minutes(5);
 pub enum KeySource {
     /// A directory of `*.xml` documents (`PersistKeysToFileSystem`).
     Dir(std::path::PathBuf),
-    /// A Redis list of XML documents (`PersistKeysToStackExchangeRedis`).
+    /// A Redis list of XML documents (`PersistKeysToStackExchangeRedis`; cargo feature
+    /// `redis`).
+    #[cfg(feature = "redis")]
     Redis {
         /// redis:// URL.
         url: String,
@@ -43,6 +45,7 @@ impl KeySource {
     pub async fn load(&self) -> Result<KeyRing, Error> {
         match self {
             KeySource::Dir(dir) => KeyRing::from_dir(dir),
+            #[cfg(feature = "redis")]
             KeySource::Redis { url, list } => KeyRing::from_redis(url, list).await,
         }
     }
@@ -142,6 +145,7 @@ impl KeyRing {
     }
 
     /// Reads the Redis list `PersistKeysToStackExchangeRedis` writes.
+    #[cfg(feature = "redis")]
     pub async fn from_redis(url: &str, list: &str) -> Result<KeyRing, Error> {
         let client = redis::Client::open(url).map_err(|e| Error::KeySource(e.to_string()))?;
         let mut conn = client

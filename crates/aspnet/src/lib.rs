@@ -6,7 +6,9 @@
 //! - [`ticket`]: the `TicketSerializer` format of authentication tickets.
 //! - [`cookie`]: authentication cookies (chunking, the cookie handler's purposes, `ITicketStore`).
 //!
-//! The formats are documented in `docs/aspnet.md`.
+//! The formats are documented in `docs/aspnet.md`. The cargo feature `redis` (on by default)
+//! reads key rings from a Redis list and tickets from an `ITicketStore` over Redis; without it
+//! the crate reads key directories, payloads, tickets and cookies only.
 #![deny(missing_docs)]
 
 pub mod cookie;

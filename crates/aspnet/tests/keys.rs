@@ -8,7 +8,6 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::*;
 use ringfence_aspnet::{Algorithm, DataProtector, Error, KeyRing, Validation};
-use ringfence_testkit::RedisServer;
 use uuid::Uuid;
 
 fn t0() -> DateTime<Utc> {
@@ -290,8 +289,10 @@ fn a_key_directory_is_read_with_its_revocations() {
     assert!(matches!(err, Error::KeySource(_)), "{err}");
 }
 
+#[cfg(feature = "redis")]
 #[tokio::test]
 async fn a_redis_list_is_read_like_persist_keys_to_stack_exchange_redis_writes_it() {
+    use ringfence_testkit::RedisServer;
     let server = RedisServer::start().unwrap();
     let client = redis::Client::open(server.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();

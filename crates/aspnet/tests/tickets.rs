@@ -7,10 +7,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::*;
-use ringfence_aspnet::cookie::{self, SESSION_ID_CLAIM};
+use ringfence_aspnet::cookie;
 use ringfence_aspnet::ticket::{self, format_rfc1123};
 use ringfence_aspnet::{AuthenticationTicket, Claim, Error, Identity, KeyRing};
-use ringfence_testkit::RedisServer;
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
@@ -277,8 +276,11 @@ fn chunked_cookies_are_split_and_joined_as_the_chunking_cookie_manager_does() {
     );
 }
 
+#[cfg(feature = "redis")]
 #[tokio::test]
 async fn ticket_store_tickets_are_read_from_redis_and_expired_ones_refused() {
+    use ringfence_aspnet::cookie::SESSION_ID_CLAIM;
+    use ringfence_testkit::RedisServer;
     let server = RedisServer::start().unwrap();
     let client = redis::Client::open(server.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();

@@ -34,9 +34,11 @@ pub struct AspNetCookieAuth {
     /// Swapped whole when the ring is reloaded; requests clone the current one.
     protector: Arc<RwLock<DataProtector>>,
     cookie_name: String,
+    #[cfg(feature = "redis")]
     ticket_store: Option<Arc<TicketStore>>,
 }
 
+#[cfg(feature = "redis")]
 struct TicketStore {
     conn: redis::aio::ConnectionManager,
     prefix: String,
@@ -47,8 +49,7 @@ impl std::fmt::Debug for AspNetCookieAuth {
         f.debug_struct("AspNetCookieAuth")
             .field("purposes", &self.protector().purposes().to_vec())
             .field("cookie_name", &self.cookie_name)
-            .field("ticket_store", &self.ticket_store.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -58,6 +59,7 @@ impl AspNetCookieAuth {
         AspNetCookieAuth {
             protector: Arc::new(RwLock::new(protector)),
             cookie_name: DEFAULT_COOKIE_NAME.to_owned(),
+            #[cfg(feature = "redis")]
             ticket_store: None,
         }
     }
@@ -90,7 +92,8 @@ impl AspNetCookieAuth {
     }
 
     /// Resolves cookies that hold only an `ITicketStore` session key in this Redis
-    /// `IDistributedCache` (`prefix`: its `InstanceName`).
+    /// `IDistributedCache` (`prefix`: its `InstanceName`). Cargo feature `redis`.
+    #[cfg(feature = "redis")]
     pub fn ticket_store(
         mut self,
         conn: redis::aio::ConnectionManager,
@@ -128,6 +131,17 @@ impl AspNetCookieAuth {
         let Some(key) = cookie::session_key(&ticket) else {
             return Ok(ticket);
         };
+        self.stored_ticket(key, now).await
+    }
+
+    /// The ticket a cookie holding only an `ITicketStore` session key names; without a ticket
+    /// store (or without the `redis` feature) nobody is signed in by it.
+    #[cfg(feature = "redis")]
+    async fn stored_ticket(
+        &self,
+        key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<AuthenticationTicket, AuthError> {
         let store = self
             .ticket_store
             .as_ref()
@@ -143,6 +157,15 @@ impl AspNetCookieAuth {
                 Err(AuthError::Unauthenticated)
             }
         }
+    }
+
+    #[cfg(not(feature = "redis"))]
+    async fn stored_ticket(
+        &self,
+        _key: &str,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<AuthenticationTicket, AuthError> {
+        Err(AuthError::Unauthenticated)
     }
 }
 

@@ -27,21 +27,31 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+#[cfg(feature = "redis")]
 use std::time::Duration;
 
+#[cfg(feature = "redis")]
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ringfence_accounts::{
     Accounts, AttemptStore, Database, MailTokenStore, PasswordHasher, PasswordPolicy,
-    RedisAttemptStore, RedisMailTokenStore, ThrottlePolicy,
+    ThrottlePolicy,
 };
-use ringfence_keyring::{
-    private_files, DirectoryKeyRepository, KeyRepository, KeyRing, KeyRingConfig,
-    PostgresKeyRepository, RedisKeyRepository, SharedClock, SystemClock,
-};
-use ringfence_sessions::{
-    PostgresSessionStore, RedisSessionStore, SessionConfig, SessionManager, SessionStore,
-    SqliteSessionStore,
-};
+#[cfg(feature = "redis")]
+use ringfence_accounts::{RedisAttemptStore, RedisMailTokenStore};
+#[cfg(feature = "postgres")]
+use ringfence_keyring::PostgresKeyRepository;
+#[cfg(feature = "redis")]
+use ringfence_keyring::RedisKeyRepository;
+#[cfg(feature = "sqlite")]
+use ringfence_keyring::{private_files, DirectoryKeyRepository};
+use ringfence_keyring::{KeyRepository, KeyRing, KeyRingConfig, SharedClock, SystemClock};
+#[cfg(feature = "postgres")]
+use ringfence_sessions::PostgresSessionStore;
+#[cfg(feature = "redis")]
+use ringfence_sessions::RedisSessionStore;
+#[cfg(feature = "sqlite")]
+use ringfence_sessions::SqliteSessionStore;
+use ringfence_sessions::{SessionConfig, SessionManager, SessionStore};
 
 use crate::client::TrustedProxies;
 use crate::layer::Ringfence;
@@ -49,6 +59,7 @@ use crate::public_url::PublicUrl;
 use crate::recent::StepUpSettings;
 
 /// How long a store may take to answer at start before the build gives up with its name.
+#[cfg(feature = "redis")]
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The Redis key prefix the builder uses (the same as `ringfence serve`'s default), so an app
@@ -66,11 +77,14 @@ pub struct Storage(Backend);
 #[derive(Debug, Clone)]
 enum Backend {
     /// One node: key files and a SQLite database in a directory.
+    #[cfg(feature = "sqlite")]
     Embedded(PathBuf),
     /// A fleet: keys, sessions, throttle counters and mail tokens in Redis, accounts in a
     /// database every node reaches.
+    #[cfg(feature = "redis")]
     Shared { redis: String, database: String },
     /// A fleet without Redis: everything in one PostgreSQL database.
+    #[cfg(feature = "postgres")]
     Postgres(String),
 }
 
@@ -152,6 +166,7 @@ impl Ringfence {
 impl RingfenceBuilder<NoStorage> {
     /// One node, everything in `dir` (created `0700`): key files in `dir/keys`, accounts,
     /// sessions, throttle counters and mail tokens in the SQLite database `dir/ringfence.db`.
+    #[cfg(feature = "sqlite")]
     pub fn embedded(self, dir: impl Into<PathBuf>) -> RingfenceBuilder<Storage> {
         self.with_storage(Backend::Embedded(dir.into()))
     }
@@ -159,6 +174,7 @@ impl RingfenceBuilder<NoStorage> {
     /// Any number of nodes: keys, sessions, throttle counters and mail tokens in Redis
     /// (`redis://…` or `rediss://…`), accounts in the database at `database_url`
     /// (`postgres://…`; `sqlite://…` only when the nodes share the file).
+    #[cfg(feature = "redis")]
     pub fn shared(
         self,
         redis_url: impl Into<String>,
@@ -174,6 +190,7 @@ impl RingfenceBuilder<NoStorage> {
     /// counters, mail tokens and accounts in that one database. Every session check reads it,
     /// so a revocation is refused everywhere at once; Redis ([`RingfenceBuilder::shared`])
     /// takes that read off the database.
+    #[cfg(feature = "postgres")]
     pub fn postgres(self, database_url: impl Into<String>) -> RingfenceBuilder<Storage> {
         self.with_storage(Backend::Postgres(database_url.into()))
     }
@@ -266,10 +283,13 @@ impl RingfenceBuilder<Storage> {
     pub async fn build(self) -> Result<Ringfence, BuildError> {
         let clock = self.clock.unwrap_or_else(SystemClock::shared);
         let stores = match &self.storage.0 {
+            #[cfg(feature = "sqlite")]
             Backend::Embedded(dir) => embedded_stores(dir).await?,
+            #[cfg(feature = "redis")]
             Backend::Shared { redis, database } => {
                 shared_stores(redis, database, &self.redis_prefix).await?
             }
+            #[cfg(feature = "postgres")]
             Backend::Postgres(url) => postgres_stores(url).await?,
         };
         let keyring = KeyRing::open(stores.keys, self.keyring, clock.clone()).await?;
@@ -317,6 +337,7 @@ fn prepare<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> BuildE
     }
 }
 
+#[cfg(feature = "sqlite")]
 async fn embedded_stores(dir: &std::path::Path) -> Result<Stores, BuildError> {
     private_files::create_dir(dir).map_err(|source| BuildError::DataDir {
         path: dir.to_owned(),
@@ -350,6 +371,7 @@ async fn embedded_stores(dir: &std::path::Path) -> Result<Stores, BuildError> {
     })
 }
 
+#[cfg(feature = "redis")]
 async fn shared_stores(
     redis_url: &str,
     database_url: &str,
@@ -368,6 +390,7 @@ async fn shared_stores(
     })
 }
 
+#[cfg(feature = "postgres")]
 async fn postgres_stores(url: &str) -> Result<Stores, BuildError> {
     let database = Database::connect(url)
         .await
@@ -399,6 +422,7 @@ async fn postgres_stores(url: &str) -> Result<Stores, BuildError> {
     })
 }
 
+#[cfg(feature = "redis")]
 async fn connect_redis(url: &str) -> Result<ConnectionManager, BuildError> {
     let failed = |e: redis::RedisError| BuildError::Redis(e.to_string());
     let client = redis::Client::open(url).map_err(failed)?;
@@ -420,7 +444,7 @@ async fn connect_redis(url: &str) -> Result<ConnectionManager, BuildError> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sqlite"))]
 mod tests {
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
@@ -461,6 +485,7 @@ mod tests {
         assert_eq!(response.status(), StatusCode::OK);
     }
 
+    #[cfg(feature = "redis")]
     #[tokio::test]
     async fn an_unreachable_redis_is_a_clear_error_naming_redis() {
         let port = ringfence_testkit::free_port();

@@ -88,6 +88,7 @@ impl Ringfence {
     }
 
     /// The same services refusing requests that come without the client's address.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn requiring_client_address(self) -> Self {
         self.rebuilt(|inner| inner.require_client_address = true)
     }

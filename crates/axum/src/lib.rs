@@ -23,6 +23,15 @@
 //!
 //! [`Ringfence::builder`] assembles the services from a choice of storage ([`RingfenceBuilder`]);
 //! [`Ringfence::new`] takes services an app built itself. See `examples/` in the repository.
+//!
+//! # Cargo features
+//!
+//! `redis`, `sqlite` and `postgres` (all on by default) choose the stores compiled in, down to
+//! the key ring, sessions and accounts crates: [`RingfenceBuilder::embedded`] needs `sqlite`,
+//! [`RingfenceBuilder::shared`] `redis` (and a SQL backend for the accounts),
+//! [`RingfenceBuilder::postgres`] `postgres`; `redis` also gives
+//! [`AspNetCookieAuth::ticket_store`]. An app on PostgreSQL alone, say, depends on
+//! `ringfence-axum = { version = "0.1", default-features = false, features = ["postgres"] }`.
 
 #![deny(missing_docs)]
 
@@ -30,6 +39,7 @@ mod api_error;
 mod aspnet;
 mod auth;
 mod body;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod builder;
 mod client;
 mod cookies;
@@ -48,6 +58,7 @@ pub use api_error::{with_retry_after, ApiError};
 pub use aspnet::{AspNetCookieAuth, AspNetUser};
 pub use auth::{RequestAuth, SessionState};
 pub use body::{ApiJson, CsrfForm, CsrfOnly, FormRejection};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use builder::{BuildError, NoStorage, RingfenceBuilder, Storage, DEFAULT_REDIS_PREFIX};
 pub use client::{client_info, TrustedProxies};
 pub use cookies::{CookieNames, CSRF_COOKIE, SESSION_COOKIE};

@@ -8,12 +8,15 @@ use axum::{Extension, Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{Duration, Utc};
-use ringfence_aspnet::cookie::{self, SESSION_ID_CLAIM};
+use ringfence_aspnet::cookie;
+#[cfg(feature = "redis")]
+use ringfence_aspnet::cookie::SESSION_ID_CLAIM;
 use ringfence_aspnet::ticket::{
     format_rfc1123, DEFAULT_NAME_CLAIM_TYPE, EMAIL_CLAIM_TYPE, NAME_IDENTIFIER_CLAIM_TYPE,
 };
 use ringfence_aspnet::{AuthenticationTicket, Claim, DataProtector, Identity, KeyRing, KeySource};
 use ringfence_axum::{AspNetCookieAuth, AspNetUser};
+#[cfg(feature = "redis")]
 use ringfence_testkit::RedisServer;
 
 fn ring() -> Arc<KeyRing> {
@@ -115,6 +118,7 @@ async fn a_dotnet_cookie_signs_the_request_in_and_anything_else_is_401() {
     }
 }
 
+#[cfg(feature = "redis")]
 #[tokio::test]
 async fn a_ticket_store_cookie_is_resolved_in_redis() {
     let server = RedisServer::start().unwrap();
@@ -167,6 +171,7 @@ async fn a_ticket_store_cookie_is_resolved_in_redis() {
     assert_eq!(get_me(&url, Some(&format!(".Shop={value}"))).await.0, 401);
 }
 
+#[cfg(feature = "redis")]
 #[tokio::test]
 async fn an_unreachable_ticket_store_is_503_not_a_sign_out() {
     let mut server = RedisServer::start().unwrap();
