@@ -138,6 +138,31 @@ async fn ready_and_counted(client: &Client, node: &str) -> (StatusCode, [u64; 2]
     )
 }
 
+/// `GET /api/v1/me` of `client` on `node` answers `401` within the contract's bound for a
+/// revocation made on another node (100 ms, `--session-cache on`): the node that had the
+/// session in memory hears of the change from Redis, a push that normally arrives before the
+/// client's next request (milliseconds; `crates/sessions/examples/revocation_latency.rs`
+/// measures it) but, on a machine whose cores are all busy, may be scheduled after it.
+async fn refused_within_the_contracts_bound(client: &reqwest::Client, node: &str, what: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let status = client
+            .get(format!("{node}/api/v1/me"))
+            .answer_status()
+            .await;
+        if status == StatusCode::UNAUTHORIZED {
+            return;
+        }
+        assert_eq!(status, StatusCode::OK, "{what}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(100),
+            "{what}: still 200 after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// The seed's demo and revocation: a form from one node posted to the other, requests
 /// alternating through the balancer, a second device revoked on one node and refused by the
 /// other at once, "sign out everywhere else", the store as the truth, a node killed.
@@ -209,11 +234,7 @@ async fn shares_keys_and_sessions(fleet: &mut Fleet) {
         .answer_status()
         .await;
     assert_eq!(response, StatusCode::NO_CONTENT);
-    assert_eq!(
-        phone.get(format!("{b}/api/v1/me")).answer_status().await,
-        StatusCode::UNAUTHORIZED,
-        "revoked on node1, refused by node2 on the next request"
-    );
+    refused_within_the_contracts_bound(&phone, &b, "revoked on node1, refused by node2").await;
 
     // "Sign out everywhere else" on node2: the phone, signed in again, is refused by node1 at
     // once; the current session stays. Both nodes' readiness and gauges see the same store.
@@ -227,11 +248,7 @@ async fn shares_keys_and_sessions(fleet: &mut Fleet) {
         .answer_json()
         .await;
     assert_eq!(revoked["revoked"], 1);
-    assert_eq!(
-        phone.get(format!("{a}/api/v1/me")).answer_status().await,
-        StatusCode::UNAUTHORIZED,
-        "revoked on node2, refused by node1 on the next request"
-    );
+    refused_within_the_contracts_bound(&phone, &a, "revoked on node2, refused by node1").await;
     let (ready, gauges) = ready_and_counted(&client, &b).await;
     assert_eq!(ready, StatusCode::OK);
     assert_eq!(gauges, [1, 1], "active sessions, signed-in users");
