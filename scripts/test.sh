@@ -43,6 +43,10 @@ have_openssl_dev() { command -v pkg-config >/dev/null 2>&1 && pkg-config --exist
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 have_openssl_dev || missing+=(libssl-dev)
 
+# Go, to build FerretDB for the MongoDB tests (below) when it is not built yet.
+[[ -x "${XDG_CACHE_HOME:-$HOME/.cache}/ringfence/ferretdb/ferretdb" ]] ||
+    command -v go >/dev/null 2>&1 || missing+=(golang-go)
+
 # Headless Chromium and its WebDriver server for the browser test (tests/browser.rs).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
@@ -131,8 +135,7 @@ export RINGFENCE_SCHEMATHESIS="$schemathesis_venv/bin/st"
 
 # FerretDB (a MongoDB wire-protocol server, Apache-2.0) on its SQLite backend is the MongoDB the
 # tests of the MongoDB stores start (ringfence-testkit's MongoServer): no MongoDB server package
-# is obtainable here. Built once with Go from the Go module proxy into the user's cache; without
-# Go those tests say so and are skipped. Not `go install …/cmd/ferretdb@VERSION`: the released
+# is obtainable here. Built once with Go from the Go module proxy into the user's cache. Not `go install …/cmd/ferretdb@VERSION`: the released
 # module lacks the generated build/version/version.txt, and a binary built from it panics at
 # start; so the module's source is built in a scratch copy with that file written, as
 # upstream's build instructions say.
@@ -153,14 +156,24 @@ build_ferretdb() {
     rm -rf "$scratch"
     return $status
 }
+# A run without it would pass while testing nothing of MongoDB, so it fails instead, unless
+# RINGFENCE_SKIP_MONGODB=1 says that is wanted (the MongoDB tests then say they are skipped).
+no_ferretdb() {
+    if [[ ${RINGFENCE_SKIP_MONGODB:-} == 1 ]]; then
+        say "$1; RINGFENCE_SKIP_MONGODB=1: the MongoDB tests will be skipped"
+    else
+        say "$1: the MongoDB stores cannot be tested (Go 1.24 or newer builds it; set RINGFENCE_SKIP_MONGODB=1 to run without them)"
+        exit 1
+    fi
+}
 if [[ "$("$ferretdb_dir/ferretdb" --version 2>/dev/null || true)" != *"version: $ferretdb_version"* ]]; then
     if command -v go >/dev/null 2>&1; then
-        say "building FerretDB $ferretdb_version into $ferretdb_dir (once; takes minutes)"
+        say "building FerretDB $ferretdb_version into $ferretdb_dir with $(go version) (once; takes minutes)"
         if ! (cd /tmp && build_ferretdb); then
-            say "could not build FerretDB $ferretdb_version; the MongoDB tests will be skipped"
+            no_ferretdb "could not build FerretDB $ferretdb_version"
         fi
     else
-        say "no Go toolchain: FerretDB cannot be built and the MongoDB tests will be skipped"
+        no_ferretdb "no Go toolchain to build FerretDB $ferretdb_version"
     fi
 fi
 [[ -x "$ferretdb_dir/ferretdb" ]] && export RINGFENCE_FERRETDB="$ferretdb_dir/ferretdb"
