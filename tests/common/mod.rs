@@ -337,6 +337,12 @@ pub fn assert_error(answer: &(StatusCode, serde_json::Value), status: StatusCode
     assert_eq!((*got, error_code(body)), (status, code), "{body}");
 }
 
+/// Asserts a JSON API answer (status and body) has `status`, showing the body when not.
+#[track_caller]
+pub fn assert_status(answer: &(StatusCode, serde_json::Value), status: StatusCode) {
+    assert_eq!(answer.0, status, "{}", answer.1);
+}
+
 /// Makes `email` an administrator of `fleet` with `ringfence users set-admin EMAIL on`.
 pub fn make_fleet_admin(fleet: &Fleet, email: &str) {
     let (redis, database) = (fleet.redis.url(), fleet.postgres.url());
