@@ -29,6 +29,13 @@ pub fn start_node(name: &str, data_dir: &Path, extra: &[String]) -> NodeProcess 
     .unwrap_or_else(|e| panic!("start node {name}: {e}"))
 }
 
+/// A node named `solo` on the embedded defaults in a fresh data directory; the node, and the
+/// directory, which must outlive it.
+pub fn solo_node() -> (NodeProcess, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    (start_node("solo", data.path(), &[]), data)
+}
+
 /// The compiled example `name` (`examples/NAME.rs`), beside this test binary's directory.
 /// `cargo test` builds the examples before it runs the tests; a lone `cargo test --test X`
 /// does not, hence the message.
@@ -295,6 +302,11 @@ impl Answer for reqwest::RequestBuilder {
     async fn answer_text(self) -> String {
         self.send().await.unwrap().text().await.unwrap()
     }
+}
+
+/// Sends `request` and asserts the answer's status is `want` (`what` says which request).
+pub async fn assert_answers(request: reqwest::RequestBuilder, want: StatusCode, what: &str) {
+    assert_eq!(request.answer_status().await, want, "{what}");
 }
 
 /// The CSRF token of the session `client` holds on `base`, as `GET /api/v1/me` gives it.
