@@ -255,18 +255,6 @@ fn fleet(smtp: &SmtpServer) -> Fleet {
     common::fleet(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
-impl Fleet {
-    /// `ringfence ARGS` on the fleet's stores (and mail settings).
-    fn cli(&self, args: &[&str], stdin: Option<&str>, smtp: &SmtpServer) -> Run {
-        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        all.extend(["--redis".to_owned(), self.redis.url()]);
-        all.extend(["--database".to_owned(), self.postgres.url()]);
-        all.extend(mail_args(Some(smtp)));
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        run(&refs, stdin, &[])
-    }
-}
-
 /// `ringfence users disable` (by `cli`) on an account signed in on `node` with [`NEW_PASSWORD`]:
 /// its session ends there, and signing in on `other` is refused as `account_disabled`.
 async fn disabling_ends_the_sessions(
@@ -354,7 +342,7 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     let token = link_token(&reset_mail, "/reset-password");
     // The fleet keeps the token in Redis, under the prefix, hashed: the token itself is nowhere.
     let keys = fleet
-        .redis
+        .redis()
         .redis_cli(&[
             "--scan",
             "--pattern",
@@ -363,7 +351,7 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
         .unwrap();
     assert_eq!(keys.lines().count(), 1, "{keys}");
     assert!(!keys.contains(&token));
-    let value = fleet.redis.redis_cli(&["GET", keys.trim()]).unwrap();
+    let value = fleet.redis().redis_cli(&["GET", keys.trim()]).unwrap();
     assert!(!value.contains(&token), "{value}");
 
     // Tampered and wrong-purpose tokens are refused and spend nothing.
@@ -489,7 +477,13 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     assert_status(&answer, StatusCode::NO_CONTENT);
 
     // Administrators, through the API (on one node) and the CLI (on the stores).
-    let fleet_cli = |args: &[&str], stdin: Option<&str>| fleet.cli(args, stdin, &smtp);
+    // `ringfence ARGS` on the fleet's stores, with its mail settings.
+    let mail = mail_args(Some(&smtp));
+    let fleet_cli = |args: &[&str], stdin: Option<&str>| {
+        let mut all = args.to_vec();
+        all.extend(mail.iter().map(String::as_str));
+        fleet.cli(&all, stdin)
+    };
     add_admin(&fleet_cli, "admin@example.com");
     let admin = Admin::sign_in(&n1, "admin@example.com", PASSWORD).await;
     let found = admin.find(moved).await;
