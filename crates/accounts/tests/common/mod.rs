@@ -2,8 +2,6 @@
 
 #![allow(dead_code)]
 
-pub mod mail;
-
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
