@@ -92,6 +92,76 @@ async fn sign_in(client: &Client, base: &str, email: &str, password: &str) -> (S
     .await
 }
 
+/// Asserts that a fresh client signing in on `base` as `email` with `password` is answered
+/// `status`.
+async fn assert_sign_in(base: &str, email: &str, password: &str, status: StatusCode) {
+    let (got, body) = sign_in(&browser(), base, email, password).await;
+    assert_eq!(got, status, "{email} on {base}: {body}");
+}
+
+/// The CSRF token in the body of a successful sign-in.
+fn csrf_token(login: &Value) -> String {
+    login["csrf_token"].as_str().unwrap().to_owned()
+}
+
+/// `POST /api/v1/email/verification` on `base` for the signed-in `client` (a new verification
+/// mail); the status.
+async fn resend_verification(client: &Client, base: &str, csrf: &str) -> StatusCode {
+    let url = format!("{base}/api/v1/email/verification");
+    post(client, &url, json!({}), Some(csrf)).await.0
+}
+
+/// Asks, for the signed-in `client`, to move its address to `new_email` (asserted `202`); the
+/// confirmation mail that arrives there.
+async fn request_email_change(
+    client: &Client,
+    base: &str,
+    csrf: &str,
+    new_email: &str,
+    smtp: &SmtpServer,
+) -> ReceivedMail {
+    let (status, body) = change_email(client, base, csrf, new_email).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    smtp_mail(smtp, new_email, "Confirm your new e-mail")
+}
+
+/// An administrator signed in on one node, using `/api/v1/admin/users`.
+struct Admin {
+    client: Client,
+    base: String,
+    csrf: String,
+}
+
+impl Admin {
+    /// Signs `email` in on `base` with `password` (asserted to succeed).
+    async fn sign_in(base: &str, email: &str, password: &str) -> Admin {
+        let client = browser();
+        let (status, login) = sign_in(&client, base, email, password).await;
+        assert_eq!(status, StatusCode::OK, "{login}");
+        let csrf = csrf_token(&login);
+        Admin {
+            client,
+            base: base.to_owned(),
+            csrf,
+        }
+    }
+
+    /// The users a search by `email` finds (the search asserted `200`).
+    async fn find(&self, email: &str) -> Value {
+        let query = email.replace('@', "%40");
+        let url = format!("{}/api/v1/admin/users?email={query}", self.base);
+        let (status, found) = call(&self.client, reqwest::Method::GET, &url, None).await;
+        assert_eq!(status, StatusCode::OK, "{found}");
+        found
+    }
+
+    /// `METHOD /api/v1/admin/users/{id}{action}` with the CSRF header; the status.
+    async fn act(&self, method: reqwest::Method, id: &str, action: &str) -> StatusCode {
+        let url = format!("{}/api/v1/admin/users/{id}{action}", self.base);
+        call(&self.client, method, &url, Some(&self.csrf)).await.0
+    }
+}
+
 /// The token of the one action link in a mail, checking the link's form on the way.
 fn link_token(mail: &ReceivedMail, page: &str) -> String {
     let text = mail.text().expect("a text part");
@@ -185,18 +255,6 @@ fn fleet(smtp: &SmtpServer) -> Fleet {
     common::fleet(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
-impl Fleet {
-    /// `ringfence ARGS` on the fleet's stores (and mail settings).
-    fn cli(&self, args: &[&str], stdin: Option<&str>, smtp: &SmtpServer) -> Run {
-        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        all.extend(["--redis".to_owned(), self.redis.url()]);
-        all.extend(["--database".to_owned(), self.postgres.url()]);
-        all.extend(mail_args(Some(smtp)));
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        run(&refs, stdin, &[])
-    }
-}
-
 /// `ringfence users disable` (by `cli`) on an account signed in on `node` with [`NEW_PASSWORD`]:
 /// its session ends there, and signing in on `other` is refused as `account_disabled`.
 async fn disabling_ends_the_sessions(
@@ -232,10 +290,27 @@ async fn enabling_and_setting_the_password(
         Some(&format!("{PASSWORD}\n")),
     );
     assert!(set.success, "{}", set.stderr);
-    assert_eq!(
-        sign_in(&browser(), node, email, PASSWORD).await.0,
-        StatusCode::OK
+    assert_sign_in(node, email, PASSWORD, StatusCode::OK).await;
+}
+
+/// `ringfence users add EMAIL --admin` with [`PASSWORD`] (by `cli`), asserted to succeed.
+fn add_admin(cli: &impl Fn(&[&str], Option<&str>) -> Run, email: &str) {
+    let added = cli(
+        &["users", "add", email, "--admin"],
+        Some(&format!("{PASSWORD}\n")),
     );
+    assert!(added.success, "{}", added.stderr);
+}
+
+/// The token of the link `ringfence users reset-password --print-link` printed (by `cli`),
+/// asserted to have succeeded with one link to the reset page.
+fn printed_reset_token(cli: &impl Fn(&[&str], Option<&str>) -> Run, email: &str) -> String {
+    let printed = cli(&["users", "reset-password", email, "--print-link"], None);
+    assert!(printed.success, "{}", printed.stderr);
+    let link = printed.stdout.trim();
+    link.strip_prefix(&format!("{PUBLIC_URL}/reset-password?token="))
+        .unwrap_or_else(|| panic!("{link}"))
+        .to_owned()
 }
 
 /// The whole reset flow across a fleet, then verification, an e-mail change and the admin
@@ -267,7 +342,7 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     let token = link_token(&reset_mail, "/reset-password");
     // The fleet keeps the token in Redis, under the prefix, hashed: the token itself is nowhere.
     let keys = fleet
-        .redis
+        .redis()
         .redis_cli(&[
             "--scan",
             "--pattern",
@@ -276,7 +351,7 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
         .unwrap();
     assert_eq!(keys.lines().count(), 1, "{keys}");
     assert!(!keys.contains(&token));
-    let value = fleet.redis.redis_cli(&["GET", keys.trim()]).unwrap();
+    let value = fleet.redis().redis_cli(&["GET", keys.trim()]).unwrap();
     assert!(!value.contains(&token), "{value}");
 
     // Tampered and wrong-purpose tokens are refused and spend nothing.
@@ -310,8 +385,8 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     .await;
     assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
     let huge = "x".repeat(100 * 1024);
-    let (status, _) = reset_password(&anyone, &n2, &huge).await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let answer = reset_password(&anyone, &n2, &huge).await;
+    assert_status(&answer, StatusCode::PAYLOAD_TOO_LARGE);
 
     // Two redemptions at once, one per node: exactly one succeeds.
     let (url1, url2, other) = (
@@ -337,14 +412,11 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     // Earlier sessions ended on both nodes; the old password is refused, the new one works.
     assert_eq!(me_on(&on1, &n1).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(me_on(&on2, &n2).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        sign_in(&browser(), &lb, email, PASSWORD).await.0,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_sign_in(&lb, email, PASSWORD, StatusCode::UNAUTHORIZED).await;
     // The reset verified the address (the link reached it).
     let user = browser();
     let (status, login) = sign_in(&user, &n2, email, NEW_PASSWORD).await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::OK, "{login}");
     assert_eq!(login["user"]["email_verified"], true, "{login}");
     smtp_mail(&smtp, email, "password was reset");
     // The verification link sent before the reset is void: the password changed since.
@@ -356,41 +428,33 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     let fresh = "verify@example.com";
     register_api(&browser(), &n1, fresh).await;
     let mail = smtp_mail(&smtp, fresh, "Confirm your e-mail");
-    let (status, _) = verify_email(&anyone, &n2, &link_token(&mail, "/verify-email")).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    let answer = verify_email(&anyone, &n2, &link_token(&mail, "/verify-email")).await;
+    assert_status(&answer, StatusCode::NO_CONTENT);
     let fresh_client = browser();
     let (_, login) = sign_in(&fresh_client, &n1, fresh, PASSWORD).await;
-    let csrf = login["csrf_token"].as_str().unwrap().to_owned();
+    let csrf = csrf_token(&login);
     let (_, me) = me_on(&fresh_client, &n1).await;
     assert_eq!(me["user"]["email_verified"], true, "{me}");
-    let (status, _) = post(
-        &fresh_client,
-        &format!("{n1}/api/v1/email/verification"),
-        json!({}),
-        Some(&csrf),
-    )
-    .await;
+    let status = resend_verification(&fresh_client, &n1, &csrf).await;
     assert_eq!(status, StatusCode::ACCEPTED);
 
     // E-mail change: the new address taken meanwhile refuses the confirmation (409); a change
     // to a free address completes on the other node, and the old address gets the notice.
-    let (status, _) = change_email(&fresh_client, &n1, &csrf, "taken@example.com").await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    let confirm = smtp_mail(&smtp, "taken@example.com", "Confirm your new e-mail");
-    register_api(&browser(), &n2, "taken@example.com").await;
+    let taken = "taken@example.com";
+    let confirm = request_email_change(&fresh_client, &n1, &csrf, taken, &smtp).await;
+    register_api(&browser(), &n2, taken).await;
     let answer = confirm_email(&anyone, &n2, &link_token(&confirm, "/confirm-email")).await;
     assert_error(&answer, StatusCode::CONFLICT, "email_taken");
-    let answer = change_email(&fresh_client, &n1, &csrf, "taken@example.com").await;
+    let answer = change_email(&fresh_client, &n1, &csrf, taken).await;
     assert_error(&answer, StatusCode::CONFLICT, "email_taken");
-    let (status, _) = change_email(&fresh_client, &n1, &csrf, "moved@example.com").await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    let confirm = smtp_mail(&smtp, "moved@example.com", "Confirm your new e-mail");
-    let (status, _) = confirm_email(&anyone, &n2, &link_token(&confirm, "/confirm-email")).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    let moved = "moved@example.com";
+    let confirm = request_email_change(&fresh_client, &n1, &csrf, moved, &smtp).await;
+    let answer = confirm_email(&anyone, &n2, &link_token(&confirm, "/confirm-email")).await;
+    assert_status(&answer, StatusCode::NO_CONTENT);
     let notice = smtp_mail(&smtp, fresh, "e-mail address was changed");
     assert!(!notice.text().unwrap().contains("token="));
     let (_, me) = me_on(&fresh_client, &n2).await;
-    assert_eq!(me["user"]["email"], "moved@example.com", "{me}");
+    assert_eq!(me["user"]["email"], moved, "{me}");
 
     // Resend for an unverified account: a second verification mail; either link works.
     let unverified = "resend@example.com";
@@ -399,14 +463,7 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     let resender = browser();
     let (_, login) = sign_in(&resender, &n2, unverified, PASSWORD).await;
     assert_eq!(login["user"]["email_verified"], false, "{login}");
-    let resend_csrf = login["csrf_token"].as_str().unwrap().to_owned();
-    let (status, _) = post(
-        &resender,
-        &format!("{n1}/api/v1/email/verification"),
-        json!({}),
-        Some(&resend_csrf),
-    )
-    .await;
+    let status = resend_verification(&resender, &n1, &csrf_token(&login)).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let second = wait_mails(
         || smtp.messages().unwrap(),
@@ -416,131 +473,72 @@ async fn account_mail_flows_work_across_a_fleet_on_redis_and_postgres_with_smtp(
     )
     .pop()
     .unwrap();
-    let (status, _) = verify_email(&anyone, &n2, &link_token(&second, "/verify-email")).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    let answer = verify_email(&anyone, &n2, &link_token(&second, "/verify-email")).await;
+    assert_status(&answer, StatusCode::NO_CONTENT);
 
     // Administrators, through the API (on one node) and the CLI (on the stores).
-    let added = fleet.cli(
-        &["users", "add", "admin@example.com", "--admin"],
-        Some(&format!("{PASSWORD}\n")),
-        &smtp,
-    );
-    assert!(added.success, "{}", added.stderr);
-    let admin = browser();
-    let (_, login) = sign_in(&admin, &n1, "admin@example.com", PASSWORD).await;
-    let admin_csrf = login["csrf_token"].as_str().unwrap().to_owned();
-    let (status, found) = call(
-        &admin,
-        reqwest::Method::GET,
-        &format!("{n1}/api/v1/admin/users?email=moved%40example.com"),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    // `ringfence ARGS` on the fleet's stores, with its mail settings.
+    let mail = mail_args(Some(&smtp));
+    let fleet_cli = |args: &[&str], stdin: Option<&str>| {
+        let mut all = args.to_vec();
+        all.extend(mail.iter().map(String::as_str));
+        fleet.cli(&all, stdin)
+    };
+    add_admin(&fleet_cli, "admin@example.com");
+    let admin = Admin::sign_in(&n1, "admin@example.com", PASSWORD).await;
+    let found = admin.find(moved).await;
     let target = &found["users"][0];
     assert_eq!(target["email_verified"], true, "{found}");
     assert_eq!(target["disabled"], false);
     let id = target["id"].as_str().unwrap().to_owned();
-    let admin_url = |action: &str| format!("{n1}/api/v1/admin/users/{id}{action}");
-    let (status, _) = call(
-        &admin,
-        reqwest::Method::POST,
-        &admin_url("/disable"),
-        Some(&admin_csrf),
-    )
-    .await;
+    let status = admin.act(reqwest::Method::POST, &id, "/disable").await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(me_on(&fresh_client, &n2).await.0, StatusCode::UNAUTHORIZED);
-    let answer = sign_in(&browser(), &n2, "moved@example.com", PASSWORD).await;
+    let answer = sign_in(&browser(), &n2, moved, PASSWORD).await;
     assert_error(&answer, StatusCode::FORBIDDEN, "account_disabled");
-    let (status, _) = forgot_password(&anyone, &n2, "moved@example.com").await;
+    let (status, _) = forgot_password(&anyone, &n2, moved).await;
     assert_eq!(
         status,
         StatusCode::ACCEPTED,
         "same answer for a disabled account"
     );
-    let (status, _) = call(
-        &admin,
-        reqwest::Method::POST,
-        &admin_url("/enable"),
-        Some(&admin_csrf),
-    )
-    .await;
+    let status = admin.act(reqwest::Method::POST, &id, "/enable").await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_eq!(
-        sign_in(&browser(), &n2, "moved@example.com", PASSWORD)
-            .await
-            .0,
-        StatusCode::OK
-    );
-    let (status, _) = call(
-        &admin,
-        reqwest::Method::POST,
-        &admin_url("/password-reset"),
-        Some(&admin_csrf),
-    )
-    .await;
+    assert_sign_in(&n2, moved, PASSWORD, StatusCode::OK).await;
+    let status = admin
+        .act(reqwest::Method::POST, &id, "/password-reset")
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let admin_reset = smtp_mail(&smtp, "moved@example.com", "Reset your");
-    let (status, _) =
-        reset_password(&anyone, &n2, &link_token(&admin_reset, "/reset-password")).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    let admin_reset = smtp_mail(&smtp, moved, "Reset your");
+    let answer = reset_password(&anyone, &n2, &link_token(&admin_reset, "/reset-password")).await;
+    assert_status(&answer, StatusCode::NO_CONTENT);
 
     // The CLI on the fleet's stores: disable ends the sessions on every node, set-password,
     // reset-password mails (and --print-link prints) a working link, delete.
-    let fleet_cli = |args: &[&str], stdin: Option<&str>| fleet.cli(args, stdin, &smtp);
     disabling_ends_the_sessions(&fleet_cli, email, &n1, &n2).await;
-    let refused = fleet.cli(
-        &["users", "reset-password", email, "--print-link"],
-        None,
-        &smtp,
-    );
+    let refused = fleet_cli(&["users", "reset-password", email, "--print-link"], None);
     assert_one_line_failure(&refused, "disabled", "");
     enabling_and_setting_the_password(&fleet_cli, email, &lb).await;
     smtp_mail(&smtp, email, "password was changed");
-    let printed = fleet.cli(
-        &["users", "reset-password", email, "--print-link"],
-        None,
-        &smtp,
-    );
-    assert!(printed.success, "{}", printed.stderr);
-    let link = printed.stdout.trim();
-    let printed_token = link
-        .strip_prefix(&format!("{PUBLIC_URL}/reset-password?token="))
-        .unwrap_or_else(|| panic!("{link}"));
-    let (status, _) = reset_password(&anyone, &n2, printed_token).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    let printed_token = printed_reset_token(&fleet_cli, email);
+    let answer = reset_password(&anyone, &n2, &printed_token).await;
+    assert_status(&answer, StatusCode::NO_CONTENT);
     let before = matching(&smtp.messages().unwrap(), email, "Reset your").len();
-    let mailed = fleet.cli(&["users", "reset-password", email], None, &smtp);
+    let mailed = fleet_cli(&["users", "reset-password", email], None);
     assert!(mailed.success, "{}", mailed.stderr);
     assert_eq!(
         matching(&smtp.messages().unwrap(), email, "Reset your").len(),
         before + 1,
         "the CLI waits for delivery"
     );
-    let deleted = fleet.cli(&["users", "delete", email], None, &smtp);
+    let deleted = fleet_cli(&["users", "delete", email], None);
     assert!(deleted.success, "{}", deleted.stderr);
-    assert_eq!(
-        sign_in(&browser(), &lb, email, NEW_PASSWORD).await.0,
-        StatusCode::UNAUTHORIZED
-    );
-    let gone = fleet.cli(&["users", "delete", email], None, &smtp);
+    assert_sign_in(&lb, email, NEW_PASSWORD, StatusCode::UNAUTHORIZED).await;
+    let gone = fleet_cli(&["users", "delete", email], None);
     assert_one_line_failure(&gone, "no user", "");
-    let (status, _) = call(
-        &admin,
-        reqwest::Method::DELETE,
-        &admin_url(""),
-        Some(&admin_csrf),
-    )
-    .await;
+    let status = admin.act(reqwest::Method::DELETE, &id, "").await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = call(
-        &admin,
-        reqwest::Method::DELETE,
-        &admin_url(""),
-        Some(&admin_csrf),
-    )
-    .await;
+    let status = admin.act(reqwest::Method::DELETE, &id, "").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     for node in &fleet.nodes {
@@ -570,12 +568,9 @@ async fn the_embedded_node_writes_mail_to_the_outbox_and_the_flows_work_from_it(
     assert_error(&answer, StatusCode::FORBIDDEN, "email_not_verified");
     // The refused sign-in sent the verification mail again; the first one still works.
     let mail = wait_mails(|| outbox(data.path()), email, "Confirm your e-mail", 2).remove(0);
-    let (status, _) = verify_email(&browser(), &base, &link_token(&mail, "/verify-email")).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_eq!(
-        sign_in(&browser(), &base, email, PASSWORD).await.0,
-        StatusCode::OK
-    );
+    let answer = verify_email(&browser(), &base, &link_token(&mail, "/verify-email")).await;
+    assert_status(&answer, StatusCode::NO_CONTENT);
+    assert_sign_in(&base, email, PASSWORD, StatusCode::OK).await;
     let log = node.output();
     assert!(log.contains(".eml"), "the log names the file: {log}");
     assert!(!log.contains("token="), "never the link: {log}");
@@ -592,13 +587,9 @@ async fn the_embedded_node_writes_mail_to_the_outbox_and_the_flows_work_from_it(
     let (status, _) = forgot_password(&browser(), &base, email).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let reset = outbox_mail(data.path(), email, "Reset your");
-    let (status, _) =
-        reset_password(&browser(), &base, &link_token(&reset, "/reset-password")).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_eq!(
-        sign_in(&browser(), &base, email, NEW_PASSWORD).await.0,
-        StatusCode::OK
-    );
+    let answer = reset_password(&browser(), &base, &link_token(&reset, "/reset-password")).await;
+    assert_status(&answer, StatusCode::NO_CONTENT);
+    assert_sign_in(&base, email, NEW_PASSWORD, StatusCode::OK).await;
 
     // The admin commands on the embedded stores, while the node runs.
     let dir = data.path().display().to_string();
@@ -619,20 +610,10 @@ async fn the_embedded_node_writes_mail_to_the_outbox_and_the_flows_work_from_it(
     let mailed = cli_run(&["users", "reset-password", email], None);
     assert!(mailed.success, "{}", mailed.stderr);
     assert_eq!(matching(&outbox(data.path()), email, "Reset your").len(), 2);
-    let printed = cli_run(&["users", "reset-password", email, "--print-link"], None);
-    assert!(
-        printed
-            .stdout
-            .trim()
-            .starts_with(&format!("{PUBLIC_URL}/reset-password?token=")),
-        "{}",
-        printed.stdout
-    );
-    assert!(cli_run(&["users", "delete", email], None).success);
-    assert_eq!(
-        sign_in(&browser(), &base, email, PASSWORD).await.0,
-        StatusCode::UNAUTHORIZED
-    );
+    printed_reset_token(&cli_run, email);
+    let deleted = cli_run(&["users", "delete", email], None);
+    assert!(deleted.success, "{}", deleted.stderr);
+    assert_sign_in(&base, email, PASSWORD, StatusCode::UNAUTHORIZED).await;
     let unknown = cli_run(&["users", "disable", "nobody@example.com"], None);
     assert_one_line_failure(&unknown, "no user with e-mail nobody@example.com", "");
     let bad_flag = cli_run(
@@ -650,56 +631,22 @@ async fn the_embedded_node_writes_mail_to_the_outbox_and_the_flows_work_from_it(
     // The admin API on the embedded stores. The administrator verifies the address with a
     // reset link the CLI prints (a reset proves the mailbox).
     let boss = "boss@example.com";
-    assert!(
-        cli_run(
-            &["users", "add", boss, "--admin"],
-            Some(&format!("{PASSWORD}\n"))
-        )
-        .success
-    );
-    let printed = cli_run(&["users", "reset-password", boss, "--print-link"], None);
-    let boss_token = printed.stdout.trim().rsplit('=').next().unwrap().to_owned();
-    let (status, _) = reset_password(&browser(), &base, &boss_token).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let admin = browser();
-    let (status, login) = sign_in(&admin, &base, boss, NEW_PASSWORD).await;
-    assert_eq!(status, StatusCode::OK, "{login}");
-    let csrf = login["csrf_token"].as_str().unwrap().to_owned();
-    register_api(&browser(), &base, "victim@example.com").await;
-    let (_, found) = call(
-        &admin,
-        reqwest::Method::GET,
-        &format!("{base}/api/v1/admin/users?email=victim%40example.com"),
-        None,
-    )
-    .await;
+    add_admin(&cli_run, boss);
+    let boss_token = printed_reset_token(&cli_run, boss);
+    let answer = reset_password(&browser(), &base, &boss_token).await;
+    assert_status(&answer, StatusCode::NO_CONTENT);
+    let admin = Admin::sign_in(&base, boss, NEW_PASSWORD).await;
+    let victim = "victim@example.com";
+    register_api(&browser(), &base, victim).await;
+    let found = admin.find(victim).await;
     let id = found["users"][0]["id"].as_str().unwrap().to_owned();
-    let (status, _) = call(
-        &admin,
-        reqwest::Method::POST,
-        &format!("{base}/api/v1/admin/users/{id}/disable"),
-        Some(&csrf),
-    )
-    .await;
+    let status = admin.act(reqwest::Method::POST, &id, "/disable").await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let answer = sign_in(&browser(), &base, "victim@example.com", PASSWORD).await;
+    let answer = sign_in(&browser(), &base, victim, PASSWORD).await;
     assert_error(&answer, StatusCode::FORBIDDEN, "account_disabled");
-    let (status, _) = call(
-        &admin,
-        reqwest::Method::DELETE,
-        &format!("{base}/api/v1/admin/users/{id}"),
-        Some(&csrf),
-    )
-    .await;
+    let status = admin.act(reqwest::Method::DELETE, &id, "").await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (_, found) = call(
-        &admin,
-        reqwest::Method::GET,
-        &format!("{base}/api/v1/admin/users?email=victim%40example.com"),
-        None,
-    )
-    .await;
-    assert_eq!(found["users"], json!([]));
+    assert_eq!(admin.find(victim).await["users"], json!([]));
 
     // A reset asked for just before SIGTERM still reaches the outbox: the node waits for its
     // mail jobs and the queue before it exits.

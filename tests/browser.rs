@@ -24,6 +24,7 @@ use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use reqwest::StatusCode;
+use ringfence_testkit::NodeProcess;
 
 /// The whole scenario must finish within this, whatever hangs.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(120);
@@ -190,6 +191,14 @@ impl ChromeDriver {
     }
 }
 
+impl ChromeDriver {
+    /// A desktop-sized Chromium (1280 x 900) with a fresh profile at `profile`.
+    async fn desktop(&self, profile: &Path) -> Client {
+        let size = ["--window-size=1280,900".to_owned()];
+        self.browser(profile, &size, None).await
+    }
+}
+
 impl Drop for ChromeDriver {
     fn drop(&mut self) {
         // The group's id is chromedriver's pid (process_group(0)); Chromium runs in that group.
@@ -238,6 +247,23 @@ async fn text_of(browser: &Client, css: &str) -> String {
     find(browser, css).await.text().await.unwrap()
 }
 
+/// Clicks the element `css` (once it is there).
+async fn click(browser: &Client, css: &str) {
+    find(browser, css).await.click().await.unwrap();
+}
+
+/// Types `text` into the field `css` (once it is there), after what it holds.
+async fn type_into(browser: &Client, css: &str, text: &str) {
+    find(browser, css).await.send_keys(text).await.unwrap();
+}
+
+/// Replaces what the field `css` holds with `text`.
+async fn replace_text(browser: &Client, css: &str, text: &str) {
+    let field = find(browser, css).await;
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
 async fn path_of(browser: &Client) -> String {
     browser.current_url().await.unwrap().path().to_owned()
 }
@@ -265,15 +291,10 @@ async fn header(browser: &Client) -> String {
 
 /// Types e-mail and password into the page's sign-in or register form (replacing what is there).
 async fn fill_credentials(browser: &Client, email: &str, password: &str) {
-    let email_field = find(browser, "main form input[name=email]").await;
-    email_field.clear().await.unwrap();
-    email_field.send_keys(email).await.unwrap();
-    let password_field = find(browser, "main form input[name=password]").await;
-    password_field.clear().await.unwrap();
-    password_field.send_keys(password).await.unwrap();
+    replace_text(browser, "main form input[name=email]", email).await;
+    replace_text(browser, "main form input[name=password]", password).await;
 }
 
-/// Clicks the main form's submit button and waits for the page that comes back.
 /// Opens `path` of `base` in `browser`.
 async fn open(browser: &Client, base: &str, path: &str) {
     browser.goto(&format!("{base}{path}")).await.unwrap();
@@ -286,6 +307,7 @@ async fn submit_login(browser: &Client, base: &str, email: &str, password: &str)
     submit_main_form(browser).await;
 }
 
+/// Clicks the main form's submit button and waits for the page that comes back.
 async fn submit_main_form(browser: &Client) {
     let form = find(browser, "main form").await;
     form.find(Locator::Css("button[type=submit]"))
@@ -306,6 +328,12 @@ async fn wait_signed_in(browser: &Client, email: &str) {
     let expected = format!("Signed in as {email}");
     let who = text_of(browser, "header.top .who").await;
     assert_eq!(who, expected, "page header");
+}
+
+/// Asserts that `what` (a form just submitted) landed on the home page, signed in as `email`.
+async fn assert_home_signed_in(browser: &Client, email: &str, what: &str) {
+    assert_eq!(path_of(browser).await, "/", "{what} lands on the home page");
+    wait_signed_in(browser, email).await;
 }
 
 /// The devices listed on the sessions page: (label, row text) per device, in page order.
@@ -329,6 +357,12 @@ async fn devices(browser: &Client) -> Vec<(String, String)> {
     out
 }
 
+/// `GET /api/v1/me`'s status for a request that carries `cookies` (a `Cookie` header's value).
+async fn me_status(api: &reqwest::Client, base: &str, cookies: &str) -> StatusCode {
+    let url = format!("{base}/api/v1/me");
+    api.get(url).header("cookie", cookies).answer_status().await
+}
+
 /// Whether the page fits the window's width (no sideways scrolling), as it must on a phone.
 async fn fits_width(browser: &Client) -> (bool, serde_json::Value) {
     let sizes = browser
@@ -342,39 +376,52 @@ async fn fits_width(browser: &Client) -> (bool, serde_json::Value) {
     (fits, sizes)
 }
 
+/// A node named `name` on the embedded defaults, its data directory `scratch/data`; the node
+/// and that directory.
+fn embedded_node(scratch: &Path, name: &str) -> (NodeProcess, PathBuf) {
+    let data = scratch.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    (start_node(name, &data, &[]), data)
+}
+
+/// Runs the `what` scenario within [`SCENARIO_LIMIT`]; one that hangs fails the test with
+/// chromedriver's log and the output of every node.
+async fn within_limit(
+    what: &str,
+    scenario: impl Future<Output = ()>,
+    driver: &ChromeDriver,
+    nodes: &[NodeProcess],
+) {
+    if tokio::time::timeout(SCENARIO_LIMIT, scenario)
+        .await
+        .is_err()
+    {
+        let logs: String = nodes
+            .iter()
+            .map(|node| format!("\nnode:\n{}", node.output()))
+            .collect();
+        panic!(
+            "the {what} scenario did not finish within {SCENARIO_LIMIT:?}\nchromedriver:\n{}{logs}",
+            driver.log()
+        );
+    }
+}
+
 #[tokio::test]
 async fn register_sign_out_sign_in_and_sign_another_device_out_in_chromium() {
     let scratch = tempfile::tempdir().unwrap();
-    let data = scratch.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let node = start_node("browser", &data, &[]);
+    let (node, _) = embedded_node(scratch.path(), "browser");
     let driver = ChromeDriver::start(scratch.path()).await;
     let shots = screenshot_dir();
     println!("screenshots go to {}", shots.display());
-
-    let outcome = tokio::time::timeout(
-        SCENARIO_LIMIT,
-        scenario(&node.url(), &driver, scratch.path(), &shots),
-    )
-    .await;
-    assert!(
-        outcome.is_ok(),
-        "the browser scenario did not finish within {SCENARIO_LIMIT:?}\nchromedriver:\n{}\nnode:\n{}",
-        driver.log(),
-        node.output()
-    );
+    let base = node.url();
+    let scenario = scenario(&base, &driver, scratch.path(), &shots);
+    within_limit("browser", scenario, &driver, &[node]).await;
 }
 
 async fn scenario(base: &str, driver: &ChromeDriver, scratch: &Path, shots: &Path) {
     let email = "ada@example.com";
-    let desktop_profile = scratch.join("desktop-profile");
-    let desktop = driver
-        .browser(
-            &desktop_profile,
-            &["--window-size=1280,900".to_owned()],
-            None,
-        )
-        .await;
+    let desktop = driver.desktop(&scratch.join("desktop-profile")).await;
 
     // Register: the form, filled in, then the home page signed in.
     open(&desktop, base, "/register").await;
@@ -385,20 +432,11 @@ async fn scenario(base: &str, driver: &ChromeDriver, scratch: &Path, shots: &Pat
     fill_credentials(&desktop, email, PASSWORD).await;
     screenshot(&desktop, shots, "01-register").await;
     submit_main_form(&desktop).await;
-    assert_eq!(
-        path_of(&desktop).await,
-        "/",
-        "register lands on the home page"
-    );
-    wait_signed_in(&desktop, email).await;
+    assert_home_signed_in(&desktop, email, "register").await;
     screenshot(&desktop, shots, "02-home-signed-in").await;
 
     // Sign out with the header's button.
-    find(&desktop, "header.top form[action='/logout'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&desktop, "header.top form[action='/logout'] button").await;
     wait_until(&desktop, "signed out after Sign out", |b| async move {
         b.find(Locator::Css("header.top a[href='/login']"))
             .await
@@ -428,12 +466,7 @@ async fn scenario(base: &str, driver: &ChromeDriver, scratch: &Path, shots: &Pat
     fill_credentials(&desktop, email, PASSWORD).await;
     screenshot(&desktop, shots, "04-login").await;
     submit_main_form(&desktop).await;
-    assert_eq!(
-        path_of(&desktop).await,
-        "/",
-        "sign-in lands on the home page"
-    );
-    wait_signed_in(&desktop, email).await;
+    assert_home_signed_in(&desktop, email, "sign-in").await;
 
     // Where you're signed in: only this device, labelled from Chromium's user agent.
     open(&desktop, base, "/account/sessions").await;
@@ -489,13 +522,8 @@ async fn scenario(base: &str, driver: &ChromeDriver, scratch: &Path, shots: &Pat
         .timeout(STEP_LIMIT)
         .build()
         .unwrap();
-    let me = api
-        .get(format!("{base}/api/v1/me"))
-        .header("cookie", &phone_cookie_header)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), StatusCode::OK, "the phone's cookie works");
+    let me = me_status(&api, base, &phone_cookie_header).await;
+    assert_eq!(me, StatusCode::OK, "the phone's cookie works");
 
     // Back on the desktop: two devices; sign the phone out from here.
     desktop.refresh().await.unwrap();
@@ -526,17 +554,8 @@ async fn scenario(base: &str, driver: &ChromeDriver, scratch: &Path, shots: &Pat
     screenshot(&desktop, shots, "08-sessions-after-revoke").await;
 
     // The phone is signed out: its cookie gets 401 from the API and its pages show no user.
-    let me = api
-        .get(format!("{base}/api/v1/me"))
-        .header("cookie", &phone_cookie_header)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        me.status(),
-        StatusCode::UNAUTHORIZED,
-        "revoked phone session"
-    );
+    let me = me_status(&api, base, &phone_cookie_header).await;
+    assert_eq!(me, StatusCode::UNAUTHORIZED, "revoked phone session");
     open(&phone, base, "/").await;
     let top = header(&phone).await;
     assert!(
@@ -561,24 +580,13 @@ const NEW_PASSWORD: &str = "violet kettle drums at dawn";
 #[tokio::test]
 async fn forgot_password_mail_link_reset_and_sign_in_with_the_new_password_in_chromium() {
     let scratch = tempfile::tempdir().unwrap();
-    let data = scratch.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let node = start_node("recovery", &data, &[]);
-    register_api(&browser(), &node.url(), "grace@example.com").await;
+    let (node, data) = embedded_node(scratch.path(), "recovery");
+    let base = node.url();
+    register_api(&browser(), &base, "grace@example.com").await;
     let driver = ChromeDriver::start(scratch.path()).await;
     let shots = screenshot_dir();
-
-    let outcome = tokio::time::timeout(
-        SCENARIO_LIMIT,
-        reset_scenario(&node.url(), &data, &driver, scratch.path(), &shots),
-    )
-    .await;
-    assert!(
-        outcome.is_ok(),
-        "the reset scenario did not finish within {SCENARIO_LIMIT:?}\nchromedriver:\n{}\nnode:\n{}",
-        driver.log(),
-        node.output()
-    );
+    let scenario = reset_scenario(&base, &data, &driver, scratch.path(), &shots);
+    within_limit("reset", scenario, &driver, &[node]).await;
 }
 
 /// The link of the reset mail to `to` in the outbox, once the node has written it.
@@ -622,27 +630,16 @@ async fn reset_scenario(
     shots: &Path,
 ) {
     let email = "grace@example.com";
-    let desktop = driver
-        .browser(
-            &scratch.join("reset-profile"),
-            &["--window-size=1280,900".to_owned()],
-            None,
-        )
-        .await;
+    let desktop = driver.desktop(&scratch.join("reset-profile")).await;
 
     // "Forgot password?" on the sign-in page, then the address.
     open(&desktop, base, "/login").await;
-    find(&desktop, "main a[href='/forgot-password']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&desktop, "main a[href='/forgot-password']").await;
     wait_until(&desktop, "the forgot-password page", |b| async move {
         path_of(&b).await == "/forgot-password"
     })
     .await;
-    let field = find(&desktop, "main form input[name=email]").await;
-    field.send_keys(email).await.unwrap();
+    type_into(&desktop, "main form input[name=email]", email).await;
     screenshot(&desktop, shots, "10-forgot-password").await;
     submit_main_form(&desktop).await;
     assert_eq!(text_of(&desktop, "main h1").await, "Check your mail");
@@ -657,11 +654,7 @@ async fn reset_scenario(
     desktop.goto(&link).await.unwrap();
     assert_eq!(path_of(&desktop).await, "/reset-password");
     assert_eq!(text_of(&desktop, "main h1").await, "Choose a new password");
-    find(&desktop, "main form input[name=password]")
-        .await
-        .send_keys(NEW_PASSWORD)
-        .await
-        .unwrap();
+    type_into(&desktop, "main form input[name=password]", NEW_PASSWORD).await;
     screenshot(&desktop, shots, "12-reset-password").await;
     submit_main_form(&desktop).await;
     assert_eq!(
@@ -677,16 +670,11 @@ async fn reset_scenario(
     assert!(!message.trim().is_empty(), "the old password is refused");
     assert!(!header(&desktop).await.contains("Signed in as"));
     submit_login(&desktop, base, email, NEW_PASSWORD).await;
-    assert_eq!(path_of(&desktop).await, "/");
-    wait_signed_in(&desktop, email).await;
+    assert_home_signed_in(&desktop, email, "sign-in with the new password").await;
     screenshot(&desktop, shots, "13-signed-in-after-reset").await;
 
     // The security page: the reset link proved the address, so it shows as verified.
-    find(&desktop, "header.top a[href='/account/security']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&desktop, "header.top a[href='/account/security']").await;
     assert_eq!(text_of(&desktop, "#email-status").await, "verified");
     find(
         &desktop,
@@ -697,11 +685,12 @@ async fn reset_scenario(
 
     // The link works once: following it again ends on the "not valid" page.
     desktop.goto(&link).await.unwrap();
-    find(&desktop, "main form input[name=password]")
-        .await
-        .send_keys("another fine passphrase")
-        .await
-        .unwrap();
+    type_into(
+        &desktop,
+        "main form input[name=password]",
+        "another fine passphrase",
+    )
+    .await;
     submit_main_form(&desktop).await;
     assert_eq!(text_of(&desktop, "main h1").await, "This link is not valid");
     screenshot(&desktop, shots, "14-link-used").await;
@@ -763,7 +752,7 @@ async fn run_passkeys_js(browser: &Client, call: &str) -> serde_json::Value {
 /// both nodes.
 #[tokio::test]
 async fn passkey_registers_signs_in_and_is_removed_in_chromium_behind_haproxy() {
-    use ringfence_testkit::{HaProxy, NodeProcess, PostgresServer, RedisServer};
+    use ringfence_testkit::{HaProxy, PostgresServer, RedisServer};
 
     let scratch = tempfile::tempdir().unwrap();
     let redis = RedisServer::start().expect("redis");
@@ -820,16 +809,8 @@ async fn passkey_registers_signs_in_and_is_removed_in_chromium_behind_haproxy() 
             .expect("backend up");
     }
     let driver = ChromeDriver::start(scratch.path()).await;
-    let outcome = tokio::time::timeout(
-        SCENARIO_LIMIT,
-        passkey_scenario(&base, &driver, scratch.path()),
-    )
-    .await;
-    assert!(
-        outcome.is_ok(),
-        "the passkey scenario did not finish within {SCENARIO_LIMIT:?}\nchromedriver:\n{}",
-        driver.log()
-    );
+    let scenario = passkey_scenario(&base, &driver, scratch.path());
+    within_limit("passkey", scenario, &driver, &nodes).await;
 }
 
 async fn passkey_scenario(base: &str, driver: &ChromeDriver, scratch: &Path) {
@@ -856,13 +837,8 @@ async fn passkey_scenario(base: &str, driver: &ChromeDriver, scratch: &Path) {
     wait_signed_in(&browser, email).await;
     // Through the page: its form and /static/passkeys.js (under the page's CSP).
     open(&browser, base, "/account/passkeys").await;
-    let name = find(&browser, "#passkey-register input[name=name]").await;
-    name.send_keys("Chromium").await.unwrap();
-    find(&browser, "#passkey-register button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    type_into(&browser, "#passkey-register input[name=name]", "Chromium").await;
+    click(&browser, "#passkey-register button[type=submit]").await;
     wait_until(&browser, "the new passkey is listed", |b| async move {
         match b.find(Locator::Css("li.passkey strong")).await {
             Ok(e) => e.text().await.is_ok_and(|t| t == "Chromium"),
@@ -877,21 +853,13 @@ async fn passkey_scenario(base: &str, driver: &ChromeDriver, scratch: &Path) {
     submit_login(&browser, base, email, PASSWORD).await;
     assert_eq!(path_of(&browser).await, "/login/mfa");
     screenshot(&browser, &screenshot_dir(), "15-login-mfa-passkey").await;
-    find(&browser, "#passkey-login")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#passkey-login").await;
     wait_signed_in(&browser, email).await;
 
     // Signed out again, sign in with the passkey alone: the button of /login.
     browser.delete_all_cookies().await.unwrap();
     open(&browser, base, "/login").await;
-    find(&browser, "#passkey-login")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#passkey-login").await;
     wait_signed_in(&browser, email).await;
 
     // The security page embeds the two-step and passkey sections.
@@ -908,11 +876,7 @@ async fn passkey_scenario(base: &str, driver: &ChromeDriver, scratch: &Path) {
     assert!(text_of(&browser, "li.passkey .meta")
         .await
         .contains("last used"));
-    find(&browser, "li.passkey button[data-passkey-delete]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "li.passkey button[data-passkey-delete]").await;
     wait_until(
         &browser,
         "the passkey is gone from the page",

@@ -10,8 +10,7 @@ use reqwest::StatusCode;
 
 #[tokio::test]
 async fn register_restart_still_signed_in_then_sign_out() {
-    let data = tempfile::tempdir().unwrap();
-    let mut node = start_node("solo", data.path(), &[]);
+    let (mut node, data) = solo_node();
     let client = browser();
     let base = node.url();
 
@@ -90,8 +89,7 @@ async fn register_restart_still_signed_in_then_sign_out() {
 
 #[tokio::test]
 async fn missing_or_forged_csrf_is_400() {
-    let data = tempfile::tempdir().unwrap();
-    let node = start_node("solo", data.path(), &[]);
+    let (node, _data) = solo_node();
     let client = browser();
     let base = node.url();
     // Missing token.
@@ -143,8 +141,7 @@ async fn missing_or_forged_csrf_is_400() {
 
 #[tokio::test]
 async fn json_api_round_trip() {
-    let data = tempfile::tempdir().unwrap();
-    let node = start_node("solo", data.path(), &[]);
+    let (node, _data) = solo_node();
     let base = node.url();
     let client = browser();
     register_api(&client, &base, "erin@example.com").await;
@@ -233,22 +230,15 @@ async fn json_api_round_trip() {
 
 #[tokio::test]
 async fn bad_input_gets_specific_errors_never_5xx() {
-    let data = tempfile::tempdir().unwrap();
-    let node = start_node("solo", data.path(), &[]);
+    let (node, _data) = solo_node();
     let base = node.url();
     let client = browser();
     register_api(&client, &base, "frank@example.com").await;
-    let check = |status: StatusCode, want: StatusCode, what: &str| {
-        assert_eq!(status, want, "{what}");
-    };
     // Duplicate e-mail in another case.
-    let r = client
+    let request = client
         .post(format!("{base}/api/v1/register"))
-        .json(&serde_json::json!({"email": "FRANK@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    check(r.status(), StatusCode::CONFLICT, "duplicate e-mail");
+        .json(&serde_json::json!({"email": "FRANK@example.com", "password": PASSWORD}));
+    assert_answers(request, StatusCode::CONFLICT, "duplicate e-mail").await;
     for (body, want, what) in [
         (
             r#"{"email":"g@example.com","password":"short"}"#,
@@ -291,18 +281,16 @@ async fn bad_input_gets_specific_errors_never_5xx() {
             "{what}: {json}"
         );
     }
-    let r = client
+    let request = client
         .post(format!("{base}/api/v1/login"))
         .header("content-type", "text/plain")
-        .body("x")
-        .send()
-        .await
-        .unwrap();
-    check(
-        r.status(),
+        .body("x");
+    assert_answers(
+        request,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "wrong content type",
-    );
+    )
+    .await;
     // A 3 MB body on a raw connection: the server answers 413 before reading the body and
     // closes the connection. A client that keeps writing the whole body races that close (the
     // kernel resets a socket closed with unread data, and the response can be lost under
@@ -329,14 +317,11 @@ async fn bad_input_gets_specific_errors_never_5xx() {
         );
         assert!(answer.contains("\"error\""), "3 MB body: {answer}");
     }
-    let r = client
+    let request = client
         .post(format!("{base}/login"))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(vec![b'e', b'm', b'a', b'i', b'l', b'=', 0xff, 0xfe])
-        .send()
-        .await
-        .unwrap();
-    check(r.status(), StatusCode::BAD_REQUEST, "invalid UTF-8 form");
+        .body(vec![b'e', b'm', b'a', b'i', b'l', b'=', 0xff, 0xfe]);
+    assert_answers(request, StatusCode::BAD_REQUEST, "invalid UTF-8 form").await;
     // Tampered, truncated, garbage and oversized cookies: signed out (401), never an error page.
     let login = login_api(&client, &base, "frank@example.com", "test").await;
     let _ = login;
@@ -365,45 +350,21 @@ async fn bad_input_gets_specific_errors_never_5xx() {
             &cookie[..cookie.len().min(40)]
         );
     }
-    let r = fresh
-        .get(format!("{base}/no/such/route"))
-        .send()
-        .await
-        .unwrap();
-    check(r.status(), StatusCode::NOT_FOUND, "unknown route");
-    let r = client
+    let request = fresh.get(format!("{base}/no/such/route"));
+    assert_answers(request, StatusCode::NOT_FOUND, "unknown route").await;
+    let request = client
         .delete(format!("{base}/api/v1/sessions/..%2F..%2Fetc"))
-        .header("x-csrf-token", api_csrf(&client, &base).await)
-        .send()
-        .await
-        .unwrap();
-    check(r.status(), StatusCode::NOT_FOUND, "malformed session id");
-    let r = fresh
-        .get(format!("{base}/api/v1/admin/stats"))
-        .send()
-        .await
-        .unwrap();
-    check(
-        r.status(),
-        StatusCode::UNAUTHORIZED,
-        "admin stats signed out",
-    );
-    let r = client
-        .get(format!("{base}/api/v1/admin/stats"))
-        .send()
-        .await
-        .unwrap();
-    check(
-        r.status(),
-        StatusCode::FORBIDDEN,
-        "admin stats as non-admin",
-    );
+        .header("x-csrf-token", api_csrf(&client, &base).await);
+    assert_answers(request, StatusCode::NOT_FOUND, "malformed session id").await;
+    let request = fresh.get(format!("{base}/api/v1/admin/stats"));
+    assert_answers(request, StatusCode::UNAUTHORIZED, "admin stats signed out").await;
+    let request = client.get(format!("{base}/api/v1/admin/stats"));
+    assert_answers(request, StatusCode::FORBIDDEN, "admin stats as non-admin").await;
 }
 
 #[tokio::test]
 async fn health_readiness_metrics_and_node_header() {
-    let data = tempfile::tempdir().unwrap();
-    let node = start_node("solo", data.path(), &[]);
+    let (node, _data) = solo_node();
     let base = node.url();
     let client = reqwest::Client::new();
     for path in ["/healthz", "/readyz", "/metrics", "/", "/login", "/nope"] {
@@ -436,8 +397,7 @@ fn assert_samples(metrics: &str, expected: &[(&str, Option<f64>)]) {
 
 #[tokio::test]
 async fn metrics_follow_sign_ins_and_sign_outs() {
-    let data = tempfile::tempdir().unwrap();
-    let node = start_node("solo", data.path(), &[]);
+    let (node, _data) = solo_node();
     let base = node.url();
     let scrape = || async {
         reqwest::get(format!("{base}/metrics"))

@@ -8,31 +8,8 @@ use std::collections::BTreeSet;
 
 use common::*;
 use reqwest::{Client, StatusCode};
-use ringfence_testkit::{HaProxy, NodeProcess, PostgresServer, RedisServer};
-
-/// Where the nodes keep what they share.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Shared {
-    /// Keys, sessions, attempts and mail links in Redis; accounts in PostgreSQL.
-    RedisAndPostgres,
-    /// Everything in PostgreSQL (`--database` without `--redis`).
-    PostgresAlone,
-}
-
-struct Fleet {
-    redis: Option<RedisServer>,
-    postgres: PostgresServer,
-    nodes: Vec<NodeProcess>,
-    haproxy: HaProxy,
-    dirs: Vec<tempfile::TempDir>,
-}
 
 impl Fleet {
-    /// The store flags every node and every CLI run of this fleet gets.
-    fn store_args(&self) -> Vec<String> {
-        store_args(self.redis.as_ref(), &self.postgres)
-    }
-
     /// Deletes every session record behind the nodes' backs, in the store itself.
     fn delete_every_session_in_the_store(&self) {
         match &self.redis {
@@ -61,32 +38,9 @@ impl Fleet {
     }
 }
 
-fn store_args(redis: Option<&RedisServer>, postgres: &PostgresServer) -> Vec<String> {
-    let mut args = Vec::new();
-    if let Some(redis) = redis {
-        args.extend(["--redis".to_owned(), redis.url()]);
-    }
-    args.extend(["--database".to_owned(), postgres.url()]);
-    args
-}
-
+/// A [`Fleet`] sharing `shared`, with no extra flags.
 fn fleet(shared: Shared) -> Fleet {
-    let redis = match shared {
-        Shared::RedisAndPostgres => Some(RedisServer::start().expect("redis")),
-        Shared::PostgresAlone => None,
-    };
-    let postgres = PostgresServer::start().expect("postgres");
-    let mut args = store_args(redis.as_ref(), &postgres);
-    args.extend(["--trusted-proxy".to_owned(), "127.0.0.1/32".to_owned()]);
-    let (nodes, dirs) = start_two_nodes(&args);
-    let haproxy = balance(&nodes);
-    Fleet {
-        redis,
-        postgres,
-        nodes,
-        haproxy,
-        dirs,
-    }
+    fleet_sharing(shared, &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -454,19 +454,7 @@ async fn wrong_second_factor_codes_are_throttled_and_admins_need_a_factor() {
         "/account/security#second-factors"
     );
     // `users reset-mfa` removes Alice's factors: the password signs in again.
-    let done = run(
-        &[
-            "users",
-            "reset-mfa",
-            ALICE,
-            "--redis",
-            &fleet.redis.url(),
-            "--database",
-            &fleet.postgres.url(),
-        ],
-        None,
-        &[],
-    );
+    let done = fleet.cli(&["users", "reset-mfa", ALICE], None);
     assert!(done.success, "{}", done.stderr);
     assert!(done.stdout.contains("removed"), "{}", done.stdout);
 }

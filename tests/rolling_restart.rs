@@ -46,7 +46,22 @@ impl Shared {
             extra,
         )
     }
+
+    /// [`NAMES`] started on free ports with `extra` flags; the nodes and their ports (where each
+    /// must come back after a restart).
+    fn two_nodes(&self, extra: &[&str]) -> (Vec<NodeProcess>, [u16; 2]) {
+        let ports = [free_port(), free_port()];
+        let nodes = NAMES
+            .iter()
+            .zip(ports)
+            .map(|(name, port)| self.node(name, port, extra))
+            .collect();
+        (nodes, ports)
+    }
 }
+
+/// The nodes of a rolling restart, as the balancer names them.
+const NAMES: [&str; 2] = ["node1", "node2"];
 
 fn node_with(
     name: &str,
@@ -81,13 +96,7 @@ fn node_with(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rolling_restart_under_traffic_loses_nothing() {
     let shared = Shared::start();
-    let names = ["node1", "node2"];
-    let ports = [free_port(), free_port()];
-    let mut nodes: Vec<NodeProcess> = names
-        .iter()
-        .zip(ports)
-        .map(|(name, port)| shared.node(name, port, &[]))
-        .collect();
+    let (mut nodes, ports) = shared.two_nodes(&[]);
     let haproxy = balance(&nodes);
     let lb = haproxy.url();
     let client = browser();
@@ -96,7 +105,7 @@ async fn rolling_restart_under_traffic_loses_nothing() {
     // Steady traffic: reads and cookie-authenticated writes, counting every failure.
     let load = Load::start(&client, &lb, &csrf, 4);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    for (i, name) in names.iter().enumerate() {
+    for (i, name) in NAMES.iter().enumerate() {
         let start = || shared.node(name, ports[i], &[]);
         restart(&mut nodes[i], name, start, &haproxy, "");
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -226,13 +235,7 @@ async fn finding_14_rolling_restarts_behind_a_plain_balancer_lose_nothing() {
     };
     let drain = ["--drain-delay", "1s"];
     let shared = Shared::start();
-    let names = ["node1", "node2"];
-    let ports = [free_port(), free_port()];
-    let mut nodes: Vec<NodeProcess> = names
-        .iter()
-        .zip(ports)
-        .map(|(name, port)| shared.node(name, port, &drain))
-        .collect();
+    let (mut nodes, ports) = shared.two_nodes(&drain);
     let haproxy = balance_with(&nodes, &options);
     let config = std::fs::read_to_string(haproxy.config_path()).unwrap();
     assert!(!config.contains("retry-on"), "a plain config: {config}");
@@ -243,7 +246,7 @@ async fn finding_14_rolling_restarts_behind_a_plain_balancer_lose_nothing() {
     let load = Load::start(&client, &lb, &csrf, 4);
     tokio::time::sleep(Duration::from_millis(300)).await;
     for round in 0..5 {
-        for (i, name) in names.iter().enumerate() {
+        for (i, name) in NAMES.iter().enumerate() {
             let start = || shared.node(name, ports[i], &drain);
             restart(
                 &mut nodes[i],

@@ -29,6 +29,13 @@ pub fn start_node(name: &str, data_dir: &Path, extra: &[String]) -> NodeProcess 
     .unwrap_or_else(|e| panic!("start node {name}: {e}"))
 }
 
+/// A node named `solo` on the embedded defaults in a fresh data directory; the node, and the
+/// directory, which must outlive it.
+pub fn solo_node() -> (NodeProcess, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    (start_node("solo", data.path(), &[]), data)
+}
+
 /// The compiled example `name` (`examples/NAME.rs`), beside this test binary's directory.
 /// `cargo test` builds the examples before it runs the tests; a lone `cargo test --test X`
 /// does not, hence the message.
@@ -232,33 +239,79 @@ pub fn assert_one_line_failure(run: &Run, needle: &str, secret: &str) {
     }
 }
 
-/// Two nodes (`node1`, `node2`) sharing Redis and PostgreSQL behind a real HAProxy (round
-/// robin), every one a real process; dropped, all stop.
+/// Where the nodes of a [`Fleet`] keep what they share.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Shared {
+    /// Keys, sessions, attempts and mail links in Redis; accounts in PostgreSQL.
+    RedisAndPostgres,
+    /// Everything in PostgreSQL (`--database` without `--redis`).
+    PostgresAlone,
+}
+
+/// Two nodes (`node1`, `node2`) sharing their stores behind a real HAProxy (round robin), every
+/// one a real process; dropped, all stop.
 pub struct Fleet {
-    /// The shared Redis (key ring, sessions, ceremonies, throttle).
-    pub redis: ringfence_testkit::RedisServer,
+    /// The shared Redis (key ring, sessions, ceremonies, throttle), unless PostgreSQL holds all.
+    pub redis: Option<ringfence_testkit::RedisServer>,
     /// The shared PostgreSQL (users, factors, passkeys).
     pub postgres: ringfence_testkit::PostgresServer,
     /// The nodes.
     pub nodes: Vec<NodeProcess>,
     /// The balancer in front; its URL is where clients go.
     pub haproxy: ringfence_testkit::HaProxy,
-    _dirs: Vec<tempfile::TempDir>,
+    /// The nodes' data directories.
+    pub dirs: Vec<tempfile::TempDir>,
 }
 
-/// Starts a [`Fleet`]; every node gets `extra` after the store options (and trusts HAProxy's
-/// `X-Forwarded-For`).
+impl Fleet {
+    /// The shared Redis of a fleet on [`Shared::RedisAndPostgres`].
+    pub fn redis(&self) -> &ringfence_testkit::RedisServer {
+        self.redis.as_ref().expect("a fleet with Redis")
+    }
+
+    /// The store flags every node and every CLI run of this fleet gets.
+    pub fn store_args(&self) -> Vec<String> {
+        store_args(self.redis.as_ref(), &self.postgres)
+    }
+
+    /// `ringfence ARGS` on the fleet's stores, with `stdin` when given.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Run {
+        let stores = self.store_args();
+        let mut all = args.to_vec();
+        all.extend(stores.iter().map(String::as_str));
+        run(&all, stdin, &[])
+    }
+}
+
+/// `--redis URL` (when there is one) and `--database URL`.
+fn store_args(
+    redis: Option<&ringfence_testkit::RedisServer>,
+    postgres: &ringfence_testkit::PostgresServer,
+) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(redis) = redis {
+        args.extend(["--redis".to_owned(), redis.url()]);
+    }
+    args.extend(["--database".to_owned(), postgres.url()]);
+    args
+}
+
+/// Starts a [`Fleet`] on Redis and PostgreSQL; every node gets `extra` after the store options
+/// (and trusts HAProxy's `X-Forwarded-For`).
 pub fn fleet(extra: &[&str]) -> Fleet {
-    let redis = ringfence_testkit::RedisServer::start().expect("redis");
+    fleet_sharing(Shared::RedisAndPostgres, extra)
+}
+
+/// Starts a [`Fleet`] whose nodes share `shared`; every node gets `extra` after the store
+/// options (and trusts HAProxy's `X-Forwarded-For`).
+pub fn fleet_sharing(shared: Shared, extra: &[&str]) -> Fleet {
+    let redis = match shared {
+        Shared::RedisAndPostgres => Some(ringfence_testkit::RedisServer::start().expect("redis")),
+        Shared::PostgresAlone => None,
+    };
     let postgres = ringfence_testkit::PostgresServer::start().expect("postgres");
-    let mut args = vec![
-        "--redis".to_owned(),
-        redis.url(),
-        "--database".to_owned(),
-        postgres.url(),
-        "--trusted-proxy".to_owned(),
-        "127.0.0.1/32".to_owned(),
-    ];
+    let mut args = store_args(redis.as_ref(), &postgres);
+    args.extend(["--trusted-proxy".to_owned(), "127.0.0.1/32".to_owned()]);
     args.extend(extra.iter().map(|s| s.to_string()));
     let (nodes, dirs) = start_two_nodes(&args);
     let haproxy = balance(&nodes);
@@ -267,7 +320,7 @@ pub fn fleet(extra: &[&str]) -> Fleet {
         postgres,
         nodes,
         haproxy,
-        _dirs: dirs,
+        dirs,
     }
 }
 
@@ -295,6 +348,11 @@ impl Answer for reqwest::RequestBuilder {
     async fn answer_text(self) -> String {
         self.send().await.unwrap().text().await.unwrap()
     }
+}
+
+/// Sends `request` and asserts the answer's status is `want` (`what` says which request).
+pub async fn assert_answers(request: reqwest::RequestBuilder, want: StatusCode, what: &str) {
+    assert_eq!(request.answer_status().await, want, "{what}");
 }
 
 /// The CSRF token of the session `client` holds on `base`, as `GET /api/v1/me` gives it.
@@ -337,20 +395,15 @@ pub fn assert_error(answer: &(StatusCode, serde_json::Value), status: StatusCode
     assert_eq!((*got, error_code(body)), (status, code), "{body}");
 }
 
+/// Asserts a JSON API answer (status and body) has `status`, showing the body when not.
+#[track_caller]
+pub fn assert_status(answer: &(StatusCode, serde_json::Value), status: StatusCode) {
+    assert_eq!(answer.0, status, "{}", answer.1);
+}
+
 /// Makes `email` an administrator of `fleet` with `ringfence users set-admin EMAIL on`.
 pub fn make_fleet_admin(fleet: &Fleet, email: &str) {
-    let (redis, database) = (fleet.redis.url(), fleet.postgres.url());
-    let set = [
-        "users",
-        "set-admin",
-        email,
-        "on",
-        "--redis",
-        &redis,
-        "--database",
-        &database,
-    ];
-    let done = run(&set, None, &[]);
+    let done = fleet.cli(&["users", "set-admin", email, "on"], None);
     assert!(done.success, "{}", done.stderr);
 }
 

@@ -5,11 +5,11 @@ mod common;
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{Duration, SubsecRound};
-use common::{client, fixture, fixture_with, start_time, GOOD_PASSWORD, OTHER_PASSWORD};
-use ringfence_accounts::{
-    AccountError, Accounts, Argon2Params, Email, PasswordHasher, PasswordPolicy, PasswordRejection,
-    User,
+use common::{
+    client, fixture, fixture_with, start_time, GOOD_PASSWORD, OLD_HASH_PREFIX, OLD_PARAMS,
+    OTHER_PASSWORD, OWASP_HASH_PREFIX,
 };
+use ringfence_accounts::{AccountError, Accounts, Email, PasswordRejection, User};
 
 #[tokio::test]
 async fn register_then_authenticate() {
@@ -28,18 +28,12 @@ async fn register_then_authenticate() {
     // What register returned is exactly what is stored.
     assert_eq!(f.accounts.user(&user.id).await.unwrap(), Some(user.clone()));
 
-    let signed_in = f
-        .accounts
-        .authenticate("ALICE@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
+    let signed_in = f.sign_in("ALICE@example.com", GOOD_PASSWORD).await;
     assert_eq!(signed_in, user);
 
     // The stored hash is argon2id at the OWASP parameters, never the password.
     let record = f.users.by_id(&user.id).await.unwrap().unwrap();
-    assert!(record
-        .password_hash
-        .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+    assert!(record.password_hash.starts_with(OWASP_HASH_PREFIX));
     assert!(!record.password_hash.contains(GOOD_PASSWORD));
 }
 
@@ -48,26 +42,10 @@ async fn sign_in_failures_are_indistinguishable() {
     let f = fixture().await;
     f.register("alice@example.com").await;
 
-    let wrong = f
-        .accounts
-        .authenticate("alice@example.com", OTHER_PASSWORD)
-        .await
-        .unwrap_err();
-    let unknown = f
-        .accounts
-        .authenticate("nobody@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap_err();
-    let malformed = f
-        .accounts
-        .authenticate("not an e-mail", GOOD_PASSWORD)
-        .await
-        .unwrap_err();
-    let empty = f
-        .accounts
-        .authenticate("alice@example.com", "")
-        .await
-        .unwrap_err();
+    let wrong = f.sign_in_refused("alice@example.com", OTHER_PASSWORD).await;
+    let unknown = f.sign_in_refused("nobody@example.com", GOOD_PASSWORD).await;
+    let malformed = f.sign_in_refused("not an e-mail", GOOD_PASSWORD).await;
+    let empty = f.sign_in_refused("alice@example.com", "").await;
     for err in [&wrong, &unknown, &malformed, &empty] {
         assert_matches!(err, AccountError::InvalidCredentials);
         assert_eq!(err.to_string(), wrong.to_string());
@@ -111,18 +89,12 @@ async fn registration_errors() {
     f.register("alice@example.com").await;
 
     let taken = f
-        .accounts
-        .register("ALICE@Example.com", OTHER_PASSWORD)
-        .await
-        .unwrap_err();
+        .register_refused("ALICE@Example.com", OTHER_PASSWORD)
+        .await;
     assert_matches!(taken, AccountError::EmailTaken);
     assert_eq!(taken.code(), "email_taken");
 
-    let bad_email = f
-        .accounts
-        .register("alice@localhost", GOOD_PASSWORD)
-        .await
-        .unwrap_err();
+    let bad_email = f.register_refused("alice@localhost", GOOD_PASSWORD).await;
     assert_matches!(bad_email, AccountError::InvalidEmail(_));
 
     for (password, rejection) in [
@@ -131,10 +103,8 @@ async fn registration_errors() {
         ("bob.builder-rocks", PasswordRejection::ContainsEmail),
     ] {
         let err = f
-            .accounts
-            .register("bob.builder@example.com", password)
-            .await
-            .unwrap_err();
+            .register_refused("bob.builder@example.com", password)
+            .await;
         match err {
             AccountError::WeakPassword(r) => assert_eq!(r, rejection, "{password}"),
             other => panic!("{password}: {other:?}"),
@@ -183,27 +153,16 @@ async fn change_password_signs_out_other_sessions() {
     );
     assert_eq!(f.sessions.list(&bob.id).await.unwrap()[0].id, bobs.id);
 
-    let old = f
-        .accounts
-        .authenticate("alice@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap_err();
+    let old = f.sign_in_refused("alice@example.com", GOOD_PASSWORD).await;
     assert!(matches!(old, AccountError::InvalidCredentials));
-    let user = f
-        .accounts
-        .authenticate("alice@example.com", OTHER_PASSWORD)
-        .await
-        .unwrap();
+    let user = f.sign_in("alice@example.com", OTHER_PASSWORD).await;
     assert_eq!(
         user.password_changed_at,
         (start_time() + Duration::minutes(5)).trunc_subsecs(6)
     );
     assert_eq!(user.created_at, alice.created_at);
     // Bob's password is untouched.
-    f.accounts
-        .authenticate("bob@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
+    f.sign_in("bob@example.com", GOOD_PASSWORD).await;
 }
 
 #[tokio::test]
@@ -251,10 +210,7 @@ async fn change_password_refusals_change_nothing() {
         2,
         "no session ended"
     );
-    f.accounts
-        .authenticate("alice@example.com", GOOD_PASSWORD)
-        .await
-        .unwrap();
+    f.sign_in("alice@example.com", GOOD_PASSWORD).await;
 }
 
 #[tokio::test]
@@ -279,35 +235,19 @@ async fn an_aspnet_identity_hash_signs_in_once_and_becomes_argon2id() {
 
     // A wrong password neither signs in nor touches the stored hash.
     let wrong = f
-        .accounts
-        .authenticate("imported@example.com", "My password")
-        .await
-        .unwrap_err();
+        .sign_in_refused("imported@example.com", "My password")
+        .await;
     assert!(
         matches!(wrong, AccountError::InvalidCredentials),
         "{wrong:?}"
     );
-    assert_eq!(
-        f.users
-            .by_id(&user.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .password_hash,
-        stored
-    );
+    assert_eq!(f.password_hash(&user.id).await, stored);
 
-    let signed_in = f
-        .accounts
-        .authenticate("imported@example.com", "my password")
-        .await
-        .unwrap();
+    let signed_in = f.sign_in("imported@example.com", "my password").await;
     assert_eq!(signed_in.id, user.id);
     let after = f.users.by_id(&user.id).await.unwrap().unwrap();
     assert!(
-        after
-            .password_hash
-            .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        after.password_hash.starts_with(OWASP_HASH_PREFIX),
         "{}",
         after.password_hash
     );
@@ -316,34 +256,18 @@ async fn an_aspnet_identity_hash_signs_in_once_and_becomes_argon2id() {
         "a rehash is not a password change"
     );
     // The same password against the new hash.
-    f.accounts
-        .authenticate("imported@example.com", "my password")
-        .await
-        .unwrap();
+    f.sign_in("imported@example.com", "my password").await;
 }
 
 #[tokio::test]
 async fn old_parameters_are_upgraded_on_sign_in() {
-    let weak = Argon2Params {
-        m_cost_kib: 8 * 1024,
-        t_cost: 1,
-        p_cost: 1,
-    };
-    let f = fixture_with(weak).await;
+    let f = fixture_with(OLD_PARAMS).await;
     let alice = f.register("alice@example.com").await;
     let before = f.users.by_id(&alice.id).await.unwrap().unwrap();
-    assert!(before
-        .password_hash
-        .starts_with("$argon2id$v=19$m=8192,t=1,p=1$"));
+    assert!(before.password_hash.starts_with(OLD_HASH_PREFIX));
 
     // The same store behind a service with the current parameters.
-    let upgraded = Accounts::new(
-        f.users.clone(),
-        PasswordHasher::new(Argon2Params::OWASP).unwrap(),
-        PasswordPolicy::default(),
-        f.sessions.clone(),
-        f.clock.shared(),
-    );
+    let upgraded = f.with_owasp_hasher();
     f.clock.advance(Duration::days(30));
     upgraded
         .authenticate("alice@example.com", GOOD_PASSWORD)
@@ -351,9 +275,7 @@ async fn old_parameters_are_upgraded_on_sign_in() {
         .unwrap();
     let after = f.users.by_id(&alice.id).await.unwrap().unwrap();
     assert!(
-        after
-            .password_hash
-            .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        after.password_hash.starts_with(OWASP_HASH_PREFIX),
         "{}",
         after.password_hash
     );
@@ -372,15 +294,7 @@ async fn old_parameters_are_upgraded_on_sign_in() {
         .authenticate("alice@example.com", OTHER_PASSWORD)
         .await
         .unwrap_err();
-    assert_eq!(
-        f.users
-            .by_id(&alice.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .password_hash,
-        hash
-    );
+    assert_eq!(f.password_hash(&alice.id).await, hash);
 }
 
 #[tokio::test]
@@ -406,11 +320,7 @@ async fn corrupt_stored_hash_is_invalid_credentials() {
             disabled: false,
         };
         f.users.insert(&user, hash).await.unwrap();
-        let err = f
-            .accounts
-            .authenticate(&user.email, GOOD_PASSWORD)
-            .await
-            .unwrap_err();
+        let err = f.sign_in_refused(&user.email, GOOD_PASSWORD).await;
         assert!(
             matches!(err, AccountError::InvalidCredentials),
             "{hash:?}: {err:?}"
@@ -502,14 +412,8 @@ async fn store_outage_is_a_store_error() {
     f.register("alice@example.com").await;
     f.db.close().await;
     for err in [
-        f.accounts
-            .authenticate("alice@example.com", GOOD_PASSWORD)
-            .await
-            .unwrap_err(),
-        f.accounts
-            .register("bob@example.com", GOOD_PASSWORD)
-            .await
-            .unwrap_err(),
+        f.sign_in_refused("alice@example.com", GOOD_PASSWORD).await,
+        f.register_refused("bob@example.com", GOOD_PASSWORD).await,
         f.accounts.count().await.unwrap_err(),
         f.accounts.ping().await.unwrap_err(),
     ] {

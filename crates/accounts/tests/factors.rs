@@ -7,7 +7,6 @@ mod common;
 use std::sync::Arc;
 
 use chrono::Duration;
-use common::mail::MailCollector;
 use common::{fixture, Fixture, GOOD_PASSWORD};
 use ringfence_accounts::factors::totp::{step_at, TotpSecret};
 use ringfence_accounts::factors_conformance as conformance;
@@ -16,6 +15,7 @@ use ringfence_accounts::{
     SqliteFactorStore, User,
 };
 use ringfence_keyring::KeyRing;
+use ringfence_testkit::MailCollector;
 use ringfence_testkit::PostgresServer;
 
 const IP: Option<&str> = Some("192.0.2.7");

@@ -8,12 +8,12 @@ mod common;
 use std::sync::Arc;
 
 use chrono::{Duration, DurationRound};
-use common::mail::MailCollector;
 use common::{client, fixture, Fixture, GOOD_PASSWORD, OTHER_PASSWORD};
 use ringfence_accounts::{
     AccountError, AccountMail, Accounts, MailFlowSettings, MailToken, MailTokenRecord,
     MailTokenStore, TokenHash, TokenPurpose, TokenStoreError, User,
 };
+use ringfence_testkit::MailCollector;
 
 const ALICE: &str = "alice@example.com";
 const THIRD_PASSWORD: &str = "orange submarine under a quiet moon";

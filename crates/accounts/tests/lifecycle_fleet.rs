@@ -7,7 +7,6 @@ mod common;
 use std::sync::Arc;
 
 use chrono::Duration;
-use common::mail::MailCollector;
 use common::{client, GOOD_PASSWORD, OTHER_PASSWORD};
 use ringfence_accounts::{
     AccountError, Accounts, Database, MailFlowSettings, PasswordHasher, PasswordPolicy,
@@ -15,6 +14,7 @@ use ringfence_accounts::{
 };
 use ringfence_keyring::{KeyRing, ManualClock};
 use ringfence_sessions::{RedisSessionStore, SessionConfig, SessionManager};
+use ringfence_testkit::MailCollector;
 use ringfence_testkit::{PostgresServer, RedisOptions, RedisServer};
 
 const ALICE: &str = "alice@example.com";

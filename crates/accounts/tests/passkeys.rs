@@ -103,7 +103,7 @@ async fn disabling_an_account_keeps_its_passkeys_and_deleting_removes_them() {
 #[tokio::test]
 async fn removing_a_passkey_mails_a_notice_and_touches_only_the_owners() {
     let f = fixture().await;
-    let mails = common::mail::MailCollector::default();
+    let mails = ringfence_testkit::MailCollector::default();
     let store = f.db.passkey_store().await.unwrap();
     let ceremonies = f.db.mail_token_store().await.unwrap();
     let accounts = f

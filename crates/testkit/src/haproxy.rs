@@ -1,7 +1,7 @@
 //! A real HAProxy load balancer in front of test backends.
 
 use std::fmt::Write as _;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::process::{self, POLL};
+use crate::process::{self, LaunchError, POLL};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const PORT_ATTEMPTS: usize = 5;
@@ -116,7 +116,7 @@ impl HaProxy {
             let port = process::try_free_port()?;
             let stats_port = process::try_free_port()?;
             fs::write(&config, render_config(port, stats_port, backends, options))?;
-            match launch(&bin, &config, &log, port, stats_port)? {
+            match launch(&bin, &config, &log, port, stats_port) {
                 Ok(child) => {
                     return Ok(HaProxy {
                         child: Some(child),
@@ -127,7 +127,8 @@ impl HaProxy {
                         dir,
                     })
                 }
-                Err(port_taken) => last = Some(port_taken),
+                Err(LaunchError::PortTaken(e)) => last = Some(e),
+                Err(LaunchError::Fatal(e)) => return Err(e),
             }
         }
         Err(last.unwrap_or_else(|| io::Error::other("haproxy did not start")))
@@ -273,16 +274,15 @@ fn render_config(
     cfg
 }
 
-/// Outer error: give up. Inner error: a port was taken, try other ports.
 fn launch(
     bin: &Path,
     config: &Path,
     log: &Path,
     port: u16,
     stats_port: u16,
-) -> io::Result<Result<Child, io::Error>> {
-    let out = OpenOptions::new().create(true).append(true).open(log)?;
-    let err = out.try_clone()?;
+) -> Result<Child, LaunchError> {
+    let fatal = LaunchError::Fatal;
+    let (out, err) = process::log_outputs(log).map_err(fatal)?;
     let mut cmd = Command::new(bin);
     cmd.arg("-db")
         .arg("-f")
@@ -290,42 +290,21 @@ fn launch(
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
-    let mut child = process::spawn(cmd)?;
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            let e = io::Error::other(format!(
-                "haproxy exited during startup ({status}); config {}, log {}:\n{}",
-                config.display(),
-                log.display(),
-                process::tail(log, 20)
-            ));
-            return if process::log_says_port_taken(log) {
-                Ok(Err(e))
-            } else {
-                Err(e)
-            };
-        }
-        let accepts = |p: u16| {
-            TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], p)), POLL * 10).is_ok()
-        };
-        if accepts(port) && accepts(stats_port) {
-            return Ok(Ok(child));
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "haproxy did not accept connections on port {port} within {READY_TIMEOUT:?}; log {}:\n{}",
-                    log.display(),
-                    process::tail(log, 20)
-                ),
-            ));
-        }
-        thread::sleep(POLL);
-    }
+    let child = process::spawn(cmd).map_err(fatal)?;
+    let accepts = |p: u16| {
+        TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], p)), POLL * 10).is_ok()
+    };
+    let starting = process::Starting {
+        what: "haproxy",
+        port,
+        log,
+        ready_means: "accept connections",
+        timeout: READY_TIMEOUT,
+        poll: POLL,
+    };
+    starting
+        .wait(child, || accepts(port) && accepts(stats_port))
+        .map_err(|e| e.with_hint(&format!("config {}", config.display())))
 }
 
 /// A minimal HTTP/1.0 GET on 127.0.0.1 returning the body of a 200 response.

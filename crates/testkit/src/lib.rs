@@ -2,7 +2,8 @@
 //! FerretDB (a MongoDB wire-protocol server: [`MongoServer`]),
 //! HAProxy, an SMTP server (`aiosmtpd`: [`SmtpServer`], which reads back what it received) and
 //! `ringfence` nodes, each on a free port of `127.0.0.1` with its own temporary directory, plus a
-//! throwaway test CA ([`TestPki`]) for TLS.
+//! throwaway test CA ([`TestPki`]) for TLS. With the `accounts` feature, an in-memory account
+//! mailer ([`MailCollector`]) for tests of what the accounts service sends.
 //!
 //! The API is synchronous (plain `std::process`), so it works from sync tests and from async
 //! tests alike; starting a server blocks until it is ready or a bounded wait runs out, and the
@@ -15,6 +16,8 @@
 
 mod cluster;
 mod haproxy;
+#[cfg(feature = "accounts")]
+mod mail_collector;
 mod mongo;
 mod node;
 mod postgres;
@@ -25,6 +28,8 @@ mod tls;
 
 pub use cluster::{ClusterOptions, RedisCluster};
 pub use haproxy::{HaProxy, HaProxyOptions};
+#[cfg(feature = "accounts")]
+pub use mail_collector::MailCollector;
 pub use mongo::{MongoServer, FERRETDB_VERSION};
 pub use node::NodeProcess;
 pub use postgres::PostgresServer;

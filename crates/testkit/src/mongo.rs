@@ -173,7 +173,15 @@ fn launch(
         .stderr(err);
     let child = process::spawn(cmd).map_err(fatal)?;
     // FerretDB opens its listener once its backend is ready.
-    process::wait_until_ready(child, "ferretdb", port, log, READY_TIMEOUT, || {
+    let starting = process::Starting {
+        what: "ferretdb",
+        port,
+        log,
+        ready_means: "accept connections",
+        timeout: READY_TIMEOUT,
+        poll: process::POLL,
+    };
+    starting.wait(child, || {
         TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).is_ok()
     })
 }

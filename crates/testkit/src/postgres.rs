@@ -1,13 +1,12 @@
 //! A real PostgreSQL server (initdb + postgres) on a free loopback port.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
@@ -60,6 +59,7 @@ impl PostgresServer {
         let data = dir.path().join("data");
         let log = dir.path().join("postgres.log");
 
+        let (log_out, log_err) = process::log_outputs(&log)?;
         let mut initdb = pg_command(&bin.join("initdb"), dir.path(), run_as);
         initdb
             .arg("-D")
@@ -75,8 +75,8 @@ impl PostgresServer {
                 "--locale=C",
             ])
             .stdin(Stdio::null())
-            .stdout(log_file(&log)?)
-            .stderr(log_file(&log)?);
+            .stdout(log_out)
+            .stderr(log_err);
         let mut child = process::spawn(initdb)?;
         match process::wait_timeout(&mut child, INITDB_TIMEOUT)? {
             Some(status) if status.success() => {}
@@ -195,6 +195,7 @@ impl PostgresServer {
 
     fn launch(&self, port: u16) -> Result<Child, LaunchError> {
         let fatal = LaunchError::Fatal;
+        let (out, err) = process::log_outputs(&self.log).map_err(fatal)?;
         let mut cmd = pg_command(&self.bin.join("postgres"), self.dir.path(), self.run_as);
         cmd.arg("-D")
             .arg(&self.data)
@@ -206,45 +207,19 @@ impl PostgresServer {
             // Many tests share one server, each with its own pool.
             .args(["-c", "max_connections=300"])
             .stdin(Stdio::null())
-            .stdout(log_file(&self.log).map_err(fatal)?)
-            .stderr(log_file(&self.log).map_err(fatal)?);
-        let mut child = process::spawn(cmd).map_err(fatal)?;
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => {
-                    let e = io::Error::other(format!(
-                        "postgres on port {port} exited during startup ({status}); log {}:\n{}",
-                        self.log.display(),
-                        process::tail(&self.log, 20)
-                    ));
-                    return Err(if process::log_says_port_taken(&self.log) {
-                        LaunchError::PortTaken(e)
-                    } else {
-                        LaunchError::Fatal(e)
-                    });
-                }
-                Ok(None) => {}
-                Err(e) => return Err(fatal(e)),
-            }
-            if self.is_ready(port) {
-                return Ok(child);
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(fatal(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "postgres on port {port} did not accept connections within {:?}; log {}:\n{}",
-                        READY_TIMEOUT,
-                        self.log.display(),
-                        process::tail(&self.log, 20)
-                    ),
-                )));
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+            .stdout(out)
+            .stderr(err);
+        let child = process::spawn(cmd).map_err(fatal)?;
+        let starting = process::Starting {
+            what: "postgres",
+            port,
+            log: &self.log,
+            ready_means: "accept connections",
+            timeout: READY_TIMEOUT,
+            // Each look runs pg_isready.
+            poll: Duration::from_millis(50),
+        };
+        starting.wait(child, || self.is_ready(port))
     }
 
     fn is_ready(&self, port: u16) -> bool {
@@ -296,10 +271,6 @@ fn clean_env(mut cmd: Command) -> Command {
     }
     cmd.env("PGCONNECT_TIMEOUT", "5");
     cmd
-}
-
-fn log_file(path: &Path) -> io::Result<fs::File> {
-    OpenOptions::new().create(true).append(true).open(path)
 }
 
 /// The directory holding `initdb` and `postgres`: `$RINGFENCE_PG_BIN`, then the directory a

@@ -157,6 +157,17 @@ pub(crate) enum LaunchError {
     Fatal(io::Error),
 }
 
+impl LaunchError {
+    /// The same error, its message followed by `hint` (what to install, say).
+    pub(crate) fn with_hint(self, hint: &str) -> LaunchError {
+        let add = |e: io::Error| io::Error::new(e.kind(), format!("{e}\n{hint}"));
+        match self {
+            LaunchError::PortTaken(e) => LaunchError::PortTaken(add(e)),
+            LaunchError::Fatal(e) => LaunchError::Fatal(add(e)),
+        }
+    }
+}
+
 /// Runs `launch` on fresh free ports until a server does not find its port taken, at most
 /// `attempts` times; returns the port and what `launch` gave. `what` names the server in the
 /// error when every port was taken.
@@ -203,51 +214,70 @@ pub(crate) fn log_outputs(log: &Path) -> io::Result<(fs::File, fs::File)> {
     Ok((out, err))
 }
 
-/// Waits until `ready` says the freshly spawned `child` (`what` on `port`, logging to `log`)
-/// serves, at most `timeout`. A child that exits first is an error quoting its log
-/// ([`LaunchError::PortTaken`] when the log says so); one that is not ready in time is killed.
-pub(crate) fn wait_until_ready(
-    mut child: Child,
-    what: &str,
-    port: u16,
-    log: &Path,
-    timeout: Duration,
-    mut ready: impl FnMut() -> bool,
-) -> Result<Child, LaunchError> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                let e = io::Error::other(format!(
-                    "{what} on port {port} exited during startup ({status}); log {}:\n{}",
-                    log.display(),
-                    tail(log, 20)
-                ));
-                return Err(if log_says_port_taken(log) {
-                    LaunchError::PortTaken(e)
-                } else {
-                    LaunchError::Fatal(e)
-                });
+/// A server just spawned, as [`Starting::wait`] waits for it to serve.
+pub(crate) struct Starting<'a> {
+    /// Names the server in errors (`redis-server`, `postgres`, ...).
+    pub what: &'a str,
+    /// The port it is to serve on.
+    pub port: u16,
+    /// Its log: quoted in errors, and read for a port that was taken.
+    pub log: &'a Path,
+    /// What it does once ready, for the error when it does not in time (`answer PING`).
+    pub ready_means: &'a str,
+    /// How long it may take.
+    pub timeout: Duration,
+    /// How often to ask again whether it is ready.
+    pub poll: Duration,
+}
+
+impl Starting<'_> {
+    /// Waits until `ready` says `child` serves. A child that exits first is an error quoting its
+    /// log ([`LaunchError::PortTaken`] when the log says so); one not ready in time is killed.
+    pub(crate) fn wait(
+        &self,
+        mut child: Child,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<Child, LaunchError> {
+        let Starting {
+            what, port, log, ..
+        } = *self;
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    let e = io::Error::other(format!(
+                        "{what} on port {port} exited during startup ({status}); log {}:\n{}",
+                        log.display(),
+                        tail(log, 20)
+                    ));
+                    return Err(if log_says_port_taken(log) {
+                        LaunchError::PortTaken(e)
+                    } else {
+                        LaunchError::Fatal(e)
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => return Err(LaunchError::Fatal(e)),
             }
-            Ok(None) => {}
-            Err(e) => return Err(LaunchError::Fatal(e)),
+            if ready() {
+                return Ok(child);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(LaunchError::Fatal(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "{what} on port {port} did not {} within {:?}; log {}:\n{}",
+                        self.ready_means,
+                        self.timeout,
+                        log.display(),
+                        tail(log, 20)
+                    ),
+                )));
+            }
+            thread::sleep(self.poll);
         }
-        if ready() {
-            return Ok(child);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(LaunchError::Fatal(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "{what} on port {port} was not ready within {timeout:?}; log {}:\n{}",
-                    log.display(),
-                    tail(log, 20)
-                ),
-            )));
-        }
-        thread::sleep(POLL);
     }
 }
 

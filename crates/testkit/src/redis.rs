@@ -1,12 +1,10 @@
 //! A real `redis-server` on a free loopback port.
 
-use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
@@ -254,12 +252,7 @@ fn launch(
 ) -> Result<Child, LaunchError> {
     let fatal = LaunchError::Fatal;
     let bin = process::require("redis-server", "redis-server").map_err(fatal)?;
-    let out = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(fatal)?;
-    let err = out.try_clone().map_err(fatal)?;
+    let (out, err) = process::log_outputs(log).map_err(fatal)?;
     // The log is appended to across restarts: only a ready line written after this count is ours.
     let ready_before = ready_lines(log);
     let mut cmd = Command::new(bin);
@@ -294,7 +287,7 @@ fn launch(
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
-    let mut child = process::spawn(cmd).map_err(fatal)?;
+    let child = process::spawn(cmd).map_err(fatal)?;
 
     let plain_port_off = tls.is_some()
         || options
@@ -303,47 +296,21 @@ fn launch(
             .rev()
             .find(|w| w[0] == "--port")
             .is_some_and(|w| w[1] == "0");
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                let e = io::Error::other(format!(
-                    "redis-server on port {port} exited during startup ({status}); log {}:\n{}",
-                    log.display(),
-                    process::tail(log, 20)
-                ));
-                return Err(if process::log_says_port_taken(log) {
-                    LaunchError::PortTaken(e)
-                } else {
-                    LaunchError::Fatal(e)
-                });
-            }
-            Ok(None) => {}
-            Err(e) => return Err(LaunchError::Fatal(e)),
-        }
-        let ready = if plain_port_off {
+    let starting = process::Starting {
+        what: "redis-server",
+        port,
+        log,
+        ready_means: "answer PING",
+        timeout: READY_TIMEOUT,
+        poll: POLL,
+    };
+    starting.wait(child, || {
+        if plain_port_off {
             ready_lines(log) > ready_before
         } else {
             ping(port)
-        };
-        if ready {
-            return Ok(child);
         }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(LaunchError::Fatal(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "redis-server on port {port} did not answer PING within {:?}; log {}:\n{}",
-                    READY_TIMEOUT,
-                    log.display(),
-                    process::tail(log, 20)
-                ),
-            )));
-        }
-        thread::sleep(POLL);
-    }
+    })
 }
 
 /// How many times the log says the server became ready.

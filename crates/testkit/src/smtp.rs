@@ -1,7 +1,6 @@
 //! A real SMTP server: Debian's `aiosmtpd` (package `python3-aiosmtpd`) with its `Mailbox`
 //! handler, which writes every message it accepts into a maildir the test reads.
 
-use std::fs::OpenOptions;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -294,12 +293,7 @@ fn launch(
     account: Option<&Account>,
 ) -> Result<Child, LaunchError> {
     let fatal = LaunchError::Fatal;
-    let out = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(fatal)?;
-    let err = out.try_clone().map_err(fatal)?;
+    let (out, err) = process::log_outputs(log).map_err(fatal)?;
     let mut cmd = Command::new(PYTHON);
     cmd.current_dir(dir);
     if let (Mode::StartTlsAuth, Some(account)) = (mode, account) {
@@ -332,47 +326,22 @@ fn launch(
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
-    let mut child = process::spawn(cmd).map_err(fatal)?;
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                let tail = process::tail(log, 20);
-                let hint = if tail.contains("No module named aiosmtpd") {
-                    "; install python3-aiosmtpd (apt-get install python3-aiosmtpd)"
-                } else {
-                    ""
-                };
-                let e = io::Error::other(format!(
-                    "aiosmtpd on port {port} exited during startup ({status}){hint}; log {}:\n{tail}",
-                    log.display()
-                ));
-                return Err(if process::log_says_port_taken(log) {
-                    LaunchError::PortTaken(e)
-                } else {
-                    LaunchError::Fatal(e)
-                });
-            }
-            Ok(None) => {}
-            Err(e) => return Err(LaunchError::Fatal(e)),
+    let child = process::spawn(cmd).map_err(fatal)?;
+    let starting = process::Starting {
+        what: "aiosmtpd",
+        port,
+        log,
+        ready_means: "accept",
+        timeout: READY_TIMEOUT,
+        poll: POLL,
+    };
+    starting.wait(child, || accepts(port, mode)).map_err(|e| {
+        if process::tail(log, 20).contains("No module named aiosmtpd") {
+            e.with_hint("install python3-aiosmtpd (apt-get install python3-aiosmtpd)")
+        } else {
+            e
         }
-        if accepts(port, mode) {
-            return Ok(child);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(LaunchError::Fatal(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "aiosmtpd on port {port} did not accept within {READY_TIMEOUT:?}; log {}:\n{}",
-                    log.display(),
-                    process::tail(log, 20)
-                ),
-            )));
-        }
-        thread::sleep(POLL);
-    }
+    })
 }
 
 /// True when the port takes a connection; for plain and STARTTLS also when it greets with `220`.

@@ -2,13 +2,12 @@
 
 #![allow(dead_code)]
 
-pub mod mail;
-
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use ringfence_accounts::{
-    Accounts, Argon2Params, Database, PasswordHasher, PasswordPolicy, ThrottlePolicy, UserStore,
+    AccountError, Accounts, Argon2Params, Database, PasswordHasher, PasswordPolicy, ThrottlePolicy,
+    User, UserStore,
 };
 use ringfence_keyring::{KeyRing, ManualClock};
 use ringfence_sessions::{ClientInfo, SessionConfig, SessionManager, SqliteSessionStore};
@@ -16,6 +15,18 @@ use tempfile::TempDir;
 
 pub const GOOD_PASSWORD: &str = "correct horse battery staple";
 pub const OTHER_PASSWORD: &str = "violet kettle drums at dawn";
+
+/// Argon2 parameters cheaper than today's ([`Argon2Params::OWASP`]): a hash made with them is
+/// upgraded at the next sign-in on a service that hashes with today's.
+pub const OLD_PARAMS: Argon2Params = Argon2Params {
+    m_cost_kib: 8 * 1024,
+    t_cost: 1,
+    p_cost: 1,
+};
+/// How a hash made with [`OLD_PARAMS`] starts.
+pub const OLD_HASH_PREFIX: &str = "$argon2id$v=19$m=8192,t=1,p=1$";
+/// How a hash made with today's parameters ([`Argon2Params::OWASP`]) starts.
+pub const OWASP_HASH_PREFIX: &str = "$argon2id$v=19$m=19456,t=2,p=1$";
 
 pub struct Fixture {
     pub accounts: Accounts,
@@ -92,6 +103,41 @@ impl Fixture {
     /// [`Fixture::throttled_with`] the default policy.
     pub async fn throttled(&self) -> Accounts {
         self.throttled_with(ThrottlePolicy::default()).await
+    }
+
+    /// Signs `email` in with `password`, which must work; the user.
+    pub async fn sign_in(&self, email: &str, password: &str) -> User {
+        self.accounts.authenticate(email, password).await.unwrap()
+    }
+
+    /// Signs `email` in with `password`, which must be refused; the error.
+    pub async fn sign_in_refused(&self, email: &str, password: &str) -> AccountError {
+        self.accounts
+            .authenticate(email, password)
+            .await
+            .unwrap_err()
+    }
+
+    /// Registers `email` with `password`, which must be refused; the error.
+    pub async fn register_refused(&self, email: &str, password: &str) -> AccountError {
+        self.accounts.register(email, password).await.unwrap_err()
+    }
+
+    /// The password hash stored for the user `id`.
+    pub async fn password_hash(&self, id: &str) -> String {
+        self.users.by_id(id).await.unwrap().unwrap().password_hash
+    }
+
+    /// A second accounts service on the same stores and clock that hashes with today's
+    /// parameters ([`Argon2Params::OWASP`]), as after an upgrade of the server.
+    pub fn with_owasp_hasher(&self) -> Accounts {
+        Accounts::new(
+            Arc::clone(&self.users),
+            PasswordHasher::new(Argon2Params::OWASP).unwrap(),
+            PasswordPolicy::default(),
+            self.sessions.clone(),
+            self.clock.shared(),
+        )
     }
 
     /// Starts a session for the user `id` from [`client`].

@@ -11,8 +11,8 @@ use redis::aio::ConnectionManager;
 use reqwest::header::{HeaderMap, COOKIE, SET_COOKIE, USER_AGENT};
 use reqwest::{Client, Method, StatusCode};
 use ringfence_accounts::{
-    AccountMail, AccountMailer, Accounts, Argon2Params, Database, Email, MailFlowSettings,
-    PasswordHasher, PasswordPolicy, ThrottlePolicy, User,
+    Accounts, Argon2Params, Database, MailFlowSettings, PasswordHasher, PasswordPolicy,
+    ThrottlePolicy, User,
 };
 use ringfence_axum::{Ringfence, TrustedProxies};
 use ringfence_keyring::{
@@ -22,7 +22,7 @@ use ringfence_server::AppState;
 use ringfence_sessions::{
     RedisSessionStore, SessionConfig, SessionManager, SessionStore, SqliteSessionStore,
 };
-use ringfence_testkit::{RedisOptions, RedisServer};
+use ringfence_testkit::{MailCollector, RedisOptions, RedisServer};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -123,53 +123,6 @@ impl Drop for Node {
     }
 }
 
-/// Every account mail the nodes queued, caught at the accounts crate's mail seam
-/// ([`AccountMailer`]): these tests are about the pages; delivery through the real mailer and
-/// a real SMTP server is the process tests' part (`tests/mail*.rs`, `tests/browser.rs`).
-#[derive(Clone, Default)]
-pub struct MailCollector {
-    mails: Arc<Mutex<Vec<(String, AccountMail)>>>,
-}
-
-impl AccountMailer for MailCollector {
-    fn send(&self, to: &Email, mail: AccountMail) {
-        self.mails
-            .lock()
-            .unwrap()
-            .push((to.as_str().to_owned(), mail));
-    }
-}
-
-impl MailCollector {
-    /// The kinds of mail sent to `to`, in order.
-    pub fn kinds_to(&self, to: &str) -> Vec<&'static str> {
-        self.mails
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, _)| t == to)
-            .map(|(_, m)| m.kind())
-            .collect()
-    }
-
-    /// The link (path and query) of the last mail of `kind` to `to`.
-    pub fn link(&self, to: &str, kind: &str) -> String {
-        let mails = self.mails.lock().unwrap();
-        mails
-            .iter()
-            .rev()
-            .find(|(t, m)| t == to && m.kind() == kind)
-            .and_then(|(_, m)| m.link_path())
-            .unwrap_or_else(|| panic!("no {kind} mail to {to}"))
-    }
-
-    /// The token of the last mail of `kind` to `to`.
-    pub fn token(&self, to: &str, kind: &str) -> String {
-        let link = self.link(to, kind);
-        link.split_once("token=").unwrap().1.to_owned()
-    }
-}
-
 /// How the nodes' accounts are set up beyond the defaults.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Setup {
@@ -182,7 +135,9 @@ pub struct Setup {
 /// Nodes sharing stores and one manual clock.
 pub struct Deployment {
     pub clock: ManualClock,
-    /// The mails every node queued.
+    /// The mails every node queued, caught at the accounts crate's mail seam: these tests are
+    /// about the pages; delivery through the real mailer and a real SMTP server is the process
+    /// tests' part (`tests/mail*.rs`, `tests/browser.rs`).
     pub mail: MailCollector,
     pub nodes: Vec<Node>,
     pub redis: Option<RedisServer>,

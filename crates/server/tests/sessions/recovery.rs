@@ -27,6 +27,56 @@ async fn register(device: &Device, node: &Node, email: &str) {
     reply.assert_status(StatusCode::SEE_OTHER);
 }
 
+/// Posts the forgot-password form for `email`.
+async fn ask_for_reset(device: &Device, node: &Node, email: &str, csrf: &str) -> Reply {
+    device
+        .form(
+            node,
+            "/forgot-password",
+            &[("email", email), ("_csrf", csrf)],
+        )
+        .await
+}
+
+/// Posts the form of a mail link's page (`/reset-password`, `/verify-email`, `/confirm-email`):
+/// the `token`, then the new `password` and the form's `_csrf` when given.
+async fn redeem(
+    device: &Device,
+    node: &Node,
+    page: &str,
+    token: &str,
+    password: Option<&str>,
+    csrf: Option<&str>,
+) -> Reply {
+    let mut fields = vec![("token", token)];
+    fields.extend(password.map(|password| ("password", password)));
+    fields.extend(csrf.map(|csrf| ("_csrf", csrf)));
+    device.form(node, page, &fields).await
+}
+
+/// Posts the sign-in form.
+async fn sign_in(device: &Device, node: &Node, email: &str, password: &str, csrf: &str) -> Reply {
+    let fields = [("email", email), ("password", password), ("_csrf", csrf)];
+    device.form(node, "/login", &fields).await
+}
+
+/// Posts the address-change form of `/account/security` for `new_email`.
+async fn change_address(device: &Device, node: &Node, new_email: &str, csrf: &str) -> Reply {
+    let fields = [("new_email", new_email), ("_csrf", csrf)];
+    device.form(node, "/account/security/email", &fields).await
+}
+
+/// Asserts that `reply` is the page of a refused mail link: `400`, "This link is not valid".
+#[track_caller]
+fn assert_link_refused(reply: &Reply, what: &str) {
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{what}");
+    assert!(
+        reply.body.contains("This link is not valid"),
+        "{}",
+        reply.body
+    );
+}
+
 async fn forgot_then_reset(backend: Backend) {
     let d = Deployment::start(backend, &["node-a", "node-b"], None).await;
     let (a, b) = (d.node(0), d.node(1));
@@ -45,16 +95,8 @@ async fn forgot_then_reset(backend: Backend) {
 
     // Known and unknown addresses get the same page; only the known one gets mail.
     let csrf = open(&browser, a, "/forgot-password").await;
-    let known = browser
-        .form(a, "/forgot-password", &[("email", ALICE), ("_csrf", &csrf)])
-        .await;
-    let unknown = browser
-        .form(
-            a,
-            "/forgot-password",
-            &[("email", "nobody@example.com"), ("_csrf", &csrf)],
-        )
-        .await;
+    let known = ask_for_reset(&browser, a, ALICE, &csrf).await;
+    let unknown = ask_for_reset(&browser, a, "nobody@example.com", &csrf).await;
     known.assert_status(StatusCode::OK);
     assert_eq!((known.status, &known.body), (unknown.status, &unknown.body));
     a.accounts().wait_for_mail_jobs().await;
@@ -75,21 +117,11 @@ async fn forgot_then_reset(backend: Backend) {
     let csrf = form.form_csrf();
 
     // No _csrf: the 400 page. A weak password: the form again with the reason, token kept.
-    let reply = reader
-        .form(
-            b,
-            "/reset-password",
-            &[("token", &token), ("password", NEW_PASSWORD)],
-        )
-        .await;
+    let reset =
+        |node, password, csrf| redeem(&reader, node, "/reset-password", &token, password, csrf);
+    let reply = reset(b, Some(NEW_PASSWORD), None).await;
     reply.assert_shows(StatusCode::BAD_REQUEST, "Form expired");
-    let reply = reader
-        .form(
-            b,
-            "/reset-password",
-            &[("token", &token), ("password", "short"), ("_csrf", &csrf)],
-        )
-        .await;
+    let reply = reset(b, Some("short"), Some(&csrf)).await;
     reply.assert_shows(StatusCode::UNPROCESSABLE_ENTITY, "role=\"alert\"");
     assert!(
         reply.body.contains(&format!("value=\"{token}\"")),
@@ -98,17 +130,7 @@ async fn forgot_then_reset(backend: Backend) {
     );
 
     // The reset: 303 to /login, every session ended, the notice sent.
-    let reply = reader
-        .form(
-            b,
-            "/reset-password",
-            &[
-                ("token", &token),
-                ("password", NEW_PASSWORD),
-                ("_csrf", &csrf),
-            ],
-        )
-        .await;
+    let reply = reset(b, Some(NEW_PASSWORD), Some(&csrf)).await;
     reply.assert_status(StatusCode::SEE_OTHER);
     assert_eq!(reply.location(), "/login");
     assert_eq!(phone.probe(a).await, StatusCode::UNAUTHORIZED);
@@ -116,17 +138,7 @@ async fn forgot_then_reset(backend: Backend) {
     assert_eq!(d.mail.kinds_to(ALICE), ["reset_password", "password_reset"]);
 
     // The link works once.
-    let reply = reader
-        .form(
-            a,
-            "/reset-password",
-            &[
-                ("token", &token),
-                ("password", "another fine passphrase"),
-                ("_csrf", &csrf),
-            ],
-        )
-        .await;
+    let reply = reset(a, Some("another fine passphrase"), Some(&csrf)).await;
     reply.assert_shows(StatusCode::BAD_REQUEST, "This link is not valid");
     assert!(
         reply.body.contains("href=\"/forgot-password\""),
@@ -136,25 +148,9 @@ async fn forgot_then_reset(backend: Backend) {
 
     // Sign in through the page: the old password is refused, the new one works.
     let csrf = open(&reader, a, "/login").await;
-    let reply = reader
-        .form(
-            a,
-            "/login",
-            &[("email", ALICE), ("password", PASSWORD), ("_csrf", &csrf)],
-        )
-        .await;
+    let reply = sign_in(&reader, a, ALICE, PASSWORD, &csrf).await;
     reply.assert_status(StatusCode::UNAUTHORIZED);
-    let reply = reader
-        .form(
-            a,
-            "/login",
-            &[
-                ("email", ALICE),
-                ("password", NEW_PASSWORD),
-                ("_csrf", &csrf),
-            ],
-        )
-        .await;
+    let reply = sign_in(&reader, a, ALICE, NEW_PASSWORD, &csrf).await;
     reply.assert_status(StatusCode::SEE_OTHER);
     let home = reader.get(b, "/").await;
     assert!(
@@ -187,52 +183,26 @@ async fn mail_link_pages_refuse_missing_malformed_unknown_and_wrong_purpose_toke
             "?token=a&token=b".to_owned(),
         ] {
             let reply = browser.get(node, &format!("{page}{query}")).await;
-            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "GET {page}{query}");
-            assert!(
-                reply.body.contains("This link is not valid"),
-                "{}",
-                reply.body
-            );
+            assert_link_refused(&reply, &format!("GET {page}{query}"));
         }
         // A well-formed token nobody issued, and nothing at all.
         for token in [made_up.as_str(), "", "!!!"] {
-            let reply = browser
-                .form(
-                    node,
-                    page,
-                    &[
-                        ("token", token),
-                        ("password", NEW_PASSWORD),
-                        ("_csrf", &csrf),
-                    ],
-                )
-                .await;
-            assert_eq!(
-                reply.status,
-                StatusCode::BAD_REQUEST,
-                "POST {page} {token:?}"
-            );
-            assert!(
-                reply.body.contains("This link is not valid"),
-                "{}",
-                reply.body
-            );
+            let reply = redeem(&browser, node, page, token, Some(NEW_PASSWORD), Some(&csrf)).await;
+            assert_link_refused(&reply, &format!("POST {page} {token:?}"));
         }
     }
     // A verification token is no reset token (nor an address-change one), and trying does not
     // spend it.
     for page in ["/reset-password", "/confirm-email"] {
-        let reply = browser
-            .form(
-                node,
-                page,
-                &[
-                    ("token", &verify),
-                    ("password", NEW_PASSWORD),
-                    ("_csrf", &csrf),
-                ],
-            )
-            .await;
+        let reply = redeem(
+            &browser,
+            node,
+            page,
+            &verify,
+            Some(NEW_PASSWORD),
+            Some(&csrf),
+        )
+        .await;
         assert_eq!(
             reply.status,
             StatusCode::BAD_REQUEST,
@@ -240,13 +210,7 @@ async fn mail_link_pages_refuse_missing_malformed_unknown_and_wrong_purpose_toke
             reply.body
         );
     }
-    let reply = browser
-        .form(
-            node,
-            "/verify-email",
-            &[("token", &verify), ("_csrf", &csrf)],
-        )
-        .await;
+    let reply = redeem(&browser, node, "/verify-email", &verify, None, Some(&csrf)).await;
     reply.assert_shows(StatusCode::OK, "Address confirmed");
 }
 
@@ -262,13 +226,7 @@ async fn forgot_password_page_is_throttled_with_retry_after() {
     let csrf = open(&browser, node, "/forgot-password").await;
     let mut last = None;
     for _ in 0..6 {
-        let reply = browser
-            .form(
-                node,
-                "/forgot-password",
-                &[("email", ALICE), ("_csrf", &csrf)],
-            )
-            .await;
+        let reply = ask_for_reset(&browser, node, ALICE, &csrf).await;
         if reply.status != StatusCode::OK {
             last = Some(reply);
             break;
@@ -284,13 +242,7 @@ async fn forgot_password_page_is_throttled_with_retry_after() {
     assert!(wait > 0);
     assert!(reply.body.contains("role=\"alert\""), "{}", reply.body);
     // A malformed address is shown again, not thrown away.
-    let reply = browser
-        .form(
-            node,
-            "/forgot-password",
-            &[("email", "not an address"), ("_csrf", &csrf)],
-        )
-        .await;
+    let reply = ask_for_reset(&browser, node, "not an address", &csrf).await;
     assert_ne!(reply.status, StatusCode::OK, "{}", reply.body);
     assert!(
         reply.body.contains("value=\"not an address\""),
@@ -339,13 +291,16 @@ async fn security_page_verifies_resends_and_changes_the_address() {
     let form = browser.get(node, &first).await;
     assert!(form.body.contains("Confirm address"), "{}", form.body);
     let token = first.split_once("token=").unwrap().1;
-    let reply = browser
-        .form(
-            node,
-            "/verify-email",
-            &[("token", token), ("_csrf", &form.form_csrf())],
-        )
-        .await;
+    let form_csrf = form.form_csrf();
+    let reply = redeem(
+        &browser,
+        node,
+        "/verify-email",
+        token,
+        None,
+        Some(&form_csrf),
+    )
+    .await;
     reply.assert_status(StatusCode::OK);
     let page = browser.get(node, "/account/security").await;
     assert!(page.body.contains(">verified<"), "{}", page.body);
@@ -357,23 +312,11 @@ async fn security_page_verifies_resends_and_changes_the_address() {
         ("bob@example.com", StatusCode::CONFLICT),
         ("not-an-address", StatusCode::UNPROCESSABLE_ENTITY),
     ] {
-        let reply = browser
-            .form(
-                node,
-                "/account/security/email",
-                &[("new_email", taken), ("_csrf", &csrf)],
-            )
-            .await;
+        let reply = change_address(&browser, node, taken, &csrf).await;
         assert_eq!(reply.status, status, "{taken}: {}", reply.body);
         assert!(reply.body.contains("role=\"alert\""), "{}", reply.body);
     }
-    let reply = browser
-        .form(
-            node,
-            "/account/security/email",
-            &[("new_email", "alice@new.example"), ("_csrf", &csrf)],
-        )
-        .await;
+    let reply = change_address(&browser, node, "alice@new.example", &csrf).await;
     reply.assert_status(StatusCode::OK);
     assert!(reply
         .body
@@ -382,13 +325,16 @@ async fn security_page_verifies_resends_and_changes_the_address() {
     let form = browser.get(node, &link).await;
     form.assert_status(StatusCode::OK);
     let token = d.mail.token("alice@new.example", "confirm_email_change");
-    let reply = browser
-        .form(
-            node,
-            "/confirm-email",
-            &[("token", &token), ("_csrf", &form.form_csrf())],
-        )
-        .await;
+    let form_csrf = form.form_csrf();
+    let reply = redeem(
+        &browser,
+        node,
+        "/confirm-email",
+        &token,
+        None,
+        Some(&form_csrf),
+    )
+    .await;
     reply.assert_shows(StatusCode::OK, "alice@new.example");
     assert!(d.mail.kinds_to(ALICE).contains(&"email_changed"));
     let page = browser.get(node, "/account/security").await;
@@ -399,23 +345,11 @@ async fn security_page_verifies_resends_and_changes_the_address() {
     );
 
     // A second change whose address is taken meanwhile: the confirm page says so (409).
-    let reply = browser
-        .form(
-            node,
-            "/account/security/email",
-            &[("new_email", "carol@example.com"), ("_csrf", &csrf)],
-        )
-        .await;
+    let reply = change_address(&browser, node, "carol@example.com", &csrf).await;
     reply.assert_status(StatusCode::OK);
     d.add_user("carol@example.com", false).await;
     let token = d.mail.token("carol@example.com", "confirm_email_change");
-    let reply = browser
-        .form(
-            node,
-            "/confirm-email",
-            &[("token", &token), ("_csrf", &csrf)],
-        )
-        .await;
+    let reply = redeem(&browser, node, "/confirm-email", &token, None, Some(&csrf)).await;
     reply.assert_shows(StatusCode::CONFLICT, "Address taken");
 
     // The old address of the password form still works.
@@ -435,21 +369,9 @@ async fn sign_in_page_tells_a_disabled_or_unverified_account_only_with_the_right
     let alice = d.add_user(ALICE, false).await;
     let browser = Device::new(FIREFOX_LINUX, "198.51.100.66");
     let csrf = open(&browser, node, "/login").await;
-    let sign_in = |password: &'static str| {
-        let csrf = csrf.clone();
-        let browser = &browser;
-        async move {
-            browser
-                .form(
-                    node,
-                    "/login",
-                    &[("email", ALICE), ("password", password), ("_csrf", &csrf)],
-                )
-                .await
-        }
-    };
+    let sign_in_with = |password: &'static str| sign_in(&browser, node, ALICE, password, &csrf);
 
-    let reply = sign_in(PASSWORD).await;
+    let reply = sign_in_with(PASSWORD).await;
     reply.assert_shows(StatusCode::FORBIDDEN, "confirm your e-mail address");
     assert!(
         reply.body.contains("new verification mail"),
@@ -457,7 +379,7 @@ async fn sign_in_page_tells_a_disabled_or_unverified_account_only_with_the_right
         reply.body
     );
     assert_eq!(d.mail.kinds_to(ALICE), ["verify_email"]);
-    let reply = sign_in("a wrong password, surely").await;
+    let reply = sign_in_with("a wrong password, surely").await;
     reply.assert_status(StatusCode::UNAUTHORIZED);
     assert!(
         !reply.body.contains("confirm your e-mail"),
@@ -466,9 +388,9 @@ async fn sign_in_page_tells_a_disabled_or_unverified_account_only_with_the_right
     );
 
     node.accounts().disable(&alice.id).await.unwrap();
-    let reply = sign_in(PASSWORD).await;
+    let reply = sign_in_with(PASSWORD).await;
     reply.assert_shows(StatusCode::FORBIDDEN, "This account is disabled");
-    let reply = sign_in("a wrong password, surely").await;
+    let reply = sign_in_with("a wrong password, surely").await;
     reply.assert_status(StatusCode::UNAUTHORIZED);
     assert!(!reply.body.contains("disabled"), "{}", reply.body);
 }
@@ -480,13 +402,7 @@ async fn page_forms_refuse_huge_bodies_wrong_types_and_doubled_tokens_with_clear
     let browser = Device::new(FIREFOX_LINUX, "198.51.100.67");
     let csrf = open(&browser, node, "/forgot-password").await;
     let huge = "e".repeat(100 * 1024);
-    let reply = browser
-        .form(
-            node,
-            "/forgot-password",
-            &[("email", &huge), ("_csrf", &csrf)],
-        )
-        .await;
+    let reply = ask_for_reset(&browser, node, &huge, &csrf).await;
     reply.assert_shows(StatusCode::PAYLOAD_TOO_LARGE, "<h1>Too large</h1>");
     let reply = browser
         .post_raw(node, "/reset-password", "text/plain", "token=x&password=y")
@@ -500,13 +416,7 @@ async fn page_forms_refuse_huge_bodies_wrong_types_and_doubled_tokens_with_clear
         )
         .await;
     doubled.assert_status(StatusCode::BAD_REQUEST);
-    let reply = browser
-        .form(
-            node,
-            "/forgot-password",
-            &[("email", ALICE), ("_csrf", "forged")],
-        )
-        .await;
+    let reply = ask_for_reset(&browser, node, ALICE, "forged").await;
     reply.assert_shows(StatusCode::BAD_REQUEST, "Form expired");
     assert!(d.mail.kinds_to(ALICE).is_empty());
 }
@@ -519,13 +429,7 @@ async fn address_change_on_the_security_page_needs_a_recent_sign_in() {
     register(&browser, node, ALICE).await;
     let csrf = open(&browser, node, "/account/security").await;
     d.advance(chrono::Duration::minutes(11));
-    let reply = browser
-        .form(
-            node,
-            "/account/security/email",
-            &[("new_email", "alice@new.example"), ("_csrf", &csrf)],
-        )
-        .await;
+    let reply = change_address(&browser, node, "alice@new.example", &csrf).await;
     reply.assert_shows(StatusCode::FORBIDDEN, "recent sign-in");
     assert!(
         reply.body.contains("value=\"alice@new.example\""),
