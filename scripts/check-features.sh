@@ -16,7 +16,7 @@ check() {
     fi
 }
 
-crates=(-p ringfence-keyring -p ringfence-sessions -p ringfence-accounts -p ringfence-axum)
+crates=(-p ringfence-keyring -p ringfence-sessions -p ringfence-accounts -p ringfence-axum -p ringfence-server)
 for features in "" redis sqlite postgres; do
     echo "== cargo check ${crates[*]} --all-targets --no-default-features --features '$features'"
     check "${crates[@]}" --all-targets --no-default-features --features "$features"
