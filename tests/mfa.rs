@@ -673,18 +673,47 @@ async fn signing_in_another_way_or_signing_out_ends_a_pending_sign_in() {
         .iter()
         .map(|c| c.as_str().unwrap().to_owned());
 
+    // Without a pending sign-in, signing in or out says nothing of its cookie: the session
+    // cookie stays the only one a plain sign-in sets.
+    let bob_signs_in = |client: Client| {
+        let url = url("login");
+        async move {
+            let response = client
+                .post(url)
+                .json(&json!({"email": BOB, "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            response
+        }
+    };
+    let plain = browser();
+    let response = bob_signs_in(plain.clone()).await;
+    let names_pending = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|v| v.to_str().unwrap_or("").contains("ringfence_mfa"))
+    };
+    assert!(!names_pending(&response), "{:?}", response.headers());
+    let csrf: Value = response.json().await.unwrap();
+    let response = plain
+        .post(url("logout"))
+        .header("x-csrf-token", csrf["csrf_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert!(!names_pending(&response), "{:?}", response.headers());
+
     // A shared computer: alice's password step, then bob signs in with his password.
     let shared = browser();
     let pending = password_step(&shared, &base).await;
     assert_eq!(pending["mfa_required"], json!(true));
     let pending_csrf = pending["csrf_token"].as_str().unwrap().to_owned();
-    let response = shared
-        .post(url("login"))
-        .json(&json!({"email": BOB, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    let response = bob_signs_in(shared.clone()).await;
     assert!(clears_pending(&response), "{:?}", response.headers());
     let code = json!({"code": recovery.next().unwrap()});
     let (status, answer) = post(&shared, url("login/mfa"), &pending_csrf, code).await;

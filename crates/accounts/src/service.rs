@@ -173,7 +173,7 @@ impl Accounts {
         }
     }
 
-    /// Removes every passkey of the user (account disabled, second factors reset); returns
+    /// Removes every passkey of the user (account deleted, second factors reset); returns
     /// how many.
     pub async fn remove_passkeys(&self, user_id: &str) -> Result<u64, AccountError> {
         match &self.inner.passkeys {

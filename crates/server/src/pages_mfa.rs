@@ -224,7 +224,9 @@ pub async fn security_mfa(
 /// The signed-in user of a sensitive form of the section whose session authenticated
 /// recently ([`RecentAuth`](ringfence_axum::RecentAuth) for pages). Otherwise the section
 /// again with the re-authentication form (`403`), or the sign-in page when signed out; taken
-/// before the form, so nothing of it is read for a session that may not act.
+/// before the form, so nothing of it is read for a session that may not act. It also comes
+/// before the form's `_csrf` check ([`CsrfForm`] reads the body, so it goes last): a session
+/// that may not act gets this refusal whatever token it sent; nothing changes either way.
 pub struct RecentPageUser(User);
 
 impl FromRequestParts<AppState> for RecentPageUser {

@@ -391,8 +391,8 @@ impl Accounts {
         Ok(removed)
     }
 
-    /// Removes every second factor of a user, passkeys included (account deleted or disabled,
-    /// admin reset), no notice. Nothing to do when second factors are not configured.
+    /// Removes every second factor of a user, passkeys included (account deleted, admin
+    /// reset), no notice. Nothing to do when second factors are not configured.
     pub async fn remove_factors(&self, user_id: &str) -> Result<bool, AccountError> {
         self.changing_factors(user_id, async || {
             let had_passkeys = self.remove_passkeys(user_id).await? > 0;

@@ -328,7 +328,7 @@ impl PasskeyService {
         Ok(())
     }
 
-    /// Removes every passkey of the user (account disabled, second factors reset); returns how
+    /// Removes every passkey of the user (account deleted, second factors reset); returns how
     /// many. No notice: the caller's own notice covers it.
     pub async fn delete_all(&self, user_id: &str) -> Result<u64, PasskeyError> {
         let removed = self.inner.passkeys.delete_all(user_id).await?;

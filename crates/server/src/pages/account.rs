@@ -19,7 +19,7 @@ use ringfence_axum::RequestAuth;
 use ringfence_sessions::{Session, SessionId};
 use serde::Deserialize;
 
-use super::{signed_in, CsrfForm, CsrfOnly, FormRefusal, Layout};
+use super::{session_rows, signed_in, CsrfForm, CsrfOnly, FormRefusal, Layout};
 use crate::errors::PageError;
 use crate::pages_mfa::{mfa_section, MfaSection};
 use crate::pages_passkeys::{passkey_rows, PasskeyRow};
@@ -40,14 +40,7 @@ pub async fn sessions(
     auth: RequestAuth,
 ) -> Result<Response, PageError> {
     let (ctx, user, current) = signed_in(&state, &auth).await?;
-    let now = state.ringfence.sessions().clock().now();
-    let mut list = state.ringfence.sessions().list(&user.id).await?;
-    // The current session first, then most recently active.
-    list.sort_by_key(|s| (s.id != current.id, std::cmp::Reverse(s.last_seen_at)));
-    let sessions = list
-        .iter()
-        .map(|s| SessionRow::new(s, s.id == current.id, now))
-        .collect();
+    let sessions = session_rows(&state, &user.id, Some(&current.id)).await?;
     Ok(SessionsPage {
         layout: ctx.layout,
         sessions,

@@ -17,7 +17,7 @@ use ringfence_axum::RequestAuth;
 use ringfence_sessions::SessionId;
 use serde::Deserialize;
 
-use super::{CsrfForm, CsrfOnly, FormRefusal, Layout, PageAdmin};
+use super::{session_rows, CsrfForm, CsrfOnly, FormRefusal, Layout, PageAdmin};
 use crate::errors::{ApiError, PageError};
 use crate::state::AppState;
 use crate::views::{KeyRow, SessionRow};
@@ -359,22 +359,16 @@ pub async fn admin_send_password_reset(
     .await
 }
 
-/// The sessions of `user` as rows, most recently active first; the administrator's own current
-/// session (when they look themselves up) is marked and cannot be signed out from here.
+/// The sessions of `user` as rows; the administrator's own current session (when they look
+/// themselves up) is marked and has no sign-out button here (and is refused if posted anyway:
+/// signing out is the way to end it).
 async fn devices_of(
     state: &AppState,
     auth: &RequestAuth,
     user: &User,
 ) -> Result<Vec<SessionRow>, PageError> {
-    let sessions = state.ringfence.sessions();
-    let now = sessions.clock().now();
     let current = auth.session()?.map(|s| s.id);
-    let mut list = sessions.list(&user.id).await?;
-    list.sort_by_key(|s| std::cmp::Reverse(s.last_seen_at));
-    Ok(list
-        .iter()
-        .map(|s| SessionRow::new(s, Some(&s.id) == current.as_ref(), now))
-        .collect())
+    session_rows(state, &user.id, current.as_ref()).await
 }
 
 /// `POST /admin/users/{id}/sessions/{session}/revoke`: signs one device of the user out,
@@ -386,9 +380,20 @@ pub async fn admin_revoke_session(
     Path((id, session)): Path<(String, String)>,
     CsrfForm(CsrfOnly {}): CsrfForm<CsrfOnly>,
 ) -> Result<Response, PageError> {
+    let session = SessionId::parse(&session);
+    if session.is_some() && session == auth.session()?.map(|s| s.id) {
+        let user = target(&state, &id).await?;
+        let view = AdminView {
+            lookup_email: Some(user.email),
+            error: Some("That is your own session: sign out to end it.".to_owned()),
+            status: Some(StatusCode::CONFLICT),
+            ..AdminView::default()
+        };
+        return admin_page(&state, &auth, &admin, view).await;
+    }
     let done = "signed a session out (or found it ended)";
     act(&state, &auth, &admin, &id, done, async |_, user| {
-        let ended = match SessionId::parse(&session) {
+        let ended = match session {
             Some(session) => state
                 .ringfence
                 .sessions()

@@ -112,6 +112,23 @@ impl<S: Send + Sync> FromRequestParts<S> for PageAdmin {
     }
 }
 
+/// The sessions of `user_id` as the pages list them: `current` (this request's own session,
+/// when it is one of them) first and marked, then the most recently active.
+pub(crate) async fn session_rows(
+    state: &AppState,
+    user_id: &str,
+    current: Option<&ringfence_sessions::SessionId>,
+) -> Result<Vec<crate::views::SessionRow>, PageError> {
+    let sessions = state.ringfence.sessions();
+    let now = sessions.clock().now();
+    let mut list = sessions.list(user_id).await?;
+    list.sort_by_key(|s| (Some(&s.id) != current, std::cmp::Reverse(s.last_seen_at)));
+    Ok(list
+        .iter()
+        .map(|s| crate::views::SessionRow::new(s, Some(&s.id) == current, now))
+        .collect())
+}
+
 pub(crate) async fn signed_in(
     state: &AppState,
     auth: &RequestAuth,

@@ -237,10 +237,34 @@ async fn admin_sessions(backend: Backend) {
     reply.assert_shows(StatusCode::BAD_REQUEST, "Form expired");
     assert_eq!(laptop.probe(a).await, StatusCode::OK);
 
-    // Looking themselves up, the administrator sees their own session marked, with no button.
+    // Looking themselves up, the administrator sees their own session marked, with no button;
+    // posted anyway, it is refused (signing out is the way to end it).
     let page = admin.get(a, "/admin?email=root%40example.com").await;
     assert!(page.body.contains("Your session"), "{}", page.body);
     assert!(!page.body.contains("/sessions/"), "{}", page.body);
+    let own = admin
+        .api(a, reqwest::Method::GET, "/api/v1/sessions", None)
+        .await
+        .json()["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == true)
+        .expect("the admin's own session")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let root_id = a
+        .accounts()
+        .user_by_email("root@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let path = format!("/admin/users/{root_id}/sessions/{own}/revoke");
+    let reply = admin.form(a, &path, &[("_csrf", &csrf)]).await;
+    reply.assert_shows(StatusCode::CONFLICT, "That is your own session");
+    assert_eq!(admin.probe(b).await, StatusCode::OK, "still signed in");
 }
 
 on_each_backend!(admin_sessions: admin_page_lists_a_users_sessions_and_signs_one_out_sqlite, admin_page_lists_a_users_sessions_and_signs_one_out_redis);
