@@ -337,6 +337,30 @@ fn prepare<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> BuildE
     }
 }
 
+/// The stores of a deployment without Redis: keys and sessions as given, throttle counters and
+/// mail tokens in the accounts database.
+async fn in_the_database(
+    database: Database,
+    keys: Arc<dyn KeyRepository>,
+    sessions: Arc<dyn SessionStore>,
+) -> Result<Stores, BuildError> {
+    let attempts = database
+        .attempt_store()
+        .await
+        .map_err(prepare("sign-in attempt store"))?;
+    let mail_tokens = database
+        .mail_token_store()
+        .await
+        .map_err(prepare("mail token store"))?;
+    Ok(Stores {
+        keys,
+        sessions,
+        attempts,
+        mail_tokens,
+        database,
+    })
+}
+
 #[cfg(feature = "sqlite")]
 async fn embedded_stores(dir: &std::path::Path) -> Result<Stores, BuildError> {
     private_files::create_dir(dir).map_err(|source| BuildError::DataDir {
@@ -354,21 +378,7 @@ async fn embedded_stores(dir: &std::path::Path) -> Result<Stores, BuildError> {
         .ok_or_else(|| BuildError::Database("the embedded database is not SQLite".to_owned()))?;
     let sessions = SqliteSessionStore::new(pool);
     sessions.migrate().await.map_err(prepare("session store"))?;
-    let attempts = database
-        .attempt_store()
-        .await
-        .map_err(prepare("sign-in attempt store"))?;
-    let mail_tokens = database
-        .mail_token_store()
-        .await
-        .map_err(prepare("mail token store"))?;
-    Ok(Stores {
-        keys: Arc::new(keys),
-        sessions: Arc::new(sessions),
-        attempts,
-        mail_tokens,
-        database,
-    })
+    in_the_database(database, Arc::new(keys), Arc::new(sessions)).await
 }
 
 #[cfg(feature = "redis")]
@@ -405,21 +415,7 @@ async fn postgres_stores(url: &str) -> Result<Stores, BuildError> {
     keys.migrate().await.map_err(prepare("key tables"))?;
     let sessions = PostgresSessionStore::new(pool);
     sessions.migrate().await.map_err(prepare("session store"))?;
-    let attempts = database
-        .attempt_store()
-        .await
-        .map_err(prepare("sign-in attempt store"))?;
-    let mail_tokens = database
-        .mail_token_store()
-        .await
-        .map_err(prepare("mail token store"))?;
-    Ok(Stores {
-        keys: Arc::new(keys),
-        sessions: Arc::new(sessions),
-        attempts,
-        mail_tokens,
-        database,
-    })
+    in_the_database(database, Arc::new(keys), Arc::new(sessions)).await
 }
 
 #[cfg(feature = "redis")]
