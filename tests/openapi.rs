@@ -520,6 +520,8 @@ async fn openapi_document_matches_the_running_api() {
         (&admin, disable.as_str(),      Csrf(&admin_csrf),              204),
         (&other, "POST /api/v1/login",  Json(&doc_creds),               403),
         (&admin, enable.as_str(),       Csrf(&admin_csrf),              204),
+        (&admin, "POST /api/v1/admin/users/no-such-user/password", CsrfJson(&admin_csrf, &strong), 404),
+        (&admin, set_password.as_str(), Csrf(&admin_csrf),              415),
         (&admin, set_password.as_str(), CsrfJson(&admin_csrf, &weak),   422),
         (&admin, set_password.as_str(), CsrfJson(&admin_csrf, &strong), 204),
         (&other, "POST /api/v1/login",  Json(&doc_creds),               401),

@@ -227,9 +227,14 @@ async fn admin_sessions(backend: Backend) {
         .body
         .contains("<span class=\"num\">1</span> active session<"));
 
-    // Again: nothing left to end. Not an administrator: 403. No token: 400.
+    // Again: nothing left to end; an id that is no session id at all, the same. Not an
+    // administrator: 403. No token: 400.
     let reply = admin.form(a, &revoke, &[("_csrf", &csrf)]).await;
     reply.assert_shows(StatusCode::OK, "That session had already ended.");
+    let tampered = format!("{}x/revoke", revoke.trim_end_matches("/revoke"));
+    let reply = admin.form(a, &tampered, &[("_csrf", &csrf)]).await;
+    reply.assert_shows(StatusCode::OK, "That session had already ended.");
+    assert_eq!(laptop.probe(a).await, StatusCode::OK);
     let laptop_revoke = session_revoke_path(&reply.body, "198.51.100.81");
     let reply = laptop.form(a, &laptop_revoke, &[("_csrf", &csrf)]).await;
     reply.assert_status(StatusCode::FORBIDDEN);
